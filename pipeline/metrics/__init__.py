@@ -1,0 +1,1 @@
+"""Metrics: clustering quality (``clustering``) and classification quality (``classification``)."""
