@@ -139,17 +139,13 @@ class FeatureStore:
         """``(ids, X)``: every vector of the set, or those of ``image_ids`` in that order (float32)."""
         info = self.info(name)
         shards = self._shards(name)
-        if not shards:
-            all_ids, all_vectors = np.empty(0, np.int64), np.empty((0, info.dim), np.float32)
-        else:
-            all_ids = np.concatenate([ids for ids, _ in shards])
-            all_vectors = np.concatenate([vectors for _, vectors in shards]).astype(np.float32, copy=False)
+        all_ids = np.concatenate([ids for ids, _ in shards]) if shards else np.empty(0, np.int64)
         # keep the last occurrence of each id (a re-embedded image's newest vector)
         reversed_ids = all_ids[::-1]
         unique_ids, first_in_reversed = np.unique(reversed_ids, return_index=True)
         latest = len(all_ids) - 1 - first_in_reversed
         if image_ids is None:
-            return unique_ids, np.ascontiguousarray(all_vectors[latest])
+            return unique_ids, _gather(shards, latest, info.dim)
         wanted = np.asarray(image_ids, dtype=np.int64)
         position = np.searchsorted(unique_ids, wanted)
         position = np.clip(position, 0, max(len(unique_ids) - 1, 0))
@@ -160,4 +156,17 @@ class FeatureStore:
                 f"feature set '{name}' has no vectors for {len(absent)} image(s) (e.g. id {absent[0]}); "
                 f"run 'python -m pipeline embed' first"
             )
-        return wanted, np.ascontiguousarray(all_vectors[latest[position]])
+        return wanted, _gather(shards, latest[position], info.dim)
+
+
+def _gather(shards: list[tuple[np.ndarray, np.ndarray]], positions: np.ndarray, dim: int) -> np.ndarray:
+    """Rows ``positions`` of the shards' concatenation as one float32 array, read straight from
+    the memory-mapped shards (no concatenated copy: a million rows need their own size only)."""
+    out = np.empty((len(positions), dim), np.float32)
+    offsets = np.cumsum([0] + [len(ids) for ids, _ in shards])
+    shard_of = np.searchsorted(offsets, positions, side="right") - 1
+    for index, (_, vectors) in enumerate(shards):
+        rows = np.flatnonzero(shard_of == index)
+        if len(rows):
+            out[rows] = vectors[positions[rows] - offsets[index]]
+    return out

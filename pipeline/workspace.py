@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS image_attributes (
     value TEXT,
     PRIMARY KEY (image_id, attribute_id)
 ) WITHOUT ROWID;
+-- attribute summaries (info) group one attribute's values without scanning every image's
+CREATE INDEX IF NOT EXISTS image_attributes_value ON image_attributes(attribute_id, value);
 -- Ground truth lives apart from labels made in the tool: evaluation never leaks into training.
 CREATE TABLE IF NOT EXISTS ground_truth (
     image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
@@ -161,6 +163,7 @@ CREATE TABLE IF NOT EXISTS label_event_images (
     PRIMARY KEY (event_id, image_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS label_event_images_image ON label_event_images(image_id);
+CREATE INDEX IF NOT EXISTS label_events_reverses ON label_events(reverses);
 CREATE TABLE IF NOT EXISTS current_labels (
     image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
     label TEXT NOT NULL,

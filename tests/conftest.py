@@ -59,3 +59,68 @@ def bananas_workspace(bananas_workspace_template, tmp_path) -> Path:
     with Workspace.open(bananas_workspace_template) as template:
         template.copy_to(target).close()
     return target
+
+
+@pytest.fixture(scope="session")
+def bananas_embedded_template(bananas_workspace_template, tmp_path_factory) -> Path:
+    """The ingested bananas workspace with ``efficientnet_lite0@imagenet`` vectors for all 220
+    images, made once per session; copy it (``bananas_embedded``) before changing it."""
+    from pipeline.embed import embed_workspace
+
+    target = tmp_path_factory.mktemp("bananas_embedded") / "ws"
+    with Workspace.open(bananas_workspace_template) as template, template.copy_to(target) as workspace:
+        report = embed_workspace(workspace, "efficientnet_lite0")
+    assert report.computed == 220, report
+    return target
+
+
+def private_copy(template: Path, target: Path) -> Path:
+    """Copy a template workspace to ``target`` (for function-scoped fixtures)."""
+    with Workspace.open(template) as workspace:
+        workspace.copy_to(target).close()
+    return target
+
+
+@pytest.fixture
+def bananas_embedded(bananas_embedded_template, tmp_path) -> Path:
+    """A private copy of the embedded bananas workspace that a test may change."""
+    return private_copy(bananas_embedded_template, tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def bananas_clustered_template(bananas_embedded_template, tmp_path_factory) -> Path:
+    """The embedded bananas workspace with one saved k-means clustering (id 1, k=8, seed 0, on
+    ``efficientnet_lite0@imagenet``), made once per session; copy it (``bananas_clustered``)."""
+    from pipeline.cluster import run_clustering
+
+    target = tmp_path_factory.mktemp("bananas_clustered") / "ws"
+    with Workspace.open(bananas_embedded_template) as template, template.copy_to(target) as workspace:
+        clustering = run_clustering(workspace, "efficientnet_lite0@imagenet", "kmeans", 8, seed=0)
+    assert clustering.id == 1
+    return target
+
+
+@pytest.fixture
+def bananas_clustered(bananas_clustered_template, tmp_path) -> Path:
+    """A private copy of the clustered bananas workspace that a test may change."""
+    target = tmp_path / "ws"
+    with Workspace.open(bananas_clustered_template) as template:
+        template.copy_to(target).close()
+    return target
+
+
+@pytest.fixture(scope="session")
+def sample_workspace_template(tmp_path_factory) -> Path:
+    """The app's bundled sample workspace as ``python -m pipeline demo`` prepares it (80 images,
+    embedded, a t-SNE map, a k=4 clustering), made once per session; copy it (``sample_workspace``)."""
+    from pipeline.demo import prepare_sample
+
+    target = tmp_path_factory.mktemp("sample") / "ws"
+    prepare_sample(target).close()
+    return target
+
+
+@pytest.fixture
+def sample_workspace(sample_workspace_template, tmp_path) -> Path:
+    """A private copy of the prepared sample workspace that a test may change."""
+    return private_copy(sample_workspace_template, tmp_path / "sample")

@@ -1,20 +1,278 @@
-"""The real Streamlit app, driven by streamlit.testing.v1.AppTest on the bundled sample."""
+"""The real Streamlit app, driven by streamlit.testing.v1.AppTest on a copy of the prepared sample."""
 from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+from conftest import ROOT, SAMPLE
+from pipeline.cluster import list_clusterings
+from pipeline.labels import cluster_status, current_labels, interaction_count, label_cluster, review_order
+from pipeline.metrics.clustering import evaluate_clustering
+from pipeline.reduce import list_maps
+from pipeline.workspace import Workspace
+
+APP = ROOT / "dashboard" / "app.py"
+PAGES = sorted((ROOT / "dashboard" / "app_pages").glob("*.py"))
+TIMEOUT = 180
 
 
 @pytest.fixture
-def sample_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("LABELER_WORKSPACE", str(tmp_path / "sample"))
-    return tmp_path / "sample"
+def sample(sample_workspace, monkeypatch):
+    """The prepared sample is the app's default workspace."""
+    monkeypatch.setenv("LABELER_WORKSPACE", str(sample_workspace))
+    monkeypatch.delenv("LABELER_PASSWORD", raising=False)
+    return sample_workspace
 
 
-def test_home_page_shows_the_sample(sample_env):
-    app = AppTest.from_file(str(ROOT / "dashboard" / "pages" / "home.py"), default_timeout=120)
+def run_page(name: str, **params) -> AppTest:
+    app = AppTest.from_file(str(ROOT / "dashboard" / "app_pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    for key, value in params.items():
+        app.query_params[key] = str(value)
+    return app.run()
+
+
+def assert_clean(app: AppTest) -> None:
+    assert not app.exception, [e.message for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+    assert not any(m.proto.allow_html for m in [*app.markdown, *app.caption]), "no HTML is rendered from text"
+
+
+def button(app: AppTest, label: str):
+    return next(b for b in app.button if b.label.startswith(label))
+
+
+def param(app: AppTest, key: str) -> str:
+    """A query parameter's value (AppTest holds some as one-item lists)."""
+    value = app.query_params[key]
+    return value[0] if isinstance(value, list) else value
+
+
+def metric(app: AppTest, label: str) -> str:
+    return next(m.value for m in app.metric if m.label == label)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_every_page_renders_on_its_own(sample, page):
+    app = AppTest.from_file(str(page), default_timeout=TIMEOUT).run()
+    assert_clean(app)
+    assert app.title, "every page has a heading"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_every_page_renders_on_an_empty_workspace(sample, page, tmp_path):
+    Workspace.create(tmp_path / "empty").close()
+    app = AppTest.from_file(str(page), default_timeout=TIMEOUT)
+    app.query_params["ws"] = str(tmp_path / "empty")
+    assert_clean(app.run())
+
+
+def test_app_opens_on_the_sample_with_a_menu_that_keeps_the_workspace(sample):
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert_clean(app)
+    assert [m.value for m in app.metric][:2] == ["80", "4"]
+    app.query_params["ws"] = str(sample)
     app.run()
+    links = app.get("page_link")
+    assert len(links) >= len(PAGES), "a menu entry per page"
+    assert {link.proto.query_string for link in links} == {urlencode({"ws": str(sample)})}
+    app.switch_page("app_pages/label.py").run()
+    assert_clean(app)
+    assert app.title[0].value == "Label"
+
+
+def test_a_missing_workspace_is_a_message_not_a_traceback(sample, tmp_path):
+    app = run_page("home", ws=tmp_path / "nowhere")
     assert not app.exception
+    assert "not a workspace" in app.error[0].value
+
+
+def test_workspace_picker_creates_a_new_workspace_and_keeps_it_in_the_address(sample, tmp_path):
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    app.text_input[0].set_value(str(tmp_path / "fresh"))
+    button_create = next(b for b in app.button if b.key == "create_typed")
+    button_create.click().run()
+    assert_clean(app)
+    assert param(app, "ws") == str(tmp_path / "fresh")
+    assert (tmp_path / "fresh" / "catalog.sqlite").is_file()
+    assert app.title[0].value == "Collection"
+
+
+def test_collection_reports_bad_rows_then_ingests_the_good_part(sample, tmp_path):
+    bad_csv = tmp_path / "metadata.csv"
+    lines = (SAMPLE / "metadata.csv").read_text().splitlines()
+    lines[3] = lines[3].replace("2020-05-30", "2020-13-45")
+    bad_csv.write_text("\n".join(lines) + "\n")
+    target = tmp_path / "new"
+    Workspace.create(target).close()
+    app = run_page("collection", ws=target)
+    app.radio[0].set_value("folder")
+    app.radio[1].set_value("folder")
+    app.run()
+    app.text_input(key="images_path").set_value(str(SAMPLE / "images"))
+    app.text_input(key="metadata_path").set_value(str(bad_csv))
+    app.run()
+    mapping = {s.label: s for s in app.selectbox}
+    mapping["Subject"].set_value("fruit")
+    mapping["Ground truth (optional)"].set_value("ripeness")
+    app.run()
+    assert any("line 4" in str(df.value) for df in app.dataframe), "the preview lists the bad row"
+    button(app, "Ingest").click().run()
+    assert not app.exception
+    assert app.error and "nothing was written" in app.error[0].value
+    with Workspace.open(target) as workspace:
+        assert workspace.image_count() == 0
+    app.toggle[0].set_value(True)
+    button(app, "Ingest").click().run()
+    assert not app.exception
+    assert "79 added" in app.success[0].value
+    with Workspace.open(target) as workspace:
+        assert workspace.image_count() == 79
+
+
+def test_collection_ingests_uploads_under_sanitized_names(sample, tmp_path):
+    names = sorted(p.name for p in (SAMPLE / "images").iterdir())[:5]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name in names:
+            zipped.write(SAMPLE / "images" / name, f"photos/{name}")
+    rows = [line for line in (SAMPLE / "metadata.csv").read_text().splitlines() if line.split(",")[0] in names]
+    header = (SAMPLE / "metadata.csv").read_text().splitlines()[0]
+    target = tmp_path / "uploaded"
+    Workspace.create(target).close()
+    app = run_page("collection", ws=target)
+    app.file_uploader[0].set_value(("../../photos.zip", archive.getvalue(), "application/zip"))
+    app.file_uploader[1].set_value(("..\\evil/../meta data.csv", ("\n".join([header, *rows]) + "\n").encode(), "text/csv"))
+    app.run()
+    {s.label: s for s in app.selectbox}["Subject"].set_value("fruit")
+    app.run()
+    button(app, "Ingest").click().run()
+    assert_clean(app)
+    assert "5 added" in app.success[0].value
+    staged = [p.name for p in (Path(tempfile.gettempdir()) / "labeler-uploads").rglob("*") if p.is_file()]
+    assert {"photos.zip", "meta_data.csv"} <= set(staged) and not any(".." in name for name in staged)
+
+
+def test_cluster_page_runs_a_clustering_and_splits_a_cluster(sample):
+    app = run_page("cluster")
+    button(app, "Run the clustering").click().run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        assert len(list_clusterings(workspace)) == 2
+    button(app, "Split in two").click().run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        newest = list_clusterings(workspace)[0]
+        assert newest["parent_id"] == 2 and newest["k"] == 5
+
+
+def test_map_page_embeds_and_computes_a_map(sample):
+    app = run_page("map")
+    button(app, "Embed").click().run()
+    assert_clean(app)
+    assert "80 already there" in app.success[0].value
+    button(app, "Compute the map").click().run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        assert len(list_maps(workspace)) == 2
+
+
+def test_label_page_labels_a_cluster_with_one_exclusion_and_undoes_it(sample):
+    app = run_page("label")
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        clustering = list_clusterings(workspace)[0]["id"]
+        members = review_order(workspace, clustering, 0)
+    toggle = app.button(key=f"toggle_{members[0]}")
+    toggle.click().run()
+    assert param(app, "x") == str(members[0])
+    assert app.button(key=f"toggle_{members[0]}").label == "Excluded"
+    button(app, f"Label {len(members) - 1} images").click().run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        labels = current_labels(workspace)
+        assert set(labels["image_id"]) == set(members[1:].tolist())
+        assert interaction_count(workspace) == 2
+        assert cluster_status(workspace, clustering)[0]["state"] == "labeled"
+    assert param(app, "cluster") == "1", "moves on to the next open cluster"
+    assert "x" not in app.query_params
+    button(app, "Undo").click().run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        assert current_labels(workspace).empty
+    assert param(app, "cluster") == "0", "back to the cluster the undone action was on"
+
+
+def test_a_new_label_typed_by_the_user_is_shown_as_text(sample):
+    app = run_page("label")
+    next(s for s in app.selectbox if s.label == "Label").set_value("+ new label").run()
+    app.text_input[0].set_value("<b>Torso</b>").run()
+    button(app, "Label").click().run()
+    app.query_params["cluster"] = "0"
+    app.run()
+    assert_clean(app)
+    shown = [m.value for m in [*app.markdown, *app.caption] if "Torso" in m.value]
+    assert shown and all("<b>" not in text for text in shown)
+
+
+def label_two_clusters_by_their_majority(workspace_root) -> None:
+    with Workspace.open(workspace_root) as workspace:
+        clustering = list_clusterings(workspace)[0]["id"]
+        for purity in evaluate_clustering(workspace, clustering, with_silhouette=False).per_cluster[:2]:
+            label_cluster(workspace, clustering, purity.cluster, purity.majority)
+
+
+def test_moving_the_threshold_changes_the_routed_counts(sample):
+    label_two_clusters_by_their_majority(sample)
+    app = run_page("train")
+    button(app, "Train on the accepted labels").click().run()
+    assert_clean(app)
+    button(app, "Predict the unlabeled images").click().run()
+    assert_clean(app)
+    threshold = next(s for s in app.slider if s.label == "Confidence threshold")
+    counts = {}
+    for value in (0.0, 1.0):
+        threshold.set_value(value).run()
+        assert_clean(app)
+        counts[value] = (int(metric(app, "Would be pseudo-labeled")), int(metric(app, "Sent to clustering")))
+    total = int(metric(app, "Unlabeled predicted"))
+    assert counts[0.0] == (total, 0)
+    assert counts[1.0][0] < total and sum(counts[1.0]) == total
+    threshold.set_value(0.0).run()
+    button(app, "Route").click().run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        assert (current_labels(workspace)["status"] == "pending").sum() == total
+
+
+def test_metrics_and_export_show_a_trained_model(sample):
+    label_two_clusters_by_their_majority(sample)
+    train = run_page("train")
+    button(train, "Train on the accepted labels").click().run()
+    metrics = run_page("metrics")
+    assert_clean(metrics)
+    assert metric(metrics, "Top-1 accuracy")
+    assert len(metrics.get("download_button")) >= 3
+    export = run_page("export")
+    export.radio[0].set_value("imagefolder")
+    button(export, "Prepare the download").click().run()
+    assert_clean(export)
+    assert export.get("download_button")[0].proto.label.startswith("Download labels.zip")
+
+
+def test_access_needs_the_password_when_one_is_set(sample, monkeypatch):
+    monkeypatch.setenv("LABELER_PASSWORD", "s3cret")
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not app.metric, "nothing of the workspace before the password"
+    app.text_input[0].set_value("wrong")
+    app.button[0].click().run()
+    assert "Wrong password" in app.error[0].value and not app.metric
+    app.text_input[0].set_value("s3cret")
+    app.button[0].click().run()
+    assert_clean(app)
     assert [m.value for m in app.metric][:2] == ["80", "4"]

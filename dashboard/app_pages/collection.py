@@ -1,0 +1,197 @@
+"""Collection: add images (a zip or a server folder) and their metadata CSV; see what the workspace holds."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import altair as alt  # noqa: E402
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common as ui  # noqa: E402
+from pipeline.errors import InputError  # noqa: E402
+from pipeline.ingest import (  # noqa: E402
+    ColumnMapping,
+    guess_file_column,
+    ingest,
+    list_source,
+    parse_rows,
+    read_csv,
+)
+from pipeline.summary import summarize  # noqa: E402
+
+NONE = "(none)"
+AUTO = "(find it)"
+PREVIEW_ROWS = 20
+GUESSES = {
+    "subject": ("subject", "donor", "individual", "specimen"),
+    "date": ("date", "taken", "day_taken"),
+    "time": ("time",),
+    "label": ("label", "class", "stage", "truth"),
+    "file": ("file", "image", "path", "name"),
+}
+
+
+def guess(columns: list[str], role: str, optional: bool) -> int:
+    """Index of the column whose name suggests ``role`` (the user can change it)."""
+    options = ([NONE] if optional else []) + columns
+    for word in GUESSES[role]:
+        for i, column in enumerate(options):
+            if word in column.lower():
+                return i
+    return 0
+
+
+def overview(workspace) -> None:
+    info = summarize(workspace)
+    row = st.columns(4)
+    row[0].metric("Images", info["images"])
+    row[1].metric("Subjects", info["subjects"])
+    first, last = info["date_range"]
+    row[2].metric("First photo", (first or "-")[:10])
+    row[3].metric("Last photo", (last or "-")[:10])
+    if not info["images"]:
+        st.info("This workspace is empty: add images and their metadata in the **Add images** tab.")
+        return
+    st.subheader("Timeline")
+    st.caption("Images per subject and day: gaps show missing days, dot size the number of photos.")
+    timeline = ui.images_per_subject_day(workspace)
+    chart = (
+        alt.Chart(timeline)
+        .mark_circle()
+        .encode(
+            x=alt.X("day:T", title="date"),
+            y=alt.Y("subject:N", title="subject"),
+            size=alt.Size("images:Q", legend=None),
+            tooltip=["subject", "day", "images"],
+        )
+        .properties(height=max(160, 22 * info["subjects"]))
+    )
+    st.altair_chart(chart, width="stretch")
+    st.subheader("Attributes")
+    st.caption("Metadata kept with each image; these can be appended to the image features on the map page.")
+    attributes = info["attributes"]
+    if not attributes:
+        st.caption("No attributes were mapped at ingest.")
+    columns = st.columns(max(1, min(3, len(attributes))))
+    for i, (name, summary) in enumerate(attributes.items()):
+        with columns[i % len(columns)]:
+            st.markdown(f"**{name}** · {summary['type']}")
+            if summary["type"] == "numeric":
+                st.caption(f"min {summary['min']:g}, max {summary['max']:g}, mean {summary['mean']:.3g} ({summary['count']} values)")
+            else:
+                values = pd.DataFrame({"value": list(summary["values"]), "images": list(summary["values"].values())})
+                st.altair_chart(
+                    alt.Chart(values).mark_bar().encode(x="images:Q", y=alt.Y("value:N", sort="-x"), tooltip=["value", "images"]),
+                    width="stretch",
+                )
+    if info["ground_truth"]:
+        st.subheader("Ground truth")
+        st.caption("Labels read from the CSV's label column: used only to evaluate, never to train.")
+        truth = pd.DataFrame({"label": list(info["ground_truth"]), "images": list(info["ground_truth"].values())})
+        st.altair_chart(
+            alt.Chart(truth).mark_bar().encode(x="images:Q", y=alt.Y("label:N", sort="-x"), tooltip=["label", "images"]).properties(height=max(80, 28 * len(truth))),
+            width="stretch",
+        )
+
+
+def choose_source(kind: str, upload_types: list[str], upload_label: str, path_label: str, key: str) -> Path | None:
+    """An uploaded file (staged under a sanitized name) or a path on the server."""
+    if kind == "upload":
+        upload = st.file_uploader(upload_label, type=upload_types, key=f"{key}_upload")
+        return ui.stage_upload(upload) if upload else None
+    typed = st.text_input(path_label, key=f"{key}_path", placeholder="/data/collection")
+    return Path(typed).expanduser() if typed.strip() else None
+
+
+def mapping_form(columns: list[str]) -> ColumnMapping:
+    st.caption("Which column holds what. Nothing is assumed about your column names.")
+    row = st.columns(5)
+    subject = row[0].selectbox("Subject", columns, index=guess(columns, "subject", False), help="The donor / individual each photo shows.")
+    date = row[1].selectbox("Date", columns, index=guess(columns, "date", False), help="ISO, day-first or month-first dates are read.")
+    time = row[2].selectbox("Time (optional)", [NONE, *columns], index=guess(columns, "time", True), help="A separate time-of-day column, e.g. 18-20 or 18:20.")
+    label = row[3].selectbox("Ground truth (optional)", [NONE, *columns], index=guess(columns, "label", True), help="Known labels, kept apart and used only for evaluation.")
+    file = row[4].selectbox("File name", [AUTO, *columns], index=guess(columns, "file", True), help="The column naming each image file; found by itself if left alone.")
+    used = {subject, date, time, label, file}
+    row = st.columns([3, 2, 1])
+    attributes = row[0].multiselect("Attributes", [c for c in columns if c not in used], default=[c for c in columns if c not in used], help="Other columns to keep (camera, weather, placement...).")
+    categorical = row[1].multiselect("Treat as categorical", attributes, help="Types are inferred; numbers that are really codes can be forced to categories.")
+    order = row[2].selectbox("Date order", ["auto", "dmy", "mdy"], help="Only needed when every date like 05/06/2020 is ambiguous.")
+    return ColumnMapping(
+        subject=subject,
+        date=date,
+        time=None if time == NONE else time,
+        label=None if label == NONE else label,
+        attributes=tuple(attributes),
+        kinds={name: "categorical" for name in categorical},
+        file=None if file == AUTO else file,
+        date_order=None if order == "auto" else order,
+    )
+
+
+def preview(images: Path, table, mapping: ColumnMapping) -> None:
+    """The CSV rows as they will be read, and the rows that cannot be (files are checked at ingest)."""
+    entries, _ = list_source(images)
+    file_column = mapping.file or guess_file_column(table, [e.name for e in entries])
+    rows, problems = parse_rows(table, mapping, file_column)
+    st.subheader("Preview")
+    st.caption(f"{len(rows)} of {len(table.rows)} CSV rows read, {len(entries)} files in the image source; file names from column `{file_column}`. Every image is decoded and matched when you ingest.")
+    parsed = pd.DataFrame(
+        [{"line": r.line, "file": r.file, "subject": r.subject, "taken at": r.taken_at, "ground truth": r.label, **r.attributes} for r in rows[:PREVIEW_ROWS]]
+    )
+    st.dataframe(parsed, hide_index=True, width="stretch")
+    if problems:
+        st.warning(f"{len(problems)} bad row(s). Fix them in the CSV, or skip them below.")
+        st.dataframe([{"where": p.where, "problem": p.message} for p in problems], hide_index=True, width="stretch")
+
+
+def add_images(workspace) -> None:
+    st.caption("Images come as a .zip upload or a folder this server can read; the CSV has one row per image.")
+    left, right = st.columns(2)
+    with left:
+        kind = st.radio("Images", ["upload", "folder"], format_func={"upload": "Upload a .zip", "folder": "Folder on this server"}.get, horizontal=True)
+        images = choose_source(kind, ["zip"], "Zip of images", "Image folder or .zip on this server", "images")
+    with right:
+        kind = st.radio("Metadata", ["upload", "folder"], format_func={"upload": "Upload a CSV", "folder": "CSV on this server"}.get, horizontal=True)
+        metadata = choose_source(kind, ["csv", "tsv", "txt"], "Metadata CSV", "Metadata CSV on this server", "metadata")
+    if images is None or metadata is None:
+        st.info("Choose the images and the metadata CSV to map their columns.")
+        return
+    table = read_csv(metadata)
+    st.subheader("Columns")
+    mapping = mapping_form(table.columns)
+    with ui.errors_shown():
+        preview(images, table, mapping)
+    skip_bad = st.toggle("Skip bad rows and files", help="Ingest the good part and list what was skipped; off: nothing is written while anything is bad.")
+    if not st.button("Ingest", type="primary", help="Decode every image, then add them all in one transaction."):
+        return
+    bar = ui.ProgressBar("Checking images")
+    try:
+        report = ingest(workspace, images, metadata, mapping, skip_bad=skip_bad, progress=bar)
+    except InputError as error:
+        bar.done()
+        ui.show_error(error)
+        st.info("Turn on **Skip bad rows and files** to ingest the good part, or fix the CSV and try again.")
+        return
+    bar.done()
+    st.success(
+        f"Ingested: {report.added} added, {report.updated} updated, {report.unchanged} unchanged. "
+        f"The workspace now has {report.images} images of {report.subjects} subjects."
+    )
+    if report.skipped:
+        st.warning(f"Skipped {len(report.skipped)}:")
+        st.dataframe([{"where": p.where, "problem": p.message} for p in report.skipped], hide_index=True, width="stretch")
+
+
+def render(workspace) -> None:
+    ui.page_header("Collection", "The photos and their metadata: what is here, and adding more.")
+    holds, add = st.tabs(["What it holds", "Add images"])
+    with add:
+        add_images(workspace)
+    with holds:
+        overview(workspace)
+
+
+ui.run_page(render)

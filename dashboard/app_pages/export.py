@@ -1,0 +1,66 @@
+"""Export: the labels as CSV, JSON or an ImageFolder tree (one folder per label)."""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common as ui  # noqa: E402
+from pipeline.export import EXPORT_COLUMNS, LINK_MODES, export_labels, export_rows  # noqa: E402
+
+FORMATS = {"csv": "CSV table", "json": "JSON", "imagefolder": "ImageFolder (one folder per label)"}
+MIME = {"csv": "text/csv", "json": "application/json", "imagefolder": "application/zip"}
+
+
+def exported_bytes(workspace, format: str, include_pending: bool) -> bytes:
+    """Run the export into a private temporary folder and return the file (an ImageFolder zipped)."""
+    with tempfile.TemporaryDirectory(prefix="labeler-export-") as folder:
+        out = Path(folder) / ("labels" if format == "imagefolder" else f"labels.{format}")
+        bar = ui.ProgressBar("Exporting")
+        export_labels(workspace, format, out, include_pending, progress=bar)
+        bar.done()
+        if format == "imagefolder":
+            out = Path(shutil.make_archive(str(out), "zip", root_dir=out))
+        return out.read_bytes()
+
+
+def render(workspace) -> None:
+    ui.page_header("Export", "Take the labels out: a table for analysis, or an ImageFolder tree for training other models.")
+    include_pending = st.toggle("Include pending pseudo-labels", help="Off: only accepted labels (made by you, or pseudo-labels you accepted).")
+    rows = pd.DataFrame(export_rows(workspace, include_pending), columns=EXPORT_COLUMNS)
+    if rows.empty:
+        st.info("No labels to export yet.")
+        return
+    row = st.columns(3)
+    row[0].metric("Labeled images", len(rows))
+    row[1].metric("Labels", rows["label"].nunique())
+    row[2].metric("Subjects", rows["subject"].nunique())
+    st.dataframe(rows.groupby(["label", "source"]).size().rename("images").reset_index(), hide_index=True)
+    st.subheader("Download")
+    format = st.radio("Format", list(FORMATS), format_func=FORMATS.get, horizontal=True)
+    if format == "imagefolder":
+        st.caption("The images are copied into a zip: fine for thousands; for more, write to a folder on this server below.")
+    if st.button("Prepare the download", type="primary"):
+        data = exported_bytes(workspace, format, include_pending)
+        suffix = "zip" if format == "imagefolder" else format
+        st.download_button(f"Download labels.{suffix} ({len(data) / 1e6:.1f} MB)", data, f"labels.{suffix}", MIME[format], on_click="ignore", type="primary")
+    st.subheader("Write to a folder on this server")
+    left, middle, right = st.columns([3, 1, 1], vertical_alignment="bottom")
+    target = left.text_input("Folder or file", placeholder="/data/exports/round-3", help="A new (or empty) folder for ImageFolder; a file path for CSV/JSON.")
+    link = middle.selectbox("Images as", LINK_MODES, help="copy, hardlink (same disk) or symlink to the workspace's stored copy.", disabled=format != "imagefolder")
+    if right.button("Write", disabled=not target.strip()):
+        bar = ui.ProgressBar("Exporting")
+        report = export_labels(workspace, format, Path(target).expanduser(), include_pending, link=link, progress=bar)
+        bar.done()
+        st.success(f"Wrote {report.rows} labels to {report.path}.")
+    with st.expander("Preview"):
+        st.dataframe(rows.head(200), hide_index=True, width="stretch")
+
+
+ui.run_page(render)

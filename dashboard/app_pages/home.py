@@ -1,0 +1,62 @@
+"""Home: what the open workspace holds and where the next step is."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import streamlit as st  # noqa: E402
+
+import common as ui  # noqa: E402
+from pipeline.summary import summarize  # noqa: E402
+
+STEPS = (
+    ("collection.py", "1. Collection", "images", "Add images and their metadata CSV."),
+    ("sample.py", "2. Sample", "samples", "Pick a batch to work on: a few subjects across all their days."),
+    ("map.py", "3. Embed & map", "feature_sets", "Embed with a pretrained CNN, append metadata, look at the t-SNE map."),
+    ("cluster.py", "4. Cluster", "clusterings", "Group similar images; choose k with the elbow and silhouette charts."),
+    ("label.py", "5. Label", "labeled", "Name whole clusters at once, clicking out the misfits."),
+    ("train.py", "6. Train & route", "models", "Train a classifier; confident predictions become labels."),
+    ("metrics.py", "7. Metrics", "models", "Per-class precision, recall and F1 against the ground truth."),
+)
+
+
+def render(workspace) -> None:
+    info = summarize(workspace)
+    ui.page_header(
+        "Image series labeler",
+        "Sort and label photo series of subjects over time: cluster, label whole clusters, "
+        "let a classifier take over the confident rest. Everything stays on this machine.",
+    )
+    st.caption(f"Workspace: `{info['workspace']}`")
+    labeled = sum(info["labels_by_source"].values())
+    counts = {
+        "images": info["images"],
+        "samples": info["samples"],
+        "feature_sets": len(info["feature_sets"]),
+        "clusterings": info["clusterings"],
+        "labeled": labeled,
+        "models": info["models"],
+    }
+    row = st.columns(5)
+    row[0].metric("Images", info["images"])
+    row[1].metric("Subjects", info["subjects"])
+    row[2].metric("Labeled", labeled, help="Images with a label made in the tool (any source).")
+    row[3].metric("Clusterings", info["clusterings"])
+    row[4].metric("Models", info["models"])
+
+    st.subheader("The workflow")
+    st.caption("Each step is a page; a check mark means this workspace already has its output.")
+    for file, title, key, text in STEPS:
+        left, right = st.columns([1, 3])
+        with left:
+            ui.page_link(file, f"{title}  {'✓' if counts[key] else ''}")
+        right.caption(text)
+
+    st.subheader("Subjects")
+    st.caption("Each subject's images and the dates they span.")
+    st.dataframe(info["subjects_detail"], hide_index=True, width="stretch")
+
+
+ui.run_page(render)

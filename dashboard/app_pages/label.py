@@ -1,0 +1,208 @@
+"""Label: one cluster at a time, most atypical images first; click out the misfits, name the rest.
+
+Where the labeler is (clustering, cluster, the images clicked out so far) lives in the page
+address, so a reload or a bookmark comes back to the same place; every action is an event in
+the workspace's label log, so Undo works across reloads, tabs and the command line.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common as ui  # noqa: E402
+from pipeline.cluster import list_clusterings  # noqa: E402
+from pipeline.labels import (  # noqa: E402
+    end_session,
+    interaction_count,
+    label_cluster,
+    redo,
+    review_order,
+    session_stats,
+    skip_cluster,
+    undo,
+)
+from pipeline.train import load_predictions  # noqa: E402
+
+PAGE_SIZES = (50, 100, 200)
+COLUMNS = 8
+SHORTCUTS = "Keys: **L** label · **S** skip · **←/→** previous/next cluster · **U** undo · **Shift+U** redo"
+
+
+# --- the place in the address ------------------------------------------------------------------
+def excluded_ids() -> set[int]:
+    text = st.query_params.get("x", "")
+    return {int(part) for part in text.split(",") if part.strip().isdigit()}
+
+
+def set_excluded(ids: set[int]) -> None:
+    if ids:
+        st.query_params["x"] = ",".join(str(i) for i in sorted(ids))
+    elif "x" in st.query_params:
+        del st.query_params["x"]
+
+
+def toggle_excluded(image_id: int) -> None:
+    set_excluded(excluded_ids() ^ {image_id})
+
+
+def open_clustering(clustering_id: int) -> None:
+    st.query_params["clustering"] = str(clustering_id)
+    for key in ("cluster", "x"):
+        if key in st.query_params:
+            del st.query_params[key]
+
+
+def open_cluster(clustering_id: int, cluster: int) -> None:
+    st.query_params["clustering"] = str(clustering_id)
+    st.query_params["cluster"] = str(cluster)
+    set_excluded(set())
+
+
+# --- parts of the page -------------------------------------------------------------------------
+def choose_cluster(status) -> int:
+    """The cluster in the address, else the first one still open, else the first."""
+    clusters = status["cluster"].tolist()
+    wanted = ui.int_param("cluster")
+    if wanted in clusters:
+        return wanted
+    still_open = status.loc[status["state"] == "open", "cluster"].tolist()
+    return (still_open or clusters)[0]
+
+
+def next_open(status, after: int) -> int | None:
+    """The next open cluster after ``after`` in cluster order (wrapping around), if any."""
+    still_open = [c for c in status.loc[status["state"] == "open", "cluster"] if c != after]
+    later = [c for c in still_open if c > after]
+    return (later or still_open or [None])[0]
+
+
+def progress_header(workspace, status, cluster: int, session_id: int) -> None:
+    done = int((status["state"] != "open").sum())
+    st.progress(done / len(status), text=f"{done} of {len(status)} clusters done · {int((status['state'] == 'labeled').sum())} labeled, {int((status['state'] == 'skipped').sum())} skipped")
+    stats = session_stats(workspace, session_id)
+    row = st.columns(5)
+    row[0].metric("Cluster", f"{cluster}", help="Clusters are numbered by size, largest first.")
+    row[1].metric("Interactions (session)", stats.interactions, help="One per cluster labeled or skipped, plus one per image clicked out.")
+    row[2].metric("Images labeled (session)", stats.images_labeled)
+    row[3].metric("Images / minute", f"{stats.images_per_minute:.1f}" if stats.images_per_minute and stats.minutes >= 1 else "-", help="Over this session, shown after its first minute.")
+    row[4].metric("Interactions (all)", interaction_count(workspace))
+
+
+def suggested_label(workspace, top, members) -> str | None:
+    """A default for the label picker: the cluster's most common current label, else the latest
+    model's most common prediction for its images (None: the vocabulary's first name)."""
+    if isinstance(top, str):
+        return top
+    model_id = ui.latest_predicting_model_id(workspace)
+    predicted = load_predictions(workspace, model_id, members).labels if model_id is not None else []
+    return str(pd.Series(predicted).mode().iloc[0]) if len(predicted) else None
+
+
+def action_bar(workspace, status, clustering_id: int, cluster: int, members, excluded: set[int], session_id: int) -> None:
+    clusters = status["cluster"].tolist()
+    position = clusters.index(cluster)
+    state = status.loc[status["cluster"] == cluster, "state"].iloc[0]
+    top = status.loc[status["cluster"] == cluster, "top_label"].iloc[0]
+    st.caption(
+        f"{len(members)} images · {state}" + (f" · most labeled: {ui.plain(top)}" if isinstance(top, str) else "")
+        + f" · **{len(excluded)} clicked out** (they stay unlabeled)"
+    )
+    bar = st.container(horizontal=True, vertical_alignment="bottom")
+    with bar:
+        label = ui.label_picker(workspace, f"label_{clustering_id}_{cluster}", default=suggested_label(workspace, top, members), width=200)
+    do_label = bar.button(f"Label {len(members) - len(excluded)} images", type="primary", shortcut="L", disabled=label is None, icon=":material/check:")
+    do_skip = bar.button("Skip", shortcut="S", help="No dominant class: leave the cluster unlabeled.", icon=":material/block:")
+    go_back = bar.button("Previous", shortcut="Left", disabled=position == 0, icon=":material/arrow_back:")
+    go_next = bar.button("Next", shortcut="Right", disabled=position == len(clusters) - 1, icon=":material/arrow_forward:")
+    do_undo = bar.button("Undo", shortcut="U", icon=":material/undo:")
+    do_redo = bar.button("Redo", shortcut="Shift+U", icon=":material/redo:")
+    author = ui.author()
+    if do_label:
+        label_cluster(workspace, clustering_id, cluster, label, excluded=sorted(excluded), author=author, session_id=session_id)
+        st.toast(f"Cluster {cluster} labeled {label}.")
+        following = next_open(ui.cluster_table(workspace, clustering_id), cluster)
+        open_cluster(clustering_id, cluster if following is None else following)
+        st.rerun()
+    if do_skip:
+        skip_cluster(workspace, clustering_id, cluster, author=author, session_id=session_id)
+        following = next_open(ui.cluster_table(workspace, clustering_id), cluster)
+        open_cluster(clustering_id, cluster if following is None else following)
+        st.rerun()
+    if go_back or go_next:
+        open_cluster(clustering_id, clusters[position + (1 if go_next else -1)])
+        st.rerun()
+    if do_undo or do_redo:
+        events = undo(workspace, author=author, session_id=session_id) if do_undo else [redo(workspace, author=author, session_id=session_id)]
+        action = (events[0].details.get("undoes") or events[0].action).replace("_", " ")
+        st.toast(f"{'Undone' if do_undo else 'Redone'}: {action}.")
+        if events[0].clustering_id == clustering_id and events[0].cluster is not None:
+            open_cluster(clustering_id, events[0].cluster)
+        st.rerun()
+
+
+def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: set[int]) -> None:
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    left.caption("Most atypical first (farthest from the cluster's centre). Click **Exclude** under an image that does not belong; click again to take it back.")
+    size = right.selectbox("Per page", PAGE_SIZES, index=1, key="page_size")
+    pages = (len(members) + size - 1) // size
+    page = st.pagination(pages, key=f"page_{clustering_id}_{cluster}") if pages > 1 else 1
+    shown = members[(page - 1) * size : page * size]
+    paths = workspace.thumbnail_paths(shown)
+    grid = st.grid(COLUMNS, min_column_width=110, gap="xsmall")
+    for image_id, path in zip(shown, paths):
+        out = int(image_id) in excluded
+        with grid.cell():
+            st.image(ui.excluded_thumbnail(str(path)) if out else ui.thumbnail_bytes(str(path)), width="stretch")
+            st.button(
+                "Excluded" if out else "Exclude",
+                key=f"toggle_{image_id}",
+                type="primary" if out else "tertiary",
+                icon=":material/close:" if out else None,
+                on_click=toggle_excluded,
+                args=(int(image_id),),
+                width="stretch",
+            )
+
+
+def render(workspace) -> None:
+    ui.page_header("Label", "One cluster at a time: click out the images that do not belong, then name the cluster. " + SHORTCUTS)
+    clusterings = {c["id"]: c for c in list_clusterings(workspace)}
+    if not clusterings:
+        st.info("No clustering yet: make one on the Cluster page.")
+        ui.page_link("cluster.py", "Go to Cluster", ":material/bubble_chart:")
+        return
+    clustering_id = ui.int_param("clustering") if ui.int_param("clustering") in clusterings else next(iter(clusterings))
+    st.selectbox(
+        "Clustering",
+        list(clusterings),
+        index=list(clusterings).index(clustering_id),
+        format_func=lambda i: f"{i}: {clusterings[i]['algorithm']} k={clusterings[i]['k']}, {clusterings[i]['images']} images",
+        key=f"clustering_{clustering_id}",
+        on_change=lambda: open_clustering(st.session_state[f"clustering_{clustering_id}"]),
+        help="Newest first; the Cluster page makes new ones.",
+        width=420,
+    )
+    status = ui.cluster_table(workspace, clustering_id)
+    if status.empty:
+        st.info(f"Clustering {clustering_id} has no clusters.")
+        return
+    cluster = choose_cluster(status)
+    session_id = ui.labeling_session(workspace)
+    progress_header(workspace, status, cluster, session_id)
+    members = review_order(workspace, clustering_id, cluster)
+    excluded = excluded_ids() & {int(i) for i in members}
+    action_bar(workspace, status, clustering_id, cluster, members, excluded, session_id)
+    image_grid(workspace, clustering_id, cluster, members, excluded)
+    with st.expander("Labeling session"):
+        st.caption(f"Session {session_id} counts this labeler's interactions and speed; ending it stops its timer (the next visit starts a new one).")
+        if st.button("End the session"):
+            stats = end_session(workspace, session_id)
+            st.success(f"Session {stats.id} ended: {stats.images_labeled} images in {stats.minutes:.1f} minutes, {stats.interactions} interactions.")
+
+
+ui.run_page(render)

@@ -1,0 +1,125 @@
+"""Metrics: how good the classifier is per class, how it improves per round, and what it cost."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import altair as alt  # noqa: E402
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common as ui  # noqa: E402
+from pipeline.labels import session_stats  # noqa: E402
+from pipeline.loop import _has_ground_truth as has_ground_truth  # noqa: E402
+from pipeline.loop import evaluate_model, last_event_id  # noqa: E402
+from pipeline.train import list_models  # noqa: E402
+
+
+@st.cache_data(show_spinner="Evaluating on held-out subjects...", max_entries=64)
+def evaluation(root: str, model_id: int, labels_version: int) -> dict:
+    """The model's scores on the ground truth of held-out subjects (cached per label log position)."""
+    with ui.Workspace.open(root) as workspace:
+        return evaluate_model(workspace, model_id).to_dict()
+
+
+def download(frame: pd.DataFrame, name: str) -> None:
+    st.download_button(f"Download {name}.csv", frame.to_csv(index=False).encode("utf-8"), f"{name}.csv", "text/csv", on_click="ignore", key=f"download_{name}")
+
+
+def report_section(report: dict, note: str) -> None:
+    st.caption(note)
+    row = st.columns(5)
+    row[0].metric("Top-1 accuracy", f"{report['top1']:.2f}")
+    row[1].metric("Top-3 accuracy", "-" if report["top3"] is None else f"{report['top3']:.2f}")
+    row[2].metric("Macro precision (AP)", f"{report['macro']['AP']:.2f}")
+    row[3].metric("Macro recall (AR)", f"{report['macro']['AR']:.2f}")
+    row[4].metric("Macro F", f"{report['macro']['F']:.2f}")
+    per_class = pd.DataFrame(report["per_class"])
+    confusion = pd.DataFrame(report["confusion"], index=report["classes"], columns=report["classes"])
+    cells = confusion.rename_axis("truth").reset_index().melt("truth", var_name="predicted", value_name="images")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Per class**")
+        bars = per_class.melt(["label", "support"], ["precision", "recall", "f1"], var_name="measure")
+        st.altair_chart(
+            alt.Chart(bars).mark_bar().encode(
+                x=alt.X("label:N", title="class"), xOffset="measure:N", y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1])),
+                color="measure:N", tooltip=["label", "measure", alt.Tooltip("value:Q", format=".3f"), "support"],
+            ),
+            width="stretch",
+        )
+        download(per_class, "per_class")
+    with right:
+        st.markdown("**Confusion matrix** (rows: truth)")
+        base = alt.Chart(cells).encode(x=alt.X("predicted:N"), y=alt.Y("truth:N"))
+        heat = base.mark_rect().encode(color=alt.Color("images:Q", scale=alt.Scale(scheme="blues")), tooltip=["truth", "predicted", "images"])
+        st.altair_chart(heat + base.mark_text().encode(text="images:Q"), width="stretch")
+        download(cells, "confusion")
+
+
+def learning_curves(workspace, models: list[dict], truth: bool) -> None:
+    rows = []
+    for model in reversed(models):
+        validation = model["metrics"].get("validation") or {}
+        row = {
+            "model": model["id"],
+            "labeled images": model["metrics"].get("train_size"),
+            "interactions": ui.interactions_until(workspace, model["created_at"]),
+            "validation macro F": validation.get("macro", {}).get("F"),
+            "validation top-1": validation.get("top1"),
+        }
+        if truth:
+            report = evaluation(str(workspace.root), model["id"], last_event_id(workspace))["report"]
+            row.update({"held-out macro F": report["macro"]["F"], "held-out top-1": report["top1"]})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    measures = [c for c in table.columns if "macro F" in c or "top-1" in c]
+    st.caption("One point per model, oldest first: scores against the labeled images and against the interactions spent to get there.")
+    left, right = st.columns(2)
+    for column, x in ((left, "labeled images"), (right, "interactions")):
+        long = table.melt([x, "model"], measures, var_name="measure")
+        column.altair_chart(
+            alt.Chart(long).mark_line(point=True).encode(x=f"{x}:Q", y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1])), color="measure:N", tooltip=["model", x, "measure", "value"]),
+            width="stretch",
+        )
+    st.dataframe(table, hide_index=True, width="stretch")
+    download(table, "learning_curves")
+
+
+def speed_section(workspace) -> None:
+    sessions = pd.DataFrame([session_stats(workspace, i).to_dict() for i in ui.session_ids(workspace)])
+    if sessions.empty:
+        st.caption("No labeling sessions yet (they start on the Label page).")
+        return
+    st.altair_chart(
+        alt.Chart(sessions).mark_bar().encode(x="id:O", y=alt.Y("images_per_minute:Q", title="images labeled per minute"), tooltip=list(sessions.columns)),
+        width="stretch",
+    )
+    st.dataframe(sessions, hide_index=True, width="stretch")
+    download(sessions, "labeling_sessions")
+
+
+def render(workspace) -> None:
+    ui.page_header("Metrics", "Per-class precision, recall and F1 on held-out subjects (never a random image split), how each model improves, and the labeling effort.")
+    models = list_models(workspace)
+    if not models:
+        st.info("No model yet: train one on the Train & route page.")
+    else:
+        by_id = {m["id"]: m for m in models}
+        model_id = st.selectbox("Model", list(by_id), format_func=lambda i: f"model {i}: {by_id[i]['mode']}, {by_id[i]['training_set']} labels")
+        truth = has_ground_truth(workspace)
+        st.subheader("Quality per class")
+        if truth:
+            result = evaluation(str(workspace.root), model_id, last_event_id(workspace))
+            report_section(result["report"], f"On the ground truth of held-out subjects {', '.join(result['held_out_subjects'])} ({result['test_images']} images); {result['method']}.")
+        elif by_id[model_id]["metrics"].get("validation"):
+            report_section(by_id[model_id]["metrics"]["validation"], "No ground truth here: scores of out-of-fold predictions on your own labels, folds grouped by subject.")
+        st.subheader("Learning curves")
+        learning_curves(workspace, models, truth)
+    st.subheader("Labeling speed")
+    speed_section(workspace)
+
+
+ui.run_page(render)

@@ -1,0 +1,106 @@
+"""Sample: choose the batch of images to work on in this iteration, see it, then save it."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import altair as alt  # noqa: E402
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common as ui  # noqa: E402
+from pipeline.features import metadata_frame  # noqa: E402
+from pipeline.metrics.clustering import ground_truth  # noqa: E402
+from pipeline.summary import summarize  # noqa: E402
+from pipeline.sampling import DEFAULT_TIME_BINS, STRATEGIES, UNCERTAINTY_MEASURES, draw_sample, list_samples  # noqa: E402
+
+DESCRIPTIONS = {
+    "subjects": "Structure-aware: a few subjects at random and all of their photos across time, so every stage is covered.",
+    "random": "Images uniformly at random.",
+    "time-stratified": "Images spread evenly over time bins (days since each subject's first photo), alternating subjects.",
+    "uncertainty": "The images the latest model is least sure about (needs predictions: Train & route page).",
+    "coreset": "A diverse sample: each pick is the image farthest from everything picked or labeled so far.",
+}
+
+
+def strategy_options(workspace) -> tuple[str, dict]:
+    """The strategy and its parameters, as ``draw_sample`` takes them."""
+    subjects = len(ui.subject_names(workspace))
+    images = workspace.image_count()
+    left, right = st.columns([1, 2])
+    strategy = left.selectbox("Strategy", list(STRATEGIES), help="How the batch is chosen.")
+    right.caption(DESCRIPTIONS.get(strategy, ""))
+    row = st.columns(4)
+    params: dict = {"seed": row[3].number_input("Seed", 0, 10_000, 0, help="Same seed, same sample.")}
+    if strategy == "subjects":
+        params["subjects"] = row[0].slider("Subjects", 1, max(subjects, 1), min(4, max(subjects, 1)), help="How many subjects to take, with all their photos.")
+    else:
+        params["size"] = row[0].number_input("Images", 1, max(images, 1), min(40, max(images, 1)), help="How many images to take.")
+    if strategy == "time-stratified":
+        params["bins"] = row[1].slider("Time bins", 1, 30, DEFAULT_TIME_BINS)
+    if strategy == "uncertainty":
+        params["measure"] = row[1].selectbox("Measure", UNCERTAINTY_MEASURES, help="entropy: most spread-out prediction; margin: smallest gap between the top two; least-confidence: lowest top score.")
+    if strategy == "coreset":
+        with row[1]:
+            params["features"] = ui.feature_set_picker(workspace, "sample_features")
+    params["include_labeled"] = row[2].toggle("Include labeled", help="Off: images that already have a label are left out.")
+    return strategy, params
+
+
+def show_selection(workspace, image_ids) -> None:
+    """What a sample holds: subjects, images per time bin, ground-truth stages covered."""
+    table = ui.image_table(workspace, image_ids)
+    table["days"] = metadata_frame(workspace, image_ids, ["days"])["days"].to_numpy()
+    truth = ground_truth(workspace, image_ids)
+    row = st.columns(3)
+    row[0].metric("Images", len(table))
+    row[1].metric("Subjects", table["subject"].nunique())
+    row[2].metric("Days covered", f"{table['days'].max():.0f}" if len(table) else "-")
+    left, middle, right = st.columns(3)
+    with left:
+        st.markdown("**Images per subject**")
+        counts = table.groupby("subject").size().reset_index(name="images")
+        st.altair_chart(alt.Chart(counts).mark_bar().encode(x="images:Q", y=alt.Y("subject:N", sort="-x"), tooltip=["subject", "images"]), width="stretch")
+    with middle:
+        st.markdown("**Images per time bin**")
+        st.altair_chart(
+            alt.Chart(table).mark_bar().encode(
+                x=alt.X("days:Q", bin=alt.Bin(maxbins=DEFAULT_TIME_BINS), title="days since the subject's first photo"),
+                y=alt.Y("count():Q", title="images"),
+            ),
+            width="stretch",
+        )
+    with right:
+        st.markdown("**Stages covered** (ground truth)")
+        if truth:
+            stages = pd.Series(truth).value_counts().rename_axis("stage").reset_index(name="images")
+            stages["in the collection"] = stages["stage"].map(summarize(workspace)["ground_truth"])
+            st.dataframe(stages, hide_index=True, width="stretch")
+        else:
+            st.caption("No ground truth in this workspace.")
+
+
+def render(workspace) -> None:
+    ui.page_header("Sample", "Pick the batch to work on in this iteration. The preview updates as you change the options; nothing is saved until you press Save.")
+    if not workspace.image_count():
+        st.info("No images yet: add some on the Collection page.")
+        return
+    strategy, params = strategy_options(workspace)
+    st.subheader("Preview")
+    with ui.errors_shown():
+        preview = ui.dry_run(workspace, lambda: draw_sample(workspace, strategy, **params))
+        show_selection(workspace, preview.image_ids)
+        if st.button("Save this sample", type="primary", help="Saves it in the workspace; the map and cluster pages can then use it."):
+            saved = draw_sample(workspace, strategy, **params)
+            st.success(f"Saved sample {saved.id}: {saved.size} images.")
+    st.subheader("Saved samples")
+    samples = list_samples(workspace)
+    if samples:
+        st.dataframe(pd.DataFrame(samples).astype({"params": str}), hide_index=True, width="stretch")
+    else:
+        st.caption("None yet.")
+
+
+ui.run_page(render)

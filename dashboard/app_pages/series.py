@@ -1,0 +1,64 @@
+"""Series: one subject's photos in date order, with their labels, clusters and predictions."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common as ui  # noqa: E402
+
+UNLABELED = "(unlabeled)"
+STRIP_COLUMNS = 6
+
+
+def describe(row) -> str:
+    """The caption under a filmstrip image (plain text: labels are user text)."""
+    parts = [f"day {row.days:.1f}"]
+    if isinstance(row.label, str):
+        pending = " pending" if row.status == "pending" else ""
+        parts.append(f"{row.label} ({row.source}{pending}, {row.confidence:.2f})")
+    else:
+        parts.append("unlabeled")
+    if "predicted" in row._fields and isinstance(row.predicted, str):
+        parts.append(f"predicted {row.predicted} {row.prediction_confidence:.2f}")
+    return " · ".join(parts)
+
+
+def render(workspace) -> None:
+    ui.page_header("Series", "One subject's photos in date order: how it changes over time, and what each photo is labeled.")
+    subjects = ui.subject_names(workspace)
+    if not subjects:
+        st.info("No images yet: add some on the Collection page.")
+        return
+    left, right = st.columns([1, 2])
+    subject = left.selectbox("Subject", subjects, key="subject", bind="query-params", help="The address keeps the subject, so a link opens it.")
+    ids = ui.image_table(workspace, subject=subject)["image_id"].tolist()
+    clustering_id = ui.latest_clustering_id(workspace)
+    details = ui.image_details(workspace, ids, clustering_id)
+    details["shown label"] = details["label"].fillna(UNLABELED)
+    present = sorted(details["shown label"].unique())
+    chosen = right.multiselect("Show labels", present, default=present, help="Filter the strip by current label.")
+    shown = details[details["shown label"].isin(chosen)]
+    row = st.columns(4)
+    row[0].metric("Photos", len(details))
+    row[1].metric("Days covered", f"{details['days'].max():.0f}")
+    row[2].metric("Labeled", int(details["label"].notna().sum()))
+    row[3].metric("Shown", len(shown))
+    st.caption("Days since this subject's first photo under each image; follow an image's cluster link to label that cluster.")
+    pictures = ui.thumbnails(workspace, shown["image_id"])
+    grid = st.grid(STRIP_COLUMNS, min_column_width=150, border=True)
+    for picture, item in zip(pictures, shown.itertuples(index=False)):
+        with grid.cell():
+            st.image(picture, caption=describe(item), width="stretch")
+            st.caption(ui.plain(f"{item.taken_at[:16].replace('T', ' ')} · {item.file}"))
+            if "cluster" in shown.columns and not pd.isna(item.cluster):
+                ui.page_link("label.py", f"Cluster {item.cluster}", ":material/label:", clustering=clustering_id, cluster=int(item.cluster))
+    with st.expander("As a table"):
+        st.dataframe(shown.drop(columns=["shown label"]), hide_index=True, width="stretch")
+
+
+ui.run_page(render)

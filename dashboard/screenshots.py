@@ -1,0 +1,137 @@
+"""Refresh the README screenshots: ``.venv/bin/python dashboard/screenshots.py``.
+
+Prepares the bundled sample in a temporary workspace, starts the real app on a free loopback
+port, and photographs pages in headless Chromium (Debian's ``/usr/bin/chromium`` driven by the
+``playwright`` package; no browser is downloaded). The end-to-end test uses the same helpers.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SCREENSHOTS = ROOT / "dashboard" / "screenshots"
+VIEWPORT = {"width": 1440, "height": 1200}
+START_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(workspace: Path, log: Path | None = None) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` on a free loopback port, headless, opening ``workspace``; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "LABELER_WORKSPACE": str(workspace)}
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
+    ]
+    with open(log or os.devnull, "wb") as output:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for_health(url, server)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def wait_for_health(url: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with status {server.returncode} before serving")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.5)
+    raise RuntimeError(f"streamlit did not answer at {url} within {START_TIMEOUT_S} s")
+
+
+@contextlib.contextmanager
+def chromium_page() -> Iterator["playwright.sync_api.Page"]:  # noqa: F821
+    """A page in headless Debian Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser.new_page(viewport=VIEWPORT)
+        finally:
+            browser.close()
+
+
+def open_app_page(page, url: str, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Load a page of the app and wait until its script has finished and its charts are drawn."""
+    page.goto(url, timeout=timeout_s * 1000)
+    page.wait_for_selector("h1", timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        quiet_since = None if running else (quiet_since or time.monotonic())
+        if quiet_since and time.monotonic() - quiet_since > 1.5:
+            break
+        time.sleep(0.25)
+    page.wait_for_timeout(1000)
+
+
+def prepare_demo_workspace(target: Path) -> dict:
+    """The sample workspace as a demo shows it: one cluster open with one image clicked out."""
+    from pipeline.demo import prepare_sample
+    from pipeline.labels import review_order
+
+    with prepare_sample(target) as workspace:
+        clustering = workspace.db.execute("SELECT MAX(id) FROM clusterings").fetchone()[0]
+        excluded = int(review_order(workspace, clustering, 0)[0])
+    return {"clustering": clustering, "cluster": 0, "x": excluded}
+
+
+def take_screenshots(out: Path = SCREENSHOTS) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    shots = []
+    with tempfile.TemporaryDirectory(prefix="labeler-screenshots-") as folder:
+        place = prepare_demo_workspace(Path(folder) / "sample")
+        with running_app(Path(folder) / "sample") as url, chromium_page() as page:
+            for name, path in (
+                ("label", f"/label?clustering={place['clustering']}&cluster={place['cluster']}&x={place['x']}"),
+                ("map", "/map"),
+                ("home", "/"),
+            ):
+                open_app_page(page, url + path)
+                target = out / f"{name}.png"
+                page.screenshot(path=str(target), full_page=True)
+                shots.append(target)
+    return shots
+
+
+if __name__ == "__main__":
+    for shot in take_screenshots():
+        print(shot.relative_to(ROOT))

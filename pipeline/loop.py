@@ -1,0 +1,535 @@
+"""One iteration end to end, confidence routing, and evaluation against the ground truth.
+
+Routing: a model's predictions at or above the threshold (one for all classes, or one per
+predicted class) become pending pseudo-labels, reviewable and rejectable; the rest form the
+next batch to cluster, saved as a sample with strategy ``routed``. Each image lands in exactly
+one of the two. A model trained on a single class routes everything to clustering. Optionally, before routing, predictions are smoothed along each subject's time
+series (the Plud workflow's majority vote): an image takes the label most frequent among the
+``window`` predictions centred on it in its subject's time order, with confidence the mean
+probability of that label over the window.
+
+An iteration (:func:`iterate`) is: sample -> embed -> cluster -> labels (by the expert, or by
+the ground-truth oracle of :mod:`pipeline.simulate` for demos) -> train -> predict -> route,
+recorded in the ``iterations`` table.
+
+Evaluation (:func:`evaluate_model`) is always on whole held-out subjects: among the subjects
+with ground truth, a share (``test_size``, GroupShuffleSplit with ``seed``) is held out; the
+score is the model's on every ground-truth image of those subjects. If the model was trained on
+images of a held-out subject, a ``head`` model is refitted (same feature set and parameters,
+same labels and weights) without them first; a fine-tuned model is scored as it is on the
+held-out images outside its training set and the result is marked optimistic. :func:`iterate`
+keeps the held-out subjects out of its samples and predictions, so its models never need that.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from .errors import PipelineError
+from .metrics.classification import classification_report
+from .progress import Progress
+from .workspace import Workspace
+
+IDLE_MINUTES = 5.0
+EVALUATION_TEST_SIZE = 0.3
+
+
+# --- routing on arrays ------------------------------------------------------------------------
+def thresholds_for(labels, threshold: float | dict) -> np.ndarray:
+    """The threshold that applies to each predicted label; a class missing from a per-class dict,
+    or mapped to None, is never auto-labeled (infinite threshold)."""
+    labels = np.asarray(labels)
+    if isinstance(threshold, dict):
+        return np.array([math.inf if threshold.get(str(v)) is None else float(threshold[str(v)]) for v in labels])
+    return np.full(len(labels), float(threshold))
+
+
+def check_threshold(threshold: float | dict) -> None:
+    values = threshold.values() if isinstance(threshold, dict) else [threshold]
+    for value in values:
+        if value is not None and not 0.0 <= float(value) <= 1.0:
+            raise PipelineError(f"a confidence threshold must be between 0 and 1, not {value}")
+
+
+def route_mask(labels, confidence, threshold: float | dict) -> np.ndarray:
+    """True where a prediction becomes a pseudo-label (confidence at or above its threshold)."""
+    check_threshold(threshold)
+    return np.asarray(confidence, dtype=float) >= thresholds_for(labels, threshold)
+
+
+def smooth_along_series(proba: np.ndarray, classes, subjects, times, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Majority vote of the top-1 labels in a centred window along each subject's time order.
+
+    Returns ``(labels, confidence)``; confidence is the mean probability of the voted label
+    over the window. Ties keep the image's own prediction. ``window`` <= 1 changes nothing.
+    """
+    classes = np.asarray(classes)
+    proba = np.asarray(proba, dtype=float)
+    top = np.argmax(proba, axis=1)
+    labels, confidence = classes[top], proba[np.arange(len(top)), top]
+    if window <= 1 or len(proba) == 0:
+        return labels, confidence
+    labels, confidence = labels.copy(), confidence.copy()
+    subjects, times = np.asarray(subjects), np.asarray(times)
+    half = window // 2
+    for subject in np.unique(subjects):
+        rows = np.flatnonzero(subjects == subject)
+        rows = rows[np.argsort(times[rows], kind="stable")]
+        for position, row in enumerate(rows):
+            members = rows[max(0, position - half) : position + half + 1]
+            votes = Counter(top[members].tolist())
+            best = max(votes.values())
+            winner = top[row] if votes[top[row]] == best else min(c for c, v in votes.items() if v == best)
+            labels[row] = classes[winner]
+            confidence[row] = proba[members, winner].mean()
+    return labels, confidence
+
+
+# --- routing in a workspace -------------------------------------------------------------------
+@dataclass
+class Routing:
+    """Where a model's predictions went: pseudo-labels, or the next batch to cluster."""
+
+    model_id: int
+    threshold: float | dict
+    smoothing_window: int
+    pseudo_ids: np.ndarray = field(repr=False)
+    to_cluster_ids: np.ndarray = field(repr=False)
+    sample_id: int | None
+    event_id: int | None
+
+    def summary(self) -> dict:
+        return {
+            "model_id": self.model_id,
+            "threshold": self.threshold,
+            "smoothing_window": self.smoothing_window,
+            "pseudo_labeled": len(self.pseudo_ids),
+            "to_cluster": len(self.to_cluster_ids),
+            "routed_sample": self.sample_id,
+            "event_id": self.event_id,
+        }
+
+
+def image_times(workspace: Workspace, image_ids) -> np.ndarray:
+    """Each image's timestamp (ISO text), in the order given."""
+    rows = workspace.query_in("SELECT id, taken_at FROM images WHERE id IN ({})", image_ids)
+    by_id = {r[0]: r[1] for r in rows}
+    return np.array([by_id[int(i)] for i in image_ids])
+
+
+def route_predictions(
+    workspace: Workspace,
+    model_id: int,
+    threshold: float | dict,
+    image_ids=None,
+    smoothing_window: int = 0,
+    iteration: int | None = None,
+) -> Routing:
+    """Route a model's stored predictions for ``image_ids`` (default: its predicted images that
+    are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below."""
+    from .labels import add_pseudo_labels
+    from .sampling import save_sample
+    from .train import image_subjects, load_predictions, unlabeled_image_ids
+
+    check_threshold(threshold)
+    if image_ids is None:
+        image_ids = unlabeled_image_ids(workspace)
+    predictions = load_predictions(workspace, model_id, image_ids)
+    ids = predictions.image_ids
+    if len(ids) == 0:
+        raise PipelineError(f"model {model_id} has no predictions for these images; run 'python -m pipeline predict --model {model_id}' first")
+    labels, confidence = smooth_along_series(
+        predictions.proba, predictions.classes, image_subjects(workspace, ids), image_times(workspace, ids), smoothing_window
+    )
+    # a model that knows a single class is certain of everything and informative about nothing
+    confident = route_mask(labels, confidence, threshold) & (len(predictions.classes) > 1)
+    event_id = sample_id = None
+    with workspace.transaction():
+        if confident.any():
+            event = add_pseudo_labels(
+                workspace, ids[confident], labels[confident], np.clip(confidence[confident], 0.0, 1.0), model_id, iteration
+            )
+            event_id = event.id
+        if (~confident).any():
+            params = {"model": model_id, "threshold": threshold, "smoothing_window": smoothing_window}
+            sample_id = save_sample(workspace, "routed", params, ids[~confident]).id
+    return Routing(model_id, threshold, smoothing_window, ids[confident], ids[~confident], sample_id, event_id)
+
+
+# --- evaluation against the ground truth ------------------------------------------------------
+@dataclass
+class Evaluation:
+    """A model's scores on held-out subjects' ground truth, and exactly what was held out."""
+
+    model_id: int
+    method: str
+    optimistic: bool
+    held_out_subjects: list[str]
+    test_images: int
+    report: dict
+    split: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ground_truth(workspace: Workspace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(image_ids, labels, subject ids)`` of every image with a ground-truth label."""
+    rows = workspace.db.execute(
+        "SELECT g.image_id, g.label, i.subject_id FROM ground_truth g JOIN images i ON i.id = g.image_id ORDER BY g.image_id"
+    ).fetchall()
+    if not rows:
+        raise PipelineError(
+            f"{workspace.root} has no ground truth; ingest a label column with '--label COL' to evaluate or simulate"
+        )
+    return (
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows]),
+        np.array([r[2] for r in rows], dtype=np.int64),
+    )
+
+
+def held_out_subjects(workspace: Workspace, test_size: float = EVALUATION_TEST_SIZE, seed: int = 0) -> np.ndarray:
+    """Subject ids held out for evaluation: a GroupShuffleSplit of the subjects with ground truth."""
+    from .splits import grouped_split
+
+    _, _, subjects = ground_truth(workspace)
+    split = grouped_split(subjects, test_size, seed)
+    return np.unique(subjects[split.test])
+
+
+def subject_names(workspace: Workspace, subject_ids) -> list[str]:
+    rows = workspace.query_in("SELECT id, name FROM subjects WHERE id IN ({})", subject_ids)
+    return sorted(r[1] for r in rows)
+
+
+def evaluate_model(
+    workspace: Workspace, model_id: int | None = None, test_size: float = EVALUATION_TEST_SIZE, seed: int = 0, device: str = "cpu"
+) -> Evaluation:
+    """Score a model (default: the latest) on the ground truth of held-out subjects (module docstring)."""
+    from .store import FeatureStore
+    from .train import align_proba, ensure_features, image_subjects, latest_model_id, load_classifier, load_model_record
+
+    record = load_model_record(workspace, latest_model_id(workspace) if model_id is None else model_id)
+    ids, truth, subjects = ground_truth(workspace)
+    held = held_out_subjects(workspace, test_size, seed)
+    test = np.isin(subjects, held)
+    training = np.asarray(record.training_set, dtype=np.int64)
+    leaked = training[np.isin(image_subjects(workspace, training), held)] if len(training) else training
+    optimistic = False
+    if len(leaked) == 0:
+        classifier, method = load_classifier(workspace, record), "the stored model (it saw none of the held-out subjects)"
+    elif record.mode == "head":
+        classifier = _refit_head(workspace, record, np.setdiff1d(training, leaked), seed)
+        method = f"the model refitted without the {len(leaked)} training images of held-out subjects (same features, parameters, labels)"
+    else:
+        classifier, optimistic = load_classifier(workspace, record), True
+        test &= ~np.isin(ids, training)
+        method = (f"the stored model on held-out images outside its training set; OPTIMISTIC: it was trained on "
+                  f"{len(leaked)} images of the held-out subjects")
+    test_ids = ids[test]
+    if len(test_ids) == 0:
+        raise PipelineError("no held-out ground-truth images left to evaluate on; lower --test-size or label fewer subjects")
+    ensure_features(workspace, record.feature_set, test_ids, device)
+    _, X = FeatureStore(workspace).load(record.feature_set, test_ids)
+    classes = np.asarray(record.classes)
+    proba = align_proba(classifier.predict_proba(X), classifier.classes_, classes)
+    predicted = classes[np.argmax(proba, axis=1)]
+    all_classes = sorted(set(truth[test]) | set(classes))
+    report = classification_report(truth[test], predicted, all_classes, align_proba(proba, classes, all_classes), all_classes)
+    split = (f"GroupShuffleSplit(test_size={test_size}, random_state={seed}) over the {len(np.unique(subjects))} subjects "
+             f"with ground truth; held out: {len(held)} subjects, all of their {int(np.isin(subjects, held).sum())} ground-truth images")
+    return Evaluation(record.id, method, optimistic, subject_names(workspace, held), len(test_ids), report.to_dict(), split)
+
+
+def _refit_head(workspace: Workspace, record, image_ids: np.ndarray, seed: int):
+    from .labels import training_labels
+    from .store import FeatureStore
+    from .train import HeadClassifier
+
+    ids, labels, weights = training_labels(workspace)
+    keep = np.isin(ids, image_ids)
+    if not keep.any():
+        raise PipelineError(f"model {record.id}: every training image belongs to a held-out subject; label images of other subjects")
+    _, X = FeatureStore(workspace).load(record.feature_set, ids[keep])
+    options = {k: record.params[k] for k in ("kind", "C", "hidden", "max_iter") if k in record.params}
+    return HeadClassifier(**options, random_state=seed).fit(X, labels[keep].astype(str), sample_weight=weights[keep])
+
+
+# --- iteration records ------------------------------------------------------------------------
+AWAITING = "awaiting-labels"
+DONE = "done"
+
+
+@dataclass
+class IterationRecord:
+    """One round of the loop (row of ``iterations``); ``record`` holds its figures (JSON)."""
+
+    id: int
+    started_at: str
+    sample_id: int | None
+    clustering_id: int | None
+    model_id: int | None
+    record: dict
+
+    @property
+    def status(self) -> str:
+        return self.record.get("status", DONE)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_iteration(workspace: Workspace, iteration_id: int) -> IterationRecord:
+    row = workspace.db.execute("SELECT * FROM iterations WHERE id=?", (iteration_id,)).fetchone()
+    if row is None:
+        raise PipelineError(f"no iteration {iteration_id} in {workspace.root}")
+    return IterationRecord(row["id"], row["started_at"], row["sample_id"], row["clustering_id"], row["model_id"], json.loads(row["record"]))
+
+
+def list_iterations(workspace: Workspace) -> list[IterationRecord]:
+    return [load_iteration(workspace, r[0]) for r in workspace.db.execute("SELECT id FROM iterations ORDER BY id")]
+
+
+def save_iteration(workspace: Workspace, existing: IterationRecord | None, **fields) -> IterationRecord:
+    """Insert a new iteration (``existing`` None) or update one; ``fields`` are its columns and ``record``."""
+    with workspace.transaction() as db:
+        if existing is None:
+            iteration_id = db.execute(
+                "INSERT INTO iterations(sample_id, clustering_id, model_id, record) VALUES (?,?,?,?)",
+                (fields.get("sample_id"), fields.get("clustering_id"), fields.get("model_id"), json.dumps(fields.get("record", {}))),
+            ).lastrowid
+        else:
+            iteration_id = existing.id
+            merged = {**asdict(existing), **fields}
+            db.execute(
+                "UPDATE iterations SET sample_id=?, clustering_id=?, model_id=?, record=? WHERE id=?",
+                (merged["sample_id"], merged["clustering_id"], merged["model_id"], json.dumps(merged["record"], default=str), iteration_id),
+            )
+    return load_iteration(workspace, iteration_id)
+
+
+def last_event_id(workspace: Workspace) -> int:
+    return int(workspace.db.execute("SELECT COALESCE(MAX(id), 0) FROM label_events").fetchone()[0])
+
+
+def effort_since(workspace: Workspace, event_id: int) -> dict:
+    """Labels added by source, interactions and minutes spent in the events after ``event_id``.
+
+    Minutes: the sum of the gaps between consecutive events that cost interactions, each gap
+    capped at :data:`IDLE_MINUTES` (a pause is not labeling time); the first event counts 0.
+    """
+    added = dict(workspace.db.execute(
+        "SELECT source, COUNT(*) FROM current_labels WHERE event_id > ? GROUP BY source ORDER BY source", (event_id,)
+    ).fetchall())
+    rows = workspace.db.execute(
+        "SELECT at, interactions FROM label_events WHERE id > ? ORDER BY id", (event_id,)
+    ).fetchall()
+    interactions = sum(r[1] for r in rows)
+    times = [datetime.fromisoformat(r[0].replace("Z", "+00:00")) for r in rows if r[1] > 0]
+    minutes = sum(min((b - a).total_seconds() / 60.0, IDLE_MINUTES) for a, b in zip(times, times[1:]))
+    return {"labels_added": added, "interactions": int(interactions), "minutes": round(minutes, 2)}
+
+
+# --- one iteration ----------------------------------------------------------------------------
+@dataclass
+class IterateConfig:
+    """What one round does; see :func:`iterate`."""
+
+    features: str = "efficientnet_lite0"
+    weights: str = "default"
+    strategy: str = "subjects"
+    subjects: int | None = 3
+    size: int | None = None
+    algorithm: str = "kmeans"
+    k: int | None = None
+    overcluster: float = 2.0
+    metadata: dict = field(default_factory=dict)
+    mode: str = "head"
+    train_params: dict = field(default_factory=dict)
+    threshold: float | dict = 0.9
+    target_precision: float | None = None
+    smoothing_window: int = 0
+    purity: float = 0.8
+    hold_out: bool = True
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class IterationResult:
+    """What :func:`iterate` did, and what the user should do next."""
+
+    iteration: IterationRecord
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"iteration": self.iteration.to_dict(), "message": self.message}
+
+
+def iterate(workspace: Workspace, config: IterateConfig, oracle: bool = False, progress: Progress | None = None) -> IterationResult:
+    """Run (or resume) one round of the loop.
+
+    A new round draws a sample (the previous round's routed images if any are still unlabeled,
+    else ``config.strategy``), embeds it (with the previous fine-tuned model's features when
+    there is one), clusters it, and stops, saying which clustering to label. The next call
+    resumes the round: it trains on the labels, predicts every unlabeled image, routes the
+    predictions and records the round. With ``oracle`` the ground truth labels the clusters
+    (as :class:`pipeline.simulate.Oracle` does: modal class at ``purity``, misfits clicked out)
+    and the round runs through in one call.
+    """
+    latest = workspace.db.execute("SELECT MAX(id) FROM iterations").fetchone()[0]
+    current = load_iteration(workspace, latest) if latest else None
+    if current is None or current.status != AWAITING:
+        current = _start_round(workspace, config, progress)
+        if not oracle:
+            return IterationResult(current, _what_to_label(current))
+    if oracle:
+        label_with_oracle(workspace, current.clustering_id, config.purity, current.id, _excluded_ids(workspace, config))
+    elif last_event_id(workspace) <= current.record["start_event"]:
+        return IterationResult(current, _what_to_label(current))
+    return IterationResult(*_finish_round(workspace, current, config, progress))
+
+
+def _excluded_ids(workspace: Workspace, config: IterateConfig) -> np.ndarray:
+    """Images of the held-out evaluation subjects (none without ground truth or with hold_out off)."""
+    if not config.hold_out or not _has_ground_truth(workspace):
+        return np.zeros(0, dtype=np.int64)
+    held = held_out_subjects(workspace, seed=config.seed)
+    rows = workspace.query_in("SELECT id FROM images WHERE subject_id IN ({})", held)
+    return np.array([r[0] for r in rows], dtype=np.int64)
+
+
+def _working_ids(workspace: Workspace, config: IterateConfig) -> np.ndarray:
+    from .train import unlabeled_image_ids
+
+    return np.setdiff1d(unlabeled_image_ids(workspace), _excluded_ids(workspace, config))
+
+
+def _feature_set_for_round(workspace: Workspace, config: IterateConfig, image_ids, progress: Progress | None) -> str:
+    """The previous fine-tuned model's features, else the configured backbone's (embedded as needed)."""
+    from .embed import embed_workspace
+    from .store import FeatureStore
+    from .train import ensure_features
+
+    row = workspace.db.execute("SELECT id FROM models WHERE mode='finetune' ORDER BY id DESC LIMIT 1").fetchone()
+    if row is not None:
+        name = f"model-{row[0]}"
+    elif config.features in FeatureStore(workspace).names():
+        name = config.features
+    else:
+        backbone, _, weights = config.features.partition("@")
+        return embed_workspace(workspace, backbone, weights or config.weights, device=config.device, image_ids=image_ids, progress=progress).feature_set
+    ensure_features(workspace, name, image_ids, config.device, progress)
+    return name
+
+
+def _start_round(workspace: Workspace, config: IterateConfig, progress: Progress | None) -> IterationRecord:
+    from .cluster import overcluster_k, run_clustering
+    from .sampling import draw_sample, load_sample, save_sample
+
+    working = _working_ids(workspace, config)
+    if len(working) == 0:
+        pending = workspace.db.execute("SELECT COUNT(*) FROM current_labels WHERE status='pending'").fetchone()[0]
+        raise PipelineError(
+            f"every image in {workspace.root} is labeled or held out for evaluation; nothing left to iterate on"
+            + (f" (review the {pending} pending pseudo-labels: rejected ones return to the pool)" if pending else "")
+        )
+    previous = workspace.db.execute("SELECT id FROM samples WHERE strategy='routed' ORDER BY id DESC LIMIT 1").fetchone()
+    routed = np.intersect1d(load_sample(workspace, previous[0]).image_ids, working) if previous else np.zeros(0)
+    if len(routed):
+        sample = load_sample(workspace, previous[0])
+        if len(routed) < sample.size:
+            sample = save_sample(workspace, "routed", {**sample.params, "still_unlabeled_of": sample.id}, routed)
+    else:
+        sample = draw_sample(workspace, config.strategy, size=config.size, subjects=config.subjects, seed=config.seed, image_ids=working)
+    feature_set = _feature_set_for_round(workspace, config, sample.image_ids, progress)
+    k = config.k or overcluster_k(workspace, config.overcluster)
+    clustering = run_clustering(
+        workspace, feature_set, config.algorithm, min(k, sample.size), metadata=config.metadata or None,
+        sample_id=sample.id, seed=config.seed,
+    )
+    record = {"status": AWAITING, "start_event": last_event_id(workspace), "feature_set": feature_set,
+              "sample": {"id": sample.id, "strategy": sample.strategy, "size": sample.size},
+              "clustering": {"id": clustering.id, "k": clustering.k, "algorithm": clustering.algorithm}}
+    return save_iteration(workspace, None, sample_id=sample.id, clustering_id=clustering.id, record=record)
+
+
+def _what_to_label(record: IterationRecord) -> str:
+    return (
+        f"iteration {record.id}: label the clusters of clustering {record.clustering_id} "
+        f"(sample {record.sample_id}, {record.record['sample']['size']} images) in the dashboard or with "
+        f"'python -m pipeline label ...', then run 'iterate' again to train, predict and route"
+    )
+
+
+def _finish_round(workspace: Workspace, current: IterationRecord, config: IterateConfig, progress: Progress | None) -> tuple[IterationRecord, str]:
+    from .threshold import validation_curves
+    from .train import predict, train_model
+
+    feature_set = current.record["feature_set"]
+    model = train_model(workspace, config.mode, feature_set=feature_set, seed=config.seed, device=config.device,
+                        progress=progress, **config.train_params)
+    targets = _working_ids(workspace, config)
+    record = dict(current.record)
+    threshold = config.threshold
+    if config.target_precision is not None:
+        tuning = validation_curves(workspace, model.id, config.target_precision, seed=config.seed)
+        threshold = tuning.choice.threshold if tuning.choice.threshold is not None else 1.0
+        record["threshold_tuning"] = {"target": config.target_precision, **vars(tuning.choice)}
+    routing = None
+    if len(targets):
+        predict(workspace, model.id, targets, device=config.device, progress=progress)
+        routing = route_predictions(workspace, model.id, threshold, targets, config.smoothing_window, current.id)
+    record.update(effort_since(workspace, record["start_event"]))
+    record.update(status=DONE, model={"id": model.id, "mode": model.mode, "validation": model.metrics.get("validation")},
+                  routing=routing.summary() if routing else None)
+    if _has_ground_truth(workspace):
+        record["evaluation"] = evaluate_model(workspace, model.id, seed=config.seed, device=config.device).to_dict()
+    saved = save_iteration(workspace, current, model_id=model.id, record=record)
+    macro = record.get("evaluation", {}).get("report", {}).get("macro", {}).get("F")
+    message = (
+        f"iteration {saved.id}: model {model.id} trained on {model.metrics['train_size']} labels; "
+        + (f"{len(routing.pseudo_ids)} pseudo-labeled, {len(routing.to_cluster_ids)} to cluster next (sample {routing.sample_id}); "
+           if routing else "no unlabeled images left to predict; ")
+        + f"{record['interactions']} interactions this round"
+        + (f"; held-out macro F {macro:.3f}" if macro is not None else "")
+    )
+    return saved, message
+
+
+def _has_ground_truth(workspace: Workspace) -> bool:
+    """Ground truth on at least 2 subjects: enough for a subject-grouped evaluation."""
+    return workspace.db.execute("SELECT COUNT(DISTINCT i.subject_id) FROM ground_truth g JOIN images i ON i.id = g.image_id").fetchone()[0] >= 2
+
+
+def label_with_oracle(workspace: Workspace, clustering_id: int, purity: float = 0.8, iteration: int | None = None, hidden=()) -> dict:
+    """Let the ground truth play the expert on every cluster of a clustering (for demos).
+
+    Uses :class:`pipeline.simulate.Oracle` over the ground truth of the images not ``hidden``
+    (the held-out evaluation images), and records real label events (author ``oracle``).
+    """
+    from .cluster import load_clustering
+    from .labels import label_cluster, skip_cluster
+    from .simulate import Oracle
+
+    ids, truth, _ = ground_truth(workspace)
+    visible = ~np.isin(ids, np.asarray(hidden, dtype=np.int64))
+    oracle = Oracle(ids[visible], truth[visible], purity)
+    clustering = load_clustering(workspace, clustering_id)
+    counts = Counter()
+    for cluster in sorted(clustering.sizes()):
+        members = clustering.image_ids[clustering.clusters == cluster]
+        answer = oracle.answer_cluster(members)
+        if answer.label is None:
+            skip_cluster(workspace, clustering_id, cluster, author="oracle", iteration=iteration, reason="no dominant class")
+            counts["skipped"] += 1
+        else:
+            label_cluster(workspace, clustering_id, cluster, answer.label, answer.excluded, author="oracle", iteration=iteration)
+            counts["labeled"] += 1
+    return dict(counts)

@@ -1,0 +1,80 @@
+"""The oracle and the labeling-effort simulation: costs, determinism, and a test set the oracle never sees."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from conftest import cli
+from pipeline.errors import PipelineError
+from pipeline.simulate import SCENARIOS, Collection, Oracle, SimulationConfig, compare_sampling, run_scenario, simulate
+
+FAST = SimulationConfig(budget=0.06, chunk=5, batch=10, cluster_batch=40)
+
+
+@pytest.fixture(scope="module")
+def digits() -> Collection:
+    """Digits with pseudo-subjects: blocks of 30 consecutive images (the data has no writer ids)."""
+    data = load_digits()
+    return Collection("digits", data.data, data.target, np.arange(len(data.target)) // 30)
+
+
+def test_oracle_labels_pure_clusters_and_clicks_out_misfits():
+    oracle = Oracle([1, 2, 3, 4, 5, 6], list("aaaabc"), purity=0.6)
+    answer = oracle.answer_cluster([1, 2, 3, 4, 5])
+    assert answer.label == "a" and answer.excluded.tolist() == [5] and answer.interactions == 2
+    skipped = oracle.answer_cluster([4, 5, 6])
+    assert skipped.label is None and skipped.interactions == 1 and len(skipped.excluded) == 0
+    assert oracle.answer_images([6, 1]).tolist() == ["c", "a"]
+    assert oracle.asked == {1, 2, 3, 4, 5, 6}
+    with pytest.raises(PipelineError, match="may not see"):
+        oracle.answer_cluster([1, 99])
+
+
+def test_oracle_never_sees_test_images(digits):
+    for scenario in SCENARIOS:
+        run = run_scenario(digits, scenario, seed=3, config=FAST)
+        assert run.oracle_asked, scenario
+        assert not run.oracle_asked & set(run.test_ids.tolist()), f"{scenario}: the oracle saw test images"
+        assert not set(digits.subjects[list(run.oracle_asked)]) & set(digits.subjects[run.test_ids]), scenario
+        assert run.curve and run.curve[-1].interactions <= FAST.budget * run.pool_size + 20
+
+
+def test_simulation_is_deterministic_under_a_seed(digits):
+    first = run_scenario(digits, "full", seed=1, config=FAST)
+    again = run_scenario(digits, "full", seed=1, config=FAST)
+    other = run_scenario(digits, "full", seed=2, config=FAST)
+    assert first.curve == again.curve and first.oracle_asked == again.oracle_asked
+    assert first.curve != other.curve
+
+
+def test_curves_rise_with_labels_and_reach_the_supervised_score(digits):
+    run = run_scenario(digits, "cluster-only", seed=0, config=SimulationConfig(budget=0.15))
+    assert run.curve[-1].macro_f1 > run.curve[0].macro_f1
+    reached = run.interactions_to_reach()
+    assert reached is not None and reached < 0.15 * run.pool_size
+    assert run.cluster_label_error_rate == 0.0  # the oracle clicks out every misfit
+    assert run.supervised_f1 > 0.9
+
+
+def test_result_table_csv_and_sampling_comparison(digits, tmp_path):
+    result = simulate(digits, ["random", "cluster-only"], seeds=[0, 1], config=FAST)
+    table = {row["scenario"]: row for row in result.table()}
+    assert set(table) == {"random", "cluster-only"} and table["random"]["seeds"] == 2
+    csv_text = result.to_csv()
+    assert csv_text.splitlines()[0].startswith("collection,scenario,seed") and len(csv_text.splitlines()) == len(result.rows()) + 1
+    assert "scenario" in result.format()
+    comparison = compare_sampling(digits, subjects=5, seeds=[0, 1])
+    assert set(comparison) >= {"random", "subjects"} and 0 < comparison["random"]["accuracy"] <= 1
+
+
+def test_cli_simulate_on_bananas(bananas_embedded, tmp_path):
+    out = tmp_path / "curves.json"
+    code, data = cli(
+        "simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "random,full",
+        "--seeds", "0", "--budget", "0.2", "--out", out,
+    )
+    assert code == 0 and [row["scenario"] for row in data["table"]] == ["random", "full"]
+    assert data["runs"][0]["pool"] + data["runs"][0]["test"] == 220 and out.is_file()
+    code, data = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "magic")
+    assert code == 2 and "unknown scenario" in data["error"]
