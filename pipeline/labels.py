@@ -830,6 +830,14 @@ def start_session(workspace: Workspace, author: str = "cli") -> int:
         return int(db.execute("INSERT INTO labeling_sessions(author) VALUES (?)", (author,)).lastrowid)
 
 
+def open_session(workspace: Workspace, author: str = "cli") -> int:
+    """The author's open labeling session (its timer and counters live in the catalog), or a new one."""
+    row = workspace.db.execute(
+        "SELECT id FROM labeling_sessions WHERE author=? AND ended_at IS NULL ORDER BY id DESC LIMIT 1", (author,)
+    ).fetchone()
+    return int(row[0]) if row else start_session(workspace, author)
+
+
 def end_session(workspace: Workspace, session_id: int) -> SessionStats:
     """Stop a session's timer."""
     with workspace.transaction() as db:

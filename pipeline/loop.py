@@ -30,6 +30,7 @@ from datetime import datetime
 
 import numpy as np
 
+from .catalog import has_ground_truth
 from .errors import PipelineError
 from .metrics.classification import classification_report
 from .progress import Progress
@@ -398,7 +399,7 @@ def iterate(workspace: Workspace, config: IterateConfig, oracle: bool = False, p
 
 def _excluded_ids(workspace: Workspace, config: IterateConfig) -> np.ndarray:
     """Images of the held-out evaluation subjects (none without ground truth or with hold_out off)."""
-    if not config.hold_out or not _has_ground_truth(workspace):
+    if not config.hold_out or not has_ground_truth(workspace):
         return np.zeros(0, dtype=np.int64)
     held = held_out_subjects(workspace, seed=config.seed)
     rows = workspace.query_in("SELECT id FROM images WHERE subject_id IN ({})", held)
@@ -489,7 +490,7 @@ def _finish_round(workspace: Workspace, current: IterationRecord, config: Iterat
     record.update(effort_since(workspace, record["start_event"]))
     record.update(status=DONE, model={"id": model.id, "mode": model.mode, "validation": model.metrics.get("validation")},
                   routing=routing.summary() if routing else None)
-    if _has_ground_truth(workspace):
+    if has_ground_truth(workspace):
         record["evaluation"] = evaluate_model(workspace, model.id, seed=config.seed, device=config.device).to_dict()
     saved = save_iteration(workspace, current, model_id=model.id, record=record)
     macro = record.get("evaluation", {}).get("report", {}).get("macro", {}).get("F")
@@ -501,11 +502,6 @@ def _finish_round(workspace: Workspace, current: IterationRecord, config: Iterat
         + (f"; held-out macro F {macro:.3f}" if macro is not None else "")
     )
     return saved, message
-
-
-def _has_ground_truth(workspace: Workspace) -> bool:
-    """Ground truth on at least 2 subjects: enough for a subject-grouped evaluation."""
-    return workspace.db.execute("SELECT COUNT(DISTINCT i.subject_id) FROM ground_truth g JOIN images i ON i.id = g.image_id").fetchone()[0] >= 2
 
 
 def label_with_oracle(workspace: Workspace, clustering_id: int, purity: float = 0.8, iteration: int | None = None, hidden=()) -> dict:

@@ -38,7 +38,7 @@ DEFAULT_TIME_BINS = 10
 class Sample:
     """A saved sample: its id, how it was drawn, and the image ids it holds (sorted)."""
 
-    id: int
+    id: int | None
     strategy: str
     params: dict
     image_ids: np.ndarray = field(repr=False)
@@ -252,9 +252,12 @@ def draw_sample(
     seed: int = 0,
     include_labeled: bool = False,
     image_ids=None,
+    save: bool = True,
     **params,
 ) -> Sample:
     """Draw a sample with ``strategy`` and save it; ``params`` are the strategy's own options.
+
+    With ``save=False`` nothing is written and the returned sample has no id (a preview).
 
     ``image_ids`` limits the pool (e.g. to a previous sample). ``random``, ``time-stratified``,
     ``uncertainty`` and ``coreset`` take ``size``; ``subjects`` takes ``subjects``.
@@ -276,6 +279,8 @@ def draw_sample(
     recorded = {**amount, **params, "seed": seed, "include_labeled": include_labeled}
     if image_ids is not None:
         recorded["pool"] = len(np.unique(np.asarray(image_ids)))
+    if not save:
+        return Sample(None, strategy, recorded, picked)
     return save_sample(workspace, strategy, recorded, picked)
 
 

@@ -41,8 +41,9 @@ class FeatureStore:
         self.workspace = workspace
 
     # --- catalog of feature sets ----------------------------------------------------------
-    def names(self) -> list[str]:
-        return [r[0] for r in self.workspace.db.execute("SELECT name FROM feature_sets ORDER BY name")]
+    def names(self, newest_first: bool = False) -> list[str]:
+        order = "id DESC" if newest_first else "name"
+        return [r[0] for r in self.workspace.db.execute(f"SELECT name FROM feature_sets ORDER BY {order}")]
 
     def info(self, name: str) -> FeatureSet:
         row = self.workspace.db.execute(

@@ -11,6 +11,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import common as ui  # noqa: E402
+from pipeline import catalog  # noqa: E402
 from pipeline.cluster import ALGORITHMS, LINKAGES, SPACES, list_clusterings, merge_clusters, run_clustering, split_cluster, suggest_k  # noqa: E402
 from pipeline.metrics.clustering import evaluate_clustering  # noqa: E402
 
@@ -61,7 +62,7 @@ def choose_k(workspace, choice: dict) -> None:
 
 def show_clustering(workspace, clustering_id: int) -> None:
     evaluation = evaluate_clustering(workspace, clustering_id)
-    status = ui.cluster_table(workspace, clustering_id)
+    status = catalog.cluster_table(workspace, clustering_id)
     row = st.columns(5)
     row[0].metric("Images", evaluation.images)
     row[1].metric("Clusters", len(status))

@@ -11,6 +11,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import common as ui  # noqa: E402
+from pipeline import catalog  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
 from pipeline.ingest import (  # noqa: E402
     ColumnMapping,
@@ -57,7 +58,7 @@ def overview(workspace) -> None:
         return
     st.subheader("Timeline")
     st.caption("Images per subject and day: gaps show missing days, dot size the number of photos.")
-    timeline = ui.images_per_subject_day(workspace)
+    timeline = catalog.images_per_subject_day(workspace)
     chart = (
         alt.Chart(timeline)
         .mark_circle()

@@ -15,10 +15,12 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import common as ui  # noqa: E402
+from pipeline import catalog  # noqa: E402
 from pipeline.cluster import list_clusterings  # noqa: E402
 from pipeline.labels import (  # noqa: E402
     end_session,
     interaction_count,
+    open_session,
     label_cluster,
     redo,
     review_order,
@@ -98,7 +100,7 @@ def suggested_label(workspace, top, members) -> str | None:
     model's most common prediction for its images (None: the vocabulary's first name)."""
     if isinstance(top, str):
         return top
-    model_id = ui.latest_predicting_model_id(workspace)
+    model_id = catalog.latest_predicting_model_id(workspace)
     predicted = load_predictions(workspace, model_id, members).labels if model_id is not None else []
     return str(pd.Series(predicted).mode().iloc[0]) if len(predicted) else None
 
@@ -125,12 +127,12 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
     if do_label:
         label_cluster(workspace, clustering_id, cluster, label, excluded=sorted(excluded), author=author, session_id=session_id)
         st.toast(f"Cluster {cluster} labeled {label}.")
-        following = next_open(ui.cluster_table(workspace, clustering_id), cluster)
+        following = next_open(catalog.cluster_table(workspace, clustering_id), cluster)
         open_cluster(clustering_id, cluster if following is None else following)
         st.rerun()
     if do_skip:
         skip_cluster(workspace, clustering_id, cluster, author=author, session_id=session_id)
-        following = next_open(ui.cluster_table(workspace, clustering_id), cluster)
+        following = next_open(catalog.cluster_table(workspace, clustering_id), cluster)
         open_cluster(clustering_id, cluster if following is None else following)
         st.rerun()
     if go_back or go_next:
@@ -187,12 +189,12 @@ def render(workspace) -> None:
         help="Newest first; the Cluster page makes new ones.",
         width=420,
     )
-    status = ui.cluster_table(workspace, clustering_id)
+    status = catalog.cluster_table(workspace, clustering_id)
     if status.empty:
         st.info(f"Clustering {clustering_id} has no clusters.")
         return
     cluster = choose_cluster(status)
-    session_id = ui.labeling_session(workspace)
+    session_id = open_session(workspace, ui.author())
     progress_header(workspace, status, cluster, session_id)
     members = review_order(workspace, clustering_id, cluster)
     excluded = excluded_ids() & {int(i) for i in members}

@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import common as ui  # noqa: E402
+from pipeline import catalog  # noqa: E402
 from pipeline.backbones import BACKBONES  # noqa: E402
 from pipeline.embed import DEVICES, embed_workspace  # noqa: E402
 from pipeline.features import metadata_fields, metadata_frame  # noqa: E402
@@ -60,7 +61,7 @@ def map_frame(workspace, saved):
         keep = np.sort(np.random.default_rng(0).choice(keep, MAX_POINTS, replace=False))
         st.caption(f"Showing {MAX_POINTS} of {len(saved.ids)} points (a fixed random subset).")
     ids = saved.ids[keep]
-    frame = ui.image_details(workspace, ids)
+    frame = catalog.image_details(workspace, ids)
     frame["x"], frame["y"] = saved.coords[keep, 0], saved.coords[keep, 1]
     attributes = [name for name in metadata_fields(workspace) if name not in ("days", "date")]
     if attributes:

@@ -11,8 +11,8 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import common as ui  # noqa: E402
+from pipeline import catalog  # noqa: E402
 from pipeline.labels import session_stats  # noqa: E402
-from pipeline.loop import _has_ground_truth as has_ground_truth  # noqa: E402
 from pipeline.loop import evaluate_model, last_event_id  # noqa: E402
 from pipeline.train import list_models  # noqa: E402
 
@@ -66,7 +66,7 @@ def learning_curves(workspace, models: list[dict], truth: bool) -> None:
         row = {
             "model": model["id"],
             "labeled images": model["metrics"].get("train_size"),
-            "interactions": ui.interactions_until(workspace, model["created_at"]),
+            "interactions": catalog.interactions_until(workspace, model["created_at"]),
             "validation macro F": validation.get("macro", {}).get("F"),
             "validation top-1": validation.get("top1"),
         }
@@ -89,7 +89,7 @@ def learning_curves(workspace, models: list[dict], truth: bool) -> None:
 
 
 def speed_section(workspace) -> None:
-    sessions = pd.DataFrame([session_stats(workspace, i).to_dict() for i in ui.session_ids(workspace)])
+    sessions = pd.DataFrame([session_stats(workspace, i).to_dict() for i in catalog.session_ids(workspace)])
     if sessions.empty:
         st.caption("No labeling sessions yet (they start on the Label page).")
         return
@@ -109,7 +109,7 @@ def render(workspace) -> None:
     else:
         by_id = {m["id"]: m for m in models}
         model_id = st.selectbox("Model", list(by_id), format_func=lambda i: f"model {i}: {by_id[i]['mode']}, {by_id[i]['training_set']} labels")
-        truth = has_ground_truth(workspace)
+        truth = catalog.has_ground_truth(workspace)
         st.subheader("Quality per class")
         if truth:
             result = evaluation(str(workspace.root), model_id, last_event_id(workspace))

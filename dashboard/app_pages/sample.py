@@ -11,6 +11,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import common as ui  # noqa: E402
+from pipeline import catalog  # noqa: E402
 from pipeline.features import metadata_frame  # noqa: E402
 from pipeline.metrics.clustering import ground_truth  # noqa: E402
 from pipeline.summary import summarize  # noqa: E402
@@ -27,7 +28,7 @@ DESCRIPTIONS = {
 
 def strategy_options(workspace) -> tuple[str, dict]:
     """The strategy and its parameters, as ``draw_sample`` takes them."""
-    subjects = len(ui.subject_names(workspace))
+    subjects = len(catalog.subject_names(workspace))
     images = workspace.image_count()
     left, right = st.columns([1, 2])
     strategy = left.selectbox("Strategy", list(STRATEGIES), help="How the batch is chosen.")
@@ -51,7 +52,7 @@ def strategy_options(workspace) -> tuple[str, dict]:
 
 def show_selection(workspace, image_ids) -> None:
     """What a sample holds: subjects, images per time bin, ground-truth stages covered."""
-    table = ui.image_table(workspace, image_ids)
+    table = catalog.image_table(workspace, image_ids)
     table["days"] = metadata_frame(workspace, image_ids, ["days"])["days"].to_numpy()
     truth = ground_truth(workspace, image_ids)
     row = st.columns(3)
@@ -90,7 +91,7 @@ def render(workspace) -> None:
     strategy, params = strategy_options(workspace)
     st.subheader("Preview")
     with ui.errors_shown():
-        preview = ui.dry_run(workspace, lambda: draw_sample(workspace, strategy, **params))
+        preview = draw_sample(workspace, strategy, save=False, **params)
         show_selection(workspace, preview.image_ids)
         if st.button("Save this sample", type="primary", help="Saves it in the workspace; the map and cluster pages can then use it."):
             saved = draw_sample(workspace, strategy, **params)

@@ -10,6 +10,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import common as ui  # noqa: E402
+from pipeline import catalog  # noqa: E402
 
 UNLABELED = "(unlabeled)"
 STRIP_COLUMNS = 6
@@ -30,15 +31,15 @@ def describe(row) -> str:
 
 def render(workspace) -> None:
     ui.page_header("Series", "One subject's photos in date order: how it changes over time, and what each photo is labeled.")
-    subjects = ui.subject_names(workspace)
+    subjects = catalog.subject_names(workspace)
     if not subjects:
         st.info("No images yet: add some on the Collection page.")
         return
     left, right = st.columns([1, 2])
     subject = left.selectbox("Subject", subjects, key="subject", bind="query-params", help="The address keeps the subject, so a link opens it.")
-    ids = ui.image_table(workspace, subject=subject)["image_id"].tolist()
-    clustering_id = ui.latest_clustering_id(workspace)
-    details = ui.image_details(workspace, ids, clustering_id)
+    ids = catalog.image_table(workspace, subject=subject)["image_id"].tolist()
+    clustering_id = catalog.latest_clustering_id(workspace)
+    details = catalog.image_details(workspace, ids, clustering_id)
     details["shown label"] = details["label"].fillna(UNLABELED)
     present = sorted(details["shown label"].unique())
     chosen = right.multiselect("Show labels", present, default=present, help="Filter the strip by current label.")

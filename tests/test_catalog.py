@@ -1,0 +1,51 @@
+"""Read-only catalog views, the sample preview and labeling sessions, on real workspaces."""
+from __future__ import annotations
+
+import sqlite3
+
+from pipeline import catalog
+from pipeline.labels import end_session, label_images, open_session
+from pipeline.sampling import draw_sample
+from pipeline.workspace import Workspace
+
+
+def test_image_table_and_timeline(bananas_workspace):
+    workspace = Workspace.open(bananas_workspace)
+    table = catalog.image_table(workspace)
+    assert len(table) == 220 and list(table.columns) == catalog.IMAGE_COLUMNS
+    one = catalog.image_table(workspace, subject="11")
+    assert len(one) == 20 and one["taken_at"].is_monotonic_increasing
+    picked = catalog.image_table(workspace, [5, 1, 3])
+    assert picked["image_id"].tolist() == [5, 1, 3]
+    timeline = catalog.images_per_subject_day(workspace)
+    assert timeline["images"].sum() == 220 and set(timeline["subject"]) == set(catalog.subject_names(workspace))
+    assert catalog.has_ground_truth(workspace)
+
+
+def test_image_details_join_labels_and_truth(bananas_embedded):
+    workspace = Workspace.open(bananas_embedded)
+    label_images(workspace, [2], "R")
+    details = catalog.image_details(workspace, [1, 2]).set_index("image_id")
+    assert details.loc[2, "label"] == "R" and details.loc[2, "source"] == "manual"
+    assert details.loc[1, "days"] == 0.0
+    assert set(details["truth"]) <= {"U", "R", "V", "O"}
+
+
+def test_sample_preview_writes_nothing(bananas_workspace):
+    workspace = Workspace.open(bananas_workspace)
+    before = list(sqlite3.connect(bananas_workspace / "catalog.sqlite").iterdump())
+    preview = draw_sample(workspace, "subjects", subjects=2, seed=3, save=False)
+    assert preview.id is None and preview.size == 40
+    assert list(sqlite3.connect(bananas_workspace / "catalog.sqlite").iterdump()) == before
+    saved = draw_sample(workspace, "subjects", subjects=2, seed=3)
+    assert saved.id is not None and list(saved.image_ids) == list(preview.image_ids)
+
+
+def test_open_session_reuses_the_open_one(bananas_workspace):
+    workspace = Workspace.open(bananas_workspace)
+    first = open_session(workspace, "ana")
+    assert open_session(workspace, "ana") == first
+    assert open_session(workspace, "ben") != first
+    end_session(workspace, first)
+    assert open_session(workspace, "ana") != first
+    assert catalog.session_ids(workspace) == sorted(catalog.session_ids(workspace))
