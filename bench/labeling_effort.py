@@ -11,7 +11,8 @@ Runs :func:`pipeline.simulate.simulate` (every scenario, 3 seeds) on
   writer they approximate writer groups, otherwise they are random groups. There are no dates,
   so the full loop's metadata weighting has nothing to add there.
 
-and prints, per scenario, the interactions needed to reach 95% of the macro F1 of the same
+and prints, per scenario (the semi-supervised ``overcluster`` and ``vae`` train networks, so by
+default they run on bananas only: ``--network-scenarios all`` adds digits, where they take minutes), the interactions needed to reach 95% of the macro F1 of the same
 classifier trained on every pool image's true label, as a share of the pool images (labeling
 every image one by one = 100%), averaged over the seeds that reached it within the budget
 (half the pool). References: 18% (CIFAR-10) and 13% (EuroSAT) in "Weakly supervised active
@@ -21,7 +22,8 @@ full loop with the ``days`` metadata at shares of variance 0, 0.5 (the default) 
 
 Usage::
 
-    .venv/bin/python bench/labeling_effort.py [--workspace WS] [--seeds 3] [--out DIR]
+    .venv/bin/python bench/labeling_effort.py [--workspace WS] [--seeds 3] [--out DIR] [--network-scenarios bananas|all|none]
+    .venv/bin/python bench/labeling_effort.py --only bananas --scenarios overcluster,vae
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.embed import embed_workspace  # noqa: E402
 from pipeline.ingest import ColumnMapping, ingest  # noqa: E402
-from pipeline.simulate import Collection, SimulationConfig, compare_sampling, simulate, write_result  # noqa: E402
+from pipeline.simulate import NETWORK_SCENARIOS, SCENARIOS, Collection, SimulationConfig, compare_sampling, simulate, write_result  # noqa: E402
 from pipeline.workspace import Workspace  # noqa: E402
 
 BANANAS = Path(os.environ.get("BANANAS_DIR", ROOT.parent / "shared" / "datasets" / "bananas"))
@@ -68,9 +70,9 @@ def digits() -> Collection:
                       note="no writer ids: pseudo-subjects are blocks of 30 consecutive images")
 
 
-def effort_table(collection: Collection, seeds: list[int], config: SimulationConfig, out: Path | None) -> None:
+def effort_table(collection: Collection, seeds: list[int], config: SimulationConfig, out: Path | None, scenarios=SCENARIOS) -> None:
     start = time.perf_counter()
-    result = simulate(collection, seeds=seeds, config=config)
+    result = simulate(collection, scenarios, seeds, config)
     pool = np.mean([r.pool_size for r in result.runs])
     print(f"\n## {collection.name}: {len(collection.X)} images, pool {pool:.0f} / test {len(collection.X) - pool:.0f} "
           f"per seed (subject-grouped), seeds {seeds}, {time.perf_counter() - start:.0f} s")
@@ -117,19 +119,33 @@ def main() -> None:
     parser.add_argument("--workspace", help="a bananas workspace to reuse (made if missing)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", help="folder for the curves (CSV per collection)")
+    parser.add_argument("--network-scenarios", default="bananas", choices=["bananas", "all", "none"],
+                        help=f"where {' and '.join(NETWORK_SCENARIOS)} run (default bananas: on digits they take minutes per seed)")
+    parser.add_argument("--only", choices=["bananas", "digits"], help="one collection, effort table only")
+    parser.add_argument("--scenarios", help="comma-separated scenarios (default: all, as --network-scenarios allows)")
     args = parser.parse_args()
     seeds = list(range(args.seeds))
     out = Path(args.out) if args.out else None
     config = SimulationConfig()
     print(f"# config: {config}")
+    chosen = args.scenarios.split(",") if args.scenarios else list(SCENARIOS)
     with tempfile.TemporaryDirectory() as tmp:
-        collections = [bananas(Path(args.workspace or Path(tmp) / "bananas")), digits()]
-        for collection in collections:
-            effort_table(collection, seeds, config, out)
-        metadata_sweep(collections[0], seeds)
+        collections = {"bananas": lambda: bananas(Path(args.workspace or Path(tmp) / "bananas")), "digits": digits}
+        if args.only:
+            collections = {args.only: collections[args.only]}
+        made = {}
+        for name, make in collections.items():
+            with_networks = args.network_scenarios == "all" or args.network_scenarios == name
+            scenarios = [s for s in chosen if with_networks or s not in NETWORK_SCENARIOS]
+            made[name] = make()
+            if scenarios:
+                effort_table(made[name], seeds, config, out, scenarios)
+        if args.only:
+            return
+        metadata_sweep(made["bananas"], seeds)
         print("\n## Random vs structure-aware sampling at equal budget")
-        sampling_table(collections[0], 3, seeds)
-        sampling_table(collections[1], 5, seeds)
+        sampling_table(made["bananas"], 3, seeds)
+        sampling_table(made["digits"], 5, seeds)
 
 
 if __name__ == "__main__":

@@ -108,25 +108,52 @@ def embed_with_ray(
     start = time.perf_counter()
     plan = plan_embedding(workspace, backbone, weights, image_ids, batch_size)
     store = FeatureStore(workspace)
-    if len(plan.todo) == 0:
+    if len(plan.todo) or plan.choice.feature_set not in store.names():
         register_feature_set(store, plan.choice, dtype)
+    if len(plan.todo) == 0:
         return EmbedReport(plan.choice.feature_set, 0, plan.cached, time.perf_counter() - start, 0.0, device, batch_size, 0)
+    loader = WorkerBackbone(backbone, weights_argument(plan.choice), plan.choice.identity)
+    imported, layout = embed_ids_with_ray(
+        workspace, plan.choice.feature_set, loader, backbone_spec(backbone).preprocess, plan.todo, device, batch_size,
+        address, actors, num_cpus, object_store_memory, progress,
+    )
+    seconds = time.perf_counter() - start
+    return EmbedReport(
+        plan.choice.feature_set, imported, plan.cached, seconds, imported / seconds, layout.device, batch_size, layout.actors,
+    )
+
+
+def embed_ids_with_ray(
+    workspace: Workspace,
+    feature_set: str,
+    loader: Callable[[], Backbone],
+    preprocess: Preprocess,
+    image_ids: np.ndarray,
+    device: str = "auto",
+    batch_size: int = 32,
+    address: str | None = None,
+    actors: int | None = None,
+    num_cpus: int = LOCAL_CPUS,
+    object_store_memory: int = OBJECT_STORE_BYTES,
+    progress: Progress | None = None,
+) -> tuple[int, ActorLayout]:
+    """Embed ``image_ids`` on Ray with the model that ``loader`` builds on each actor and import
+    the vectors into ``feature_set`` (already registered); returns how many were imported and the
+    actor layout used. Works for any model: pass a picklable loader of a fine-tuned network to
+    embed with it (``predict --engine ray``)."""
     ray = import_ray()
-    register_feature_set(store, plan.choice, dtype)
     staging = workspace.root / f".staging-ray-{uuid.uuid4().hex[:12]}"
     with ray_session(ray, address, num_cpus, object_store_memory):
         resources = ray.cluster_resources()
         layout = actor_layout(resources.get("CPU", 1), resources.get("GPU", 0), device, actors)
-        loader = WorkerBackbone(backbone, weights_argument(plan.choice), plan.choice.identity)
-        preprocess = backbone_spec(backbone).preprocess
         try:
-            run_pipeline(ray, loader, preprocess, plan.todo, workspace.image_paths(plan.todo), layout, batch_size, staging)
+            run_pipeline(ray, loader, preprocess, image_ids, workspace.image_paths(image_ids), layout, batch_size, staging)
         except BaseException as error:
             shutil.rmtree(staging, ignore_errors=True)
             if isinstance(error, ray.exceptions.RayError):
                 raise PipelineError(f"the Ray run failed: {str(error).strip().splitlines()[-1]}") from None
             raise
-    imported, failures = import_shards(store, plan.choice.feature_set, staging, progress)
+    imported, failures = import_shards(FeatureStore(workspace), feature_set, staging, progress)
     shutil.rmtree(staging, ignore_errors=True)
     if failures:
         image_id, error = failures[0]
@@ -134,10 +161,7 @@ def embed_with_ray(
             f"{len(failures)} image(s) could not be read, e.g. image {image_id} ({workspace.image_path(image_id)}): "
             f"{error}; the {imported} other vectors are kept"
         )
-    seconds = time.perf_counter() - start
-    return EmbedReport(
-        plan.choice.feature_set, imported, plan.cached, seconds, imported / seconds, layout.device, batch_size, layout.actors,
-    )
+    return imported, layout
 
 
 def import_ray():

@@ -377,7 +377,7 @@ def iterate(workspace: Workspace, config: IterateConfig, oracle: bool = False, p
     """Run (or resume) one round of the loop.
 
     A new round draws a sample (the previous round's routed images if any are still unlabeled,
-    else ``config.strategy``), embeds it (with the previous fine-tuned model's features when
+    else ``config.strategy``), embeds it (with the newest trained network's features when
     there is one), clusters it, and stops, saying which clustering to label. The next call
     resumes the round: it trains on the labels, predicts every unlabeled image, routes the
     predictions and records the round. With ``oracle`` the ground truth labels the clusters
@@ -413,14 +413,16 @@ def _working_ids(workspace: Workspace, config: IterateConfig) -> np.ndarray:
 
 
 def _feature_set_for_round(workspace: Workspace, config: IterateConfig, image_ids, progress: Progress | None) -> str:
-    """The previous fine-tuned model's features, else the configured backbone's (embedded as needed)."""
+    """The newest trained network's features (a fine-tuned model's, or an overcluster or vae model's
+    trained on images), else the configured backbone's (embedded as needed)."""
     from .embed import embed_workspace
     from .store import FeatureStore
-    from .train import ensure_features
+    from .train import ensure_features, network_path
 
-    row = workspace.db.execute("SELECT id FROM models WHERE mode='finetune' ORDER BY id DESC LIMIT 1").fetchone()
-    if row is not None:
-        name = f"model-{row[0]}"
+    ids = [r[0] for r in workspace.db.execute("SELECT id FROM models ORDER BY id DESC")]
+    newest = next((i for i in ids if network_path(workspace, i).is_file()), None)
+    if newest is not None:
+        name = f"model-{newest}"
     elif config.features in FeatureStore(workspace).names():
         name = config.features
     else:

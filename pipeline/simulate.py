@@ -19,6 +19,16 @@ cluster annotation", plus this project's loop):
   largest first; when all were shown, what is left is clustered again;
 - ``uncertain+cluster``: the ``cluster_batch`` most uncertain images clustered and shown;
 - ``cluster+uncertain``: one ``cluster-only`` pass, then ``uncertain-only``;
+- ``overcluster``: random batches of ``cluster_batch`` images clustered and shown until two
+  classes are labeled; then each pass fits :class:`pipeline.overcluster.FuzzyOvercluster` (the
+  training mode ``overcluster``: ``overcluster_factor`` x classes overclusters) on the labels so
+  far plus the unlabeled pool and shows the overclusters of the unlabeled images like clusters;
+- ``vae``: :class:`pipeline.vae.LatentVAE` pretrained on the pool, its latents clustered
+  (k = pool / ``cluster_size``); the oracle names each centre from the centre alone (1
+  interaction, nothing clicked out; confidence p_c = the modal share), or, below ``purity``,
+  asks for a split (1 interaction; :func:`pipeline.vae.split_latent_cluster`, both halves shown
+  next); members get ``p_c exp(-a d)``; the classifier evaluated is the VAE's own head
+  (:meth:`~pipeline.vae.LatentVAE.fit_labeled` on those labels), not the head classifier;
 - ``full``: structure-aware samples (whole subjects, :func:`pipeline.sampling.pick_subjects`),
   clustered with the ``days`` metadata appended at ``metadata_weight``
   (:class:`pipeline.features.MetadataAppender`); after each pass the model predicts the
@@ -34,11 +44,13 @@ clustering (:func:`pipeline.cluster.fit_clusters`), label confidences
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -46,7 +58,9 @@ import numpy as np
 from .errors import PipelineError
 from .progress import Progress
 
-SCENARIOS = ("random", "uncertain-only", "cluster-only", "uncertain+cluster", "cluster+uncertain", "full")
+SCENARIOS = ("random", "uncertain-only", "cluster-only", "uncertain+cluster", "cluster+uncertain", "full", "overcluster", "vae")
+# the scenarios that train a network (issue 9): slower, on a CPU seconds per pass
+NETWORK_SCENARIOS = ("overcluster", "vae")
 REACH = 0.95
 
 
@@ -58,6 +72,15 @@ class ClusterAnswer:
     label: str | None
     excluded: np.ndarray
     interactions: int
+
+
+@dataclass(frozen=True)
+class CentreAnswer:
+    """The oracle's decision on a centre it sees alone: its label and confidence (None: split it)."""
+
+    label: str | None
+    confidence: float
+    interactions: int = 1
 
 
 class Oracle:
@@ -84,16 +107,28 @@ class Oracle:
         """The modal class if it holds at least ``purity`` of the cluster (misfits clicked out), else skip."""
         image_ids = np.asarray(image_ids, dtype=np.int64)
         labels = np.asarray(self._look(image_ids))
-        counts = Counter(labels.tolist())
-        label, count = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        if count < self.purity * len(labels):
+        label, share = _modal(labels)
+        if share < self.purity:
             return ClusterAnswer(None, np.zeros(0, dtype=np.int64), 1)
         excluded = image_ids[labels != label]
         return ClusterAnswer(label, excluded, 1 + len(excluded))
 
+    def answer_centre(self, image_ids) -> CentreAnswer:
+        """A cluster judged from its (decoded) centre alone: the modal class with its share as the
+        confidence, or a request to split when that share is under ``purity`` (1 interaction)."""
+        label, share = _modal(np.asarray(self._look(image_ids)))
+        return CentreAnswer(label if share >= self.purity else None, share)
+
     def answer_images(self, image_ids) -> np.ndarray:
         """The label of each image (1 interaction each)."""
         return np.asarray(self._look(image_ids))
+
+
+def _modal(labels: np.ndarray) -> tuple[str, float]:
+    """The most frequent label (ties: the first in sort order) and its share."""
+    counts = Counter(labels.tolist())
+    label, count = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return label, count / len(labels)
 
 
 # --- the collection and the settings ----------------------------------------------------------
@@ -144,7 +179,10 @@ class SimulationConfig:
     ``metadata_weight``: share of variance of ``days`` when the full loop clusters;
     ``target_precision``: the full loop's routing threshold reaches this on its labels;
     ``review_pseudo``: the oracle reviews pseudo-labels (else they stay pending, unused);
-    ``C``: the head classifier's regularization; ``a``: distance weight of cluster-label confidence.
+    ``C``: the head classifier's regularization; ``a``: distance weight of cluster-label confidence;
+    ``network_epochs``: training epochs of the networks of ``overcluster`` and ``vae`` (per fit:
+    each ``overcluster`` pass, the ``vae`` pretraining and each of its labeled fits);
+    ``overcluster_factor``: overclusters per labeled class.
     """
 
     purity: float = 0.8
@@ -160,6 +198,8 @@ class SimulationConfig:
     review_pseudo: bool = True
     C: float = 0.1
     a: float = 1.0
+    network_epochs: int = 10
+    overcluster_factor: int = 5
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -284,6 +324,8 @@ class _Run:
         self.curve: list[CurvePoint] = []
         self.budget = config.budget * len(pool)
         self.pseudo_routed = self.pseudo_routed_correct = 0
+        # a scenario's own classifier, fitted on the labels so far when they hold 2 classes; None: the head classifier
+        self.learner = None
 
     # state
     def unlabeled(self) -> np.ndarray:
@@ -293,14 +335,26 @@ class _Run:
     def exhausted(self) -> bool:
         return self.interactions >= self.budget or len(self.unlabeled()) == 0
 
+    def labeled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, labels, weights)`` of the labels so far."""
+        index = np.fromiter(self.labels, dtype=np.int64)
+        return index, np.array([self.labels[i][0] for i in index]), np.array([self.labels[i][1] for i in index])
+
+    def pool_targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """One label per pool image (None where unlabeled) and its weight (0 where unlabeled),
+        the semi-supervised networks' ``y`` and ``sample_weight``."""
+        y = np.array([self.labels[i][0] if i in self.labels else None for i in self.pool.tolist()], dtype=object)
+        weights = np.array([self.labels[i][1] if i in self.labels else 0.0 for i in self.pool.tolist()], dtype=np.float32)
+        return y, weights
+
     def fit(self):
         from .train import HeadClassifier
 
         if not self.labels:
             return None
-        index = np.fromiter(self.labels, dtype=np.int64)
-        labels = np.array([self.labels[i][0] for i in index])
-        weights = np.array([self.labels[i][1] for i in index])
+        index, labels, weights = self.labeled()
+        if self.learner is not None and len(np.unique(labels)) >= 2:
+            return self.learner()
         return HeadClassifier(C=self.config.C, random_state=self.seed).fit(self.c.X[index], labels, sample_weight=weights)
 
     def predictions(self, model, index: np.ndarray):
@@ -339,8 +393,7 @@ class _Run:
     def cluster_and_label(self, index: np.ndarray, space: np.ndarray, cluster_size: int | None = None) -> int:
         """Cluster ``index`` (rows of ``space``) into clusters of about ``cluster_size`` images and
         show them largest first (size 1: label the images one by one); returns the labels added."""
-        from .cluster import centre_distances, fit_clusters
-        from .labels import cluster_confidences
+        from .cluster import fit_clusters
 
         cluster_size = cluster_size or self.config.cluster_size
         if cluster_size <= 1:
@@ -348,7 +401,14 @@ class _Run:
             self.label_images(index)
             return len(self.labels) - before
         k = max(1, min(len(index), math.ceil(len(index) / cluster_size)))
-        clusters, _ = fit_clusters(space, self.config.algorithm, k, self.seed)
+        return self.show_clusters(index, space, fit_clusters(space, self.config.algorithm, k, self.seed)[0])
+
+    def show_clusters(self, index: np.ndarray, space: np.ndarray, clusters: np.ndarray) -> int:
+        """Show the clusters of ``index`` (numbered 0.. by size) largest first, each member weighted
+        by its distance to its cluster's centre in ``space``; returns the labels added."""
+        from .cluster import centre_distances
+        from .labels import cluster_confidences
+
         distances = centre_distances(space, clusters)
         added = 0
         for cluster in range(int(clusters.max()) + 1):
@@ -374,18 +434,26 @@ class _Run:
         added = 0
         if answer.label is not None and (proposed is None or answer.label == proposed):
             keep = ~np.isin(members, answer.excluded)
-            for image, weight in zip(members[keep], weights[keep]):
-                self.labels[int(image)] = (answer.label, float(weight), source)
-            added = int(keep.sum())
+            added = self.add_labels(members[keep], answer.label, weights[keep], source)
         self._maybe_evaluate()
         return added
+
+    def add_labels(self, members: np.ndarray, label: str, weights: np.ndarray, source: str) -> int:
+        for image, weight in zip(members, weights):
+            self.labels[int(image)] = (label, float(weight), source)
+        return len(members)
+
+
+def _random_unlabeled(run: _Run, size: int) -> np.ndarray:
+    unlabeled = run.unlabeled()
+    return run.rng.choice(unlabeled, size=min(size, len(unlabeled)), replace=False)
 
 
 def _most_uncertain(run: _Run, size: int) -> np.ndarray:
     unlabeled = run.unlabeled()
     model = run.fit()
     if model is None or len(model.classes_) < 2:
-        return run.rng.choice(unlabeled, size=min(size, len(unlabeled)), replace=False)
+        return _random_unlabeled(run, size)
     entropy = run.predictions(model, unlabeled).entropy
     order = run.rng.permutation(len(unlabeled))
     return unlabeled[order[np.argsort(-entropy[order], kind="stable")][:size]]
@@ -393,8 +461,7 @@ def _most_uncertain(run: _Run, size: int) -> np.ndarray:
 
 def _scenario_random(run: _Run) -> None:
     while not run.exhausted():
-        unlabeled = run.unlabeled()
-        run.label_images(run.rng.choice(unlabeled, size=min(run.config.batch, len(unlabeled)), replace=False))
+        run.label_images(_random_unlabeled(run, run.config.batch))
 
 
 def _scenario_uncertain(run: _Run) -> None:
@@ -453,11 +520,9 @@ def _route(run: _Run) -> np.ndarray:
 
     unlabeled = run.unlabeled()
     model = run.fit()
-    index = np.fromiter(run.labels, dtype=np.int64)
-    labels = np.array([run.labels[i][0] for i in index])
+    index, labels, weights = run.labeled()
     if model is None or len(np.unique(labels)) < 2 or len(np.unique(run.c.subjects[index])) < 2:
         return unlabeled
-    weights = np.array([run.labels[i][1] for i in index])
     proba, classes = grouped_oof_proba(
         run.c.X[index], labels, run.c.subjects[index], weights,
         lambda: HeadClassifier(C=run.config.C, random_state=run.seed), CV_FOLDS, run.seed,
@@ -493,6 +558,63 @@ def _scenario_full(run: _Run) -> None:
             batch = run.unlabeled()
 
 
+def _scenario_overcluster(run: _Run) -> None:
+    """Clustered random batches until two classes are labeled, then passes of FOC overclusters.
+
+    A pass has ``overcluster_factor`` x the labeled classes overclusters, but at least one per
+    ``cluster_size`` unlabeled images, so its groups are no larger than the other scenarios' clusters
+    (the head uses fewer of its outputs, though). Stops after 3 passes in a row that label nothing.
+    """
+    from .cluster import number_by_size
+    from .overcluster import FuzzyOvercluster
+
+    while not run.exhausted() and len({label for label, _, _ in run.labels.values()}) < 2:
+        batch = _random_unlabeled(run, run.config.cluster_batch)
+        run.cluster_and_label(batch, run.c.X[batch])
+    passes = stalled = 0
+    while not run.exhausted() and stalled < 3:
+        y, weights = run.pool_targets()
+        unlabeled = run.unlabeled()
+        overclusters = max(run.config.overcluster_factor * len(set(y[y != None])), math.ceil(len(unlabeled) / run.config.cluster_size))  # noqa: E711
+        model = FuzzyOvercluster(
+            n_overclusters=overclusters, epochs=run.config.network_epochs, device="cpu", random_state=run.seed + passes,
+        ).fit(run.c.X[run.pool], y, weights)
+        clusters, _ = model.predict_clusters(run.c.X[unlabeled])
+        passes += 1
+        stalled = stalled + 1 if run.show_clusters(unlabeled, run.c.X[unlabeled], number_by_size(clusters)) == 0 else 0
+
+
+def _scenario_vae(run: _Run) -> None:
+    """Name the VAE's latent cluster centres top-down; its own head is the classifier evaluated."""
+    import copy
+
+    from .vae import CentreDecision, LatentVAE, centre_training_labels, cluster_latents, split_latent_cluster
+
+    X = run.c.X[run.pool]
+    epochs = run.config.network_epochs
+    vae = LatentVAE(pretrain_epochs=epochs, epochs=epochs, device="cpu", random_state=run.seed).fit_unsupervised(X)
+
+    def learner():
+        return copy.deepcopy(vae).fit_labeled(X, *run.pool_targets())
+
+    run.learner = learner
+    Z = vae.transform(X)
+    clusters = cluster_latents(Z, max(1, min(len(X), math.ceil(len(X) / run.config.cluster_size))), random_state=run.seed)
+    to_show = list(range(clusters.k))
+    while to_show and not run.exhausted():
+        cluster = to_show.pop(0)
+        members = np.flatnonzero(clusters.assignments == cluster)
+        answer = run.oracle.answer_centre(run.pool[members])
+        run.interactions += answer.interactions
+        if answer.label is not None:
+            rows, _, weights = centre_training_labels(clusters, {cluster: CentreDecision(answer.label, answer.confidence)}, run.config.a)
+            run.add_labels(run.pool[rows], answer.label, weights, "cluster")
+        else:
+            clusters = split_latent_cluster(clusters, Z, cluster, random_state=run.seed)
+            to_show[:0] = [cluster, clusters.k - 1]
+        run._maybe_evaluate()
+
+
 SCENARIO_RUNNERS = {
     "random": _scenario_random,
     "uncertain-only": _scenario_uncertain,
@@ -500,6 +622,8 @@ SCENARIO_RUNNERS = {
     "uncertain+cluster": _scenario_uncertain_cluster,
     "cluster+uncertain": _scenario_cluster_uncertain,
     "full": _scenario_full,
+    "overcluster": _scenario_overcluster,
+    "vae": _scenario_vae,
 }
 
 
@@ -524,13 +648,10 @@ def run_scenario(collection: Collection, scenario: str, seed: int = 0, config: S
     """One scenario under one seed (deterministic given the seed)."""
     if scenario not in SCENARIO_RUNNERS:
         raise PipelineError(f"unknown scenario '{scenario}'; choose from {', '.join(SCENARIOS)}")
-    from threadpoolctl import threadpool_limits
-
     config = config or SimulationConfig()
     pool, test = split_collection(collection, config, seed)
     run = _Run(collection, pool, test, config, seed)
-    # many fits on small arrays: one BLAS thread is faster, and immune to a busy machine
-    with threadpool_limits(1):
+    with _one_thread(torch=scenario in NETWORK_SCENARIOS):
         SCENARIO_RUNNERS[scenario](run)
         if run.evaluated_at != run.interactions:
             run.evaluate()
@@ -538,6 +659,26 @@ def run_scenario(collection: Collection, scenario: str, seed: int = 0, config: S
     return ScenarioRun(
         scenario, seed, len(pool), len(test), reference, run.curve, test, run.oracle.asked, run.pseudo_routed, run.pseudo_routed_correct,
     )
+
+
+@contextlib.contextmanager
+def _one_thread(torch: bool = False) -> Iterator[None]:
+    """Many fits on small arrays (and, with ``torch``, small networks): one BLAS (and torch)
+    thread is faster, and immune to a busy machine (2 torch threads made a fit 7x slower)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        if not torch:
+            yield
+            return
+        import torch as _torch
+
+        before = _torch.get_num_threads()
+        _torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            _torch.set_num_threads(before)
 
 
 def simulate(

@@ -278,7 +278,13 @@ def ensure_features(workspace: Workspace, feature_set: str, image_ids, device: s
     if len(missing) == 0:
         return
     if feature_set.startswith("model-"):
-        embed_with_model(workspace, int(feature_set.split("-", 1)[1]), missing, device, progress)
+        model_id = int(feature_set.split("-", 1)[1])
+        if not network_path(workspace, model_id).is_file() and load_model_record(workspace, model_id).mode == "vae":
+            from .vae import store_latents
+
+            store_latents(workspace, model_id, missing, device, progress)  # a phase-1 VAE's latents, not a network's
+        else:
+            embed_with_model(workspace, model_id, missing, device, progress)
         return
     from .embed import embed_workspace
 

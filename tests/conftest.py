@@ -55,10 +55,7 @@ def bananas_workspace_template(tmp_path_factory, bananas) -> Path:
 @pytest.fixture
 def bananas_workspace(bananas_workspace_template, tmp_path) -> Path:
     """A private copy of the ingested bananas workspace that a test may change."""
-    target = tmp_path / "ws"
-    with Workspace.open(bananas_workspace_template) as template:
-        template.copy_to(target).close()
-    return target
+    return private_copy(bananas_workspace_template, tmp_path / "ws")
 
 
 @pytest.fixture(scope="session")
@@ -103,10 +100,7 @@ def bananas_clustered_template(bananas_embedded_template, tmp_path_factory) -> P
 @pytest.fixture
 def bananas_clustered(bananas_clustered_template, tmp_path) -> Path:
     """A private copy of the clustered bananas workspace that a test may change."""
-    target = tmp_path / "ws"
-    with Workspace.open(bananas_clustered_template) as template:
-        template.copy_to(target).close()
-    return target
+    return private_copy(bananas_clustered_template, tmp_path / "ws")
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,9 @@ def register(subparsers) -> None:
     amount.add_argument("--k", type=int, help="number of clusters")
     amount.add_argument("--overcluster", type=float, default=2.0, help="k = F x the number of classes (default 2)")
     parser.add_argument("--metadata", help="fields and their share of the variance for clustering, e.g. days=0.3")
-    parser.add_argument("--mode", default="head", choices=["head", "finetune"])
+    parser.add_argument("--mode", default="head", choices=list(MODE_OPTIONS),
+                        help="training mode (see 'train --mode'; default head)")
+    add_option_argument(parser)
     add_threshold_arguments(parser, required=False)
     parser.add_argument("--target-precision", type=float, help="tune the threshold to reach this precision on your labels")
     parser.add_argument("--oracle", action="store_true", help="let the ground truth label the clusters (demos)")
@@ -83,7 +85,7 @@ def register(subparsers) -> None:
     add_common(parser)
     parser.add_argument("--features", required=True, help="feature set, or a backbone name with one feature set")
     parser.add_argument("--scenarios", help="comma-separated (default: all): random, uncertain-only, cluster-only, "
-                        "uncertain+cluster, cluster+uncertain, full")
+                        "uncertain+cluster, cluster+uncertain, full, overcluster, vae (these two train networks: slower)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--purity", type=float, default=0.8)
     parser.add_argument("--budget", type=float, default=0.5, help="stop at this many interactions per pool image (default 0.5)")
@@ -120,24 +122,31 @@ def add_training_arguments(parser) -> None:
     parser.add_argument("--head-lr", type=float, help="finetune: head learning rate (default 1e-3)")
     parser.add_argument("--image-size", type=int, help="finetune: input size in px (default: the backbone's)")
     parser.add_argument("--val-share", type=float, help="finetune: share of subjects for early stopping (default 0.2)")
+    add_option_argument(parser)
+
+
+def add_option_argument(parser) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                         help="overcluster/vae: a mode option, repeatable (e.g. input=images, unlabeled_ratio=0.5, gamma=2)")
 
 
 def training_params(args) -> dict:
-    from .vae import parse_options
-
     names = MODE_OPTIONS[args.mode]
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     every = dict.fromkeys(HEAD_OPTIONS + FINETUNE_OPTIONS + SEMI_SUPERVISED_OPTIONS)
     wrong = [name for name in every if name not in names and getattr(args, name, None) is not None]
     if wrong:
         raise PipelineError(f"--{wrong[0].replace('_', '-')} does not apply to --mode {args.mode}")
-    if getattr(args, "option", None):
-        if names is HEAD_OPTIONS or names is FINETUNE_OPTIONS:
-            raise PipelineError(f"--option applies to --mode overcluster and vae, not {args.mode}")
-        given.update(parse_options(args.option))
-    return given
+    return {**given, **mode_options(args)}
+
+
+def mode_options(args) -> dict[str, str]:
+    """``--option NAME=VALUE`` pairs (overcluster and vae only; each mode types its own values)."""
+    from .vae import parse_options
+
+    if args.option and args.mode not in ("overcluster", "vae"):
+        raise PipelineError(f"--option applies to --mode overcluster and vae, not {args.mode}")
+    return parse_options(args.option)
 
 
 def add_threshold_arguments(parser, required: bool = True) -> None:
@@ -235,7 +244,7 @@ def run_iterate(args) -> Result:
     config = IterateConfig(
         features=args.features, weights=args.weights, strategy=args.strategy, subjects=args.subjects, size=args.size,
         algorithm=args.algorithm, k=args.k, overcluster=args.overcluster, metadata=parse_key_values(args.metadata, "--metadata"),
-        mode=args.mode, threshold=threshold_of(args, 0.9), target_precision=args.target_precision,
+        mode=args.mode, train_params=mode_options(args), threshold=threshold_of(args, 0.9), target_precision=args.target_precision,
         smoothing_window=args.smooth, purity=args.purity, hold_out=not args.no_hold_out, seed=args.seed, device=args.device,
     )
     with Workspace.open(args.workspace) as workspace:
