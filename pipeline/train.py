@@ -272,7 +272,10 @@ def default_feature_set(workspace: Workspace) -> str:
 
 
 def ensure_features(workspace: Workspace, feature_set: str, image_ids, device: str = "cpu", progress: Progress | None = None) -> None:
-    """Compute the vectors of ``feature_set`` that ``image_ids`` still lack (never recomputes)."""
+    """Compute the vectors of ``feature_set`` that ``image_ids`` still lack (never recomputes).
+
+    ``model-<id>``: a trained network's features, or a phase-1 VAE's latent means (it has no network file).
+    """
     store = FeatureStore(workspace)
     missing = store.missing(feature_set, image_ids)
     if len(missing) == 0:

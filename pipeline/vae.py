@@ -570,6 +570,15 @@ def store_latents(workspace, model_id: int, image_ids, device: str = "cpu", prog
     return FeatureStore(workspace).append(latents, todo, model.transform(X))
 
 
+def latent_clusterings(workspace) -> list[dict]:
+    """The clusterings made on a phase-1 VAE's latents (also splits and merges of them), newest first."""
+    from .cluster import list_clusterings
+
+    rows = workspace.db.execute("SELECT id FROM models WHERE mode='vae' AND json_extract(metrics, '$.phase') = 'unsupervised'")
+    latents = {latent_set_name(r[0]) for r in rows}
+    return [c for c in list_clusterings(workspace) if c["feature_set"] in latents]
+
+
 def latest_vae_model(workspace) -> int | None:
     """The newest phase-1 VAE (the one whose latent clusters the expert has been naming)."""
     row = workspace.db.execute(

@@ -276,3 +276,69 @@ def test_access_needs_the_password_when_one_is_set(sample, monkeypatch):
     app.button[0].click().run()
     assert_clean(app)
     assert [m.value for m in app.metric][:2] == ["80", "4"]
+
+
+def number_input(app: AppTest, label: str):
+    return next(n for n in app.number_input if n.label == label)
+
+
+def test_train_page_trains_an_overcluster_model_and_offers_its_overclusters(sample):
+    from pipeline.train import list_models
+
+    label_two_clusters_by_their_majority(sample)
+    app = run_page("train")
+    next(s for s in app.selectbox if s.label == "Mode").set_value("overcluster").run()
+    number_input(app, "Epochs").set_value(2).run()
+    number_input(app, "Overclusters per class").set_value(3).run()
+    button(app, "Train on the accepted labels").click().run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        model = list_models(workspace)[0]
+        assert model["mode"] == "overcluster" and model["params"]["epochs"] == 2 and model["params"]["overcluster_factor"] == 3
+        assert list_clusterings(workspace)[0]["id"] == model["metrics"]["clustering_id"]
+    assert "overclusters are clustering" in app.info[0].value
+
+
+def test_vae_centres_page_names_splits_and_trains(sample):
+    from pipeline.train import list_models
+
+    app = run_page("centres")
+    assert_clean(app)
+    number_input(app, "Centres (0: from the elbow)").set_value(3).run()
+    number_input(app, "Epochs without labels").set_value(2).run()
+    button(app, "Train the VAE and cluster its latents").click().run()
+    assert_clean(app)
+    first = int(param(app, "clustering"))
+    assert len([b for b in app.button if b.label == "Name"]) == 3
+    assert len(app.get("image")) == 3, "a picture per centre"
+    for cluster, label in ((0, "O"), (1, "R")):
+        app.selectbox(key=f"centre_label_{first}_{cluster}").set_value(label)
+        app.slider(key=f"centre_confidence_{first}_{cluster}").set_value(0.8)
+        app.button(key=f"name_{first}_{cluster}").click().run()
+        assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        labels = current_labels(workspace)
+        assert set(labels["label"]) == {"O", "R"} and labels["confidence"].max() <= 0.8
+        assert interaction_count(workspace) == 2
+    app.button(key=f"split_{first}_2").click().run()
+    assert_clean(app)
+    child = int(param(app, "clustering"))
+    assert child != first and len([b for b in app.button if b.label == "Name"]) == 4
+    number_input(app, "Epochs with labels").set_value(2).run()
+    button(app, "Train on the named centres").click().run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        model = list_models(workspace)[0]
+        assert model["mode"] == "vae" and model["classes"] == ["O", "R"] and model["params"]["epochs"] == 2
+
+
+def test_vae_centres_page_shows_an_image_vae_its_decoded_centres(sample):
+    app = run_page("centres")
+    number_input(app, "Centres (0: from the elbow)").set_value(2).run()
+    number_input(app, "Epochs without labels").set_value(1).run()
+    next(s for s in app.selectbox if s.label == "The VAE reads").set_value("images").run()
+    number_input(app, "Image size (px)").set_value(32).run()
+    button(app, "Train the VAE and cluster its latents").click().run()
+    assert_clean(app)
+    pictures = app.get("image")
+    assert len(pictures) == 2 and all(p.proto.imgs[0].caption == "decoded centre" for p in pictures)

@@ -7,9 +7,11 @@ from sklearn.datasets import load_digits
 
 from conftest import cli
 from pipeline.errors import PipelineError
-from pipeline.simulate import SCENARIOS, Collection, Oracle, SimulationConfig, compare_sampling, run_scenario, simulate
+from pipeline.simulate import (
+    NETWORK_SCENARIOS, SCENARIOS, Collection, Oracle, SimulationConfig, compare_sampling, run_scenario, simulate,
+)
 
-FAST = SimulationConfig(budget=0.06, chunk=5, batch=10, cluster_batch=40)
+FAST = SimulationConfig(budget=0.06, chunk=5, batch=10, cluster_batch=40, network_epochs=2)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +31,29 @@ def test_oracle_labels_pure_clusters_and_clicks_out_misfits():
     assert oracle.asked == {1, 2, 3, 4, 5, 6}
     with pytest.raises(PipelineError, match="may not see"):
         oracle.answer_cluster([1, 99])
+
+
+def test_oracle_names_a_centre_from_its_modal_share_for_one_interaction():
+    oracle = Oracle([1, 2, 3, 4, 5], list("aaaab"), purity=0.8)
+    named = oracle.answer_centre([1, 2, 3, 4, 5])
+    assert (named.label, named.confidence, named.interactions) == ("a", 0.8, 1)
+    split = oracle.answer_centre([3, 4, 5])
+    assert split.label is None and split.confidence == pytest.approx(2 / 3) and split.interactions == 1
+    with pytest.raises(PipelineError, match="may not see"):
+        oracle.answer_centre([1, 99])
+
+
+def test_network_scenarios_label_groups_and_the_vae_names_centres_without_clicking_out(digits):
+    config = SimulationConfig(budget=0.05, chunk=10, cluster_batch=40, network_epochs=2)
+    runs = {scenario: run_scenario(digits, scenario, seed=0, config=config) for scenario in NETWORK_SCENARIOS}
+    for scenario, run in runs.items():
+        last = run.curve[-1]
+        assert last.labeled > last.interactions, f"{scenario}: a group labels many images per interaction"
+        assert last.macro_f1 > 0.15, f"{scenario}: better than chance (0.1) on 10 classes"
+    assert runs["overcluster"].cluster_label_error_rate == 0.0  # misfits are clicked out of overclusters
+    assert runs["vae"].cluster_label_error_rate > 0.0  # a centre is named without seeing its members
+    again = run_scenario(digits, "vae", seed=0, config=config)
+    assert again.curve == runs["vae"].curve
 
 
 def test_oracle_never_sees_test_images(digits):
@@ -71,10 +96,10 @@ def test_result_table_csv_and_sampling_comparison(digits, tmp_path):
 def test_cli_simulate_on_bananas(bananas_embedded, tmp_path):
     out = tmp_path / "curves.json"
     code, data = cli(
-        "simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "random,full",
+        "simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "random,full,overcluster,vae",
         "--seeds", "0", "--budget", "0.2", "--out", out,
     )
-    assert code == 0 and [row["scenario"] for row in data["table"]] == ["random", "full"]
+    assert code == 0 and [row["scenario"] for row in data["table"]] == ["random", "full", "overcluster", "vae"]
     assert data["runs"][0]["pool"] + data["runs"][0]["test"] == 220 and out.is_file()
     code, data = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "magic")
     assert code == 2 and "unknown scenario" in data["error"]

@@ -15,10 +15,16 @@ import common as ui  # noqa: E402
 from pipeline.embed import DEVICES  # noqa: E402
 from pipeline.labels import accept_pseudo, current_labels, reject_pseudo  # noqa: E402
 from pipeline.loop import last_event_id, route_mask, route_predictions  # noqa: E402
+from pipeline.overcluster import OVERCLUSTER_DEFAULTS  # noqa: E402
 from pipeline.threshold import TRUTH_SOURCES, ThresholdTuning, curve_at, validation_curves  # noqa: E402
 from pipeline.train import MODES, list_models, load_predictions, predict, train_model, unlabeled_image_ids  # noqa: E402
+from pipeline.vae import VAE_DEFAULTS  # noqa: E402
 
-MODE_HELP = "head: a classifier on the cached features (seconds on a CPU); finetune: the whole CNN (meant for a GPU)."
+MODE_HELP = (
+    "head: a classifier on the cached features (seconds on a CPU); finetune: the whole CNN (meant for a GPU); "
+    "overcluster: a classifier plus an overclustering head whose clusters (substructures of fuzzy classes) you can label; "
+    "vae: a VAE with a classifier on its latent space (name its centres on the VAE centres page first)."
+)
 REVIEW_LIMIT = 48
 
 
@@ -36,19 +42,48 @@ def train_section(workspace) -> None:
         feature_set = ui.feature_set_picker(workspace, "train_features", help="The features a head reads, or whose backbone a fine-tune starts from.")
     device = row[2].selectbox("Device", DEVICES, index=DEVICES.index("auto"), key="train_device")
     seed = row[3].number_input("Seed", 0, 10_000, 0, key="train_seed")
+    params = mode_options(mode)
     left, right = st.columns(2)
     if left.button("Train on the accepted labels", type="primary", disabled=feature_set is None):
         bar = ui.ProgressBar("Training", unit="steps")
-        record = train_model(workspace, mode, feature_set=feature_set, seed=seed, device=device, progress=bar)
+        record = train_model(workspace, mode, feature_set=feature_set, seed=seed, device=device, progress=bar, **params)
         bar.done()
         validation = record.metrics.get("validation") or {}
         scores = f"; validation (by subject) top-1 {validation['top1']:.2f}, macro F {validation['macro']['F']:.2f}" if "top1" in validation else ""
         st.success(f"Model {record.id} trained on {record.metrics['train_size']} labeled images{scores}.")
+        if "clustering_id" in record.metrics:
+            consistency = record.metrics["consistency_training"]
+            st.info(f"Its {record.metrics['overclusters_used']} overclusters are clustering {record.metrics['clustering_id']} "
+                    f"(consistency with your labels {consistency:.2f}).")
+            ui.page_link("label.py", "Label the overclusters", ":material/label:", clustering=record.metrics["clustering_id"])
     if right.button("Predict the unlabeled images", disabled=not list_models(workspace)):
         bar = ui.ProgressBar("Predicting")
         predictions = predict(workspace, list_models(workspace)[0]["id"], device=device, progress=bar)
         bar.done()
         st.success(f"{len(predictions)} images predicted.")
+
+
+def mode_options(mode: str) -> dict:
+    """The main options of the semi-supervised modes (the others' defaults suit the page)."""
+    if mode not in ("overcluster", "vae"):
+        return {}
+    defaults = OVERCLUSTER_DEFAULTS if mode == "overcluster" else VAE_DEFAULTS
+    row = st.columns(3)
+    params = {
+        "epochs": int(row[0].number_input("Epochs", 1, 1000, defaults["epochs"], key=f"{mode}_epochs")),
+        "unlabeled_ratio": row[1].slider(
+            "Unlabeled share of a batch", 0.0, 0.95, defaults["unlabeled_ratio"], 0.05, key=f"{mode}_unlabeled_ratio",
+            help="Unlabeled images fill this share of every batch (bounds the training time).",
+        ),
+    }
+    if mode == "overcluster":
+        params["overcluster_factor"] = int(row[2].number_input(
+            "Overclusters per class", 2, 20, defaults["overcluster_factor"], key="overcluster_factor",
+            help="The overclustering head has this many outputs per labeled class.",
+        ))
+    else:
+        params["gamma"] = row[2].number_input("Weight of the labels (gamma)", 0.0, 100.0, defaults["gamma"], 0.5, key="vae_gamma")
+    return params
 
 
 def choose_model(workspace) -> int | None:
