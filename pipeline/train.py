@@ -271,10 +271,19 @@ def default_feature_set(workspace: Workspace) -> str:
     return row[0]
 
 
-def ensure_features(workspace: Workspace, feature_set: str, image_ids, device: str = "cpu", progress: Progress | None = None) -> None:
+def ensure_features(
+    workspace: Workspace,
+    feature_set: str,
+    image_ids,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    engine: str = "local",
+    address: str | None = None,
+) -> None:
     """Compute the vectors of ``feature_set`` that ``image_ids`` still lack (never recomputes).
 
     ``model-<id>``: a trained network's features, or a phase-1 VAE's latent means (it has no network file).
+    ``engine="ray"`` runs the network on Ray Data (a local Ray, or the cluster at ``address``).
     """
     store = FeatureStore(workspace)
     missing = store.missing(feature_set, image_ids)
@@ -287,13 +296,18 @@ def ensure_features(workspace: Workspace, feature_set: str, image_ids, device: s
 
             store_latents(workspace, model_id, missing, device, progress)  # a phase-1 VAE's latents, not a network's
         else:
-            embed_with_model(workspace, model_id, missing, device, progress)
+            embed_with_model(workspace, model_id, missing, device, progress, engine, address)
         return
     from .embed import embed_workspace
 
     info = store.info(feature_set)
     try:
-        embed_workspace(workspace, info.backbone, info.weights, device=device, image_ids=missing, progress=progress)
+        if engine == "ray":
+            from .distributed import embed_with_ray
+
+            embed_with_ray(workspace, info.backbone, info.weights, device=device, image_ids=missing, address=address, progress=progress)
+        else:
+            embed_workspace(workspace, info.backbone, info.weights, device=device, image_ids=missing, progress=progress)
     except PipelineError as error:
         raise PipelineError(
             f"feature set '{feature_set}' lacks vectors for {len(missing)} image(s) and they cannot be computed "
@@ -402,18 +416,21 @@ def predict(
     top_k: int = DEFAULT_TOP_K,
     device: str = "cpu",
     progress: Progress | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> Predictions:
     """Predict the images given (default: every unlabeled image) and store the rows in ``predictions``.
 
     Features missing for those images are computed first (the backbone's, or the fine-tuned
-    model's own).
+    model's own), on this machine or, with ``engine="ray"``, on Ray Data; the classifier on
+    top of the features is cheap and always runs here.
     """
     record = load_model_record(workspace, model_id)
     ids = unlabeled_image_ids(workspace) if image_ids is None else np.unique(np.asarray(image_ids, dtype=np.int64))
     classes = np.asarray(record.classes)
     if len(ids) == 0:
         return Predictions(record.id, ids, classes, np.zeros((0, len(classes))))
-    ensure_features(workspace, record.feature_set, ids, device, progress)
+    ensure_features(workspace, record.feature_set, ids, device, progress, engine, address)
     classifier = load_classifier(workspace, record)
     store = FeatureStore(workspace)
     parts = []
@@ -670,31 +687,59 @@ def network_path(workspace: Workspace, model_id: int):
     return workspace.models_dir / f"model-{model_id}.pt"
 
 
-def load_network(workspace: Workspace, model_id: int):
-    """The fine-tuned network of a model as a :class:`pipeline.backbones.Backbone` (eval mode)."""
-    import torch
+@dataclass(frozen=True)
+class NetworkLoader:
+    """Loads a fine-tuned network from its file alone (no catalog), so a Ray actor can build it."""
 
-    from .backbones import Backbone, WeightsChoice, load_backbone
+    path: str
+    model_id: int
 
+    def __call__(self):
+        import torch
+
+        from .backbones import Backbone, WeightsChoice, load_backbone
+
+        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        backbone = load_backbone(saved["backbone"], "random")
+        backbone.module.load_state_dict(saved["state_dict"])
+        spec = replace(backbone.spec, preprocess=finetune_preprocess(backbone.spec, saved["image_size"], square=False))
+        return Backbone(spec, WeightsChoice(saved["backbone"], f"model-{self.model_id}"), backbone.module.eval())
+
+
+def network_loader(workspace: Workspace, model_id: int) -> NetworkLoader:
     path = network_path(workspace, model_id)
     if not path.is_file():
         raise PipelineError(f"model {model_id} has no fine-tuned network file ({path}); it is not a 'finetune' model, or the file was removed")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    backbone = load_backbone(saved["backbone"], "random")
-    backbone.module.load_state_dict(saved["state_dict"])
-    spec = replace(backbone.spec, preprocess=finetune_preprocess(backbone.spec, saved["image_size"], square=False))
-    return Backbone(spec, WeightsChoice(saved["backbone"], f"model-{model_id}"), backbone.module.eval())
+    return NetworkLoader(str(path), model_id)
 
 
-def embed_with_model(workspace: Workspace, model_id: int, image_ids, device: str = "cpu", progress: Progress | None = None) -> int:
+def load_network(workspace: Workspace, model_id: int):
+    """The fine-tuned network of a model as a :class:`pipeline.backbones.Backbone` (eval mode)."""
+    return network_loader(workspace, model_id)()
+
+
+def embed_with_model(
+    workspace: Workspace,
+    model_id: int,
+    image_ids,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    engine: str = "local",
+    address: str | None = None,
+) -> int:
     """Store a fine-tuned model's penultimate features (feature set ``model-<id>``) for ``image_ids``."""
     from .embed import ShardWriter, embed_images, resolve_device
 
-    network = load_network(workspace, model_id)
+    loader = network_loader(workspace, model_id)
+    network = loader()
     name = f"model-{model_id}"
     store = FeatureStore(workspace)
     store.register(name, network.name, name, network.spec.dim, params={"model_id": model_id, "preprocess": asdict(network.spec.preprocess)})
     todo = store.missing(name, image_ids)
+    if engine == "ray":
+        from .distributed import embed_ids_with_ray
+
+        return embed_ids_with_ray(workspace, name, loader, network.spec.preprocess, todo, device, address=address, progress=progress)[0]
     done = 0
     with ShardWriter(store, name, network.spec.dim, "float32") as writer:
         for ids, vectors in embed_images(network, todo, workspace.image_paths(todo), resolve_device(device), num_workers=0):

@@ -37,19 +37,24 @@ def local_ray():
 def small_collection(tmp_path_factory) -> Workspace:
     """A workspace of the first 24 bananas photos (in CSV order), ingested through the CLI."""
     folder = tmp_path_factory.mktemp("small")
+    add_bananas_rows(folder / "ws", folder, 0, RAY_IMAGES)
+    return folder / "ws"
+
+
+def add_bananas_rows(workspace_path, folder, start: int, stop: int) -> None:
+    """Ingest bananas rows ``start:stop`` (in CSV order) through the CLI (the workspace is made if new)."""
     images = folder / "images"
-    images.mkdir()
+    images.mkdir(parents=True)
     with open(BANANAS / "metadata.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))[:RAY_IMAGES]
+        rows = list(csv.DictReader(handle))[start:stop]
     for row in rows:
         shutil.copy(BANANAS / "images" / row["file"], images / row["file"])
     with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    code, data = cli("ingest", "--workspace", folder / "ws", "--images", images, "--metadata", folder / "metadata.csv", *BANANAS_MAPPING)
-    assert code == 0 and data["images"] == RAY_IMAGES, data
-    return folder / "ws"
+    code, data = cli("ingest", "--workspace", workspace_path, "--images", images, "--metadata", folder / "metadata.csv", *BANANAS_MAPPING)
+    assert code == 0 and data["added"] == stop - start, data
 
 
 def test_ray_engine_gives_the_default_paths_features(local_ray, small_collection, tmp_path):
@@ -182,3 +187,39 @@ def test_mapper_fits_everything_below_max_fit():
     assert len(mapper.fit_index_) == 300
     with pytest.raises(PipelineError, match="--max-fit must be at least"):
         TSNEMapper(max_fit=2).fit(X)
+
+
+
+def test_predict_on_ray_computes_a_fine_tuned_networks_features_like_the_default_path(local_ray, small_collection, tmp_path):
+    from pipeline.labels import label_images
+    from pipeline.train import train_model
+
+    base = tmp_path / "base"
+    with Workspace.open(small_collection) as template, template.copy_to(base) as workspace:
+        embed_workspace(workspace, "resnet18", weights="random")
+        truth = workspace.db.execute("SELECT image_id, label FROM ground_truth ORDER BY image_id LIMIT 16").fetchall()
+        for label in {row["label"] for row in truth}:
+            label_images(workspace, [row["image_id"] for row in truth if row["label"] == label], label)
+        model = train_model(workspace, "finetune", feature_set="resnet18@random", backbone="resnet18", weights="random", epochs=1, image_size=32, batch_size=16)
+    add_bananas_rows(base, tmp_path / "more", RAY_IMAGES, RAY_IMAGES + 4)
+    with Workspace.open(base) as workspace:
+        workspace.copy_to(tmp_path / "local").close()
+        workspace.copy_to(tmp_path / "ray").close()
+
+    results = {}
+    for engine in ("local", "ray"):
+        code, data = cli("predict", "--workspace", tmp_path / engine, "--model", model.id, "--engine", engine)
+        assert code == 0, data
+        with Workspace.open(tmp_path / engine) as workspace:
+            results[engine] = workspace.db.execute(
+                "SELECT image_id, label, confidence FROM predictions WHERE model_id=? ORDER BY image_id", (model.id,)
+            ).fetchall()
+            assert FeatureStore(workspace).info(model.feature_set).count == RAY_IMAGES + 4
+    assert len(results["ray"]) == RAY_IMAGES + 4 - 16
+    assert [(r[0], r[1]) for r in results["ray"]] == [(r[0], r[1]) for r in results["local"]]
+    np.testing.assert_allclose([r[2] for r in results["ray"]], [r[2] for r in results["local"]], atol=1e-5)
+
+
+def test_predict_address_needs_the_ray_engine(small_collection):
+    code, data = cli("predict", "--workspace", small_collection, "--address", "127.0.0.1:6379")
+    assert code == 2 and "--address goes with --engine ray" in data["error"]

@@ -28,6 +28,11 @@ def register(subparsers) -> None:
     parser.add_argument("--sample", type=int, help="predict the images of this sample (default: every unlabeled image)")
     parser.add_argument("--top-k", type=int, default=3, help="how many labels to keep per image (default 3)")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="for features still to compute")
+    parser.add_argument(
+        "--engine", default="local", choices=["local", "ray"],
+        help="where features still to compute are computed: this machine, or Ray Data (requirements-scale.txt)",
+    )
+    parser.add_argument("--address", help="with --engine ray: the Ray cluster to join (default: start a local Ray)")
     parser.set_defaults(run=run_predict)
 
     parser = subparsers.add_parser("route", help="confident predictions -> pending pseudo-labels; the rest -> a sample to cluster")
@@ -185,10 +190,12 @@ def run_predict(args) -> Result:
     from ..sampling import sample_ids
     from ..train import predict
 
+    if args.address and args.engine != "ray":
+        raise PipelineError("--address goes with --engine ray")
     with Workspace.open(args.workspace) as workspace:
         image_ids = None if args.sample is None else sample_ids(workspace, args.sample)
         predictions = predict(workspace, _model_id(workspace, args.model), image_ids, top_k=args.top_k, device=args.device,
-                              progress=ProgressLine("features"))
+                              progress=ProgressLine("features"), engine=args.engine, address=args.address)
     summary = predictions.summary(args.top_k)
     text = f"model {predictions.model_id}: predicted {summary['images']} images {summary['by_label']}"
     if summary["mean_confidence"] is not None:
