@@ -285,8 +285,14 @@ def is_hidden(relative: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(relative).parts)
 
 
-def match_rows(rows: list[MetadataRow], entries: list[SourceEntry]) -> tuple[list[tuple[MetadataRow, SourceEntry]], list[Problem]]:
-    """Pair rows with files (by relative path, else by unique base name); report the leftovers."""
+def match_rows(
+    rows: list[MetadataRow], entries: list[SourceEntry], listed: set[str] = frozenset()
+) -> tuple[list[tuple[MetadataRow, SourceEntry]], list[Problem]]:
+    """Pair rows with files (by relative path, else by unique base name); report the leftovers.
+
+    ``listed`` holds every file name the CSV mentions, rejected rows included: such a file has
+    a row (its problem is already reported), so it is not also called an image without one.
+    """
     by_path = {e.name: e for e in entries}
     by_base: dict[str, list[SourceEntry]] = {}
     for entry in entries:
@@ -302,7 +308,8 @@ def match_rows(rows: list[MetadataRow], entries: list[SourceEntry]) -> tuple[lis
         used.add(entry.name)
         pairs.append((row, entry))
     for entry in entries:
-        if entry.name not in used and PurePosixPath(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
+        unlisted = entry.name not in listed and PurePosixPath(entry.name).name not in listed
+        if entry.name not in used and unlisted and PurePosixPath(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
             problems.append(Problem(entry.name, "image has no row in the metadata CSV"))
     return pairs, problems
 
@@ -516,6 +523,31 @@ def write_ground_truth(workspace: Workspace, rows: list[tuple[int, MetadataRow]]
 
 
 # --- the whole ingest ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IngestPlan:
+    """What an ingest would read, found without decoding any image or writing anything: the
+    parsed rows paired with their files, and every problem of the CSV and of the matching."""
+
+    file_column: str
+    rows: list[MetadataRow]
+    pairs: list[tuple[MetadataRow, SourceEntry]]
+    files: int
+    problems: list[Problem]
+
+
+def plan_ingest(images: str | os.PathLike, metadata: str | os.PathLike, mapping: ColumnMapping) -> IngestPlan:
+    """Read the CSV, parse the mapped cells and match rows to files (the app's preview, and
+    the first phase of :func:`ingest`)."""
+    table = read_csv(metadata)
+    check_columns(table, mapping)
+    entries, problems = list_source(images)
+    file_column = mapping.file or guess_file_column(table, [e.name for e in entries])
+    rows, row_problems = parse_rows(table, mapping, file_column)
+    listed = {normalize_name(row.get(file_column, "")) for _, row in table.rows}
+    pairs, match_problems = match_rows(rows, entries, listed)
+    return IngestPlan(file_column, rows, pairs, len(entries), problems + row_problems + match_problems)
+
+
 def ingest(
     workspace: Workspace,
     images: str | os.PathLike,
@@ -525,13 +557,8 @@ def ingest(
     progress: Progress | None = None,
 ) -> IngestReport:
     """Check everything, then write the good part (all of it, or nothing unless ``skip_bad``)."""
-    table = read_csv(metadata)
-    check_columns(table, mapping)
-    entries, problems = list_source(images)
-    file_column = mapping.file or guess_file_column(table, [e.name for e in entries])
-    rows, row_problems = parse_rows(table, mapping, file_column)
-    pairs, match_problems = match_rows(rows, entries)
-    problems += row_problems + match_problems
+    plan = plan_ingest(images, metadata, mapping)
+    pairs, problems = plan.pairs, list(plan.problems)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=workspace.root))
     try:
         checked, image_problems = check_images(pairs, workspace, staging, progress)

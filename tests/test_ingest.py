@@ -243,7 +243,8 @@ def test_unparseable_date(base, tmp_path, bananas):
     rows[3]["date"] = "sometime in June"
     (tmp_path / "new").mkdir()
     images, metadata = small_collection(tmp_path / "new", bananas, rows)
-    assert_rejected(workspace, images, metadata, "metadata.csv line 5", "sometime in June")
+    report = assert_rejected(workspace, images, metadata, "metadata.csv line 5", "sometime in June")
+    assert len(report["problems"]) == 1, "the row's image is not also reported as an image without a row"
     assert_skip_bad_keeps_good(workspace, images, metadata, 5, "line 5")
 
 
@@ -311,3 +312,21 @@ def test_labels_saved_before_survive_a_rejected_ingest(base, tmp_path, bananas):
     assert_rejected(workspace, images, metadata, "not a date")
     ws = Workspace.open(workspace)
     assert ws.db.execute("SELECT label FROM current_labels WHERE image_id=1").fetchone()[0] == "U"
+
+
+def test_plan_reports_rows_and_files_before_decoding_anything(tmp_path, bananas):
+    """The preview phase names a row without its file and a file without its row, writing nothing."""
+    from pipeline.ingest import ColumnMapping, plan_ingest
+
+    rows = list(csv.DictReader(open(bananas / "metadata.csv")))[:6]
+    images, metadata = small_collection(tmp_path, bananas, rows)
+    orphan = list(csv.DictReader(open(bananas / "metadata.csv")))[50]["file"]
+    shutil.copy(bananas / "images" / orphan, images)
+    (images / rows[1]["file"]).unlink()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    plan = plan_ingest(images, metadata, ColumnMapping(subject="fruit", date="date", time="time"))
+    assert plan.file_column == "file" and plan.files == 6
+    assert len(plan.rows) == 6 and len(plan.pairs) == 5
+    wheres = {p.where: p.message for p in plan.problems}
+    assert wheres == {"line 3": f"file '{rows[1]['file']}' is not among the images", orphan: "image has no row in the metadata CSV"}
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

@@ -13,14 +13,7 @@ import streamlit as st  # noqa: E402
 import common as ui  # noqa: E402
 from pipeline import catalog  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
-from pipeline.ingest import (  # noqa: E402
-    ColumnMapping,
-    guess_file_column,
-    ingest,
-    list_source,
-    parse_rows,
-    read_csv,
-)
+from pipeline.ingest import ColumnMapping, ingest, plan_ingest, read_csv  # noqa: E402
 from pipeline.summary import summarize  # noqa: E402
 
 NONE = "(none)"
@@ -132,20 +125,21 @@ def mapping_form(columns: list[str]) -> ColumnMapping:
     )
 
 
-def preview(images: Path, table, mapping: ColumnMapping) -> None:
-    """The CSV rows as they will be read, and the rows that cannot be (files are checked at ingest)."""
-    entries, _ = list_source(images)
-    file_column = mapping.file or guess_file_column(table, [e.name for e in entries])
-    rows, problems = parse_rows(table, mapping, file_column)
+def preview(images: Path, metadata: Path, mapping: ColumnMapping) -> None:
+    """The CSV rows as they will be read, and every row or file that cannot be (before any image is decoded)."""
+    plan = plan_ingest(images, metadata, mapping)
     st.subheader("Preview")
-    st.caption(f"{len(rows)} of {len(table.rows)} CSV rows read, {len(entries)} files in the image source; file names from column `{file_column}`. Every image is decoded and matched when you ingest.")
+    st.caption(
+        f"{len(plan.pairs)} of {len(plan.rows)} readable CSV rows matched to one of {plan.files} files; file names from "
+        f"column `{plan.file_column}`. Every image is decoded when you ingest."
+    )
     parsed = pd.DataFrame(
-        [{"line": r.line, "file": r.file, "subject": r.subject, "taken at": r.taken_at, "ground truth": r.label, **r.attributes} for r in rows[:PREVIEW_ROWS]]
+        [{"line": r.line, "file": r.file, "subject": r.subject, "taken at": r.taken_at, "ground truth": r.label, **r.attributes} for r in plan.rows[:PREVIEW_ROWS]]
     )
     st.dataframe(parsed, hide_index=True, width="stretch")
-    if problems:
-        st.warning(f"{len(problems)} bad row(s). Fix them in the CSV, or skip them below.")
-        st.dataframe([{"where": p.where, "problem": p.message} for p in problems], hide_index=True, width="stretch")
+    if plan.problems:
+        st.warning(f"{len(plan.problems)} problem(s) with rows or files. Fix them, or skip them below.")
+        st.dataframe([{"where": p.where, "problem": p.message} for p in plan.problems], hide_index=True, width="stretch")
 
 
 def add_images(workspace) -> None:
@@ -164,7 +158,7 @@ def add_images(workspace) -> None:
     st.subheader("Columns")
     mapping = mapping_form(table.columns)
     with ui.errors_shown():
-        preview(images, table, mapping)
+        preview(images, metadata, mapping)
     skip_bad = st.toggle("Skip bad rows and files", help="Ingest the good part and list what was skipped; off: nothing is written while anything is bad.")
     if not st.button("Ingest", type="primary", help="Decode every image, then add them all in one transaction."):
         return
