@@ -105,11 +105,12 @@ def open_app_page(page, url: str, timeout_s: float = START_TIMEOUT_S) -> None:
 
 def prepare_demo_workspace(target: Path) -> dict:
     """The sample workspace as a demo shows it: one cluster open with one image clicked out."""
+    from pipeline.catalog import latest_clustering_id
     from pipeline.demo import prepare_sample
     from pipeline.labels import review_order
 
     with prepare_sample(target) as workspace:
-        clustering = workspace.db.execute("SELECT MAX(id) FROM clusterings").fetchone()[0]
+        clustering = latest_clustering_id(workspace)
         excluded = int(review_order(workspace, clustering, 0)[0])
     return {"clustering": clustering, "cluster": 0, "x": excluded}
 

@@ -64,10 +64,18 @@ def bananas_embedded_template(bananas_workspace_template, tmp_path_factory) -> P
     images, made once per session; copy it (``bananas_embedded``) before changing it."""
     from pipeline.embed import embed_workspace
 
-    target = tmp_path_factory.mktemp("bananas_embedded") / "ws"
-    with Workspace.open(bananas_workspace_template) as template, template.copy_to(target) as workspace:
+    def embed(workspace):
         report = embed_workspace(workspace, "efficientnet_lite0")
-    assert report.computed == 220, report
+        assert report.computed == 220, report
+
+    return derived_template(tmp_path_factory, "bananas_embedded", bananas_workspace_template, embed)
+
+
+def derived_template(tmp_path_factory, name: str, template: Path, build) -> Path:
+    """A session-scoped template: a copy of ``template`` to which ``build(workspace)`` adds one step."""
+    target = tmp_path_factory.mktemp(name) / "ws"
+    with Workspace.open(template) as source, source.copy_to(target) as workspace:
+        build(workspace)
     return target
 
 
@@ -90,11 +98,10 @@ def bananas_clustered_template(bananas_embedded_template, tmp_path_factory) -> P
     ``efficientnet_lite0@imagenet``), made once per session; copy it (``bananas_clustered``)."""
     from pipeline.cluster import run_clustering
 
-    target = tmp_path_factory.mktemp("bananas_clustered") / "ws"
-    with Workspace.open(bananas_embedded_template) as template, template.copy_to(target) as workspace:
-        clustering = run_clustering(workspace, "efficientnet_lite0@imagenet", "kmeans", 8, seed=0)
-    assert clustering.id == 1
-    return target
+    def cluster(workspace):
+        assert run_clustering(workspace, "efficientnet_lite0@imagenet", "kmeans", 8, seed=0).id == 1
+
+    return derived_template(tmp_path_factory, "bananas_clustered", bananas_embedded_template, cluster)
 
 
 @pytest.fixture

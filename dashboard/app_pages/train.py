@@ -12,6 +12,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import common as ui  # noqa: E402
+from pipeline import catalog  # noqa: E402
 from pipeline.embed import DEVICES  # noqa: E402
 from pipeline.labels import accept_pseudo, current_labels, reject_pseudo  # noqa: E402
 from pipeline.loop import last_event_id, route_mask, route_predictions  # noqa: E402
@@ -106,7 +107,7 @@ def threshold_section(workspace, model_id: int) -> None:
     if not len(predictions):
         st.info(f"Model {model_id} has no predictions for the unlabeled images yet: press **Predict** above.")
         return
-    truth_sources = [t for t in TRUTH_SOURCES if t == "labels" or workspace.db.execute("SELECT 1 FROM ground_truth LIMIT 1").fetchone()]
+    truth_sources = [t for t in TRUTH_SOURCES if t == "labels" or catalog.has_ground_truth(workspace)]
     row = st.columns([1, 1, 2])
     truth = row[0].selectbox("Validation truth", truth_sources, help="labels: your accepted labels, predicted out of fold by subject; ground_truth: the CSV's label column.")
     target = row[1].slider("Target precision", 0.5, 1.0, 0.95, 0.01, help="The suggested threshold is the lowest one reaching it.")
