@@ -4,25 +4,31 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WORKSPACE ?= workspaces/sample
 PORT ?= 8501
+ADDRESS ?= 127.0.0.1
 
-.PHONY: setup sample run test browser
+.PHONY: setup sample run test test-fast browser
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The package, its extras and the pinned versions CI passed with (constraints.txt).
+$(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,scale]"
 	touch $@
 
 setup: $(VENV)/.installed
 
 sample: setup
-	$(PY) -m pipeline demo --workspace $(WORKSPACE)
+	$(VENV)/bin/serieslabeler demo --workspace $(WORKSPACE)
 
 run: sample
-	LABELER_WORKSPACE=$(WORKSPACE) $(PY) -m streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
+	LABELER_WORKSPACE=$(WORKSPACE) $(PY) -m streamlit run dashboard/app.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true
 
 test: setup
 	$(PY) -m pytest -q
+
+# The quick subset (no network training): under 3 minutes.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 # Debian's Chromium for the end-to-end browser test (needs root; .ci/run does this itself).
 browser:

@@ -25,20 +25,22 @@ import contextlib
 import hashlib
 import math
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from serieslabeler.embed import (
+    default_workers,
+    embed_workspace,
+    load_backbone,
+    resolve_device,
+)
+from serieslabeler.ingest import ColumnMapping, ingest
+from serieslabeler.store import Workspace
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from pipeline.backbones import load_backbone  # noqa: E402
-from pipeline.embed import default_workers, embed_workspace, resolve_device  # noqa: E402
-from pipeline.ingest import ColumnMapping, ingest  # noqa: E402
-from pipeline.workspace import Workspace  # noqa: E402
-
-BANANAS = ROOT.parent / "shared" / "datasets" / "bananas"
+BANANAS = ROOT / "tests" / "data" / "bananas"
 MAPPING = ColumnMapping(subject="fruit", date="date", time="time", label="ripeness", attributes=("group", "day", "hour"), file="file")
 
 

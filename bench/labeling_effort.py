@@ -1,6 +1,6 @@
 """Labeling effort: interactions an oracle needs to reach 95% of the supervised macro F1.
 
-Runs :func:`pipeline.simulate.simulate` (every scenario, 3 seeds) on
+Runs :func:`serieslabeler.simulation.engine.simulate` (every scenario, 3 seeds) on
 
 - bananas (ripeness U/R/V/O, 220 images of 11 fruits), ``efficientnet_lite0@imagenet``
   features, subjects = fruits, ``days`` = days since the fruit's first photo;
@@ -28,23 +28,28 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from serieslabeler.embed import embed_workspace
+from serieslabeler.ingest import ColumnMapping, ingest
+from serieslabeler.simulation import (
+    NETWORK_SCENARIOS,
+    SCENARIOS,
+    Collection,
+    SimulationConfig,
+    compare_sampling,
+    simulate,
+    write_result,
+)
+from serieslabeler.store import Workspace
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from pipeline.embed import embed_workspace  # noqa: E402
-from pipeline.ingest import ColumnMapping, ingest  # noqa: E402
-from pipeline.simulate import NETWORK_SCENARIOS, SCENARIOS, Collection, SimulationConfig, compare_sampling, simulate, write_result  # noqa: E402
-from pipeline.workspace import Workspace  # noqa: E402
-
-BANANAS = Path(os.environ.get("BANANAS_DIR", ROOT.parent / "shared" / "datasets" / "bananas"))
+BANANAS = ROOT / "tests" / "data" / "bananas"
 MAPPING = ColumnMapping(
     subject="fruit", date="date", time="time", label="ripeness", attributes=("group", "day", "hour"), file="file"
 )

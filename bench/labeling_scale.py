@@ -13,19 +13,17 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from serieslabeler import labels
+from serieslabeler.export import export_labels
+from serieslabeler.store import Workspace
 
-from pipeline import labels  # noqa: E402
-from pipeline.export import export_labels  # noqa: E402
-from pipeline.workspace import Workspace  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def synthetic_workspace(root: Path, images: int, clusters: int, seed: int = 0) -> Workspace:

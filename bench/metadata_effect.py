@@ -20,25 +20,24 @@ two CPU cores); with it, an existing bananas workspace is reused (and embedded i
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from serieslabeler.clustering import (
+    evaluate_clustering,
+    run_clustering,
+)
+from serieslabeler.embed import embed_workspace
+from serieslabeler.ingest import ColumnMapping, ingest
+from serieslabeler.sampling import draw_sample
+from serieslabeler.store import Workspace
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from pipeline.cluster import run_clustering  # noqa: E402
-from pipeline.embed import embed_workspace  # noqa: E402
-from pipeline.ingest import ColumnMapping, ingest  # noqa: E402
-from pipeline.metrics.clustering import evaluate_clustering  # noqa: E402
-from pipeline.sampling import draw_sample  # noqa: E402
-from pipeline.workspace import Workspace  # noqa: E402
-
-BANANAS = Path(os.environ.get("BANANAS_DIR", ROOT.parent / "shared" / "datasets" / "bananas"))
+BANANAS = ROOT / "tests" / "data" / "bananas"
 MAPPING = ColumnMapping(
     subject="fruit", date="date", time="time", label="ripeness", attributes=("group", "day", "hour"), file="file"
 )

@@ -6,7 +6,7 @@ subjects, 200 images each over 20 days; attributes group, day, hour; a ground-tr
 Every step runs in its own subprocess, so its peak memory is its own (``ru_maxrss``: the
 interpreter, imports and the step's data; the time excludes imports):
 
-- ``ingest rows``: ``pipeline.ingest.write_catalog`` (ingest's own write path) on N checked rows;
+- ``ingest rows``: ``serieslabeler.ingest.run.write_catalog`` (ingest's own write path) on N checked rows;
 - ``append features``: N x 512 float32 vectors through ``FeatureStore.append`` in 4,096-row shards;
 - ``kmeans faiss`` / ``kmeans sklearn``: ``run_clustering(..., "kmeans", k=20, n_init=1)`` with
   the faiss backend forced on / off (load the features, cluster, distances, save N members);
@@ -14,7 +14,7 @@ interpreter, imports and the step's data; the time excludes imports):
   (at these sizes: k-means centroids agglomerated);
 - ``t-SNE sampled``: ``create_map(..., max_fit=25,000)``: fitted on 25,000 images, the rest placed;
 - ``label_cluster 10k``: labeling a 10,000-image cluster of a saved clustering, 100 excluded;
-- ``info``: ``pipeline.summary.summarize``.
+- ``info``: ``serieslabeler.store.summary.summarize``.
 
 The table shows seconds and peak RSS per size and, with two sizes, the time ratio next to the
 n log n ratio (the target: no step grows faster than that; peak memory at 1M under 8 GB).
@@ -46,13 +46,18 @@ from pathlib import Path
 
 import numpy as np
 
+from serieslabeler.ingest import (
+    CheckedImage,
+    ColumnMapping,
+    IngestReport,
+    MetadataRow,
+    write_catalog,
+)
+from serieslabeler.store import Workspace, sha256_hex
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from pipeline.ingest import CheckedImage, ColumnMapping, IngestReport, MetadataRow, write_catalog  # noqa: E402
-from pipeline.workspace import Workspace, sha256_hex  # noqa: E402
-
-BANANAS = ROOT.parent / "shared" / "datasets" / "bananas" / "images"
+BANANAS = ROOT / "tests" / "data" / "bananas" / "images"
 FEATURE_SET = "resnet18@random"
 DIM = 512
 BLOBS = 50
@@ -105,8 +110,8 @@ def step_ingest(root: Path, n: int) -> dict:
 
 
 def step_features(root: Path, n: int) -> dict:
-    from pipeline.embed import SHARD_SIZE
-    from pipeline.store import FeatureStore
+    from serieslabeler.embed import SHARD_SIZE
+    from serieslabeler.store import FeatureStore
 
     workspace = Workspace.open(root)
     ids = np.array([r[0] for r in workspace.db.execute("SELECT id FROM images ORDER BY id")], np.int64)
@@ -122,7 +127,7 @@ def step_features(root: Path, n: int) -> dict:
 
 
 def step_kmeans(root: Path, n: int, faiss: bool) -> dict:
-    from pipeline.cluster import run_clustering
+    from serieslabeler.clustering import run_clustering
 
     workspace = Workspace.open(root)
     start = time.perf_counter()
@@ -131,7 +136,7 @@ def step_kmeans(root: Path, n: int, faiss: bool) -> dict:
 
 
 def step_agglomerative(root: Path, n: int) -> dict:
-    from pipeline.cluster import run_clustering
+    from serieslabeler.clustering import run_clustering
 
     workspace = Workspace.open(root)
     start = time.perf_counter()
@@ -140,7 +145,7 @@ def step_agglomerative(root: Path, n: int) -> dict:
 
 
 def step_tsne(root: Path, n: int) -> dict:
-    from pipeline.reduce import create_map
+    from serieslabeler.space import create_map
 
     workspace = Workspace.open(root)
     start = time.perf_counter()
@@ -149,8 +154,8 @@ def step_tsne(root: Path, n: int) -> dict:
 
 
 def step_label(root: Path, n: int) -> dict:
-    from pipeline.cluster import Clustering, centre_distances, save_clustering
-    from pipeline.labels import label_cluster
+    from serieslabeler.clustering import Clustering, centre_distances, save_clustering
+    from serieslabeler.labels import label_cluster
 
     workspace = Workspace.open(root)
     ids = np.array([r[0] for r in workspace.db.execute("SELECT id FROM images ORDER BY id")], np.int64)
@@ -166,7 +171,7 @@ def step_label(root: Path, n: int) -> dict:
 
 
 def step_info(root: Path, n: int) -> dict:
-    from pipeline.summary import format_summary, summarize
+    from serieslabeler.store import format_summary, summarize
 
     workspace = Workspace.open(root)
     start = time.perf_counter()
@@ -256,18 +261,18 @@ def repeated_bananas(root: Path, count: int) -> Workspace:
 
 def ray_child(root: Path, engine: str) -> dict:
     if engine == "ray":
-        from pipeline.distributed import embed_with_ray
+        from serieslabeler.embed import embed_with_ray
 
         report = embed_with_ray(Workspace.open(root), "efficientnet_lite0")
     else:
-        from pipeline.embed import embed_workspace
+        from serieslabeler.embed import embed_workspace
 
         report = embed_workspace(Workspace.open(root), "efficientnet_lite0")
     return {"seconds": report.seconds, "images_per_second": report.images_per_second, "computed": report.computed}
 
 
 def ray_part(count: int, folder: Path) -> None:
-    from pipeline.store import FeatureStore
+    from serieslabeler.store import FeatureStore
 
     default_root, ray_root = folder / "embed-default" / "ws", folder / "embed-ray" / "ws"
     repeated_bananas(default_root, count).copy_to(ray_root).close()

@@ -5,7 +5,7 @@
 Two collections:
 
 - *bananas* (220 photos, 11 subjects, ripeness U/R/V/O): EfficientNet-Lite0 ImageNet features
-  (``pipeline.embed``); the test set is a quarter of the subjects (GroupShuffleSplit), so no
+  (``serieslabeler.embed.local``); the test set is a quarter of the subjects (GroupShuffleSplit), so no
   banana is on both sides. ``--workspace`` keeps the ingested, embedded workspace between runs.
 - *digits* (scikit-learn's 8x8 digits, the 64 pixel values as features; the first
   ``--digits-size`` of the 1797, to keep a CPU run short): it has no subjects, so its split is
@@ -13,7 +13,7 @@ Two collections:
 
 At a budget of ``n`` expert interactions:
 
-- ``head``: logistic regression (``pipeline.train.HeadClassifier``) on ``n`` labeled images;
+- ``head``: logistic regression (``serieslabeler.models.predictions.HeadClassifier``) on ``n`` labeled images;
 - ``overcluster``: FOC on the same ``n`` labeled images plus the unlabeled training images;
   ``consistency`` is that of its overclusters on the *test* images against their true labels,
   next to k-means with the same k on the same features (``kmeans_consistency``);
@@ -29,31 +29,34 @@ epoch is printed as well.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from serieslabeler.metrics import classification_report
+from serieslabeler.models import (
+    CentreDecision,
+    FuzzyOvercluster,
+    HeadClassifier,
+    LatentVAE,
+    centre_training_labels,
+    cluster_latents,
+    consistency,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from pipeline.metrics.classification import classification_report  # noqa: E402
-from pipeline.overcluster import FuzzyOvercluster, consistency  # noqa: E402
-from pipeline.train import HeadClassifier  # noqa: E402
-from pipeline.vae import CentreDecision, LatentVAE, centre_training_labels, cluster_latents  # noqa: E402
-
-BANANAS = ROOT.parent / "shared" / "datasets" / "bananas"
+BANANAS = ROOT / "tests" / "data" / "bananas"
 
 
 def bananas(workspace_dir: Path):
     """``(X, y, subjects)``: EfficientNet-Lite0 features of the bananas, ingested and embedded once."""
-    from pipeline.embed import embed_workspace
-    from pipeline.ingest import ColumnMapping, ingest
-    from pipeline.store import FeatureStore
-    from pipeline.train import image_subjects
-    from pipeline.workspace import Workspace
+    from serieslabeler.embed import embed_workspace
+    from serieslabeler.ingest import ColumnMapping, ingest
+    from serieslabeler.models import image_subjects
+    from serieslabeler.store import FeatureStore, Workspace
 
     workspace = Workspace.create(workspace_dir)
     if workspace.image_count() == 0:
@@ -74,7 +77,7 @@ def digits(size: int):
 
 
 def split(subjects: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from pipeline.splits import grouped_split
+    from serieslabeler.models import grouped_split
 
     parts = grouped_split(subjects, 0.25, seed)
     return parts.train, parts.test
@@ -100,7 +103,7 @@ def run_head(X, y, train, test, labeled, seed, device):
 
 
 def run_overcluster(X, y, train, test, labeled, seed, device):
-    from pipeline.cluster import fit_clusters
+    from serieslabeler.clustering import fit_clusters
 
     partial = np.full(len(train), None, dtype=object)
     partial[np.isin(train, labeled)] = y[train][np.isin(train, labeled)]

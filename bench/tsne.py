@@ -3,7 +3,7 @@
 A workspace with ``--points`` images (catalog rows only) and a registered 50-dimensional
 feature set (10 Gaussian blobs) is made; then
 
-- *project*: ``pipeline.reduce.create_map`` (load the features, build the matrix, PCA,
+- *project*: ``serieslabeler.space.reduce.create_map`` (load the features, build the matrix, PCA,
   openTSNE, write the coordinates and the pickled model, record the map);
 - *direct*: ``openTSNE.TSNE(...).fit`` on the matrix the project step mapped, with the same
   perplexity, iterations, gradient method, threads and seed;
@@ -17,20 +17,22 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from serieslabeler.space import (
+    build_matrix,
+    create_map,
+)
+from serieslabeler.store import (
+    FeatureStore,
+    Workspace,
+)
 
-from pipeline.features import build_matrix  # noqa: E402
-from pipeline.reduce import create_map  # noqa: E402
-from pipeline.store import FeatureStore  # noqa: E402
-from pipeline.workspace import Workspace  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DIM = 50
 

@@ -1,4 +1,4 @@
-"""The Streamlit app: ``streamlit run dashboard/app.py``. Each page is a thin view over ``pipeline``.
+"""The Streamlit app: ``streamlit run dashboard/app.py``. Each page is a thin view over ``serieslabeler``.
 
 The menu is drawn here (not by ``st.navigation``) so that every link carries the open
 workspace's ``ws`` query parameter: a reload, a bookmark or a second tab opens the same one.
@@ -6,8 +6,7 @@ workspace's ``ws`` query parameter: a reload, a bookmark or a second tab opens t
 from __future__ import annotations
 
 import streamlit as st
-
-import common as ui
+from serieslabeler_app import common as ui
 
 st.set_page_config(page_title=ui.APP_TITLE, page_icon=":material/label:", layout="wide")
 st.set_option("client.showErrorDetails", "type")

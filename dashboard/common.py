@@ -3,7 +3,7 @@ control, error display, progress bars and cached thumbnails.
 
 The open workspace lives in the URL query parameter ``ws`` (a reload or a second tab sees the
 same one); everything else a page shows is read from the workspace's catalog on each run.
-Pages stay thin views over ``pipeline``: no algorithm lives here.
+Pages stay thin views over ``serieslabeler``: no algorithm lives here.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import hmac
 import io
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,14 +21,12 @@ import streamlit as st
 from PIL import Image, ImageDraw, ImageOps
 from streamlit.errors import StreamlitAPIException
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from serieslabeler.demo import SAMPLE_METADATA, prepare_sample
+from serieslabeler.errors import InputError, PipelineError
+from serieslabeler.progress import Rate
+from serieslabeler.store import CATALOG, Workspace
 
-from pipeline.demo import SAMPLE_METADATA, prepare_sample  # noqa: E402
-from pipeline.errors import InputError, PipelineError  # noqa: E402
-from pipeline.progress import Rate  # noqa: E402
-from pipeline.workspace import CATALOG, Workspace  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # Not "pages/": Streamlit treats a folder of that name beside app.py as the old multipage layout
 # and would run those files directly, without app.py (no menu, no access control).
@@ -219,7 +216,7 @@ def plain(text) -> str:
 
 
 class ProgressBar:
-    """A ``pipeline.progress.Progress`` callback that drives ``st.progress`` with a rate and ETA."""
+    """A ``serieslabeler.progress.Progress`` callback that drives ``st.progress`` with a rate and ETA."""
 
     def __init__(self, label: str, unit: str = "images"):
         self.label = label
@@ -318,7 +315,7 @@ def run_page(render) -> None:
 # --- shared controls ----------------------------------------------------------------------------
 def feature_set_picker(workspace: Workspace, key: str, help: str = "Which image features to use.") -> str | None:
     """A select box of the workspace's feature sets, newest first; None (with a hint) when there are none."""
-    from pipeline.store import FeatureStore
+    from serieslabeler.store import FeatureStore
 
     names = FeatureStore(workspace).names(newest_first=True)
     if not names:
@@ -331,7 +328,7 @@ def feature_set_picker(workspace: Workspace, key: str, help: str = "Which image 
 
 def sample_picker(workspace: Workspace, key: str) -> int | None:
     """A select box of saved samples (newest first) plus "every embedded image" (None)."""
-    from pipeline.sampling import list_samples
+    from serieslabeler.sampling import list_samples
 
     samples = {s["id"]: s for s in list_samples(workspace)}
     options = [*samples, None]
@@ -356,7 +353,7 @@ def features_and_sample(workspace: Workspace, key: str) -> tuple[str | None, int
 
 def metadata_weights(workspace: Workspace, key: str) -> dict[str, float]:
     """A slider per metadata field: the share of the variance it carries (0 = off)."""
-    from pipeline.features import metadata_fields
+    from serieslabeler.space import metadata_fields
 
     fields = metadata_fields(workspace)
     st.caption(
@@ -377,7 +374,7 @@ NEW_LABEL = "+ new label"
 
 def label_picker(workspace: Workspace, key: str, default: str | None = None, width: int | str = "stretch") -> str | None:
     """The label to give: one of the vocabulary, or a new name typed in (None until one is typed)."""
-    from pipeline.labels import vocabulary
+    from serieslabeler.labels import vocabulary
 
     names = vocabulary(workspace)
     options = [*names, NEW_LABEL]

@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -105,9 +103,9 @@ def open_app_page(page, url: str, timeout_s: float = START_TIMEOUT_S) -> None:
 
 def prepare_demo_workspace(target: Path) -> dict:
     """The sample workspace as a demo shows it: one cluster open with one image clicked out."""
-    from pipeline.catalog import latest_clustering_id
-    from pipeline.demo import prepare_sample
-    from pipeline.labels import review_order
+    from serieslabeler.demo import prepare_sample
+    from serieslabeler.labels import review_order
+    from serieslabeler.views import latest_clustering_id
 
     with prepare_sample(target) as workspace:
         clustering = latest_clustering_id(workspace)

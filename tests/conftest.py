@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.workspace import Workspace
+from serieslabeler.cli.main import main
+from serieslabeler.store import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
-BANANAS = Path(os.environ.get("BANANAS_DIR", ROOT.parent / "shared" / "datasets" / "bananas"))
+BANANAS = ROOT / "tests" / "data" / "bananas"
 SAMPLE = ROOT / "data_samples" / "bananas"
 
 BANANAS_MAPPING = [
@@ -21,7 +21,7 @@ BANANAS_MAPPING = [
 
 
 def cli(*argv: str | os.PathLike) -> tuple[int, dict]:
-    """Run ``python -m pipeline ... --json`` in-process; return the exit code and the JSON line."""
+    """Run ``serieslabeler ... --json`` in-process; return the exit code and the JSON line."""
     import contextlib
     import io
 
@@ -39,7 +39,7 @@ def ingest_bananas(workspace: Path, images: Path = BANANAS / "images", metadata:
 @pytest.fixture(scope="session")
 def bananas() -> Path:
     if not (BANANAS / "metadata.csv").is_file():
-        pytest.fail(f"the bananas collection is missing at {BANANAS} (set BANANAS_DIR)")
+        pytest.fail(f"the bananas collection is missing at {BANANAS}")
     return BANANAS
 
 
@@ -62,7 +62,7 @@ def bananas_workspace(bananas_workspace_template, tmp_path) -> Path:
 def bananas_embedded_template(bananas_workspace_template, tmp_path_factory) -> Path:
     """The ingested bananas workspace with ``efficientnet_lite0@imagenet`` vectors for all 220
     images, made once per session; copy it (``bananas_embedded``) before changing it."""
-    from pipeline.embed import embed_workspace
+    from serieslabeler.embed import embed_workspace
 
     def embed(workspace):
         report = embed_workspace(workspace, "efficientnet_lite0")
@@ -96,7 +96,7 @@ def bananas_embedded(bananas_embedded_template, tmp_path) -> Path:
 def bananas_clustered_template(bananas_embedded_template, tmp_path_factory) -> Path:
     """The embedded bananas workspace with one saved k-means clustering (id 1, k=8, seed 0, on
     ``efficientnet_lite0@imagenet``), made once per session; copy it (``bananas_clustered``)."""
-    from pipeline.cluster import run_clustering
+    from serieslabeler.clustering import run_clustering
 
     def cluster(workspace):
         assert run_clustering(workspace, "efficientnet_lite0@imagenet", "kmeans", 8, seed=0).id == 1
@@ -112,9 +112,9 @@ def bananas_clustered(bananas_clustered_template, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_workspace_template(tmp_path_factory) -> Path:
-    """The app's bundled sample workspace as ``python -m pipeline demo`` prepares it (80 images,
+    """The app's bundled sample workspace as ``serieslabeler demo`` prepares it (80 images,
     embedded, a t-SNE map, a k=4 clustering), made once per session; copy it (``sample_workspace``)."""
-    from pipeline.demo import prepare_sample
+    from serieslabeler.demo import prepare_sample
 
     target = tmp_path_factory.mktemp("sample") / "ws"
     prepare_sample(target).close()

@@ -8,14 +8,19 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from conftest import ROOT, SAMPLE
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, SAMPLE
-from pipeline.cluster import list_clusterings
-from pipeline.labels import cluster_status, current_labels, interaction_count, label_cluster, review_order
-from pipeline.metrics.clustering import evaluate_clustering
-from pipeline.reduce import list_maps
-from pipeline.workspace import Workspace
+from serieslabeler.clustering import evaluate_clustering, list_clusterings
+from serieslabeler.labels import (
+    cluster_status,
+    current_labels,
+    interaction_count,
+    label_cluster,
+    review_order,
+)
+from serieslabeler.space import list_maps
+from serieslabeler.store import Workspace
 
 APP = ROOT / "dashboard" / "app.py"
 PAGES = sorted((ROOT / "dashboard" / "app_pages").glob("*.py"))
@@ -283,7 +288,7 @@ def number_input(app: AppTest, label: str):
 
 
 def test_train_page_trains_an_overcluster_model_and_offers_its_overclusters(sample):
-    from pipeline.train import list_models
+    from serieslabeler.models import list_models
 
     label_two_clusters_by_their_majority(sample)
     app = run_page("train")
@@ -300,7 +305,7 @@ def test_train_page_trains_an_overcluster_model_and_offers_its_overclusters(samp
 
 
 def test_vae_centres_page_names_splits_and_trains(sample):
-    from pipeline.train import list_models
+    from serieslabeler.models import list_models
 
     app = run_page("centres")
     assert_clean(app)

@@ -3,23 +3,23 @@ from __future__ import annotations
 
 import sqlite3
 
-from pipeline import catalog
-from pipeline.labels import end_session, label_images, open_session
-from pipeline.sampling import draw_sample
-from pipeline.workspace import Workspace
+from serieslabeler import views as catalog
+from serieslabeler.labels import end_session, label_images, open_session
+from serieslabeler.sampling import draw_sample
+from serieslabeler.store import Workspace, queries
 
 
 def test_image_table_and_timeline(bananas_workspace):
     workspace = Workspace.open(bananas_workspace)
-    table = catalog.image_table(workspace)
-    assert len(table) == 220 and list(table.columns) == catalog.IMAGE_COLUMNS
-    one = catalog.image_table(workspace, subject="11")
+    table = queries.image_table(workspace)
+    assert len(table) == 220 and list(table.columns) == queries.IMAGE_COLUMNS
+    one = queries.image_table(workspace, subject="11")
     assert len(one) == 20 and one["taken_at"].is_monotonic_increasing
-    picked = catalog.image_table(workspace, [5, 1, 3])
+    picked = queries.image_table(workspace, [5, 1, 3])
     assert picked["image_id"].tolist() == [5, 1, 3]
-    timeline = catalog.images_per_subject_day(workspace)
-    assert timeline["images"].sum() == 220 and set(timeline["subject"]) == set(catalog.subject_names(workspace))
-    assert catalog.has_ground_truth(workspace)
+    timeline = queries.images_per_subject_day(workspace)
+    assert timeline["images"].sum() == 220 and set(timeline["subject"]) == set(queries.subject_names(workspace))
+    assert queries.has_ground_truth(workspace)
 
 
 def test_image_details_join_labels_and_truth(bananas_embedded):
@@ -48,4 +48,4 @@ def test_open_session_reuses_the_open_one(bananas_workspace):
     assert open_session(workspace, "ben") != first
     end_session(workspace, first)
     assert open_session(workspace, "ana") != first
-    assert catalog.session_ids(workspace) == sorted(catalog.session_ids(workspace))
+    assert queries.session_ids(workspace) == sorted(queries.session_ids(workspace))

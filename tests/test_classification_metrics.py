@@ -4,10 +4,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.metrics.classification import ClassificationReport, classification_report, confusion_matrix, top_k_accuracy
-from pipeline.splits import grouped_folds, grouped_split, make_split, random_split
-from pipeline.threshold import curve_at, precision_coverage_curve, threshold_for_precision, tune_thresholds
+from serieslabeler.errors import PipelineError
+from serieslabeler.loop import (
+    curve_at,
+    precision_coverage_curve,
+    threshold_for_precision,
+    tune_thresholds,
+)
+from serieslabeler.metrics import (
+    ClassificationReport,
+    classification_report,
+    confusion_matrix,
+    top_k_accuracy,
+)
+from serieslabeler.models import grouped_folds, grouped_split, make_split, random_split
 
 TRUE = ["a", "a", "a", "b", "b", "c"]
 PRED = ["a", "b", "a", "b", "c", "c"]

@@ -6,14 +6,14 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import cli
 from sklearn.datasets import load_digits
 
-from conftest import cli
-from pipeline.cluster import (
-    _nearest_links,
+from serieslabeler.clustering import (
     agglomerative_labels,
     centre_distances,
     elbow,
+    evaluate_clustering,
     fit_clusters,
     knn_connectivity,
     link_across_days,
@@ -26,10 +26,10 @@ from pipeline.cluster import (
     split_cluster,
     suggest_k,
 )
-from pipeline.errors import PipelineError
-from pipeline.metrics.clustering import evaluate_clustering
-from pipeline.sampling import draw_sample
-from pipeline.workspace import Workspace
+from serieslabeler.clustering.linking import _nearest_links
+from serieslabeler.errors import PipelineError
+from serieslabeler.sampling import draw_sample
+from serieslabeler.store import Workspace
 
 FEATURES = "efficientnet_lite0@imagenet"
 
@@ -55,7 +55,7 @@ def test_algorithms_are_deterministic_and_number_clusters_by_size(digits, algori
     assert np.array_equal(first, second)
     sizes = np.bincount(first)
     assert len(sizes) == 10 and np.all(np.diff(sizes) <= 0), "cluster 0 is the largest"
-    from pipeline.metrics.clustering import purity
+    from serieslabeler.metrics import purity
 
     assert purity(y, first) > 0.6, "digits cluster well in pixel space"
 
@@ -132,7 +132,7 @@ def test_sample_pca_and_tsne_spaces(workspace):
     assert space_matrix(workspace, on_pca).shape == (60, 5)
     with pytest.raises(PipelineError, match="no t-SNE map"):
         run_clustering(workspace, FEATURES, "kmeans", 3, space="tsne")
-    from pipeline.reduce import save_map
+    from serieslabeler.space import save_map
 
     corners = np.array([[0.0, 0.0], [50.0, 0.0], [0.0, 50.0]])[np.arange(60) % 3]
     saved_map = save_map(workspace, FEATURES, sample.image_ids, corners + np.random.default_rng(0).normal(size=(60, 2)), {})

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.metrics.clustering import (
+from serieslabeler.metrics import (
     ClusterPurity,
     adjusted_rand,
     cluster_purity,

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import ROOT
+
 from dashboard.common import APP_TITLE, PAGES
 from dashboard.screenshots import CHROMIUM, chromium_page, open_app_page, running_app
 

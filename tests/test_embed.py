@@ -5,14 +5,19 @@ import csv
 
 import numpy as np
 import pytest
+from conftest import BANANAS, BANANAS_MAPPING, cli
 from PIL import Image, ImageOps
 
-from conftest import BANANAS, BANANAS_MAPPING, cli
-from pipeline.backbones import BACKBONES, load_backbone, resolve_weights
-from pipeline.embed import BatchNormalizer, embed_workspace, load_image
-from pipeline.errors import PipelineError
-from pipeline.store import FeatureStore
-from pipeline.workspace import Workspace
+from serieslabeler.embed import (
+    BACKBONES,
+    BatchNormalizer,
+    embed_workspace,
+    load_backbone,
+    load_image,
+    resolve_weights,
+)
+from serieslabeler.errors import PipelineError
+from serieslabeler.store import FeatureStore, Workspace
 
 LITE0 = "efficientnet_lite0@imagenet"
 

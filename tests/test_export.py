@@ -7,13 +7,12 @@ import json
 import os
 
 import pytest
-
-from pipeline import labels
-from pipeline.errors import PipelineError
-from pipeline.export import EXPORT_COLUMNS, export_labels, folder_names
-from pipeline.workspace import Workspace
-
 from conftest import cli
+
+from serieslabeler import labels
+from serieslabeler.errors import PipelineError
+from serieslabeler.export import EXPORT_COLUMNS, export_labels, folder_names
+from serieslabeler.store import Workspace
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.features import MetadataAppender, build_matrix, metadata_frame
-from pipeline.workspace import Workspace
+from serieslabeler.errors import PipelineError
+from serieslabeler.space import MetadataAppender, build_matrix, metadata_frame
+from serieslabeler.store import Workspace
 
 LITE0 = "efficientnet_lite0@imagenet"
 

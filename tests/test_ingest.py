@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import shutil
 import sqlite3
 import subprocess
@@ -11,10 +10,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, cli, ingest_bananas
 from PIL import Image
 
-from conftest import BANANAS_MAPPING, ROOT, cli, ingest_bananas
-from pipeline.workspace import Workspace
+from serieslabeler.store import Workspace
 
 
 def snapshot(workspace: Path) -> tuple[list[str], list[str]]:
@@ -128,7 +127,7 @@ def test_day_first_dates_are_understood(tmp_path, bananas):
 
 def test_cli_exit_code_and_message_in_a_real_process(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "info", "--workspace", str(tmp_path / "nothing")],
+        [sys.executable, "-m", "serieslabeler", "info", "--workspace", str(tmp_path / "nothing")],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert result.returncode == 2
@@ -316,7 +315,7 @@ def test_labels_saved_before_survive_a_rejected_ingest(base, tmp_path, bananas):
 
 def test_plan_reports_rows_and_files_before_decoding_anything(tmp_path, bananas):
     """The preview phase names a row without its file and a file without its row, writing nothing."""
-    from pipeline.ingest import ColumnMapping, plan_ingest
+    from serieslabeler.ingest import ColumnMapping, plan_ingest
 
     rows = list(csv.DictReader(open(bananas / "metadata.csv")))[:6]
     images, metadata = small_collection(tmp_path, bananas, rows)

@@ -9,8 +9,8 @@ import sqlite3
 
 import pytest
 
-from pipeline import labels
-from pipeline.workspace import Workspace
+from serieslabeler import labels
+from serieslabeler.store import Workspace
 
 ACTIONS_PER_WORKER = 25
 SPAWN = multiprocessing.get_context("spawn")

@@ -7,13 +7,12 @@ import random
 
 import numpy as np
 import pytest
-
-from pipeline import labels
-from pipeline.cluster import load_clustering
-from pipeline.errors import PipelineError
-from pipeline.workspace import Workspace
-
 from conftest import cli
+
+from serieslabeler import labels
+from serieslabeler.clustering import load_clustering
+from serieslabeler.errors import PipelineError
+from serieslabeler.store import Workspace
 
 CLUSTERING = 1
 

@@ -3,17 +3,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import cli
-from pipeline.errors import PipelineError
-from pipeline.labels import current_labels, label_images
-from pipeline.loop import (
-    AWAITING, IterateConfig, evaluate_model, ground_truth, held_out_subjects, iterate, label_with_oracle, list_iterations,
-    route_mask, route_predictions, smooth_along_series, thresholds_for,
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.labels import current_labels, label_images
+from serieslabeler.loop import (
+    AWAITING,
+    IterateConfig,
+    evaluate_model,
+    ground_truth,
+    held_out_subjects,
+    iterate,
+    label_with_oracle,
+    list_iterations,
+    route_mask,
+    route_predictions,
+    smooth_along_series,
+    thresholds_for,
 )
-from pipeline.sampling import load_sample
-from pipeline.train import predict, train_model
-from pipeline.workspace import Workspace
+from serieslabeler.models import predict, train_model
+from serieslabeler.sampling import load_sample
+from serieslabeler.store import Workspace
 
 FEATURES = "efficientnet_lite0@imagenet"
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from pipeline.errors import PipelineError
-from pipeline.overcluster import (
+from serieslabeler.errors import PipelineError
+from serieslabeler.models import (
     FuzzyOvercluster,
     ImageAugment,
     consistency,
@@ -155,8 +155,8 @@ def test_image_augment_without_crop_or_jitter_is_the_identity_or_its_mirror():
 # --- in a workspace --------------------------------------------------------------------------
 def label_with_ground_truth(root, every: int = 3) -> dict[int, str]:
     """Label every ``every``-th image of the workspace with its ground truth (manual labels)."""
-    from pipeline.labels import label_images
-    from pipeline.workspace import Workspace
+    from serieslabeler.labels import label_images
+    from serieslabeler.store import Workspace
 
     with Workspace.open(root) as workspace:
         truth = dict(workspace.db.execute("SELECT image_id, label FROM ground_truth ORDER BY image_id").fetchall())
@@ -167,10 +167,14 @@ def label_with_ground_truth(root, every: int = 3) -> dict[int, str]:
 
 
 def test_train_mode_overcluster_saves_a_model_and_its_overclusters(sample_workspace):
-    from pipeline.cluster import load_clustering
-    from pipeline.overcluster import clustering_consistency
-    from pipeline.train import load_classifier, load_model_record, predict
-    from pipeline.workspace import Workspace
+    from serieslabeler.clustering import load_clustering
+    from serieslabeler.models import (
+        clustering_consistency,
+        load_classifier,
+        load_model_record,
+        predict,
+    )
+    from serieslabeler.store import Workspace
     from tests.conftest import cli
 
     truth = label_with_ground_truth(sample_workspace)
@@ -197,9 +201,8 @@ def test_train_mode_overcluster_saves_a_model_and_its_overclusters(sample_worksp
 
 
 def test_train_mode_overcluster_on_pixels_saves_a_network_whose_features_predict(sample_workspace):
-    from pipeline.store import FeatureStore
-    from pipeline.train import predict
-    from pipeline.workspace import Workspace
+    from serieslabeler.models import predict
+    from serieslabeler.store import FeatureStore, Workspace
     from tests.conftest import cli
 
     label_with_ground_truth(sample_workspace, every=4)

@@ -3,12 +3,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import cli
 from sklearn.datasets import load_digits
 
-from conftest import cli
-from pipeline.errors import PipelineError
-from pipeline.reduce import TSNEMapper, create_map, fit_pca, latest_map, list_maps, load_map, place_images
-from pipeline.workspace import Workspace
+from serieslabeler.errors import PipelineError
+from serieslabeler.space import (
+    TSNEMapper,
+    create_map,
+    fit_pca,
+    latest_map,
+    list_maps,
+    load_map,
+    place_images,
+)
+from serieslabeler.store import Workspace
 
 LITE0 = "efficientnet_lite0@imagenet"
 
@@ -99,7 +107,7 @@ def test_map_command_prints_the_map_id(mapped):
 
 
 def test_map_of_a_sample_holds_only_its_images(mapped):
-    from pipeline.sampling import draw_sample
+    from serieslabeler.sampling import draw_sample
 
     workspace, _, _ = mapped
     sample = draw_sample(workspace, "subjects", subjects=2, seed=0)

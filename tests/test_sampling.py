@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import cli
-from pipeline.errors import PipelineError
-from pipeline.sampling import draw_sample, greedy_k_center, list_samples, sample_ids, sample_pool
-from pipeline.store import FeatureStore
-from pipeline.workspace import Workspace
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.sampling import (
+    draw_sample,
+    greedy_k_center,
+    list_samples,
+    sample_pool,
+)
+from serieslabeler.store import FeatureStore, Workspace, sample_ids
 
 
 @pytest.fixture

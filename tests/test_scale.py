@@ -9,15 +9,18 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import BANANAS, BANANAS_MAPPING, cli
 from sklearn.datasets import load_digits, make_blobs
 
-from conftest import BANANAS, BANANAS_MAPPING, cli
-from pipeline.cluster import agglomerative_labels, fit_clusters, within_cluster_sum_of_squares
-from pipeline.embed import embed_workspace
-from pipeline.errors import PipelineError
-from pipeline.reduce import TSNEMapper, create_map
-from pipeline.store import FeatureStore
-from pipeline.workspace import Workspace
+from serieslabeler.clustering import (
+    agglomerative_labels,
+    fit_clusters,
+    within_cluster_sum_of_squares,
+)
+from serieslabeler.embed import embed_workspace
+from serieslabeler.errors import PipelineError
+from serieslabeler.space import TSNEMapper, create_map
+from serieslabeler.store import FeatureStore, Workspace
 
 RAY_IMAGES = 24
 
@@ -27,7 +30,7 @@ RAY_IMAGES = 24
 def local_ray():
     """One local Ray (2 CPUs, 1 GB object store) for this module's Ray runs."""
     ray = pytest.importorskip("ray")
-    from pipeline.distributed import OBJECT_STORE_BYTES, ray_session
+    from serieslabeler.embed import OBJECT_STORE_BYTES, ray_session
 
     with ray_session(ray, None, 2, OBJECT_STORE_BYTES):
         yield ray
@@ -81,7 +84,7 @@ def test_ray_engine_gives_the_default_paths_features(local_ray, small_collection
 
 
 def test_ray_engine_names_an_unreadable_image_and_keeps_the_others(local_ray, small_collection, tmp_path):
-    from pipeline.distributed import embed_with_ray
+    from serieslabeler.embed import embed_with_ray
 
     with Workspace.open(small_collection) as template, template.copy_to(tmp_path / "ws") as workspace:
         ids = [r[0] for r in workspace.db.execute("SELECT id FROM images ORDER BY id LIMIT 6")]
@@ -95,7 +98,7 @@ def test_ray_engine_names_an_unreadable_image_and_keeps_the_others(local_ray, sm
 
 
 def test_ray_engine_without_ray_installed_says_how_to_install_it(monkeypatch):
-    from pipeline.distributed import import_ray
+    from serieslabeler.embed import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(PipelineError, match="requirements-scale.txt"):
@@ -108,7 +111,7 @@ def test_ray_only_options_are_refused_on_the_local_engine(small_collection):
 
 
 def test_actor_layout_follows_the_cluster():
-    from pipeline.distributed import actor_layout
+    from serieslabeler.embed import actor_layout
 
     assert actor_layout(2, 0) == actor_layout(3, 0)
     assert (actor_layout(2, 0).actors, actor_layout(2, 0).cpus_per_actor, actor_layout(2, 0).device) == (1, 1, "cpu")
@@ -191,8 +194,8 @@ def test_mapper_fits_everything_below_max_fit():
 
 
 def test_predict_on_ray_computes_a_fine_tuned_networks_features_like_the_default_path(local_ray, small_collection, tmp_path):
-    from pipeline.labels import label_images
-    from pipeline.train import train_model
+    from serieslabeler.labels import label_images
+    from serieslabeler.models import train_model
 
     base = tmp_path / "base"
     with Workspace.open(small_collection) as template, template.copy_to(base) as workspace:

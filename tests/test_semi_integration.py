@@ -3,18 +3,17 @@ VAE's latent space, the loop's --mode, and the menu."""
 from __future__ import annotations
 
 import numpy as np
-
 from conftest import cli
-from pipeline.commands.train import MODE_OPTIONS
-from pipeline.loop import ground_truth
-from pipeline.store import FeatureStore
-from pipeline.train import MODES, network_path, predict, train_model
-from pipeline.workspace import Workspace
+
+from serieslabeler.cli.commands.train import MODE_OPTIONS
+from serieslabeler.loop import ground_truth
+from serieslabeler.models import MODES, network_path, predict, train_model
+from serieslabeler.store import FeatureStore, Workspace
 
 
 def test_a_head_on_vae_latents_predicts_images_added_after_the_vae(sample_workspace):
-    from pipeline.labels import label_images
-    from pipeline.vae import vae_centres
+    from serieslabeler.labels import label_images
+    from serieslabeler.models import vae_centres
 
     with Workspace.open(sample_workspace) as workspace:
         truth_ids, truth, _ = ground_truth(workspace)

@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import cli
 from sklearn.datasets import load_digits
 
-from conftest import cli
-from pipeline.errors import PipelineError
-from pipeline.simulate import (
-    NETWORK_SCENARIOS, SCENARIOS, Collection, Oracle, SimulationConfig, compare_sampling, run_scenario, simulate,
+from serieslabeler.errors import PipelineError
+from serieslabeler.loop import Oracle
+from serieslabeler.simulation import (
+    NETWORK_SCENARIOS,
+    SCENARIOS,
+    Collection,
+    SimulationConfig,
+    compare_sampling,
+    run_scenario,
+    simulate,
 )
 
 FAST = SimulationConfig(budget=0.06, chunk=5, batch=10, cluster_batch=40, network_epochs=2)

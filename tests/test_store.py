@@ -4,9 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.store import FeatureStore
-from pipeline.workspace import Workspace
+from serieslabeler.errors import PipelineError
+from serieslabeler.store import FeatureStore, Workspace
 
 
 def test_append_load_and_missing(bananas_workspace):

@@ -5,16 +5,21 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import cli
-from pipeline.errors import PipelineError
-from pipeline.labels import label_images
-from pipeline.loop import ground_truth
-from pipeline.store import FeatureStore
-from pipeline.train import (
-    MODES, HeadClassifier, Predictions, load_predictions, predict, train_model, unlabeled_image_ids,
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.labels import label_images
+from serieslabeler.loop import ground_truth
+from serieslabeler.models import (
+    MODES,
+    HeadClassifier,
+    Predictions,
+    load_predictions,
+    predict,
+    train_model,
+    unlabeled_image_ids,
 )
-from pipeline.workspace import Workspace
+from serieslabeler.store import FeatureStore, Workspace
 
 FEATURES = "efficientnet_lite0@imagenet"
 

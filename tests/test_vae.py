@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from pipeline.errors import PipelineError
-from pipeline.vae import (
+from serieslabeler.errors import PipelineError
+from serieslabeler.models import (
     CentreDecision,
     LatentClusters,
     LatentVAE,
@@ -108,12 +108,10 @@ def test_labels_of_a_single_class_or_before_pretraining_are_refused(digits):
 
 # --- in a workspace: centres to name, then the vae training mode ----------------------------
 def test_vae_centres_are_named_split_and_continued_by_train_mode_vae(sample_workspace, tmp_path):
-    from pipeline.cluster import split_cluster
-    from pipeline.labels import label_cluster
-    from pipeline.store import FeatureStore
-    from pipeline.train import load_model_record, predict
-    from pipeline.vae import decoded_centres
-    from pipeline.workspace import Workspace
+    from serieslabeler.clustering import split_cluster
+    from serieslabeler.labels import label_cluster
+    from serieslabeler.models import decoded_centres, load_model_record, predict
+    from serieslabeler.store import FeatureStore, Workspace
     from tests.conftest import cli
 
     code, data = cli("vae-centres", "--workspace", sample_workspace, "--features", "efficientnet_lite0", "--k", "3",
@@ -161,9 +159,8 @@ def test_an_image_vae_decodes_its_centres_to_pictures_of_the_input_size(sample_w
 
 
 def test_latents_of_images_added_after_phase_one_are_computed_on_request(sample_workspace):
-    from pipeline.store import FeatureStore
-    from pipeline.vae import store_latents, vae_centres
-    from pipeline.workspace import Workspace
+    from serieslabeler.models import store_latents, vae_centres
+    from serieslabeler.store import FeatureStore, Workspace
 
     with Workspace.open(sample_workspace) as workspace:
         store = FeatureStore(workspace)

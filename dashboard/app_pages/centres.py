@@ -7,21 +7,22 @@ clusterings, so both are in the catalog and Undo on the Label page reverts a nam
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import numpy as np
+import streamlit as st
+from serieslabeler_app import common as ui
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import numpy as np  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import common as ui  # noqa: E402
-from pipeline import catalog  # noqa: E402
-from pipeline.cluster import split_cluster  # noqa: E402
-from pipeline.embed import DEVICES  # noqa: E402
-from pipeline.labels import label_cluster  # noqa: E402
-from pipeline.train import train_model  # noqa: E402
-from pipeline.vae import VAE_DEFAULTS, decoded_centres, latent_clusterings, vae_centres, vae_model_of  # noqa: E402
+from serieslabeler import views as catalog
+from serieslabeler.clustering import split_cluster
+from serieslabeler.embed import DEVICES
+from serieslabeler.labels import label_cluster
+from serieslabeler.models import (
+    VAE_DEFAULTS,
+    decoded_centres,
+    latent_clusterings,
+    train_model,
+    vae_centres,
+    vae_model_of,
+)
 
 COLUMNS = 4
 

@@ -1,19 +1,23 @@
 """Cluster: group similar images (features plus metadata), choose k, split and merge clusters."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import altair as alt
+import pandas as pd
+import streamlit as st
+from serieslabeler_app import common as ui
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import altair as alt  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import common as ui  # noqa: E402
-from pipeline import catalog  # noqa: E402
-from pipeline.cluster import ALGORITHMS, LINKAGES, SPACES, list_clusterings, merge_clusters, run_clustering, split_cluster, suggest_k  # noqa: E402
-from pipeline.metrics.clustering import evaluate_clustering  # noqa: E402
+from serieslabeler import views as catalog
+from serieslabeler.clustering import (
+    ALGORITHMS,
+    LINKAGES,
+    evaluate_clustering,
+    list_clusterings,
+    merge_clusters,
+    run_clustering,
+    split_cluster,
+    suggest_k,
+)
+from serieslabeler.space import SPACES
 
 SPACE_NAMES = {"full": "features + metadata", "pca": "PCA of features + metadata", "tsne": "t-SNE map coordinates"}
 K_RANGE = (2, 15)
@@ -43,7 +47,7 @@ def settings(workspace) -> dict | None:
 def choose_k(workspace, choice: dict) -> None:
     if not st.toggle("Show the elbow and silhouette charts", help=f"Clusters for every k from {K_RANGE[0]} to {K_RANGE[1]} (nothing is saved)."):
         return
-    from pipeline.store import FeatureStore
+    from serieslabeler.store import FeatureStore
 
     images = FeatureStore(workspace).info(choice["feature_set"]).count
     curves = k_curves(

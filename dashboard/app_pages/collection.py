@@ -1,20 +1,16 @@
 """Collection: add images (a zip or a server folder) and their metadata CSV; see what the workspace holds."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import altair as alt
+import pandas as pd
+import streamlit as st
+from serieslabeler_app import common as ui
 
-import altair as alt  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import common as ui  # noqa: E402
-from pipeline import catalog  # noqa: E402
-from pipeline.errors import InputError  # noqa: E402
-from pipeline.ingest import ColumnMapping, ingest, plan_ingest, read_csv  # noqa: E402
-from pipeline.summary import summarize  # noqa: E402
+from serieslabeler.errors import InputError
+from serieslabeler.ingest import ColumnMapping, ingest, plan_ingest, read_csv
+from serieslabeler.store import queries, summarize
 
 NONE = "(none)"
 AUTO = "(find it)"
@@ -51,7 +47,7 @@ def overview(workspace) -> None:
         return
     st.subheader("Timeline")
     st.caption("Images per subject and day: gaps show missing days, dot size the number of photos.")
-    timeline = catalog.images_per_subject_day(workspace)
+    timeline = queries.images_per_subject_day(workspace)
     chart = (
         alt.Chart(timeline)
         .mark_circle()

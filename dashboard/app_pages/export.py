@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
+import streamlit as st
+from serieslabeler_app import common as ui
 
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import common as ui  # noqa: E402
-from pipeline.export import EXPORT_COLUMNS, LINK_MODES, export_labels, export_rows  # noqa: E402
+from serieslabeler.export import EXPORT_COLUMNS, LINK_MODES, export_labels, export_rows
 
 FORMATS = {"csv": "CSV table", "json": "JSON", "imagefolder": "ImageFolder (one folder per label)"}
 MIME = {"csv": "text/csv", "json": "application/json", "imagefolder": "application/zip"}

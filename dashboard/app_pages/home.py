@@ -1,15 +1,10 @@
 """Home: what the open workspace holds and where the next step is."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
+from serieslabeler_app import common as ui
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import streamlit as st  # noqa: E402
-
-import common as ui  # noqa: E402
-from pipeline.summary import summarize  # noqa: E402
+from serieslabeler.store import summarize
 
 STEPS = (
     ("collection.py", "1. Collection", "images", "Add images and their metadata CSV."),

@@ -6,29 +6,24 @@ the workspace's label log, so Undo works across reloads, tabs and the command li
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import streamlit as st
+from serieslabeler_app import common as ui
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import common as ui  # noqa: E402
-from pipeline import catalog  # noqa: E402
-from pipeline.cluster import list_clusterings  # noqa: E402
-from pipeline.labels import (  # noqa: E402
+from serieslabeler import views as catalog
+from serieslabeler.clustering import list_clusterings
+from serieslabeler.labels import (
     end_session,
     interaction_count,
-    open_session,
     label_cluster,
+    open_session,
     redo,
     review_order,
     session_stats,
     skip_cluster,
     undo,
 )
-from pipeline.train import load_predictions  # noqa: E402
+from serieslabeler.models import load_predictions
 
 PAGE_SIZES = (50, 100, 200)
 COLUMNS = 8

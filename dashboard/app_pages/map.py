@@ -1,22 +1,21 @@
 """Embed & map: image features from a pretrained CNN, metadata appended, and the t-SNE map."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import altair as alt
+import numpy as np
+import streamlit as st
+from serieslabeler_app import common as ui
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import altair as alt  # noqa: E402
-import numpy as np  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import common as ui  # noqa: E402
-from pipeline import catalog  # noqa: E402
-from pipeline.backbones import BACKBONES  # noqa: E402
-from pipeline.embed import DEVICES, embed_workspace  # noqa: E402
-from pipeline.features import metadata_fields, metadata_frame  # noqa: E402
-from pipeline.labels import label_images  # noqa: E402
-from pipeline.reduce import create_map, list_maps, load_map  # noqa: E402
+from serieslabeler import views as catalog
+from serieslabeler.embed import BACKBONES, DEVICES, embed_workspace
+from serieslabeler.labels import label_images
+from serieslabeler.space import (
+    create_map,
+    list_maps,
+    load_map,
+    metadata_fields,
+    metadata_frame,
+)
 
 MAX_POINTS = 5000
 TOOLTIP_IMAGES_UP_TO = 1500

@@ -1,20 +1,15 @@
 """Metrics: how good the classifier is per class, how it improves per round, and what it cost."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import altair as alt
+import pandas as pd
+import streamlit as st
+from serieslabeler_app import common as ui
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import altair as alt  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import common as ui  # noqa: E402
-from pipeline import catalog  # noqa: E402
-from pipeline.labels import session_stats  # noqa: E402
-from pipeline.loop import evaluate_model, last_event_id  # noqa: E402
-from pipeline.train import list_models  # noqa: E402
+from serieslabeler.labels import session_stats
+from serieslabeler.loop import evaluate_model, last_event_id
+from serieslabeler.models import list_models
+from serieslabeler.store import queries
 
 
 @st.cache_data(show_spinner="Evaluating on held-out subjects...", max_entries=64)
@@ -66,7 +61,7 @@ def learning_curves(workspace, models: list[dict], truth: bool) -> None:
         row = {
             "model": model["id"],
             "labeled images": model["metrics"].get("train_size"),
-            "interactions": catalog.interactions_until(workspace, model["created_at"]),
+            "interactions": queries.interactions_until(workspace, model["created_at"]),
             "validation macro F": validation.get("macro", {}).get("F"),
             "validation top-1": validation.get("top1"),
         }
@@ -89,7 +84,7 @@ def learning_curves(workspace, models: list[dict], truth: bool) -> None:
 
 
 def speed_section(workspace) -> None:
-    sessions = pd.DataFrame([session_stats(workspace, i).to_dict() for i in catalog.session_ids(workspace)])
+    sessions = pd.DataFrame([session_stats(workspace, i).to_dict() for i in queries.session_ids(workspace)])
     if sessions.empty:
         st.caption("No labeling sessions yet (they start on the Label page).")
         return
@@ -109,7 +104,7 @@ def render(workspace) -> None:
     else:
         by_id = {m["id"]: m for m in models}
         model_id = st.selectbox("Model", list(by_id), format_func=lambda i: f"model {i}: {by_id[i]['mode']}, {by_id[i]['training_set']} labels")
-        truth = catalog.has_ground_truth(workspace)
+        truth = queries.has_ground_truth(workspace)
         st.subheader("Quality per class")
         if truth:
             result = evaluation(str(workspace.root), model_id, last_event_id(workspace))

@@ -1,21 +1,21 @@
 """Sample: choose the batch of images to work on in this iteration, see it, then save it."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import altair as alt
+import pandas as pd
+import streamlit as st
+from serieslabeler_app import common as ui
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import altair as alt  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import common as ui  # noqa: E402
-from pipeline import catalog  # noqa: E402
-from pipeline.features import metadata_frame  # noqa: E402
-from pipeline.metrics.clustering import ground_truth  # noqa: E402
-from pipeline.summary import summarize  # noqa: E402
-from pipeline.sampling import DEFAULT_TIME_BINS, STRATEGIES, UNCERTAINTY_MEASURES, draw_sample, list_samples  # noqa: E402
+from serieslabeler.clustering import ground_truth
+from serieslabeler.sampling import (
+    DEFAULT_TIME_BINS,
+    STRATEGIES,
+    UNCERTAINTY_MEASURES,
+    draw_sample,
+    list_samples,
+)
+from serieslabeler.space import metadata_frame
+from serieslabeler.store import queries, summarize
 
 DESCRIPTIONS = {
     "subjects": "Structure-aware: a few subjects at random and all of their photos across time, so every stage is covered.",
@@ -28,7 +28,7 @@ DESCRIPTIONS = {
 
 def strategy_options(workspace) -> tuple[str, dict]:
     """The strategy and its parameters, as ``draw_sample`` takes them."""
-    subjects = len(catalog.subject_names(workspace))
+    subjects = len(queries.subject_names(workspace))
     images = workspace.image_count()
     left, right = st.columns([1, 2])
     strategy = left.selectbox("Strategy", list(STRATEGIES), help="How the batch is chosen.")
@@ -52,7 +52,7 @@ def strategy_options(workspace) -> tuple[str, dict]:
 
 def show_selection(workspace, image_ids) -> None:
     """What a sample holds: subjects, images per time bin, ground-truth stages covered."""
-    table = catalog.image_table(workspace, image_ids)
+    table = queries.image_table(workspace, image_ids)
     table["days"] = metadata_frame(workspace, image_ids, ["days"])["days"].to_numpy()
     truth = ground_truth(workspace, image_ids)
     row = st.columns(3)

@@ -1,16 +1,12 @@
 """Series: one subject's photos in date order, with their labels, clusters and predictions."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pandas as pd
+import streamlit as st
+from serieslabeler_app import common as ui
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import common as ui  # noqa: E402
-from pipeline import catalog  # noqa: E402
+from serieslabeler import views as catalog
+from serieslabeler.store import queries
 
 UNLABELED = "(unlabeled)"
 STRIP_COLUMNS = 6
@@ -31,13 +27,13 @@ def describe(row) -> str:
 
 def render(workspace) -> None:
     ui.page_header("Series", "One subject's photos in date order: how it changes over time, and what each photo is labeled.")
-    subjects = catalog.subject_names(workspace)
+    subjects = queries.subject_names(workspace)
     if not subjects:
         st.info("No images yet: add some on the Collection page.")
         return
     left, right = st.columns([1, 2])
     subject = left.selectbox("Subject", subjects, key="subject", bind="query-params", help="The address keeps the subject, so a link opens it.")
-    ids = catalog.image_table(workspace, subject=subject)["image_id"].tolist()
+    ids = queries.image_table(workspace, subject=subject)["image_id"].tolist()
     clustering_id = catalog.latest_clustering_id(workspace)
     details = catalog.image_details(workspace, ids, clustering_id)
     details["shown label"] = details["label"].fillna(UNLABELED)

@@ -2,24 +2,33 @@
 pseudo-labels for review, the rest go back to clustering."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import altair as alt
+import pandas as pd
+import streamlit as st
+from serieslabeler_app import common as ui
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import altair as alt  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import common as ui  # noqa: E402
-from pipeline import catalog  # noqa: E402
-from pipeline.embed import DEVICES  # noqa: E402
-from pipeline.labels import accept_pseudo, current_labels, reject_pseudo  # noqa: E402
-from pipeline.loop import last_event_id, route_mask, route_predictions  # noqa: E402
-from pipeline.overcluster import OVERCLUSTER_DEFAULTS  # noqa: E402
-from pipeline.threshold import TRUTH_SOURCES, ThresholdTuning, curve_at, validation_curves  # noqa: E402
-from pipeline.train import MODES, list_models, load_predictions, predict, train_model, unlabeled_image_ids  # noqa: E402
-from pipeline.vae import VAE_DEFAULTS  # noqa: E402
+from serieslabeler.embed import DEVICES
+from serieslabeler.labels import accept_pseudo, current_labels, reject_pseudo
+from serieslabeler.loop import (
+    TRUTH_SOURCES,
+    ThresholdTuning,
+    curve_at,
+    last_event_id,
+    route_mask,
+    route_predictions,
+    validation_curves,
+)
+from serieslabeler.models import (
+    MODES,
+    OVERCLUSTER_DEFAULTS,
+    VAE_DEFAULTS,
+    list_models,
+    load_predictions,
+    predict,
+    train_model,
+    unlabeled_image_ids,
+)
+from serieslabeler.store import queries
 
 MODE_HELP = (
     "head: a classifier on the cached features (seconds on a CPU); finetune: the whole CNN (meant for a GPU); "
@@ -107,7 +116,7 @@ def threshold_section(workspace, model_id: int) -> None:
     if not len(predictions):
         st.info(f"Model {model_id} has no predictions for the unlabeled images yet: press **Predict** above.")
         return
-    truth_sources = [t for t in TRUTH_SOURCES if t == "labels" or catalog.has_ground_truth(workspace)]
+    truth_sources = [t for t in TRUTH_SOURCES if t == "labels" or queries.has_ground_truth(workspace)]
     row = st.columns([1, 1, 2])
     truth = row[0].selectbox("Validation truth", truth_sources, help="labels: your accepted labels, predicted out of fold by subject; ground_truth: the CSV's label column.")
     target = row[1].slider("Target precision", 0.5, 1.0, 0.95, 0.01, help="The suggested threshold is the lowest one reaching it.")

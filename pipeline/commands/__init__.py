@@ -1,1 +1,0 @@
-"""Command-line commands: each module registers its subcommands with ``register(subparsers)``."""

@@ -1,1 +1,0 @@
-"""Metrics: clustering quality (``clustering``) and classification quality (``classification``)."""

@@ -1,0 +1,1 @@
+"""The command line: ``serieslabeler`` / ``python -m serieslabeler``."""

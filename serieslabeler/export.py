@@ -1,0 +1,173 @@
+"""Export the labels: a CSV or JSON table, or an ImageFolder tree (one folder per label).
+
+Only accepted labels are exported unless ``include_pending`` is set (then pending pseudo-labels
+come too, marked by their ``status``). A row's ``iteration`` is that of the event the label's
+decision comes from (see :mod:`serieslabeler.labels.log`). Files are written to a temporary name and
+renamed, and an ImageFolder tree is built in a staging folder and renamed into place, so an
+interrupted export leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.progress import Progress
+from serieslabeler.store.workspace import Workspace, write_atomic
+
+FORMATS = ("csv", "json", "imagefolder")
+
+
+LINK_MODES = ("copy", "hardlink", "symlink")
+
+
+EXPORT_COLUMNS = ["image_id", "file_name", "subject", "date", "label", "source", "confidence", "status", "iteration"]
+
+
+MANIFEST = "labels.csv"
+
+
+UNSAFE = re.compile(r"[^\w.-]+")
+
+
+WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    format: str
+    path: str
+    rows: int
+    labels: dict[str, int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def export_rows(workspace: Workspace, include_pending: bool = False) -> list[dict]:
+    """One dict per labeled image (columns :data:`EXPORT_COLUMNS`), by image id."""
+    where = "" if include_pending else "WHERE c.status = 'accepted'"
+    rows = workspace.db.execute(
+        "SELECT c.image_id, i.file_name, s.name AS subject, i.taken_at AS date, c.label, c.source, c.confidence, "
+        "c.status, e.iteration FROM current_labels c JOIN images i ON i.id = c.image_id "
+        "JOIN subjects s ON s.id = i.subject_id LEFT JOIN label_events e ON e.id = c.event_id "
+        f"{where} ORDER BY c.image_id"
+    )
+    return [dict(row) for row in rows]
+
+
+def export_labels(
+    workspace: Workspace,
+    format: str,
+    out: str | os.PathLike,
+    include_pending: bool = False,
+    link: str = "copy",
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Write the labels to ``out`` as ``csv``, ``json`` or an ``imagefolder`` tree.
+
+    ``link`` says how an ImageFolder holds the images: ``copy``, ``hardlink`` (same file system
+    only) or ``symlink`` (to the workspace's stored copy).
+    """
+    if format not in FORMATS:
+        raise PipelineError(f"export format must be one of {', '.join(FORMATS)}, not '{format}'")
+    if link not in LINK_MODES:
+        raise PipelineError(f"link must be one of {', '.join(LINK_MODES)}, not '{link}'")
+    out = Path(out)
+    rows = export_rows(workspace, include_pending)
+    if format == "csv":
+        write_atomic(out, table_csv(rows).encode("utf-8"))
+    elif format == "json":
+        write_atomic(out, json.dumps({"include_pending": include_pending, "labels": rows}, indent=1).encode("utf-8"))
+    else:
+        write_imagefolder(workspace, rows, out, link, progress)
+    return ExportReport(format, str(out), len(rows), dict(sorted(Counter(r["label"] for r in rows).items())))
+
+
+def table_csv(rows: list[dict], columns: list[str] = EXPORT_COLUMNS) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def folder_name(label: str) -> str:
+    """A safe folder name for a label: letters, digits, ``_ . -`` only, never hidden or reserved."""
+    name = UNSAFE.sub("_", label).strip("._-") or "label"
+    return f"{name}_" if name.upper().split(".")[0] in WINDOWS_RESERVED else name
+
+
+def folder_names(labels) -> dict[str, str]:
+    """Distinct folder names for distinct labels (``a/b`` and ``a?b`` become ``a_b`` and ``a_b-2``)."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for label in sorted(set(labels)):
+        base = name = folder_name(label)
+        number = 1
+        while name.lower() in taken:
+            number += 1
+            name = f"{base}-{number}"
+        taken.add(name.lower())
+        out[label] = name
+    return out
+
+
+def write_imagefolder(workspace: Workspace, rows: list[dict], out: Path, link: str, progress: Progress | None = None) -> None:
+    """``out/<label folder>/<original file name>`` for every row, plus ``labels.csv`` mapping them back."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PipelineError(f"{out} already exists and is not an empty folder; choose a new --out folder")
+    folders = folder_names(r["label"] for r in rows)
+    sources = workspace.image_paths([r["image_id"] for r in rows])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".staging-{out.name}-"))
+    try:
+        used: set[tuple[str, str]] = set()
+        manifest = []
+        for done, (row, source) in enumerate(zip(rows, sources), start=1):
+            relative = _image_file(row, folders[row["label"]], used)
+            target = staging / relative
+            target.parent.mkdir(exist_ok=True)
+            _place(source.resolve(), target, link)
+            manifest.append({**row, "path": relative.as_posix()})
+            if progress:
+                progress(done, len(rows))
+        (staging / MANIFEST).write_text(table_csv(manifest, EXPORT_COLUMNS + ["path"]), encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _image_file(row: dict, folder: str, used: set[tuple[str, str]]) -> Path:
+    """``folder/<file name>``; a name already used in that folder gets the image id added."""
+    name = Path(row["file_name"]).name
+    key = (folder, name.lower())
+    if key in used:
+        path = Path(name)
+        name = f"{path.stem}-{row['image_id']}{path.suffix}"
+        key = (folder, name.lower())
+    used.add(key)
+    return Path(folder) / name
+
+
+def _place(source: Path, target: Path, link: str) -> None:
+    if link == "symlink":
+        target.symlink_to(source)
+    elif link == "hardlink":
+        try:
+            os.link(source, target)
+        except OSError as error:
+            raise PipelineError(f"cannot hard-link {source} to {target} ({error.strerror}); use link 'copy' or 'symlink'") from None
+    else:
+        shutil.copy2(source, target)

@@ -1,0 +1,196 @@
+"""ingest.tables"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+from serieslabeler.errors import InputError, PipelineError, Problem
+from serieslabeler.ingest import dates
+
+ATTRIBUTE_KINDS = ("numeric", "categorical")
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which of the user's CSV columns hold what. Nothing is assumed about their names."""
+
+    subject: str
+    date: str
+    time: str | None = None
+    label: str | None = None
+    attributes: tuple[str, ...] = ()
+    kinds: dict[str, str] = field(default_factory=dict)
+    file: str | None = None
+    date_order: str | None = None
+
+    def mapped_columns(self) -> list[str]:
+        named = [self.subject, self.date, self.time, self.label, self.file, *self.attributes]
+        return [c for c in named if c]
+
+
+@dataclass(frozen=True)
+class MetadataRow:
+    """One parsed CSV row: the image file it describes and its metadata."""
+
+    line: int
+    file: str
+    subject: str
+    taken_at: str
+    label: str | None
+    attributes: dict[str, str | None]
+
+
+# --- reading the CSV -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CsvTable:
+    """A CSV file as header + rows, each row with its line number in the file."""
+
+    path: Path
+    columns: list[str]
+    rows: list[tuple[int, dict[str, str]]]
+
+
+def read_csv(path: str | os.PathLike) -> CsvTable:
+    """Read a metadata CSV (UTF-8, delimiter sniffed among ``,;`` and tab)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise PipelineError(f"{path}: cannot read the metadata CSV ({error.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise InputError(
+            [Problem(f"{path} line {line}", f"not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start})")],
+            hint="Save the CSV as UTF-8 (in Excel: 'CSV UTF-8') and try again.",
+        ) from None
+    if not text.strip():
+        raise InputError([Problem(str(path), "the CSV is empty")])
+    try:
+        dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    header = next(reader, [])
+    columns = [c.strip() for c in header]
+    rows = []
+    for values in reader:
+        if not any(v.strip() for v in values):
+            continue
+        padded = values + [""] * (len(columns) - len(values))
+        rows.append((reader.line_num, dict(zip(columns, (v.strip() for v in padded)))))
+    if not rows:
+        raise InputError([Problem(str(path), "the CSV has a header but no data rows")])
+    return CsvTable(path, columns, rows)
+
+
+def check_columns(table: CsvTable, mapping: ColumnMapping) -> None:
+    missing = [c for c in mapping.mapped_columns() if c not in table.columns]
+    if missing:
+        raise InputError(
+            [Problem(str(table.path), f"no column named '{c}'") for c in missing],
+            hint=f"The CSV's columns are: {', '.join(table.columns)}",
+        )
+    for name, kind in mapping.kinds.items():
+        if kind not in ATTRIBUTE_KINDS:
+            raise PipelineError(f"attribute '{name}': type must be numeric or categorical, not '{kind}'")
+    if mapping.date_order not in (None, *dates.ORDERS):
+        raise PipelineError(f"date order must be dmy or mdy, not '{mapping.date_order}'")
+
+
+def guess_file_column(table: CsvTable, names: Iterable[str]) -> str:
+    """The column whose values name the most image files (used when ``--file`` is not given)."""
+    keys = {key for name in names for key in (name, PurePosixPath(name).name)}
+    best, hits = None, 0
+    for column in table.columns:
+        count = sum(1 for _, row in table.rows if normalize_name(row.get(column, "")) in keys)
+        if count > hits:
+            best, hits = column, count
+    if best is None:
+        raise InputError(
+            [Problem(str(table.path), "no column names the image files")],
+            hint="Name the column that holds the file names with --file COLUMN.",
+        )
+    return best
+
+
+def parse_rows(table: CsvTable, mapping: ColumnMapping, file_column: str) -> tuple[list[MetadataRow], list[Problem]]:
+    """Parse every row's mapped cells; rows with a bad cell become problems."""
+    order = mapping.date_order or dates.infer_order([row.get(mapping.date, "") for _, row in table.rows])
+    rows: list[MetadataRow] = []
+    problems: list[Problem] = []
+    for line, row in table.rows:
+        where = f"{table.path.name} line {line}"
+        errors = []
+        file = normalize_name(row.get(file_column, ""))
+        subject = row.get(mapping.subject, "")
+        if not file:
+            errors.append(f"column '{file_column}' (file) is empty")
+        if not subject:
+            errors.append(f"column '{mapping.subject}' (subject) is empty")
+        parsed = dates.parse_date(row.get(mapping.date, ""), order)
+        if parsed.error:
+            errors.append(f"column '{mapping.date}' (date): {parsed.error}")
+        taken_at = parsed.iso
+        if mapping.time and taken_at and row.get(mapping.time, ""):
+            time_parts, time_error = dates.parse_time(row[mapping.time])
+            if time_error:
+                errors.append(f"column '{mapping.time}' (time): {time_error}")
+            else:
+                taken_at = dates.combine(taken_at, time_parts)
+        if errors:
+            problems += [Problem(where, e) for e in errors]
+            continue
+        label = row.get(mapping.label, "") if mapping.label else ""
+        attributes = {a: (row.get(a, "") or None) for a in mapping.attributes}
+        rows.append(MetadataRow(line, file, subject, taken_at, label or None, attributes))
+    return drop_duplicate_files(rows, problems, table.path.name)
+
+
+def drop_duplicate_files(rows: list[MetadataRow], problems: list[Problem], csv_name: str):
+    """Rows naming the same file twice are all rejected: which one is right is the user's call."""
+    by_file: dict[str, list[MetadataRow]] = {}
+    for row in rows:
+        by_file.setdefault(row.file, []).append(row)
+    kept = []
+    for file, group in by_file.items():
+        if len(group) == 1:
+            kept.append(group[0])
+            continue
+        lines = ", ".join(str(r.line) for r in group)
+        problems += [Problem(f"{csv_name} line {r.line}", f"'{file}' has {len(group)} rows (lines {lines})") for r in group]
+    return kept, problems
+
+
+def normalize_name(name: str) -> str:
+    name = name.strip().replace("\\", "/")
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+# --- attribute types -------------------------------------------------------------------------
+def is_number(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def parse_attribute_spec(text: str | None) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``group,day:categorical,hour`` -> names, and the types the user fixed."""
+    names, kinds = [], {}
+    for part in (text or "").split(","):
+        name, _, kind = part.strip().partition(":")
+        if not name:
+            continue
+        names.append(name)
+        if kind:
+            kinds[name] = kind.strip().lower()
+    return tuple(names), kinds

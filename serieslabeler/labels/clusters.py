@@ -1,0 +1,141 @@
+"""labels.clusters"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.labels.log import _LIVE, _check_confidence, _image_ids, _record
+from serieslabeler.labels.records import LabelEvent, LabelState
+from serieslabeler.labels.vocabulary import _resolve_label
+from serieslabeler.store.workspace import Workspace
+
+
+# --- clusters ------------------------------------------------------------------------------------
+def cluster_members(workspace: Workspace, clustering_id: int, cluster: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(image_ids, distances)`` of one cluster, ids ascending; distance to the cluster centre."""
+    db = workspace.db
+    if db.execute("SELECT 1 FROM clusterings WHERE id=?", (clustering_id,)).fetchone() is None:
+        known = ", ".join(str(r[0]) for r in db.execute("SELECT id FROM clusterings ORDER BY id")) or "none yet"
+        raise PipelineError(f"no clustering {clustering_id} in {workspace.root} (known: {known})")
+    rows = db.execute(
+        "SELECT image_id, distance FROM cluster_members WHERE clustering_id=? AND cluster=? ORDER BY image_id",
+        (clustering_id, cluster),
+    ).fetchall()
+    if not rows:
+        clusters = [r[0] for r in db.execute("SELECT DISTINCT cluster FROM cluster_members WHERE clustering_id=? ORDER BY cluster", (clustering_id,))]
+        raise PipelineError(f"clustering {clustering_id} has no cluster {cluster} (clusters: {_ranges(clusters)})")
+    return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float64)
+
+
+def _ranges(numbers: list[int]) -> str:
+    if not numbers:
+        return "none"
+    return f"{numbers[0]}..{numbers[-1]}" if numbers == list(range(numbers[0], numbers[-1] + 1)) else ", ".join(map(str, numbers))
+
+
+def cluster_confidences(distances: np.ndarray, cluster_confidence: float = 1.0, a: float = 1.0) -> np.ndarray:
+    """``p_c * exp(-a * d)`` with ``d`` each distance over the cluster's median distance.
+
+    A cluster whose median distance is 0 (one image, or identical images) gives every member ``p_c``.
+    """
+    distances = np.asarray(distances, dtype=np.float64)
+    median = float(np.median(distances)) if len(distances) else 0.0
+    d = distances / median if median > 0 else np.zeros_like(distances)
+    return cluster_confidence * np.exp(-a * d)
+
+
+# --- actions -------------------------------------------------------------------------------------
+def label_cluster(
+    workspace: Workspace,
+    clustering_id: int,
+    cluster: int,
+    label: str,
+    excluded=(),
+    author: str = "cli",
+    cluster_confidence: float = 1.0,
+    a: float = 1.0,
+    iteration: int | None = None,
+    session_id: int | None = None,
+) -> LabelEvent:
+    """Label every member of a cluster except ``excluded`` (source ``cluster``).
+
+    Each gets confidence ``p_c * exp(-a * d)`` (:func:`cluster_confidences`). Excluded images are
+    left as they were (unlabeled ones stay in the pool). Interactions: 1 + one per excluded image.
+    """
+    cluster_confidence = _check_confidence(cluster_confidence, "the cluster confidence p_c")
+    if not (math.isfinite(a) and a >= 0):
+        raise PipelineError(f"the distance weight a must be a number >= 0, not {a}")
+    excluded = _image_ids(excluded, "excluded images")
+    with workspace.transaction():
+        ids, distances = cluster_members(workspace, clustering_id, cluster)
+        strangers = sorted(set(excluded) - set(ids.tolist()))
+        if strangers:
+            raise PipelineError(
+                f"image {strangers[0]} is not a member of cluster {cluster} of clustering {clustering_id}; "
+                f"exclude only images shown in that cluster"
+            )
+        keep = ~np.isin(ids, excluded)
+        if not keep.any():
+            raise PipelineError(
+                f"every image of cluster {cluster} is excluded; skip the cluster instead, or label images one by one"
+            )
+        label, vocabulary_change = _resolve_label(workspace, label)
+        confidences = cluster_confidences(distances, cluster_confidence, a)
+        changes = {int(i): LabelState(label, "cluster", float(c)) for i, c in zip(ids[keep], confidences[keep])}
+        return _record(
+            workspace, "label_cluster", changes, author=author, interactions=1 + len(excluded), label=label,
+            source="cluster", iteration=iteration, clustering_id=clustering_id, cluster=cluster, session_id=session_id,
+            details={"excluded": sorted(excluded), "cluster_confidence": cluster_confidence, "a": a},
+            vocabulary=vocabulary_change,
+        )
+
+
+def skip_cluster(
+    workspace: Workspace,
+    clustering_id: int,
+    cluster: int,
+    author: str = "cli",
+    iteration: int | None = None,
+    session_id: int | None = None,
+    reason: str | None = None,
+) -> LabelEvent:
+    """Record that a cluster has no dominant class; its images stay unlabeled (1 interaction)."""
+    with workspace.transaction():
+        cluster_members(workspace, clustering_id, cluster)
+        return _record(
+            workspace, "skip", {}, author=author, interactions=1, iteration=iteration, clustering_id=clustering_id,
+            cluster=cluster, session_id=session_id, details={"reason": reason} if reason else None,
+        )
+
+
+def cluster_status(workspace: Workspace, clustering_id: int) -> list[dict]:
+    """Per cluster of a clustering: size, members labeled (accepted), the most common label and
+    its count, and the state the live events left it in (``labeled``, ``skipped`` or ``open``)."""
+    db = workspace.db
+    rows = db.execute(
+        "SELECT m.cluster, COUNT(*) AS size, COUNT(c.image_id) AS labeled FROM cluster_members m "
+        "LEFT JOIN current_labels c ON c.image_id = m.image_id AND c.status='accepted' "
+        "WHERE m.clustering_id=? GROUP BY m.cluster ORDER BY m.cluster",
+        (clustering_id,),
+    ).fetchall()
+    top = {}
+    for row in db.execute(
+        "SELECT m.cluster, c.label, COUNT(*) AS n FROM cluster_members m JOIN current_labels c ON c.image_id = m.image_id "
+        "WHERE m.clustering_id=? AND c.status='accepted' GROUP BY m.cluster, c.label ORDER BY m.cluster, n DESC, c.label",
+        (clustering_id,),
+    ):
+        top.setdefault(row[0], (row[1], row[2]))
+    states = {}
+    for row in db.execute(
+        f"SELECT e.cluster, e.action FROM label_events e WHERE e.clustering_id=? "
+        f"AND e.action IN ('label_cluster', 'skip') AND {_LIVE} ORDER BY e.id",
+        (clustering_id,),
+    ):
+        states[row[0]] = "labeled" if row[1] == "label_cluster" else "skipped"
+    out = []
+    for row in rows:
+        top_label, top_count = top.get(row["cluster"], (None, 0))
+        out.append({**dict(row), "top_label": top_label, "top_count": top_count, "state": states.get(row["cluster"], "open")})
+    return out

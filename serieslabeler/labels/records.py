@@ -1,0 +1,39 @@
+"""labels.records"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+SOURCES = ("manual", "cluster", "pseudo", "import")
+
+
+@dataclass(frozen=True)
+class LabelState:
+    """An image's label as it is in ``current_labels`` (no row: no label)."""
+
+    label: str
+    source: str
+    confidence: float
+    status: str = "accepted"
+
+
+@dataclass(frozen=True)
+class LabelEvent:
+    """One row of the log, and how many images it changed."""
+
+    id: int
+    action: str
+    author: str
+    at: str
+    label: str | None
+    source: str | None
+    iteration: int | None
+    clustering_id: int | None
+    cluster: int | None
+    interactions: int
+    reverses: int | None
+    session_id: int | None
+    details: dict
+    changed: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,134 @@
+"""loop.routing"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.labels.pseudo import add_pseudo_labels
+from serieslabeler.models.base import image_subjects
+from serieslabeler.models.predictions import load_predictions, unlabeled_image_ids
+from serieslabeler.sampling import save_sample
+from serieslabeler.store.workspace import Workspace
+
+
+# --- routing on arrays ------------------------------------------------------------------------
+def thresholds_for(labels, threshold: float | dict) -> np.ndarray:
+    """The threshold that applies to each predicted label; a class missing from a per-class dict,
+    or mapped to None, is never auto-labeled (infinite threshold)."""
+    labels = np.asarray(labels)
+    if isinstance(threshold, dict):
+        return np.array([math.inf if threshold.get(str(v)) is None else float(threshold[str(v)]) for v in labels])
+    return np.full(len(labels), float(threshold))
+
+
+def check_threshold(threshold: float | dict) -> None:
+    values = threshold.values() if isinstance(threshold, dict) else [threshold]
+    for value in values:
+        if value is not None and not 0.0 <= float(value) <= 1.0:
+            raise PipelineError(f"a confidence threshold must be between 0 and 1, not {value}")
+
+
+def route_mask(labels, confidence, threshold: float | dict) -> np.ndarray:
+    """True where a prediction becomes a pseudo-label (confidence at or above its threshold)."""
+    check_threshold(threshold)
+    return np.asarray(confidence, dtype=float) >= thresholds_for(labels, threshold)
+
+
+def smooth_along_series(proba: np.ndarray, classes, subjects, times, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Majority vote of the top-1 labels in a centred window along each subject's time order.
+
+    Returns ``(labels, confidence)``; confidence is the mean probability of the voted label
+    over the window. Ties keep the image's own prediction. ``window`` <= 1 changes nothing.
+    """
+    classes = np.asarray(classes)
+    proba = np.asarray(proba, dtype=float)
+    top = np.argmax(proba, axis=1)
+    labels, confidence = classes[top], proba[np.arange(len(top)), top]
+    if window <= 1 or len(proba) == 0:
+        return labels, confidence
+    labels, confidence = labels.copy(), confidence.copy()
+    subjects, times = np.asarray(subjects), np.asarray(times)
+    half = window // 2
+    for subject in np.unique(subjects):
+        rows = np.flatnonzero(subjects == subject)
+        rows = rows[np.argsort(times[rows], kind="stable")]
+        for position, row in enumerate(rows):
+            members = rows[max(0, position - half) : position + half + 1]
+            votes = Counter(top[members].tolist())
+            best = max(votes.values())
+            winner = top[row] if votes[top[row]] == best else min(c for c, v in votes.items() if v == best)
+            labels[row] = classes[winner]
+            confidence[row] = proba[members, winner].mean()
+    return labels, confidence
+
+
+# --- routing in a workspace -------------------------------------------------------------------
+@dataclass
+class Routing:
+    """Where a model's predictions went: pseudo-labels, or the next batch to cluster."""
+
+    model_id: int
+    threshold: float | dict
+    smoothing_window: int
+    pseudo_ids: np.ndarray = field(repr=False)
+    to_cluster_ids: np.ndarray = field(repr=False)
+    sample_id: int | None
+    event_id: int | None
+
+    def summary(self) -> dict:
+        return {
+            "model_id": self.model_id,
+            "threshold": self.threshold,
+            "smoothing_window": self.smoothing_window,
+            "pseudo_labeled": len(self.pseudo_ids),
+            "to_cluster": len(self.to_cluster_ids),
+            "routed_sample": self.sample_id,
+            "event_id": self.event_id,
+        }
+
+
+def image_times(workspace: Workspace, image_ids) -> np.ndarray:
+    """Each image's timestamp (ISO text), in the order given."""
+    rows = workspace.query_in("SELECT id, taken_at FROM images WHERE id IN ({})", image_ids)
+    by_id = {r[0]: r[1] for r in rows}
+    return np.array([by_id[int(i)] for i in image_ids])
+
+
+def route_predictions(
+    workspace: Workspace,
+    model_id: int,
+    threshold: float | dict,
+    image_ids=None,
+    smoothing_window: int = 0,
+    iteration: int | None = None,
+) -> Routing:
+    """Route a model's stored predictions for ``image_ids`` (default: its predicted images that
+    are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below."""
+
+    check_threshold(threshold)
+    if image_ids is None:
+        image_ids = unlabeled_image_ids(workspace)
+    predictions = load_predictions(workspace, model_id, image_ids)
+    ids = predictions.image_ids
+    if len(ids) == 0:
+        raise PipelineError(f"model {model_id} has no predictions for these images; run 'serieslabeler predict --model {model_id}' first")
+    labels, confidence = smooth_along_series(
+        predictions.proba, predictions.classes, image_subjects(workspace, ids), image_times(workspace, ids), smoothing_window
+    )
+    # a model that knows a single class is certain of everything and informative about nothing
+    confident = route_mask(labels, confidence, threshold) & (len(predictions.classes) > 1)
+    event_id = sample_id = None
+    with workspace.transaction():
+        if confident.any():
+            event = add_pseudo_labels(
+                workspace, ids[confident], labels[confident], np.clip(confidence[confident], 0.0, 1.0), model_id, iteration
+            )
+            event_id = event.id
+        if (~confident).any():
+            params = {"model": model_id, "threshold": threshold, "smoothing_window": smoothing_window}
+            sample_id = save_sample(workspace, "routed", params, ids[~confident]).id
+    return Routing(model_id, threshold, smoothing_window, ids[confident], ids[~confident], sample_id, event_id)

@@ -1,0 +1,103 @@
+"""models.files"""
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, replace
+
+from serieslabeler.embed.backbones import (
+    Backbone,
+    WeightsChoice,
+    finetune_preprocess,
+    load_backbone,
+)
+from serieslabeler.errors import PipelineError
+from serieslabeler.models.base import ModelRecord, Trained, TrainingData
+from serieslabeler.store.workspace import Workspace, atomic_path
+
+
+def save_model(workspace: Workspace, mode: str, trained: Trained, data: TrainingData, params: dict) -> ModelRecord:
+    """Insert the ``models`` row and write its files atomically, in one transaction."""
+    classes = [str(c) for c in trained.classifier.classes_]
+    with workspace.transaction() as db:
+        model_id = db.execute(
+            "INSERT INTO models(mode, feature_set, path, classes, params, metrics, training_set) VALUES (?,?,?,?,?,?,?)",
+            (mode, trained.feature_set or "", "", json.dumps(classes), json.dumps(params), json.dumps(trained.metrics),
+             json.dumps([int(i) for i in data.image_ids])),
+        ).lastrowid
+        feature_set = trained.feature_set or f"model-{model_id}"
+        path = workspace.models_dir / f"model-{model_id}.pkl"
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(pickle.dumps(trained.classifier))
+        if trained.network is not None:
+            import torch
+
+            with atomic_path(network_path(workspace, model_id)) as tmp:
+                torch.save(trained.network, tmp)
+        db.execute(
+            "UPDATE models SET path=?, feature_set=? WHERE id=?",
+            (str(path.relative_to(workspace.root)), feature_set, model_id),
+        )
+    return load_model_record(workspace, model_id)
+
+
+def load_model_record(workspace: Workspace, model_id: int) -> ModelRecord:
+    row = workspace.db.execute("SELECT * FROM models WHERE id=?", (int(model_id),)).fetchone()
+    if row is None:
+        raise PipelineError(f"no model {model_id} in {workspace.root}; list them with 'serieslabeler models --workspace ...'")
+    return ModelRecord(
+        row["id"], row["mode"], row["feature_set"], row["path"], json.loads(row["classes"]), json.loads(row["params"]),
+        json.loads(row["metrics"]), json.loads(row["training_set"]), row["created_at"],
+    )
+
+
+def latest_model_id(workspace: Workspace) -> int:
+    row = workspace.db.execute("SELECT MAX(id) FROM models").fetchone()
+    if row[0] is None:
+        raise PipelineError(f"no model in {workspace.root} yet; train one with 'serieslabeler train --workspace ...'")
+    return int(row[0])
+
+
+def list_models(workspace: Workspace) -> list[dict]:
+    return [load_model_record(workspace, r[0]).summary() for r in workspace.db.execute("SELECT id FROM models ORDER BY id DESC")]
+
+
+def load_classifier(workspace: Workspace, record: ModelRecord):
+    path = workspace.root / record.path
+    if not path.is_file():
+        raise PipelineError(f"model {record.id}: its file {path} is missing; train the model again")
+    return pickle.loads(path.read_bytes())
+
+
+def network_path(workspace: Workspace, model_id: int):
+    return workspace.models_dir / f"model-{model_id}.pt"
+
+
+@dataclass(frozen=True)
+class NetworkLoader:
+    """Loads a fine-tuned network from its file alone (no catalog), so a Ray actor can build it."""
+
+    path: str
+    model_id: int
+
+    def __call__(self):
+        import torch
+
+
+        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        backbone = load_backbone(saved["backbone"], "random")
+        backbone.module.load_state_dict(saved["state_dict"])
+        spec = replace(backbone.spec, preprocess=finetune_preprocess(backbone.spec, saved["image_size"], square=False))
+        return Backbone(spec, WeightsChoice(saved["backbone"], f"model-{self.model_id}"), backbone.module.eval())
+
+
+def network_loader(workspace: Workspace, model_id: int) -> NetworkLoader:
+    path = network_path(workspace, model_id)
+    if not path.is_file():
+        raise PipelineError(f"model {model_id} has no fine-tuned network file ({path}); it is not a 'finetune' model, or the file was removed")
+    return NetworkLoader(str(path), model_id)
+
+
+def load_network(workspace: Workspace, model_id: int):
+    """The fine-tuned network of a model as a :class:`serieslabeler.embed.backbones.Backbone` (eval mode)."""
+    return network_loader(workspace, model_id)()

@@ -1,0 +1,39 @@
+"""An oracle plays the expert over labeling scenarios to measure interactions against test metrics."""
+
+from .engine import (
+    compare_sampling,
+    run_scenario,
+    simulate,
+    split_collection,
+    supervised_f1,
+)
+from .records import (
+    NETWORK_SCENARIOS,
+    REACH,
+    SCENARIOS,
+    Collection,
+    CurvePoint,
+    ScenarioRun,
+    SimulationConfig,
+    SimulationResult,
+    write_result,
+)
+from .scenarios import SCENARIO_RUNNERS
+
+__all__ = [
+    "supervised_f1",
+    "split_collection",
+    "run_scenario",
+    "simulate",
+    "compare_sampling",
+    "SCENARIOS",
+    "NETWORK_SCENARIOS",
+    "REACH",
+    "Collection",
+    "SimulationConfig",
+    "CurvePoint",
+    "ScenarioRun",
+    "SimulationResult",
+    "write_result",
+    "SCENARIO_RUNNERS",
+]

@@ -1,0 +1,336 @@
+"""simulation.scenarios"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from serieslabeler.clustering.algorithms import (
+    centre_distances,
+    fit_clusters,
+    number_by_size,
+)
+from serieslabeler.labels.clusters import cluster_confidences
+from serieslabeler.loop.oracle import Oracle
+from serieslabeler.loop.routing import route_mask
+from serieslabeler.loop.threshold import tune_thresholds
+from serieslabeler.metrics.classification import classification_report
+from serieslabeler.models.base import CV_FOLDS, Predictions
+from serieslabeler.models.foc import FuzzyOvercluster
+from serieslabeler.models.head import HeadClassifier, grouped_oof_proba
+from serieslabeler.models.vae import (
+    CentreDecision,
+    LatentVAE,
+    centre_training_labels,
+    cluster_latents,
+    split_latent_cluster,
+)
+from serieslabeler.sampling import Pool, pick_subjects
+from serieslabeler.simulation.records import Collection, CurvePoint, SimulationConfig
+from serieslabeler.space.metadata import MetadataAppender
+
+
+# --- one run ----------------------------------------------------------------------------------
+class _Run:
+    """State of one simulated labeling run: what is labeled, what it cost, the curve so far."""
+
+    def __init__(self, collection: Collection, pool: np.ndarray, test: np.ndarray, config: SimulationConfig, seed: int):
+        self.c, self.config, self.seed = collection, config, seed
+        self.pool, self.test = pool, test
+        self.oracle = Oracle(pool, collection.truth[pool], config.purity)
+        self.rng = np.random.default_rng(seed)
+        self.classes = np.unique(collection.truth)
+        self.labels: dict[int, tuple[str, float, str]] = {}
+        self.pending: set[int] = set()
+        self.interactions = 0
+        self.evaluated_at = -1
+        self.curve: list[CurvePoint] = []
+        self.budget = config.budget * len(pool)
+        self.pseudo_routed = self.pseudo_routed_correct = 0
+        # a scenario's own classifier, fitted on the labels so far when they hold 2 classes; None: the head classifier
+        self.learner = None
+
+    # state
+    def unlabeled(self) -> np.ndarray:
+        done = np.fromiter(list(self.labels) + list(self.pending), dtype=np.int64)
+        return self.pool[~np.isin(self.pool, done)]
+
+    def exhausted(self) -> bool:
+        return self.interactions >= self.budget or len(self.unlabeled()) == 0
+
+    def labeled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, labels, weights)`` of the labels so far."""
+        index = np.fromiter(self.labels, dtype=np.int64)
+        return index, np.array([self.labels[i][0] for i in index]), np.array([self.labels[i][1] for i in index])
+
+    def pool_targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """One label per pool image (None where unlabeled) and its weight (0 where unlabeled),
+        the semi-supervised networks' ``y`` and ``sample_weight``."""
+        y = np.array([self.labels[i][0] if i in self.labels else None for i in self.pool.tolist()], dtype=object)
+        weights = np.array([self.labels[i][1] if i in self.labels else 0.0 for i in self.pool.tolist()], dtype=np.float32)
+        return y, weights
+
+    def fit(self):
+
+        if not self.labels:
+            return None
+        index, labels, weights = self.labeled()
+        if self.learner is not None and len(np.unique(labels)) >= 2:
+            return self.learner()
+        return HeadClassifier(C=self.config.C, random_state=self.seed).fit(self.c.X[index], labels, sample_weight=weights)
+
+    def predictions(self, model, index: np.ndarray):
+
+        return Predictions(None, index, model.classes_, model.predict_proba(self.c.X[index]))
+
+    # tasks
+    def _maybe_evaluate(self) -> None:
+        if self.interactions - max(self.evaluated_at, 0) >= self.config.chunk or self.interactions >= self.budget:
+            self.evaluate()
+
+    def evaluate(self) -> None:
+
+        self.evaluated_at = self.interactions
+        model = self.fit()
+        truth = self.c.truth[self.test]
+        predicted = model.predict(self.c.X[self.test]) if model is not None else np.full(len(truth), "")
+        report = classification_report(truth, predicted, self.classes)
+        cluster_rows = [i for i, (_, _, s) in self.labels.items() if s == "cluster"]
+        self.curve.append(CurvePoint(
+            self.interactions, len(self.labels), report.macro.F, report.top1, len(cluster_rows),
+            sum(self.labels[i][0] != self.c.truth[i] for i in cluster_rows),
+            sum(1 for _, _, s in self.labels.values() if s == "pseudo"),
+        ))
+
+    def label_images(self, index: np.ndarray) -> None:
+        for image in index:
+            if self.interactions >= self.budget:
+                return
+            self.labels[int(image)] = (str(self.oracle.answer_images([image])[0]), 1.0, "manual")
+            self.interactions += 1
+            self._maybe_evaluate()
+
+    def cluster_and_label(self, index: np.ndarray, space: np.ndarray, cluster_size: int | None = None) -> int:
+        """Cluster ``index`` (rows of ``space``) into clusters of about ``cluster_size`` images and
+        show them largest first (size 1: label the images one by one); returns the labels added."""
+
+        cluster_size = cluster_size or self.config.cluster_size
+        if cluster_size <= 1:
+            before = len(self.labels)
+            self.label_images(index)
+            return len(self.labels) - before
+        k = max(1, min(len(index), math.ceil(len(index) / cluster_size)))
+        return self.show_clusters(index, space, fit_clusters(space, self.config.algorithm, k, self.seed)[0])
+
+    def show_clusters(self, index: np.ndarray, space: np.ndarray, clusters: np.ndarray) -> int:
+        """Show the clusters of ``index`` (numbered 0.. by size) largest first, each member weighted
+        by its distance to its cluster's centre in ``space``; returns the labels added."""
+
+        distances = centre_distances(space, clusters)
+        added = 0
+        for cluster in range(int(clusters.max()) + 1):
+            if self.interactions >= self.budget:
+                break
+            inside = clusters == cluster
+            added += self.show_group(index[inside], cluster_confidences(distances[inside], 1.0, self.config.a), "cluster")
+        return added
+
+    def review_pseudo(self, index: np.ndarray, labels: np.ndarray, confidence: np.ndarray) -> None:
+        """The oracle reviews pending pseudo-labels one predicted class at a time, like a cluster."""
+        for label in np.unique(labels):
+            if self.interactions >= self.budget:
+                break
+            rows = labels == label
+            self.show_group(index[rows], confidence[rows], "pseudo", proposed=label)
+
+    def show_group(self, members: np.ndarray, weights: np.ndarray, source: str, proposed: str | None = None) -> int:
+        """Show the oracle a group (a cluster, or one class of pseudo-labels, accepted only if the
+        oracle names the ``proposed`` label); the members it keeps get the label. Returns how many."""
+        answer = self.oracle.answer_cluster(members)
+        self.interactions += answer.interactions
+        added = 0
+        if answer.label is not None and (proposed is None or answer.label == proposed):
+            keep = ~np.isin(members, answer.excluded)
+            added = self.add_labels(members[keep], answer.label, weights[keep], source)
+        self._maybe_evaluate()
+        return added
+
+    def add_labels(self, members: np.ndarray, label: str, weights: np.ndarray, source: str) -> int:
+        for image, weight in zip(members, weights):
+            self.labels[int(image)] = (label, float(weight), source)
+        return len(members)
+
+
+def _random_unlabeled(run: _Run, size: int) -> np.ndarray:
+    unlabeled = run.unlabeled()
+    return run.rng.choice(unlabeled, size=min(size, len(unlabeled)), replace=False)
+
+
+def _most_uncertain(run: _Run, size: int) -> np.ndarray:
+    unlabeled = run.unlabeled()
+    model = run.fit()
+    if model is None or len(model.classes_) < 2:
+        return _random_unlabeled(run, size)
+    entropy = run.predictions(model, unlabeled).entropy
+    order = run.rng.permutation(len(unlabeled))
+    return unlabeled[order[np.argsort(-entropy[order], kind="stable")][:size]]
+
+
+def _scenario_random(run: _Run) -> None:
+    while not run.exhausted():
+        run.label_images(_random_unlabeled(run, run.config.batch))
+
+
+def _scenario_uncertain(run: _Run) -> None:
+    while not run.exhausted():
+        run.label_images(_most_uncertain(run, run.config.batch))
+
+
+def _cluster_pass(run: _Run) -> int:
+    unlabeled = run.unlabeled()
+    return run.cluster_and_label(unlabeled, run.c.X[unlabeled])
+
+
+def _scenario_cluster(run: _Run) -> None:
+    while not run.exhausted() and _cluster_pass(run) > 0:
+        pass
+
+
+def _scenario_uncertain_cluster(run: _Run) -> None:
+    stalled = 0
+    while not run.exhausted() and stalled < 3:
+        batch = _most_uncertain(run, run.config.cluster_batch)
+        stalled = stalled + 1 if run.cluster_and_label(batch, run.c.X[batch]) == 0 else 0
+
+
+def _scenario_cluster_uncertain(run: _Run) -> None:
+    _cluster_pass(run)
+    _scenario_uncertain(run)
+
+
+def _metadata_space(run: _Run, index: np.ndarray) -> np.ndarray:
+
+    if run.c.days is None or run.config.metadata_weight <= 0:
+        return run.c.X[index]
+    appender = MetadataAppender({"days": run.config.metadata_weight}, {"days": "numeric"})
+    return appender.fit_transform(run.c.X[index], {"days": run.c.days[index]})
+
+
+def _subject_sample(run: _Run, candidates: np.ndarray) -> np.ndarray:
+    """Whole subjects (their candidate images), about ``cluster_batch`` images in all."""
+
+    subjects = run.c.subjects[candidates]
+    per_subject = len(candidates) / len(np.unique(subjects))
+    count = int(np.clip(round(run.config.cluster_batch / per_subject), 1, len(np.unique(subjects))))
+    days = np.zeros(len(candidates)) if run.c.days is None else run.c.days[candidates]
+    codes = np.unique(subjects, return_inverse=True)[1]
+    return pick_subjects(None, Pool(candidates, codes, days), run.rng, subjects=count)
+
+
+def _route(run: _Run) -> np.ndarray:
+    """Predict the unlabeled pool; confident predictions go to review, the rest are returned."""
+
+    unlabeled = run.unlabeled()
+    model = run.fit()
+    index, labels, weights = run.labeled()
+    if model is None or len(np.unique(labels)) < 2 or len(np.unique(run.c.subjects[index])) < 2:
+        return unlabeled
+    proba, classes = grouped_oof_proba(
+        run.c.X[index], labels, run.c.subjects[index], weights,
+        lambda: HeadClassifier(C=run.config.C, random_state=run.seed), CV_FOLDS, run.seed,
+    )
+    tuning = tune_thresholds(labels, classes[np.argmax(proba, axis=1)], proba.max(axis=1), run.config.target_precision)
+    predictions = run.predictions(model, unlabeled)
+    threshold = tuning.choice.threshold
+    confident = np.zeros(len(unlabeled), bool) if threshold is None else route_mask(predictions.labels, predictions.confidence, threshold)
+    run.pseudo_routed += int(confident.sum())
+    run.pseudo_routed_correct += int((predictions.labels[confident] == run.c.truth[unlabeled[confident]]).sum())
+    if confident.any() and run.config.review_pseudo:
+        run.review_pseudo(unlabeled[confident], predictions.labels[confident], predictions.confidence[confident])
+    elif confident.any():
+        run.pending.update(int(i) for i in unlabeled[confident])
+    return unlabeled[~confident]
+
+
+def _scenario_full(run: _Run) -> None:
+    """A structure-aware first sample, then each pass clusters what routing sent back; a pass
+    that yields under 2 labels per interaction halves the cluster size of the next (finer
+    overclustering, down to single images)."""
+    batch = _subject_sample(run, run.unlabeled())
+    cluster_size = run.config.cluster_size
+    while not run.exhausted():
+        spent = run.interactions
+        added = run.cluster_and_label(batch, _metadata_space(run, batch), cluster_size)
+        if added < 2 * (run.interactions - spent):
+            cluster_size //= 2
+        if run.exhausted():
+            break
+        batch = _route(run)
+        if len(batch) == 0:
+            batch = run.unlabeled()
+
+
+def _scenario_overcluster(run: _Run) -> None:
+    """Clustered random batches until two classes are labeled, then passes of FOC overclusters.
+
+    A pass has ``overcluster_factor`` x the labeled classes overclusters, but at least one per
+    ``cluster_size`` unlabeled images, so its groups are no larger than the other scenarios' clusters
+    (the head uses fewer of its outputs, though). Stops after 3 passes in a row that label nothing.
+    """
+
+    while not run.exhausted() and len({label for label, _, _ in run.labels.values()}) < 2:
+        batch = _random_unlabeled(run, run.config.cluster_batch)
+        run.cluster_and_label(batch, run.c.X[batch])
+    passes = stalled = 0
+    while not run.exhausted() and stalled < 3:
+        y, weights = run.pool_targets()
+        unlabeled = run.unlabeled()
+        overclusters = max(run.config.overcluster_factor * len(set(y[y != None])), math.ceil(len(unlabeled) / run.config.cluster_size))  # noqa: E711
+        model = FuzzyOvercluster(
+            n_overclusters=overclusters, epochs=run.config.network_epochs, device="cpu", random_state=run.seed + passes,
+        ).fit(run.c.X[run.pool], y, weights)
+        clusters, _ = model.predict_clusters(run.c.X[unlabeled])
+        passes += 1
+        stalled = stalled + 1 if run.show_clusters(unlabeled, run.c.X[unlabeled], number_by_size(clusters)) == 0 else 0
+
+
+def _scenario_vae(run: _Run) -> None:
+    """Name the VAE's latent cluster centres top-down; its own head is the classifier evaluated."""
+    import copy
+
+
+    X = run.c.X[run.pool]
+    epochs = run.config.network_epochs
+    vae = LatentVAE(pretrain_epochs=epochs, epochs=epochs, device="cpu", random_state=run.seed).fit_unsupervised(X)
+
+    def learner():
+        return copy.deepcopy(vae).fit_labeled(X, *run.pool_targets())
+
+    run.learner = learner
+    Z = vae.transform(X)
+    clusters = cluster_latents(Z, max(1, min(len(X), math.ceil(len(X) / run.config.cluster_size))), random_state=run.seed)
+    to_show = list(range(clusters.k))
+    while to_show and not run.exhausted():
+        cluster = to_show.pop(0)
+        members = np.flatnonzero(clusters.assignments == cluster)
+        answer = run.oracle.answer_centre(run.pool[members])
+        run.interactions += answer.interactions
+        if answer.label is not None:
+            rows, _, weights = centre_training_labels(clusters, {cluster: CentreDecision(answer.label, answer.confidence)}, run.config.a)
+            run.add_labels(run.pool[rows], answer.label, weights, "cluster")
+        else:
+            clusters = split_latent_cluster(clusters, Z, cluster, random_state=run.seed)
+            to_show[:0] = [cluster, clusters.k - 1]
+        run._maybe_evaluate()
+
+
+SCENARIO_RUNNERS = {
+    "random": _scenario_random,
+    "uncertain-only": _scenario_uncertain,
+    "cluster-only": _scenario_cluster,
+    "uncertain+cluster": _scenario_uncertain_cluster,
+    "cluster+uncertain": _scenario_cluster_uncertain,
+    "full": _scenario_full,
+    "overcluster": _scenario_overcluster,
+    "vae": _scenario_vae,
+}

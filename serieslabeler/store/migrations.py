@@ -1,0 +1,265 @@
+"""The catalog's schema as numbered migrations, applied only while ``PRAGMA user_version`` is behind.
+
+Migration *n* takes a catalog from version *n - 1* to *n*; a new catalog runs them all. Opening
+a catalog that is already current writes nothing, so read-only commands work on a read-only
+folder. A migration is never edited once released: a change is a new migration appended here.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from serieslabeler.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    script: str
+
+    def statements(self) -> list[str]:
+        """The script's statements (no statement here holds a semicolon inside a literal)."""
+        lines = [line for line in self.script.splitlines() if not line.strip().startswith("--")]
+        return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+INITIAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subjects (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
+    file_name TEXT NOT NULL,
+    ext TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    subject_id INTEGER NOT NULL REFERENCES subjects(id),
+    taken_at TEXT NOT NULL,
+    ingested_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS images_subject_time ON images(subject_id, taken_at);
+CREATE INDEX IF NOT EXISTS images_file_name ON images(file_name);
+CREATE TABLE IF NOT EXISTS attributes (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('numeric', 'categorical'))
+);
+CREATE TABLE IF NOT EXISTS image_attributes (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    attribute_id INTEGER NOT NULL REFERENCES attributes(id) ON DELETE CASCADE,
+    value TEXT,
+    PRIMARY KEY (image_id, attribute_id)
+) WITHOUT ROWID;
+-- attribute summaries (info) group one attribute's values without scanning every image's
+CREATE INDEX IF NOT EXISTS image_attributes_value ON image_attributes(attribute_id, value);
+-- Ground truth lives apart from labels made in the tool: evaluation never leaks into training.
+CREATE TABLE IF NOT EXISTS ground_truth (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    label TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY,
+    strategy TEXT NOT NULL,
+    params TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS sample_images (
+    sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    PRIMARY KEY (sample_id, image_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS feature_sets (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    backbone TEXT NOT NULL,
+    weights TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    dtype TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS feature_shards (
+    id INTEGER PRIMARY KEY,
+    feature_set_id INTEGER NOT NULL REFERENCES feature_sets(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+CREATE TABLE IF NOT EXISTS maps (
+    id INTEGER PRIMARY KEY,
+    feature_set TEXT NOT NULL,
+    params TEXT NOT NULL,
+    path TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+CREATE TABLE IF NOT EXISTS clusterings (
+    id INTEGER PRIMARY KEY,
+    feature_set TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    k INTEGER NOT NULL,
+    space TEXT NOT NULL,
+    sample_id INTEGER REFERENCES samples(id),
+    params TEXT NOT NULL,
+    parent_id INTEGER REFERENCES clusterings(id),
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS cluster_members (
+    clustering_id INTEGER NOT NULL REFERENCES clusterings(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    cluster INTEGER NOT NULL,
+    distance REAL NOT NULL,
+    PRIMARY KEY (clustering_id, image_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cluster_members_cluster ON cluster_members(clustering_id, cluster);
+
+CREATE TABLE IF NOT EXISTS vocabulary (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+-- Append-only log of every labeling action; current_labels is maintained from it in the
+-- same transaction.
+CREATE TABLE IF NOT EXISTS label_events (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    author TEXT NOT NULL,
+    action TEXT NOT NULL,
+    label TEXT,
+    source TEXT,
+    iteration INTEGER,
+    clustering_id INTEGER,
+    cluster INTEGER,
+    interactions INTEGER NOT NULL DEFAULT 0,
+    reverses INTEGER REFERENCES label_events(id),
+    session_id INTEGER,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS label_event_images (
+    event_id INTEGER NOT NULL REFERENCES label_events(id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    label TEXT,
+    source TEXT,
+    confidence REAL,
+    status TEXT,
+    prev_label TEXT,
+    prev_source TEXT,
+    prev_confidence REAL,
+    prev_status TEXT,
+    prev_event_id INTEGER,
+    PRIMARY KEY (event_id, image_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS label_event_images_image ON label_event_images(image_id);
+CREATE INDEX IF NOT EXISTS label_events_reverses ON label_events(reverses);
+CREATE TABLE IF NOT EXISTS current_labels (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('manual', 'cluster', 'pseudo', 'import')),
+    confidence REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'accepted' CHECK (status IN ('accepted', 'pending')),
+    event_id INTEGER NOT NULL REFERENCES label_events(id)
+);
+CREATE INDEX IF NOT EXISTS current_labels_label ON current_labels(label);
+CREATE TABLE IF NOT EXISTS labeling_sessions (
+    id INTEGER PRIMARY KEY,
+    author TEXT NOT NULL,
+    started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    ended_at TEXT
+);
+
+CREATE TABLE IF NOT EXISTS models (
+    id INTEGER PRIMARY KEY,
+    mode TEXT NOT NULL,
+    feature_set TEXT,
+    path TEXT NOT NULL,
+    classes TEXT NOT NULL,
+    params TEXT NOT NULL,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    training_set TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS predictions (
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    margin REAL NOT NULL,
+    entropy REAL NOT NULL,
+    topk TEXT NOT NULL,
+    PRIMARY KEY (model_id, image_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS iterations (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    sample_id INTEGER REFERENCES samples(id),
+    clustering_id INTEGER REFERENCES clusterings(id),
+    model_id INTEGER REFERENCES models(id),
+    record TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+# Lookups by image (the app shows 200 images out of a million), undo by author, and the
+# 'series' label source (a series labeled by its stage transitions) in the CHECK constraint,
+# which SQLite can only change by rebuilding the table.
+PER_IMAGE_LOOKUPS = """
+CREATE INDEX IF NOT EXISTS cluster_members_image ON cluster_members(image_id);
+CREATE INDEX IF NOT EXISTS predictions_image ON predictions(image_id);
+CREATE INDEX IF NOT EXISTS label_events_author ON label_events(author, id);
+CREATE TABLE current_labels_v2 (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('manual', 'cluster', 'pseudo', 'import', 'series')),
+    confidence REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'accepted' CHECK (status IN ('accepted', 'pending')),
+    event_id INTEGER NOT NULL REFERENCES label_events(id)
+);
+INSERT INTO current_labels_v2(image_id, label, source, confidence, status, event_id)
+    SELECT image_id, label, source, confidence, status, event_id FROM current_labels;
+DROP TABLE current_labels;
+ALTER TABLE current_labels_v2 RENAME TO current_labels;
+CREATE INDEX current_labels_label ON current_labels(label);
+"""
+
+MIGRATIONS = (
+    Migration(1, "initial catalog", INITIAL_SCHEMA),
+    Migration(2, "per-image lookups, undo by author, series labels", PER_IMAGE_LOOKUPS),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def check_version(db: sqlite3.Connection, root: Path) -> None:
+    version = schema_version(db)
+    if version > SCHEMA_VERSION:
+        raise PipelineError(
+            f"{root}: workspace schema version {version} is newer than this tool's ({SCHEMA_VERSION}); update the tool"
+        )
+
+
+def apply_migrations(db: sqlite3.Connection, root: Path, target: int = SCHEMA_VERSION) -> list[int]:
+    """Apply the migrations after the catalog's version, up to ``target``, inside the caller's
+    write transaction (the version is read again there: another process may have just done it)."""
+    check_version(db, root)
+    version = schema_version(db)
+    applied = []
+    for migration in MIGRATIONS:
+        if version < migration.version <= target:
+            for statement in migration.statements():
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version={migration.version}")
+            applied.append(migration.version)
+    return applied

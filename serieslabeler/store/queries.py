@@ -1,0 +1,68 @@
+"""store.queries"""
+from __future__ import annotations
+
+import numpy as np
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.store.workspace import Workspace
+
+IMAGE_COLUMNS = ["image_id", "file", "subject", "taken_at"]
+
+
+def image_table(workspace: Workspace, image_ids=None, subject: str | None = None):
+    """One row per image: image_id, file, subject, taken_at; all images (by subject and time),
+    one subject's, or those of ``image_ids`` in that order."""
+    import pandas as pd
+
+    sql = (
+        "SELECT i.id AS image_id, i.file_name AS file, s.name AS subject, i.taken_at FROM images i "
+        "JOIN subjects s ON s.id = i.subject_id"
+    )
+    if image_ids is not None:
+        rows = workspace.query_in(sql + " WHERE i.id IN ({})", image_ids)
+        frame = pd.DataFrame([dict(r) for r in rows], columns=IMAGE_COLUMNS).set_index("image_id")
+        return frame.reindex([int(i) for i in image_ids]).reset_index()
+    where, params = (" WHERE s.name = ?", (subject,)) if subject is not None else ("", ())
+    rows = workspace.db.execute(sql + where + " ORDER BY s.name, i.taken_at, i.id", params).fetchall()
+    return pd.DataFrame([dict(r) for r in rows], columns=IMAGE_COLUMNS)
+
+
+def subject_names(workspace: Workspace) -> list[str]:
+    return [r[0] for r in workspace.db.execute("SELECT name FROM subjects ORDER BY name")]
+
+
+def images_per_subject_day(workspace: Workspace):
+    """How many images each subject has on each calendar day (the collection's timeline)."""
+    import pandas as pd
+
+    rows = workspace.db.execute(
+        "SELECT s.name AS subject, substr(i.taken_at, 1, 10) AS day, COUNT(*) AS images FROM images i "
+        "JOIN subjects s ON s.id = i.subject_id GROUP BY s.id, day ORDER BY s.name, day"
+    ).fetchall()
+    return pd.DataFrame([dict(r) for r in rows], columns=["subject", "day", "images"])
+
+
+def interactions_until(workspace: Workspace, when: str) -> int:
+    """Interactions spent in label events up to a moment (ISO time), e.g. a model's creation."""
+    row = workspace.db.execute("SELECT COALESCE(SUM(interactions), 0) FROM label_events WHERE at <= ?", (when,)).fetchone()
+    return int(row[0])
+
+
+def session_ids(workspace: Workspace) -> list[int]:
+    return [r[0] for r in workspace.db.execute("SELECT id FROM labeling_sessions ORDER BY id")]
+
+
+def has_ground_truth(workspace: Workspace) -> bool:
+    """Ground truth on at least 2 subjects: enough for a subject-grouped evaluation."""
+    row = workspace.db.execute(
+        "SELECT COUNT(DISTINCT i.subject_id) FROM ground_truth g JOIN images i ON i.id = g.image_id"
+    ).fetchone()
+    return row[0] >= 2
+
+
+def sample_ids(workspace: Workspace, sample_id: int) -> np.ndarray:
+    """The image ids of a saved sample, sorted."""
+    if workspace.db.execute("SELECT 1 FROM samples WHERE id=?", (int(sample_id),)).fetchone() is None:
+        raise PipelineError(f"no sample {sample_id} in {workspace.root}; list them with 'serieslabeler samples'")
+    rows = workspace.db.execute("SELECT image_id FROM sample_images WHERE sample_id=? ORDER BY image_id", (int(sample_id),))
+    return np.array([r[0] for r in rows], dtype=np.int64)

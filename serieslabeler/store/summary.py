@@ -1,0 +1,96 @@
+"""What a workspace holds: the numbers behind ``serieslabeler info`` and the app's home page."""
+from __future__ import annotations
+
+from serieslabeler.store.workspace import Workspace
+
+TOP_VALUES = 20
+
+
+def summarize(workspace: Workspace) -> dict:
+    db = workspace.db
+    return {
+        "workspace": str(workspace.root),
+        "images": db.execute("SELECT COUNT(*) FROM images").fetchone()[0],
+        "subjects": db.execute("SELECT COUNT(*) FROM subjects").fetchone()[0],
+        "date_range": list(db.execute("SELECT MIN(taken_at), MAX(taken_at) FROM images").fetchone()),
+        "subjects_detail": subject_ranges(workspace),
+        "attributes": attribute_summaries(workspace),
+        "ground_truth": dict(
+            db.execute("SELECT label, COUNT(*) FROM ground_truth GROUP BY label ORDER BY label").fetchall()
+        ),
+        "labels_by_source": dict(
+            db.execute("SELECT source, COUNT(*) FROM current_labels GROUP BY source ORDER BY source").fetchall()
+        ),
+        "labels": dict(
+            db.execute("SELECT label, COUNT(*) FROM current_labels GROUP BY label ORDER BY label").fetchall()
+        ),
+        "feature_sets": [
+            dict(r)
+            for r in db.execute(
+                "SELECT fs.name, fs.dim, COALESCE(SUM(sh.n), 0) AS images FROM feature_sets fs "
+                "LEFT JOIN feature_shards sh ON sh.feature_set_id = fs.id GROUP BY fs.id ORDER BY fs.name"
+            )
+        ],
+        "samples": db.execute("SELECT COUNT(*) FROM samples").fetchone()[0],
+        "clusterings": db.execute("SELECT COUNT(*) FROM clusterings").fetchone()[0],
+        "models": db.execute("SELECT COUNT(*) FROM models").fetchone()[0],
+    }
+
+
+def subject_ranges(workspace: Workspace) -> list[dict]:
+    rows = workspace.db.execute(
+        "SELECT s.name AS subject, COUNT(*) AS images, MIN(i.taken_at) AS first, MAX(i.taken_at) AS last, "
+        "COUNT(DISTINCT substr(i.taken_at, 1, 10)) AS days "
+        "FROM images i JOIN subjects s ON s.id = i.subject_id GROUP BY s.id ORDER BY s.name"
+    )
+    return [dict(r) for r in rows]
+
+
+def attribute_summaries(workspace: Workspace) -> dict[str, dict]:
+    out = {}
+    db = workspace.db
+    for attribute in db.execute("SELECT id, name, kind FROM attributes ORDER BY name").fetchall():
+        summary: dict = {"type": attribute["kind"]}
+        if attribute["kind"] == "numeric":
+            row = db.execute(
+                "SELECT COUNT(value), MIN(CAST(value AS REAL)), MAX(CAST(value AS REAL)), AVG(CAST(value AS REAL)) "
+                "FROM image_attributes WHERE attribute_id=?",
+                (attribute["id"],),
+            ).fetchone()
+            summary.update(count=row[0], min=row[1], max=row[2], mean=row[3])
+        else:
+            values = db.execute(
+                "SELECT COALESCE(value, '(empty)'), COUNT(*) AS n FROM image_attributes WHERE attribute_id=? "
+                "GROUP BY value ORDER BY n DESC, value LIMIT ?",
+                (attribute["id"], TOP_VALUES),
+            ).fetchall()
+            summary["values"] = dict(values)
+        out[attribute["name"]] = summary
+    return out
+
+
+def format_summary(info: dict) -> str:
+    lines = [
+        f"workspace {info['workspace']}",
+        f"  {info['images']} images, {info['subjects']} subjects, "
+        f"dates {info['date_range'][0]} .. {info['date_range'][1]}",
+    ]
+    for subject in info["subjects_detail"][:30]:
+        lines.append(
+            f"    {subject['subject']}: {subject['images']} images over {subject['days']} days "
+            f"({subject['first']} .. {subject['last']})"
+        )
+    if len(info["subjects_detail"]) > 30:
+        lines.append(f"    ... and {len(info['subjects_detail']) - 30} more subjects")
+    for name, summary in info["attributes"].items():
+        if summary["type"] == "numeric":
+            lines.append(f"  attribute {name} (numeric): min {summary['min']}, max {summary['max']}, mean {summary['mean']:.3g}")
+        else:
+            values = ", ".join(f"{k}={v}" for k, v in summary["values"].items())
+            lines.append(f"  attribute {name} (categorical): {values}")
+    if info["ground_truth"]:
+        lines.append("  ground truth: " + ", ".join(f"{k}={v}" for k, v in info["ground_truth"].items()))
+    lines.append("  labels by source: " + (", ".join(f"{k}={v}" for k, v in info["labels_by_source"].items()) or "none yet"))
+    for fs in info["feature_sets"]:
+        lines.append(f"  features {fs['name']}: {fs['images']} images x {fs['dim']}")
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""Schema migrations: a workspace made by the previous schema upgrades in place; a current one is
+opened without a write, so read-only commands work on a read-only folder."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.labels import label_images
+from serieslabeler.store import CATALOG, MIGRATIONS, SCHEMA_VERSION, Workspace
+
+from conftest import cli, ingest_bananas
+
+
+def previous_schema_workspace(root, bananas):
+    """A workspace as the previous release made it: ingested, labeled, at schema version 1."""
+    code, _ = ingest_bananas(root, bananas / "images", bananas / "metadata.csv")
+    assert code == 0
+    with Workspace.open(root) as ws:
+        label_images(ws, [1, 2, 3], "R")
+    db = sqlite3.connect(root / CATALOG)
+    db.executescript(
+        "PRAGMA foreign_keys=OFF; BEGIN;"
+        "DROP INDEX cluster_members_image; DROP INDEX predictions_image; DROP INDEX label_events_author;"
+        "CREATE TABLE old_labels AS SELECT * FROM current_labels; DROP TABLE current_labels;"
+        + MIGRATIONS[0].script.split("CREATE TABLE IF NOT EXISTS current_labels")[1].join(["CREATE TABLE current_labels", ""]).split(";")[0]
+        + "; INSERT INTO current_labels SELECT * FROM old_labels; DROP TABLE old_labels; PRAGMA user_version=1; COMMIT;"
+    )
+    db.close()
+
+
+def test_previous_schema_upgrades_in_place(tmp_path, bananas):
+    root = tmp_path / "ws"
+    previous_schema_workspace(root, bananas)
+    db = sqlite3.connect(root / CATALOG)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    with pytest.raises(sqlite3.IntegrityError):  # version 1 knows no 'series' source
+        db.execute("UPDATE current_labels SET source='series' WHERE image_id=1")
+    db.close()
+
+    with Workspace.open(root) as ws:
+        assert ws.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == MIGRATIONS[-1].version
+        rows = ws.db.execute("SELECT image_id, label, source FROM current_labels ORDER BY image_id").fetchall()
+        assert [tuple(r) for r in rows] == [(1, "R", "manual"), (2, "R", "manual"), (3, "R", "manual")]
+        indexes = {r[0] for r in ws.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert {"cluster_members_image", "predictions_image", "label_events_author", "current_labels_label"} <= indexes
+        with ws.transaction() as db:
+            db.execute("UPDATE current_labels SET source='series' WHERE image_id=1")
+        assert ws.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert ws.db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_opening_a_current_workspace_writes_nothing(tmp_path, bananas):
+    root = tmp_path / "ws"
+    ingest_bananas(root, bananas / "images", bananas / "metadata.csv")
+    Workspace.open(root).close()
+    before = (root / CATALOG).read_bytes()
+    wal = root / (CATALOG + "-wal")
+    wal_before = wal.read_bytes() if wal.exists() else b""
+    with Workspace.open(root) as ws:
+        assert ws.image_count() == 220
+    assert (root / CATALOG).read_bytes() == before
+    assert (wal.read_bytes() if wal.exists() else b"") == wal_before
+
+
+def test_read_only_workspace_reads_and_refuses_writes_in_one_line(tmp_path, bananas):
+    root = tmp_path / "ws"
+    ingest_bananas(root, bananas / "images", bananas / "metadata.csv")
+    with Workspace.open(root, read_only=True) as ws:
+        assert ws.image_count() == 220
+        with pytest.raises(PipelineError, match="read-only; nothing was changed"):
+            label_images(ws, [1], "R")
+    with Workspace.open(root) as ws:
+        assert ws.db.execute("SELECT COUNT(*) FROM label_events").fetchone()[0] == 0
+
+
+def test_newer_schema_is_refused(tmp_path, bananas):
+    root = tmp_path / "ws"
+    ingest_bananas(root, bananas / "images", bananas / "metadata.csv")
+    db = sqlite3.connect(root / CATALOG)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(PipelineError, match="newer than this tool's"):
+        Workspace.open(root)
+
+
+def test_workspace_that_is_a_file_or_not_a_database(tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("hello")
+    code, out = cli("info", "--workspace", a_file)
+    assert code == 2 and "is a file, not a workspace folder" in out["error"]
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / CATALOG).write_bytes(b"this is not a database" * 100)
+    code, out = cli("info", "--workspace", fake)
+    assert code == 2 and "not a usable catalog" in out["error"]
