@@ -5,12 +5,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from conftest import cli, ingest_bananas
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels import label_images
 from serieslabeler.store import CATALOG, MIGRATIONS, SCHEMA_VERSION, Workspace
-
-from conftest import cli, ingest_bananas
 
 
 def previous_schema_workspace(root, bananas):

@@ -23,6 +23,15 @@ from .iterate import (
     load_iteration,
     save_iteration,
 )
+from .monotone import (
+    UNLABELED,
+    MonotoneDecoding,
+    boundaries,
+    decode,
+    decode_monotone,
+    monotone_posteriors,
+    stages_from_boundaries,
+)
 from .oracle import CentreAnswer, ClusterAnswer, Oracle
 from .routing import (
     Routing,
@@ -65,6 +74,13 @@ __all__ = [
     "IterationResult",
     "iterate",
     "label_with_oracle",
+    "UNLABELED",
+    "MonotoneDecoding",
+    "decode",
+    "decode_monotone",
+    "monotone_posteriors",
+    "boundaries",
+    "stages_from_boundaries",
     "ClusterAnswer",
     "CentreAnswer",
     "Oracle",

@@ -1,5 +1,23 @@
 """Classification and clustering scores: pure functions of arrays, no workspace."""
 
+from .audit import (
+    AUDIT_CONFIDENCE,
+    TOO_FEW,
+    allocate_sample,
+    audit_precision,
+    stratified_audit_sample,
+    threshold_for_lower_bound,
+)
+from .calibration import (
+    CALIBRATION_METHODS,
+    CalibrationReport,
+    Calibrator,
+    IsotonicConfidence,
+    TemperatureScaler,
+    calibration_report,
+    expected_calibration_error,
+    reliability_bins,
+)
 from .classification import (
     Averages,
     ClassificationReport,
@@ -21,8 +39,30 @@ from .clustering import (
     score_against_truth,
     silhouette,
 )
+from .intervals import (
+    METHODS,
+    ProportionEstimate,
+    clopper_pearson_interval,
+    estimate_proportion,
+    proportion_intervals,
+    wilson_interval,
+)
 
 __all__ = [
+    "AUDIT_CONFIDENCE",
+    "TOO_FEW",
+    "allocate_sample",
+    "stratified_audit_sample",
+    "audit_precision",
+    "threshold_for_lower_bound",
+    "CALIBRATION_METHODS",
+    "reliability_bins",
+    "expected_calibration_error",
+    "TemperatureScaler",
+    "IsotonicConfidence",
+    "Calibrator",
+    "CalibrationReport",
+    "calibration_report",
     "ClassScores",
     "Averages",
     "ClassificationReport",
@@ -40,4 +80,10 @@ __all__ = [
     "nmi",
     "silhouette",
     "score_against_truth",
+    "METHODS",
+    "proportion_intervals",
+    "wilson_interval",
+    "clopper_pearson_interval",
+    "ProportionEstimate",
+    "estimate_proportion",
 ]

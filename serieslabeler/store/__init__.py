@@ -1,5 +1,32 @@
 """The on-disk workspace: SQLite catalog and its migrations, the feature store, read-only queries."""
 
+from .arrays import (
+    CHECKED_LIBRARIES,
+    FORMAT,
+    KNN_METHODS,
+    META_KEY,
+    PCA_ARRAYS,
+    SCALER_ARRAYS,
+    TSNE_AFFINITIES,
+    Arrays,
+    ModelFileError,
+    StrPath,
+    VersionMismatch,
+    check_versions,
+    installed_versions,
+    load_arrays,
+    logistic_from_arrays,
+    logistic_to_arrays,
+    mlp_from_arrays,
+    mlp_to_arrays,
+    pca_from_arrays,
+    pca_to_arrays,
+    save_arrays,
+    standard_scaler_from_arrays,
+    standard_scaler_to_arrays,
+    tsne_from_arrays,
+    tsne_to_arrays,
+)
 from .features import DTYPES, SAFE_NAME, FeatureSet, FeatureStore
 from .migrations import (
     INITIAL_SCHEMA,
@@ -11,6 +38,7 @@ from .migrations import (
     check_version,
     schema_version,
 )
+from .paths import OutsideRoot, confine, confine_any, relative_inside
 from .queries import (
     IMAGE_COLUMNS,
     has_ground_truth,
@@ -38,6 +66,31 @@ from .workspace import (
 )
 
 __all__ = [
+    "FORMAT",
+    "META_KEY",
+    "CHECKED_LIBRARIES",
+    "KNN_METHODS",
+    "TSNE_AFFINITIES",
+    "StrPath",
+    "Arrays",
+    "ModelFileError",
+    "VersionMismatch",
+    "installed_versions",
+    "save_arrays",
+    "load_arrays",
+    "check_versions",
+    "logistic_to_arrays",
+    "logistic_from_arrays",
+    "mlp_to_arrays",
+    "mlp_from_arrays",
+    "SCALER_ARRAYS",
+    "standard_scaler_to_arrays",
+    "standard_scaler_from_arrays",
+    "PCA_ARRAYS",
+    "pca_to_arrays",
+    "pca_from_arrays",
+    "tsne_to_arrays",
+    "tsne_from_arrays",
     "DTYPES",
     "SAFE_NAME",
     "FeatureSet",
@@ -50,6 +103,10 @@ __all__ = [
     "schema_version",
     "check_version",
     "apply_migrations",
+    "OutsideRoot",
+    "confine",
+    "relative_inside",
+    "confine_any",
     "IMAGE_COLUMNS",
     "image_table",
     "subject_names",
