@@ -18,6 +18,7 @@ from serieslabeler.clustering import (
     suggest_k,
 )
 from serieslabeler.space import SPACES
+from serieslabeler.store import Workspace
 
 SPACE_NAMES = {"full": "features + metadata", "pca": "PCA of features + metadata", "tsne": "t-SNE map coordinates"}
 K_RANGE = (2, 15)
@@ -26,7 +27,7 @@ K_RANGE = (2, 15)
 @st.cache_data(show_spinner="Trying each k...", max_entries=32)
 def k_curves(root: str, feature_set: str, algorithm: str, space: str, metadata: tuple, sample_id: int | None, images: int, ks: tuple[int, int]):
     """suggest_k, cached per choice (``images`` is part of the key so new features recompute it)."""
-    with ui.Workspace.open(root) as workspace:
+    with Workspace.open(root) as workspace:
         return suggest_k(workspace, feature_set, range(ks[0], ks[1] + 1), algorithm, space, dict(metadata), sample_id).to_dict()
 
 

@@ -9,13 +9,13 @@ from serieslabeler_app import common as ui
 from serieslabeler.labels import session_stats
 from serieslabeler.loop import evaluate_model, last_event_id
 from serieslabeler.models import list_models
-from serieslabeler.store import queries
+from serieslabeler.store import Workspace, queries
 
 
 @st.cache_data(show_spinner="Evaluating on held-out subjects...", max_entries=64)
 def evaluation(root: str, model_id: int, labels_version: int) -> dict:
     """The model's scores on the ground truth of held-out subjects (cached per label log position)."""
-    with ui.Workspace.open(root) as workspace:
+    with Workspace.open(root) as workspace:
         return evaluate_model(workspace, model_id).to_dict()
 
 

@@ -28,7 +28,7 @@ from serieslabeler.models import (
     train_model,
     unlabeled_image_ids,
 )
-from serieslabeler.store import queries
+from serieslabeler.store import Workspace, queries
 
 MODE_HELP = (
     "head: a classifier on the cached features (seconds on a CPU); finetune: the whole CNN (meant for a GPU); "
@@ -41,7 +41,7 @@ REVIEW_LIMIT = 48
 @st.cache_data(show_spinner="Scoring the validation set...", max_entries=16)
 def curves(root: str, model_id: int, truth: str, target: float, labels_version: int) -> ThresholdTuning:
     """Out-of-fold precision/coverage curves (cached per model, truth source and label log position)."""
-    with ui.Workspace.open(root) as workspace:
+    with Workspace.open(root) as workspace:
         return validation_curves(workspace, model_id, target, truth)
 
 
