@@ -48,6 +48,13 @@ PAGES = (
 
 
 # --- which workspace is open -------------------------------------------------------------------
+def workspace_root() -> Path:
+    """The one folder the app serves workspaces from (``LABELER_ROOT``; default: the folder that
+    holds the bundled sample workspace). New collections are made here."""
+    configured = os.environ.get("LABELER_ROOT")
+    return Path(configured).resolve() if configured else default_workspace().parent
+
+
 def default_workspace() -> Path:
     """The sample workspace the app opens on (``LABELER_WORKSPACE`` overrides where it lives)."""
     return Path(os.environ.get("LABELER_WORKSPACE", ROOT / "workspaces" / "sample")).resolve()
