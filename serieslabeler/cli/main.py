@@ -19,12 +19,13 @@ from serieslabeler.cli.commands import (
     ingest,
     label,
     sample,
+    series,
     train,
     vae,
 )
 from serieslabeler.errors import PipelineError
 
-COMMAND_MODULES = (cluster, demo, embed, ingest, label, sample, train, vae)
+COMMAND_MODULES = (cluster, demo, embed, ingest, label, sample, series, train, vae)
 
 
 def build_parser() -> argparse.ArgumentParser:

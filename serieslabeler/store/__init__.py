@@ -49,6 +49,7 @@ from .queries import (
     session_ids,
     subject_names,
 )
+from .series import Series, get_series, list_series, parse_series_key, series_key
 from .summary import (
     TOP_VALUES,
     attribute_summaries,
@@ -66,6 +67,11 @@ from .workspace import (
 )
 
 __all__ = [
+    "Series",
+    "get_series",
+    "list_series",
+    "parse_series_key",
+    "series_key",
     "FORMAT",
     "META_KEY",
     "CHECKED_LIBRARIES",
