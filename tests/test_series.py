@@ -157,3 +157,31 @@ def test_cli_label_series_round_trip_and_bad_input(bananas_workspace):
         assert code == 2 and message in data["error"], (argv, data)
     assert cli("undo", "--workspace", ws)[0] == 0
     assert cli("series", "--workspace", ws, "--series", "11")[1]["boundaries"] == []
+
+
+def test_model_proposal_accept_monotone_route_and_decoded_evaluation(bananas_embedded):
+    from serieslabeler.loop import evaluate_model, propose_series
+    from serieslabeler.models import predict, train_model
+
+    with Workspace.open(bananas_embedded) as workspace:
+        labels.add_labels(workspace, ORDER, ordered=True)
+        found = list_series(workspace)
+        for series in found[:6]:
+            labels.label_series(workspace, series, true_boundaries(workspace, series))
+        model = train_model(workspace, feature_set="efficientnet_lite0@imagenet")
+        predict(workspace, model.id)
+        target = found[8]
+        proposal = propose_series(workspace, target)
+        stage_rank = [ORDER.index(s) for s in proposal.stages]
+        assert stage_rank == sorted(stage_rank) and len(proposal.confidence) == len(target)
+        assert np.all((proposal.confidence > 0) & (proposal.confidence <= 1 + 1e-9))
+        evaluation = evaluate_model(workspace)
+        assert evaluation.decoded_report is not None and set(evaluation.decoded_report["macro"]) == set(evaluation.report["macro"])
+    code, data = cli("label-series", "--workspace", bananas_embedded, "--series", target.key, "--accept-proposal")
+    assert code == 0 and data["events"][0]["interactions"] == 1, data
+    with Workspace.open(bananas_embedded) as workspace:
+        assert labels.series_boundaries(workspace, target) == proposal.boundaries
+    code, routed = cli("route", "--workspace", bananas_embedded, "--threshold", "0.9", "--monotone")
+    assert code == 0 and routed["monotone"] is True and routed["pseudo_labeled"] + routed["to_cluster"] > 0, routed
+    code, scores = cli("evaluate", "--workspace", bananas_embedded)
+    assert code == 0 and "report" in scores and scores["decoded_report"]["macro"]["F"] >= 0

@@ -63,6 +63,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", type=int, help="model id (default: the latest)")
     add_threshold_arguments(parser)
     parser.add_argument("--sample", type=int, help="route only the images of this sample (default: every unlabeled predicted image)")
+    parser.add_argument("--monotone", action="store_true", help="decode each series as non-decreasing stages first (ordered vocabulary)")
     parser.set_defaults(run=run_route)
 
     parser = subparsers.add_parser(
@@ -225,7 +226,9 @@ def run_route(args) -> Result:
 
     with Workspace.open(args.workspace) as workspace:
         image_ids = None if args.sample is None else sample_ids(workspace, args.sample)
-        routing = route_predictions(workspace, _model_id(workspace, args.model), threshold_of(args), image_ids, args.smooth)
+        routing = route_predictions(
+            workspace, _model_id(workspace, args.model), threshold_of(args), image_ids, args.smooth, monotone=args.monotone
+        )
     summary = routing.summary()
     text = (f"model {routing.model_id}: {summary['pseudo_labeled']} pending pseudo-labels (review them), "
             f"{summary['to_cluster']} images to cluster next"
@@ -240,6 +243,9 @@ def run_evaluate(args) -> Result:
     table = ClassificationReport.from_dict(evaluation.report).format()
     text = (f"model {evaluation.model_id} on {evaluation.test_images} held-out images of subjects "
             f"{', '.join(evaluation.held_out_subjects)}\nsplit: {evaluation.split}\nscored: {evaluation.method}\n{table}")
+    if evaluation.decoded_report is not None:
+        raw, decoded = evaluation.report["macro"]["F"], evaluation.decoded_report["macro"]["F"]
+        text += f"\nmacro-F1 per image: raw {raw:.3f}, decoded monotone along each series {decoded:.3f}"
     return Result({"ok": True, **evaluation.to_dict()}, text)
 
 
