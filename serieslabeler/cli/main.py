@@ -22,10 +22,11 @@ from serieslabeler.cli.commands import (
     series,
     train,
     vae,
+    weather,
 )
 from serieslabeler.errors import PipelineError
 
-COMMAND_MODULES = (cluster, demo, embed, ingest, label, sample, series, train, vae)
+COMMAND_MODULES = (cluster, demo, embed, ingest, label, sample, series, train, vae, weather)
 
 
 def build_parser() -> argparse.ArgumentParser:
