@@ -1,20 +1,27 @@
-"""Series: one subject's photos in date order, with their labels, clusters and predictions."""
+"""Series: one subject's photos (optionally one attribute value) in time order; with an ordered
+vocabulary, label the whole series by clicking the first image of each new stage."""
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
 
+from serieslabeler import labels
 from serieslabeler import views as catalog
-from serieslabeler.store import queries
+from serieslabeler.ingest import degree_days, has_weather
+from serieslabeler.loop import propose_series
+from serieslabeler.store import get_series, list_series
+from serieslabeler.store.summary import attribute_summaries
 
 UNLABELED = "(unlabeled)"
 STRIP_COLUMNS = 6
+NO_SPLIT = "(whole subject)"
 
 
 def describe(row) -> str:
     """The caption under a filmstrip image (plain text: labels are user text)."""
-    parts = [f"day {row.days:.1f}"]
+    parts = [f"ADD {row.add:.0f}" if "add" in row._fields else f"day {row.days:.1f}"]
     if isinstance(row.label, str):
         pending = " pending" if row.status == "pending" else ""
         parts.append(f"{row.label} ({row.source}{pending}, {row.confidence:.2f})")
@@ -25,37 +32,128 @@ def describe(row) -> str:
     return " · ".join(parts)
 
 
+def pick_series(workspace):
+    """The series chosen with the subject and split pickers (kept in the address)."""
+    attributes = [name for name, info in attribute_summaries(workspace).items() if info["type"] == "categorical"]
+    left, right = st.columns([1, 1])
+    split = left.selectbox("Split by", [NO_SPLIT, *attributes], key="split", bind="query-params",
+                           help="One series per subject, or per subject and value of an attribute (body part, camera view).")
+    found = list_series(workspace, None if split == NO_SPLIT else split)
+    key = right.selectbox("Series", [s.key for s in found], key="series", bind="query-params",
+                          help="The address keeps the series, so a link opens it.")
+    return next(s for s in found if s.key == key)
+
+
+def band_chart(bands: dict[str, list], positions: list[int], order: list[str]) -> alt.Chart:
+    """One coloured band per row (current labels, proposal, draft): a stage per image position."""
+    rows = [{"row": name, "position": p, "stage": stage or UNLABELED}
+            for name, stages in bands.items() for p, stage in zip(positions, stages)]
+    domain = [*order, UNLABELED]
+    return alt.Chart(pd.DataFrame(rows)).mark_rect().encode(
+        x=alt.X("position:O", title="photo (time order)"), y=alt.Y("row:N", title=None, sort=list(bands)),
+        color=alt.Color("stage:N", scale=alt.Scale(domain=domain), sort=domain), tooltip=["row", "position", "stage"],
+    ).properties(height=32 * len(bands))
+
+
+def draft_of(workspace, series) -> dict:
+    """The boundaries and exclusions being placed (UI state until saved), starting from the labels."""
+    key = f"series_draft::{series.key}"
+    if key not in st.session_state:
+        st.session_state[key] = {"boundaries": dict((i, s) for s, i in labels.series_boundaries(workspace, series)), "excluded": set()}
+    return st.session_state[key]
+
+
+def draft_stages(series, draft: dict) -> list[str | None]:
+    current, out = None, []
+    for image_id in series.image_ids:
+        current = draft["boundaries"].get(image_id, current)
+        out.append(None if image_id in draft["excluded"] else current)
+    return out
+
+
+def declare_order(workspace) -> None:
+    st.info("Label a series by its stage transitions once the labels are declared as ordered stages.")
+    typed = st.text_input("Stages in order, first to last", key="order_text", placeholder="e.g. U,R,V,O")
+    if st.button("Declare order", key="declare_order", disabled=not typed.strip()):
+        labels.add_labels(workspace, [p for p in typed.split(",") if p.strip()], ui.author(), ordered=True)
+        st.rerun()
+
+
+def labeling_controls(workspace, series, order: list[str], draft: dict, proposal) -> None:
+    """Save the draft, reset it, or accept the model's proposal (each through the library)."""
+    cols = st.columns(3)
+    if cols[0].button("Save series labels", key="save_series", type="primary", disabled=not draft["boundaries"]):
+        bounds = sorted(((s, i) for i, s in draft["boundaries"].items()), key=lambda b: series.position(b[1]))
+        event = labels.label_series(workspace, series, bounds, sorted(draft["excluded"]), author=ui.author())
+        st.session_state.pop(f"series_draft::{series.key}")
+        st.success(f"Labeled {event.changed} image(s) of series {series.key} ({event.interactions} interaction(s)).")
+    if cols[1].button("Reset draft", key="reset_series"):
+        st.session_state.pop(f"series_draft::{series.key}")
+        st.rerun()
+    if proposal is not None and cols[2].button("Accept proposal", key="accept_proposal"):
+        event = labels.label_series(workspace, series, proposal.boundaries, sorted(draft["excluded"]), author=ui.author(),
+                                    proposal=proposal.boundaries)
+        st.session_state.pop(f"series_draft::{series.key}")
+        st.success(f"Accepted model {proposal.model_id}'s proposal: {event.changed} image(s) labeled ({event.interactions} interaction(s)).")
+
+
+def thumbnail_buttons(item, order: list[str], draft: dict, stage: str) -> None:
+    image_id = int(item.image_id)
+    starts = draft["boundaries"].get(image_id)
+    cols = st.columns(2)
+    if starts is None:
+        if cols[0].button(f"Starts {stage}", key=f"start_{image_id}", help="First image of this stage"):
+            draft["boundaries"] = {i: s for i, s in draft["boundaries"].items() if s != stage}
+            draft["boundaries"][image_id] = stage
+            st.rerun()
+    elif cols[0].button(f"Unmark {starts}", key=f"unmark_{image_id}"):
+        draft["boundaries"].pop(image_id)
+        st.rerun()
+    excluded = image_id in draft["excluded"]
+    if cols[1].button("Include" if excluded else "Exclude", key=f"exclude_{image_id}", help="Does not belong to the series"):
+        (draft["excluded"].discard if excluded else draft["excluded"].add)(image_id)
+        st.rerun()
+
+
 def render(workspace) -> None:
-    ui.page_header("Series", "One subject's photos in date order: how it changes over time, and what each photo is labeled.")
-    subjects = queries.subject_names(workspace)
-    if not subjects:
+    ui.page_header("Series", "One subject's photos in time order; with ordered stages, click the first image of each new stage.")
+    if workspace.db.execute("SELECT 1 FROM images LIMIT 1").fetchone() is None:
         st.info("No images yet: add some on the Collection page.")
         return
-    left, right = st.columns([1, 2])
-    subject = left.selectbox("Subject", subjects, key="subject", bind="query-params", help="The address keeps the subject, so a link opens it.")
-    ids = queries.image_table(workspace, subject=subject)["image_id"].tolist()
-    clustering_id = catalog.latest_clustering_id(workspace)
-    details = catalog.image_details(workspace, ids, clustering_id)
-    details["shown label"] = details["label"].fillna(UNLABELED)
-    present = sorted(details["shown label"].unique())
-    chosen = right.multiselect("Show labels", present, default=present, help="Filter the strip by current label.")
-    shown = details[details["shown label"].isin(chosen)]
-    row = st.columns(4)
+    series = pick_series(workspace)
+    ids = list(series.image_ids)
+    details = catalog.image_details(workspace, ids)
+    if has_weather(workspace):
+        details["add"] = degree_days(workspace, ids)
+    order = labels.vocabulary_order(workspace)
+    row = st.columns(3)
     row[0].metric("Photos", len(details))
-    row[1].metric("Days covered", f"{details['days'].max():.0f}")
+    row[1].metric("Degree-days covered" if "add" in details else "Days covered", f"{details.get('add', details['days']).max():.0f}")
     row[2].metric("Labeled", int(details["label"].notna().sum()))
-    row[3].metric("Shown", len(shown))
-    st.caption("Days since this subject's first photo under each image; follow an image's cluster link to label that cluster.")
-    pictures = ui.thumbnails(workspace, shown["image_id"])
+    if order is None:
+        declare_order(workspace)
+        draft, stage, proposal = None, None, None
+    else:
+        draft = draft_of(workspace, series)
+        model_id = catalog.latest_predicting_model_id(workspace)
+        proposal = None if model_id is None else propose_series(workspace, series, model_id)
+        bands = {"current labels": details["label"].where(details["source"] == "series").tolist()}
+        if proposal is not None:
+            bands["proposal"] = list(proposal.stages)
+        bands["draft"] = draft_stages(series, draft)
+        st.altair_chart(band_chart(bands, list(range(len(ids))), order), width="stretch")
+        stage = st.selectbox("Stage to place", order, key="stage", help="The stage a 'Starts' click marks the first image of.")
+        labeling_controls(workspace, series, order, draft, proposal)
+    pictures = ui.thumbnails(workspace, details["image_id"])
     grid = st.grid(STRIP_COLUMNS, min_column_width=150, border=True)
-    for picture, item in zip(pictures, shown.itertuples(index=False)):
+    for picture, item in zip(pictures, details.itertuples(index=False)):
         with grid.cell():
             st.image(picture, caption=describe(item), width="stretch")
-            st.caption(ui.plain(f"{item.taken_at[:16].replace('T', ' ')} · {item.file}"))
-            if "cluster" in shown.columns and not pd.isna(item.cluster):
-                ui.page_link("label.py", f"Cluster {item.cluster}", ":material/label:", clustering=clustering_id, cluster=int(item.cluster))
+            st.caption(ui.plain(f"{item.taken_at[:16].replace('T', ' ')} · {item.file} · id {item.image_id}"))
+            if draft is not None:
+                thumbnail_buttons(item, order, draft, stage)
     with st.expander("As a table"):
-        st.dataframe(shown.drop(columns=["shown label"]), hide_index=True, width="stretch")
+        st.dataframe(details, hide_index=True, width="stretch")
 
 
 ui.run_page(render)

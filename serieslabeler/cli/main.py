@@ -19,12 +19,14 @@ from serieslabeler.cli.commands import (
     ingest,
     label,
     sample,
+    series,
     train,
     vae,
+    weather,
 )
 from serieslabeler.errors import PipelineError
 
-COMMAND_MODULES = (cluster, demo, embed, ingest, label, sample, train, vae)
+COMMAND_MODULES = (cluster, demo, embed, ingest, label, sample, series, train, vae, weather)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -92,6 +92,7 @@ from .tables import (
     parse_rows,
     read_csv,
 )
+from .weather_store import WeatherReport, degree_days, has_weather, load_weather, store_weather
 from .weather import (
     DEFAULT_DATE_COLUMN,
     MAX_NAMES,
@@ -110,6 +111,11 @@ from .weather import (
 )
 
 __all__ = [
+    "WeatherReport",
+    "degree_days",
+    "has_weather",
+    "load_weather",
+    "store_weather",
     "MiB",
     "GiB",
     "CHUNK_BYTES",

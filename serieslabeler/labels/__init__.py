@@ -24,6 +24,15 @@ from .log import (
 from .pseudo import accept_pseudo, add_pseudo_labels, reject_pseudo
 from .records import SOURCES, LabelEvent, LabelState
 from .review import REVIEW_MODES, representatives, review_order
+from .series import (
+    boundary_changes,
+    format_boundaries,
+    label_series,
+    parse_boundaries,
+    require_order,
+    series_boundaries,
+    series_confidences,
+)
 from .sessions import (
     SessionStats,
     end_session,
@@ -37,15 +46,26 @@ from .vocabulary import (
     VocabularyChange,
     clean_label,
     vocabulary,
+    vocabulary_order,
 )
 from .vocabulary_events import (
     add_default_vocabulary,
     add_labels,
+    declare_unordered,
     merge_labels,
     rename_label,
 )
 
 __all__ = [
+    "label_series",
+    "series_boundaries",
+    "series_confidences",
+    "boundary_changes",
+    "parse_boundaries",
+    "format_boundaries",
+    "require_order",
+    "vocabulary_order",
+    "declare_unordered",
     "cluster_members",
     "cluster_confidences",
     "label_cluster",

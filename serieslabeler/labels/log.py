@@ -37,7 +37,7 @@ from serieslabeler.labels.vocabulary import (
 from serieslabeler.store.workspace import Workspace
 
 # Actions that give images a label a person decided on (for images labeled per session).
-LABELING_ACTIONS = ("label_cluster", "label_images", "accept_pseudo")
+LABELING_ACTIONS = ("label_cluster", "label_images", "accept_pseudo", "label_series")
 
 
 # Actions that change a label's name or status but not whose decision it is.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-SOURCES = ("manual", "cluster", "pseudo", "import")
+SOURCES = ("manual", "cluster", "pseudo", "import", "series")
 
 
 @dataclass(frozen=True)

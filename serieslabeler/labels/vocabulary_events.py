@@ -10,18 +10,48 @@ from serieslabeler.labels.vocabulary import (
     _vocabulary_name,
     clean_label,
     vocabulary,
+    vocabulary_order,
 )
 from serieslabeler.store.workspace import Workspace
 
 
-def add_labels(workspace: Workspace, names, author: str = "cli") -> LabelEvent | None:
-    """Add names to the vocabulary (an event); None when all were there already."""
+def add_labels(workspace: Workspace, names, author: str = "cli", ordered: bool = False) -> LabelEvent | None:
+    """Add names to the vocabulary (an event); None when nothing changes.
+
+    ``ordered=True`` also declares ``names`` the stages in that order, first to last (names
+    already in the vocabulary keep their spelling; the event is ``vocab_order`` when none is new).
+    """
     names = [clean_label(n) for n in names]
     with workspace.transaction():
         new = tuple(dict.fromkeys(n for n in names if _vocabulary_name(workspace, n) is None))
-        if not new:
+        order = _declared_order(workspace, names) if ordered else None
+        if order is not None and not new and list(order[1]) == vocabulary_order(workspace):
             return None
-        return _record(workspace, "vocab_add", {}, author=author, label=new[0] if len(new) == 1 else None, vocabulary=VocabularyChange(added=new))
+        if not new and order is None:
+            return None
+        action = "vocab_add" if new else "vocab_order"
+        label = new[0] if len(new) == 1 else None
+        return _record(workspace, action, {}, author=author, label=label, vocabulary=VocabularyChange(added=new, order=order))
+
+
+def declare_unordered(workspace: Workspace, author: str = "cli") -> LabelEvent | None:
+    """Drop the stage order (an event); None when the vocabulary was not ordered."""
+    with workspace.transaction():
+        if vocabulary_order(workspace) is None:
+            return None
+        return _record(workspace, "vocab_order", {}, author=author, vocabulary=VocabularyChange(order=(None, None)))
+
+
+def _declared_order(workspace: Workspace, names: list[str]) -> tuple[None, tuple[str, ...]]:
+    """``names`` as an order (vocabulary spellings); refuses repeats and fewer than two stages."""
+    spelled = [_vocabulary_name(workspace, n) or n for n in names]
+    folded = [n.casefold() for n in spelled]
+    repeated = next((n for i, n in enumerate(spelled) if folded[i] in folded[:i]), None)
+    if repeated is not None:
+        raise PipelineError(f"stage '{repeated}' appears twice in the order; name each stage once, first to last")
+    if len(spelled) < 2:
+        raise PipelineError("an ordered vocabulary needs at least two stages (e.g. U,R,V,O)")
+    return None, tuple(spelled)
 
 
 def add_default_vocabulary(workspace: Workspace, author: str = "cli") -> LabelEvent | None:

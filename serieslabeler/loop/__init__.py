@@ -23,6 +23,7 @@ from .iterate import (
     load_iteration,
     save_iteration,
 )
+from .series import SeriesProposal, decode_series, propose_series, series_evidence, stage_columns
 from .monotone import (
     UNLABELED,
     MonotoneDecoding,
@@ -55,6 +56,11 @@ from .threshold import (
 )
 
 __all__ = [
+    "SeriesProposal",
+    "decode_series",
+    "propose_series",
+    "series_evidence",
+    "stage_columns",
     "EVALUATION_TEST_SIZE",
     "Evaluation",
     "ground_truth",

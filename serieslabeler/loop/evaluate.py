@@ -7,6 +7,9 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import training_labels
+from serieslabeler.labels.vocabulary import vocabulary_order
+from serieslabeler.loop.routing import image_times
+from serieslabeler.loop.series import decode_series
 from serieslabeler.metrics.classification import classification_report
 from serieslabeler.models.base import image_subjects
 from serieslabeler.models.features import ensure_features
@@ -35,6 +38,7 @@ class Evaluation:
     test_images: int
     report: dict
     split: str
+    decoded_report: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,9 +105,20 @@ def evaluate_model(
     predicted = classes[np.argmax(proba, axis=1)]
     all_classes = sorted(set(truth[test]) | set(classes))
     report = classification_report(truth[test], predicted, all_classes, align_proba(proba, classes, all_classes), all_classes)
+    decoded = _decoded_report(workspace, test_ids, truth[test], proba, classes, all_classes)
     split = (f"GroupShuffleSplit(test_size={test_size}, random_state={seed}) over the {len(np.unique(subjects))} subjects "
              f"with ground truth; held out: {len(held)} subjects, all of their {int(np.isin(subjects, held).sum())} ground-truth images")
-    return Evaluation(record.id, method, optimistic, subject_names(workspace, held), len(test_ids), report.to_dict(), split)
+    return Evaluation(record.id, method, optimistic, subject_names(workspace, held), len(test_ids), report.to_dict(), split, decoded)
+
+
+def _decoded_report(workspace: Workspace, ids, truth, proba, classes, all_classes) -> dict | None:
+    """With an ordered vocabulary: the scores of the predictions decoded monotone along each
+    held-out subject's series (None otherwise)."""
+    order = vocabulary_order(workspace)
+    if order is None:
+        return None
+    labels, _ = decode_series(proba, classes, order, image_subjects(workspace, ids), image_times(workspace, ids))
+    return classification_report(truth, labels.astype(str), sorted(set(all_classes) | set(labels.astype(str)))).to_dict()
 
 
 def _refit_head(workspace: Workspace, record, image_ids: np.ndarray, seed: int):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.labels.series import boundary_changes
 
 
 # --- the oracle -------------------------------------------------------------------------------
@@ -26,6 +27,19 @@ class CentreAnswer:
     label: str | None
     confidence: float
     interactions: int = 1
+
+
+@dataclass(frozen=True)
+class SeriesAnswer:
+    """The oracle's reading of a series (images in time order): the true boundaries as
+    ``(stage, image_id)``, the images it clicks out (stage not in the order), each kept image's
+    stage, and the cost (see :meth:`Oracle.answer_series`)."""
+
+    boundaries: list[tuple[str, int]]
+    excluded: np.ndarray
+    kept: np.ndarray
+    stages: np.ndarray
+    interactions: int
 
 
 class Oracle:
@@ -63,6 +77,20 @@ class Oracle:
         confidence, or a request to split when that share is under ``purity`` (1 interaction)."""
         label, share = _modal(np.asarray(self._look(image_ids)))
         return CentreAnswer(label if share >= self.purity else None, share)
+
+    def answer_series(self, image_ids, order, proposal=None) -> SeriesAnswer:
+        """Place the true boundaries of a series (``image_ids`` in time order): one interaction per
+        boundary, or, given the model's ``proposal`` boundaries, 1 to accept it plus one per
+        boundary moved, placed or removed; plus one per image whose true stage is not in ``order``
+        (clicked out). Labels that go back in time are each a new boundary (placed by hand)."""
+        image_ids = np.asarray(image_ids, dtype=np.int64)
+        truth = np.asarray(self._look(image_ids))
+        inside = np.isin(truth, list(order))
+        kept, stages = image_ids[inside], truth[inside]
+        starts = [i for i in range(len(stages)) if i == 0 or stages[i] != stages[i - 1]]
+        bounds = [(str(stages[i]), int(kept[i])) for i in starts]
+        cost = len(bounds) if proposal is None else 1 + boundary_changes(proposal, bounds)
+        return SeriesAnswer(bounds, image_ids[~inside], kept, stages, cost + int((~inside).sum()))
 
     def answer_images(self, image_ids) -> np.ndarray:
         """The label of each image (1 interaction each)."""

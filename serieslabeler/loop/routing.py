@@ -9,6 +9,8 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.pseudo import add_pseudo_labels
+from serieslabeler.labels.series import require_order
+from serieslabeler.loop.series import decode_series
 from serieslabeler.models.base import image_subjects
 from serieslabeler.models.predictions import load_predictions, unlabeled_image_ids
 from serieslabeler.sampling import save_sample
@@ -78,6 +80,7 @@ class Routing:
     to_cluster_ids: np.ndarray = field(repr=False)
     sample_id: int | None
     event_id: int | None
+    monotone: bool = False
 
     def summary(self) -> dict:
         return {
@@ -88,6 +91,7 @@ class Routing:
             "to_cluster": len(self.to_cluster_ids),
             "routed_sample": self.sample_id,
             "event_id": self.event_id,
+            "monotone": self.monotone,
         }
 
 
@@ -105,9 +109,15 @@ def route_predictions(
     image_ids=None,
     smoothing_window: int = 0,
     iteration: int | None = None,
+    monotone: bool = False,
 ) -> Routing:
     """Route a model's stored predictions for ``image_ids`` (default: its predicted images that
-    are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below."""
+    are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below.
+
+    ``monotone=True`` (an ordered vocabulary) first decodes each subject's predictions as the most
+    probable non-decreasing stage sequence; a decoded label's confidence is its posterior
+    probability, and that is what the threshold applies to (instead of smoothing).
+    """
 
     check_threshold(threshold)
     if image_ids is None:
@@ -116,9 +126,11 @@ def route_predictions(
     ids = predictions.image_ids
     if len(ids) == 0:
         raise PipelineError(f"model {model_id} has no predictions for these images; run 'serieslabeler predict --model {model_id}' first")
-    labels, confidence = smooth_along_series(
-        predictions.proba, predictions.classes, image_subjects(workspace, ids), image_times(workspace, ids), smoothing_window
-    )
+    subjects, times = image_subjects(workspace, ids), image_times(workspace, ids)
+    if monotone:
+        labels, confidence = decode_series(predictions.proba, predictions.classes, require_order(workspace), subjects, times)
+    else:
+        labels, confidence = smooth_along_series(predictions.proba, predictions.classes, subjects, times, smoothing_window)
     # a model that knows a single class is certain of everything and informative about nothing
     confident = route_mask(labels, confidence, threshold) & (len(predictions.classes) > 1)
     event_id = sample_id = None
@@ -129,6 +141,6 @@ def route_predictions(
             )
             event_id = event.id
         if (~confident).any():
-            params = {"model": model_id, "threshold": threshold, "smoothing_window": smoothing_window}
+            params = {"model": model_id, "threshold": threshold, "smoothing_window": smoothing_window, "monotone": monotone}
             sample_id = save_sample(workspace, "routed", params, ids[~confident]).id
-    return Routing(model_id, threshold, smoothing_window, ids[confident], ids[~confident], sample_id, event_id)
+    return Routing(model_id, threshold, smoothing_window, ids[confident], ids[~confident], sample_id, event_id, monotone)

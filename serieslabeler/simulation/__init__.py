@@ -10,6 +10,7 @@ from .engine import (
 from .records import (
     NETWORK_SCENARIOS,
     REACH,
+    ORDERED_SCENARIOS,
     SCENARIOS,
     Collection,
     CurvePoint,
@@ -27,6 +28,7 @@ __all__ = [
     "simulate",
     "compare_sampling",
     "SCENARIOS",
+    "ORDERED_SCENARIOS",
     "NETWORK_SCENARIOS",
     "REACH",
     "Collection",

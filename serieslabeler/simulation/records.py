@@ -4,18 +4,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.labels.vocabulary import vocabulary_order
 from serieslabeler.loop.evaluate import ground_truth
 from serieslabeler.models.features import ensure_features
 from serieslabeler.space.metadata import metadata_frame
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.workspace import write_atomic
 
-SCENARIOS = ("random", "uncertain-only", "cluster-only", "uncertain+cluster", "cluster+uncertain", "full", "overcluster", "vae")
+SCENARIOS = ("random", "uncertain-only", "cluster-only", "uncertain+cluster", "cluster+uncertain", "full", "overcluster", "vae", "series")
+
+
+# the scenarios that need an ordered vocabulary (stages)
+ORDERED_SCENARIOS = ("series",)
 
 
 # the scenarios that train a network (issue 9): slower, on a CPU seconds per pass
@@ -28,7 +34,8 @@ REACH = 0.95
 # --- the collection and the settings ----------------------------------------------------------
 @dataclass
 class Collection:
-    """Arrays for one labeled collection: features, ground truth, subjects, days since first image."""
+    """Arrays for one labeled collection: features, ground truth, subjects, days since first image,
+    and the stage order when the labels are ordered stages (then each subject is one series)."""
 
     name: str
     X: np.ndarray
@@ -36,6 +43,7 @@ class Collection:
     subjects: np.ndarray
     days: np.ndarray | None = None
     note: str = ""
+    order: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.X = np.asarray(self.X, dtype=np.float32)
@@ -44,17 +52,27 @@ class Collection:
         n = len(self.X)
         if not (len(self.truth) == len(self.subjects) == n and (self.days is None or len(self.days) == n)):
             raise PipelineError(f"collection '{self.name}': features, truth, subjects and days must have one row per image")
+        if self.order is not None:
+            self.order = tuple(str(s) for s in self.order)
+            if len(set(self.order)) != len(self.order) or len(self.order) < 2:
+                raise PipelineError(f"collection '{self.name}': the stage order needs two or more distinct stages, not {list(self.order)}")
+
+    def series_times(self) -> np.ndarray:
+        """What orders a subject's images in time (days since its first image, else row order)."""
+        return np.arange(len(self.X), dtype=float) if self.days is None else np.asarray(self.days, dtype=float)
 
     @classmethod
-    def from_workspace(cls, workspace, feature_set: str) -> "Collection":
-        """The ground-truth images of a workspace with their vectors of ``feature_set``."""
+    def from_workspace(cls, workspace, feature_set: str, order=None) -> "Collection":
+        """The ground-truth images of a workspace with their vectors of ``feature_set``; ``order``
+        (default: the workspace's ordered vocabulary, if any) makes its labels stages."""
 
         name = FeatureStore(workspace).resolve(feature_set)
         ids, truth, subjects = ground_truth(workspace)
         ensure_features(workspace, name, ids)
         _, X = FeatureStore(workspace).load(name, ids)
         days = metadata_frame(workspace, ids, ["days"])["days"].to_numpy(dtype=float)
-        return cls(f"{workspace.root.name} ({name})", X, truth, subjects, days)
+        order = vocabulary_order(workspace) if order is None else order
+        return cls(f"{workspace.root.name} ({name})", X, truth, subjects, days, order=None if order is None else tuple(order))
 
 
 @dataclass
@@ -72,7 +90,10 @@ class SimulationConfig:
     ``C``: the head classifier's regularization; ``a``: distance weight of cluster-label confidence;
     ``network_epochs``: training epochs of the networks of ``overcluster`` and ``vae`` (per fit:
     each ``overcluster`` pass, the ``vae`` pretraining and each of its labeled fits);
-    ``overcluster_factor``: overclusters per labeled class.
+    ``overcluster_factor``: overclusters per labeled class; ``uncertain_batch``: images per
+    uncertain batch of ``uncertain+cluster`` (single images once batches stop yielding labels);
+    ``series_subjects``: subjects the ``series`` scenario labels by hand before accepting or
+    correcting the model's proposals (0: as many as a structure-aware ``cluster_batch`` holds).
     """
 
     purity: float = 0.8
@@ -90,6 +111,8 @@ class SimulationConfig:
     a: float = 1.0
     network_epochs: int = 10
     overcluster_factor: int = 5
+    uncertain_batch: int = 60
+    series_subjects: int = 0
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -102,6 +125,8 @@ class CurvePoint:
     cluster_labeled: int
     cluster_errors: int
     pseudo_accepted: int
+    label_errors: int = 0
+    decoded_macro_f1: float | None = None
 
 
 @dataclass
@@ -119,12 +144,25 @@ class ScenarioRun:
     pseudo_routed: int = 0
     pseudo_routed_correct: int = 0
 
-    def interactions_to_reach(self, share: float = REACH) -> int | None:
-        """Interactions at the first evaluation reaching ``share`` of the supervised macro F1."""
+    def interactions_to_reach(self, share: float = REACH, decoded: bool = False) -> int | None:
+        """Interactions at the first evaluation reaching ``share`` of the supervised macro F1
+        (``decoded``: of the test predictions decoded monotone along each test subject)."""
         for point in self.curve:
-            if point.macro_f1 >= share * self.supervised_f1:
+            score = point.decoded_macro_f1 if decoded else point.macro_f1
+            if score is not None and score >= share * self.supervised_f1:
                 return point.interactions
         return None
+
+    @property
+    def images_per_interaction(self) -> float | None:
+        last = self.curve[-1] if self.curve else None
+        return last.labeled / last.interactions if last and last.interactions else None
+
+    @property
+    def label_error_rate(self) -> float | None:
+        """Share of the labels at the end (every source) that differ from the ground truth."""
+        last = self.curve[-1] if self.curve else None
+        return last.label_errors / last.labeled if last and last.labeled else None
 
     @property
     def cluster_label_error_rate(self) -> float | None:
@@ -133,7 +171,7 @@ class ScenarioRun:
 
     def summary(self) -> dict:
         reached = self.interactions_to_reach()
-        return {
+        return json_safe({
             "scenario": self.scenario, "seed": self.seed, "pool": self.pool_size, "test": self.test_size,
             "supervised_f1": self.supervised_f1, "interactions_to_95": reached,
             "fraction_to_95": None if reached is None else reached / self.pool_size,
@@ -141,7 +179,10 @@ class ScenarioRun:
             "final_interactions": self.curve[-1].interactions if self.curve else 0,
             "cluster_label_error_rate": self.cluster_label_error_rate,
             "pseudo_precision_before_review": self.pseudo_routed_correct / self.pseudo_routed if self.pseudo_routed else None,
-        }
+            "images_per_interaction": self.images_per_interaction, "label_error_rate": self.label_error_rate,
+            "final_decoded_macro_f1": self.curve[-1].decoded_macro_f1 if self.curve else None,
+            "interactions_to_95_decoded": self.interactions_to_reach(decoded=True),
+        })
 
 
 @dataclass
@@ -170,12 +211,15 @@ class SimulationResult:
                 "final_macro_f1": float(np.mean([r.curve[-1].macro_f1 for r in runs if r.curve])),
                 "supervised_f1": float(np.mean([r.supervised_f1 for r in runs])),
                 "cluster_label_error_rate": float(np.mean(errors)) if errors else None,
+                "images_per_interaction": _mean_or_none([r.images_per_interaction for r in runs]),
+                "label_error_rate": _mean_or_none([r.label_error_rate for r in runs]),
+                "final_decoded_macro_f1": _mean_or_none([r.curve[-1].decoded_macro_f1 for r in runs if r.curve]),
             })
-        return out
+        return json_safe(out)
 
     def to_json(self) -> dict:
-        return {"collection": self.collection, "config": asdict(self.config), "table": self.table(),
-                "runs": [r.summary() for r in self.runs], "curves": self.rows()}
+        return json_safe({"collection": self.collection, "config": asdict(self.config), "table": self.table(),
+                          "runs": [r.summary() for r in self.runs], "curves": self.rows()})
 
     def to_csv(self) -> str:
         rows = self.rows()
@@ -188,13 +232,38 @@ class SimulationResult:
 
     def format(self) -> str:
         lines = [f"{self.collection}: interactions to reach {REACH:.0%} of the supervised macro F1, as a share of the pool",
-                 f"{'scenario':<20} {'share':>8} {'reached':>8} {'final F1':>9} {'supervised':>10} {'cluster err':>11}"]
+                 f"{'scenario':<20} {'share':>8} {'reached':>8} {'final F1':>9} {'decoded':>8} {'supervised':>10} "
+                 f"{'cluster err':>11} {'img/int':>8} {'label err':>9}"]
         for row in self.table():
-            share = "-" if row["fraction_to_95"] is None else f"{100 * row['fraction_to_95']:.1f}%"
-            error = "-" if row["cluster_label_error_rate"] is None else f"{100 * row['cluster_label_error_rate']:.1f}%"
-            lines.append(f"{row['scenario']:<20} {share:>8} {row['reached']:>4}/{row['seeds']:<3} "
-                         f"{row['final_macro_f1']:9.3f} {row['supervised_f1']:10.3f} {error:>11}")
+            lines.append(f"{row['scenario']:<20} {_percent(row['fraction_to_95']):>8} {row['reached']:>4}/{row['seeds']:<3} "
+                         f"{_number(row['final_macro_f1']):>9} {_number(row['final_decoded_macro_f1']):>8} "
+                         f"{_number(row['supervised_f1']):>10} {_percent(row['cluster_label_error_rate']):>11} "
+                         f"{_number(row['images_per_interaction'], 1):>8} {_percent(row['label_error_rate']):>9}")
         return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_or_none(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
+def json_safe(value):
+    """``value`` with every NaN or infinite float replaced by None (valid JSON: null)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
 
 
 def write_result(result: SimulationResult, path) -> None:
@@ -204,7 +273,7 @@ def write_result(result: SimulationResult, path) -> None:
 
     path = Path(path)
     if path.suffix == ".json":
-        write_atomic(path, json.dumps(result.to_json(), indent=1, default=str).encode())
+        write_atomic(path, json.dumps(result.to_json(), indent=1, default=str, allow_nan=False).encode())
     elif path.suffix == ".csv":
         write_atomic(path, result.to_csv().encode())
     else:

@@ -10,9 +10,14 @@ from serieslabeler.clustering.algorithms import (
     fit_clusters,
     number_by_size,
 )
+from serieslabeler.errors import PipelineError
 from serieslabeler.labels.clusters import cluster_confidences
+from serieslabeler.labels.series import series_confidences
+from serieslabeler.loop.monotone import boundaries as stage_boundaries
+from serieslabeler.loop.monotone import decode
 from serieslabeler.loop.oracle import Oracle
 from serieslabeler.loop.routing import route_mask
+from serieslabeler.loop.series import decode_series, stage_columns
 from serieslabeler.loop.threshold import tune_thresholds
 from serieslabeler.metrics.classification import classification_report
 from serieslabeler.models.base import CV_FOLDS, Predictions
@@ -100,7 +105,43 @@ class _Run:
             self.interactions, len(self.labels), report.macro.F, report.top1, len(cluster_rows),
             sum(self.labels[i][0] != self.c.truth[i] for i in cluster_rows),
             sum(1 for _, _, s in self.labels.values() if s == "pseudo"),
+            sum(label != self.c.truth[i] for i, (label, _, _) in self.labels.items()),
+            self.decoded_f1(model, truth),
         ))
+
+    def decoded_f1(self, model, truth: np.ndarray) -> float | None:
+        """Macro F1 of the test predictions decoded monotone along each test subject (ordered stages)."""
+        if self.c.order is None or model is None:
+            return None
+        proba = self.predictions(model, self.test)
+        decoded, _ = decode_series(proba.proba, proba.classes, self.c.order, self.c.subjects[self.test], self.c.series_times()[self.test])
+        return classification_report(truth, decoded.astype(str), self.classes).macro.F
+
+    def series_rows(self, subject) -> np.ndarray:
+        """The pool rows of one subject, in time order (its series)."""
+        rows = self.pool[self.c.subjects[self.pool] == subject]
+        return rows[np.argsort(self.c.series_times()[rows], kind="stable")]
+
+    def label_series(self, rows: np.ndarray, proposal=None) -> int:
+        """The oracle labels a series by its boundaries (or accepts and corrects ``proposal``); the
+        kept images get their stage with the library's series confidences. Returns labels added."""
+        answer = self.oracle.answer_series(rows, self.c.order, proposal)
+        self.interactions += answer.interactions
+        added = 0
+        if len(answer.kept):
+            starts = np.flatnonzero(np.r_[True, answer.stages[1:] != answer.stages[:-1]])
+            weights = series_confidences(len(answer.kept), starts, np.ones(len(answer.kept), bool), 1.0, self.config.a)
+            added = self.add_labels(answer.kept, None, weights, "series", answer.stages)
+        self._maybe_evaluate()
+        return added
+
+    def proposal(self, model, rows: np.ndarray) -> list[tuple[str, int]] | None:
+        """The model's monotone boundaries along ``rows`` (None without a model of two classes)."""
+        if model is None or len(model.classes_) < 2:
+            return None
+        proba = self.predictions(model, rows)
+        stages = decode(stage_columns(proba.proba, proba.classes, self.c.order)).stages
+        return [(self.c.order[stage], int(rows[p])) for p, stage in stage_boundaries(stages)]
 
     def label_images(self, index: np.ndarray) -> None:
         for image in index:
@@ -155,9 +196,10 @@ class _Run:
         self._maybe_evaluate()
         return added
 
-    def add_labels(self, members: np.ndarray, label: str, weights: np.ndarray, source: str) -> int:
-        for image, weight in zip(members, weights):
-            self.labels[int(image)] = (label, float(weight), source)
+    def add_labels(self, members: np.ndarray, label: str | None, weights, source: str, labels=None) -> int:
+        """Give ``members`` ``label`` (or each its own of ``labels``) with their weights."""
+        for k, (image, weight) in enumerate(zip(members, weights)):
+            self.labels[int(image)] = (str(label if labels is None else labels[k]), float(weight), source)
         return len(members)
 
 
@@ -197,10 +239,13 @@ def _scenario_cluster(run: _Run) -> None:
 
 
 def _scenario_uncertain_cluster(run: _Run) -> None:
+    """Cluster the ``uncertain_batch`` most uncertain images; after 3 batches in a row that yield
+    no label (never ``purity`` pure), go on with the most uncertain single images."""
     stalled = 0
     while not run.exhausted() and stalled < 3:
-        batch = _most_uncertain(run, run.config.cluster_batch)
+        batch = _most_uncertain(run, run.config.uncertain_batch)
         stalled = stalled + 1 if run.cluster_and_label(batch, run.c.X[batch]) == 0 else 0
+    _scenario_uncertain(run)
 
 
 def _scenario_cluster_uncertain(run: _Run) -> None:
@@ -241,12 +286,17 @@ def _route(run: _Run) -> np.ndarray:
     )
     tuning = tune_thresholds(labels, classes[np.argmax(proba, axis=1)], proba.max(axis=1), run.config.target_precision)
     predictions = run.predictions(model, unlabeled)
+    labels, confidence = predictions.labels, predictions.confidence
+    if run.c.order is not None:
+        labels, confidence = decode_series(predictions.proba, predictions.classes, run.c.order, run.c.subjects[unlabeled],
+                                           run.c.series_times()[unlabeled])
+        labels = labels.astype(str)
     threshold = tuning.choice.threshold
-    confident = np.zeros(len(unlabeled), bool) if threshold is None else route_mask(predictions.labels, predictions.confidence, threshold)
+    confident = np.zeros(len(unlabeled), bool) if threshold is None else route_mask(labels, confidence, threshold)
     run.pseudo_routed += int(confident.sum())
-    run.pseudo_routed_correct += int((predictions.labels[confident] == run.c.truth[unlabeled[confident]]).sum())
+    run.pseudo_routed_correct += int((labels[confident] == run.c.truth[unlabeled[confident]]).sum())
     if confident.any() and run.config.review_pseudo:
-        run.review_pseudo(unlabeled[confident], predictions.labels[confident], predictions.confidence[confident])
+        run.review_pseudo(unlabeled[confident], labels[confident], confidence[confident])
     elif confident.any():
         run.pending.update(int(i) for i in unlabeled[confident])
     return unlabeled[~confident]
@@ -255,9 +305,13 @@ def _route(run: _Run) -> np.ndarray:
 def _scenario_full(run: _Run) -> None:
     """A structure-aware first sample, then each pass clusters what routing sent back; a pass
     that yields under 2 labels per interaction halves the cluster size of the next (finer
-    overclustering, down to single images)."""
+    overclustering, down to single images). With ordered stages the first sample's subjects are
+    labeled by their boundaries instead, and routing decodes each series monotone."""
     batch = _subject_sample(run, run.unlabeled())
     cluster_size = run.config.cluster_size
+    if run.c.order is not None:
+        _label_subjects(run, batch)
+        batch = _route(run) if not run.exhausted() else batch
     while not run.exhausted():
         spent = run.interactions
         added = run.cluster_and_label(batch, _metadata_space(run, batch), cluster_size)
@@ -268,6 +322,35 @@ def _scenario_full(run: _Run) -> None:
         batch = _route(run)
         if len(batch) == 0:
             batch = run.unlabeled()
+
+
+def _label_subjects(run: _Run, rows: np.ndarray, with_proposals: bool = False) -> None:
+    """Label the series of the subjects of ``rows`` by their boundaries (or by accepting and
+    correcting the model's proposal for each, refitted after every series)."""
+    for subject in dict.fromkeys(run.c.subjects[rows].tolist()):
+        if run.exhausted():
+            return
+        series = run.series_rows(subject)
+        proposal = run.proposal(run.fit(), series) if with_proposals else None
+        run.label_series(series, proposal)
+
+
+def _scenario_series(run: _Run) -> None:
+    """The expert places the true boundaries of a structure-aware sample of subjects, then, on
+    every further subject (in random order), accepts or corrects the model's monotone proposal
+    (1 interaction + one per boundary moved); images of stages outside the order are clicked out."""
+    if run.c.order is None:
+        raise PipelineError("the 'series' scenario needs ordered stages: pass --order U,R,V,O or declare the vocabulary ordered")
+    subjects = np.unique(run.c.subjects[run.pool])
+    if run.config.series_subjects > 0:
+        first = run.rng.choice(subjects, size=min(run.config.series_subjects, len(subjects)), replace=False)
+        first_rows = run.pool[np.isin(run.c.subjects[run.pool], first)]
+    else:
+        first_rows = _subject_sample(run, run.unlabeled())
+    _label_subjects(run, first_rows)
+    later = run.rng.permutation(np.unique(run.c.subjects[run.unlabeled()]))
+    if len(later):
+        _label_subjects(run, np.concatenate([run.series_rows(s) for s in later]), with_proposals=True)
 
 
 def _scenario_overcluster(run: _Run) -> None:
@@ -333,4 +416,5 @@ SCENARIO_RUNNERS = {
     "full": _scenario_full,
     "overcluster": _scenario_overcluster,
     "vae": _scenario_vae,
+    "series": _scenario_series,
 }

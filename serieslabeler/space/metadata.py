@@ -24,9 +24,11 @@ Metadata fields are the workspace's attributes plus two derived numeric fields:
 
 - ``days``: days (fractional, from the timestamps) since that subject's first image, or since
   the collection's first image with ``absolute_dates=True``;
-- ``date``: days since the collection's first image.
+- ``date``: days since the collection's first image;
+- ``add``: accumulated degree-days since the subject's first photo, when the workspace has a
+  weather table (``serieslabeler weather``; :mod:`serieslabeler.ingest.weather_store`).
 
-An attribute named ``days`` or ``date`` takes precedence over the derived field of that name.
+An attribute named ``days``, ``date`` or ``add`` takes precedence over the derived field of that name.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.ingest.weather_store import degree_days, has_weather
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.workspace import Workspace
 
@@ -43,6 +46,9 @@ FEATURES = "features"
 
 
 DERIVED = {"days": "numeric", "date": "numeric"}
+
+
+DEGREE_DAYS = "add"
 
 
 SECONDS_PER_DAY = 86400.0
@@ -67,7 +73,8 @@ class FeatureMatrix:
 
 def metadata_fields(workspace: Workspace) -> dict[str, str]:
     """Every field that can be appended, with its kind (``numeric`` or ``categorical``)."""
-    return {**DERIVED, **{name: kind for name, (_, kind) in _attributes(workspace).items()}}
+    weather = {DEGREE_DAYS: "numeric"} if has_weather(workspace) else {}
+    return {**DERIVED, **weather, **{name: kind for name, (_, kind) in _attributes(workspace).items()}}
 
 
 def check_weights(weights: Mapping[str, float] | None, available: Mapping[str, str]) -> dict[str, float]:
@@ -109,7 +116,9 @@ def metadata_frame(workspace: Workspace, image_ids, fields=None, absolute_dates:
         )
         column = pd.Series([values.get(int(i)) for i in ids], index=frame.index, dtype=object)
         frame[name] = pd.to_numeric(column, errors="coerce") if kind == "numeric" else column
-    derived = [f for f in fields if f not in attributes]
+    if DEGREE_DAYS in fields and DEGREE_DAYS not in attributes:
+        frame[DEGREE_DAYS] = degree_days(workspace, ids)
+    derived = [f for f in fields if f not in attributes and f != DEGREE_DAYS]
     if derived:
         since_subject, since_collection = _elapsed_days(workspace, ids)
         for name in derived:

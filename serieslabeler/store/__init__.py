@@ -33,6 +33,7 @@ from .migrations import (
     MIGRATIONS,
     PER_IMAGE_LOOKUPS,
     SCHEMA_VERSION,
+    WEATHER_TABLE,
     Migration,
     apply_migrations,
     check_version,
@@ -49,6 +50,7 @@ from .queries import (
     session_ids,
     subject_names,
 )
+from .series import Series, get_series, list_series, parse_series_key, series_key
 from .summary import (
     TOP_VALUES,
     attribute_summaries,
@@ -66,6 +68,11 @@ from .workspace import (
 )
 
 __all__ = [
+    "Series",
+    "get_series",
+    "list_series",
+    "parse_series_key",
+    "series_key",
     "FORMAT",
     "META_KEY",
     "CHECKED_LIBRARIES",
@@ -98,6 +105,7 @@ __all__ = [
     "Migration",
     "INITIAL_SCHEMA",
     "PER_IMAGE_LOOKUPS",
+    "WEATHER_TABLE",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "schema_version",

@@ -231,9 +231,21 @@ ALTER TABLE current_labels_v2 RENAME TO current_labels;
 CREATE INDEX current_labels_label ON current_labels(label);
 """
 
+# A daily weather table (one mean temperature per key and day) for accumulated degree-days;
+# its settings (the attribute that names an image's key, the base temperature) live in meta.
+WEATHER_TABLE = """
+CREATE TABLE weather (
+    key TEXT NOT NULL,
+    day TEXT NOT NULL,
+    mean REAL NOT NULL,
+    PRIMARY KEY (key, day)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS = (
     Migration(1, "initial catalog", INITIAL_SCHEMA),
     Migration(2, "per-image lookups, undo by author, series labels", PER_IMAGE_LOOKUPS),
+    Migration(3, "daily weather for accumulated degree-days", WEATHER_TABLE),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

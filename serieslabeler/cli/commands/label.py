@@ -53,6 +53,8 @@ def register(subparsers) -> None:
     parser.add_argument("--author", default="cli", help="who makes the change (kept in the log)")
     parser.add_argument("--add", help="new label names, comma-separated")
     parser.add_argument("--defaults", action="store_true", help="add the default vocabulary for decomposition photos")
+    parser.add_argument("--ordered", action="store_true", help="the --add names are stages in this order, first to last")
+    parser.add_argument("--unordered", action="store_true", help="drop the stage order")
     parser.add_argument("--rename", metavar="OLD", help="rename label OLD (with --to NEW)")
     parser.add_argument("--to", metavar="NEW", help="the new name for --rename")
     parser.add_argument("--merge", metavar="A,B", help="labels to merge (with --into T)")
@@ -169,7 +171,11 @@ def run_vocab(args) -> Result:
         if args.defaults:
             events.append(labels.add_default_vocabulary(workspace, args.author))
         if args.add:
-            events.append(labels.add_labels(workspace, _split(args.add), args.author))
+            events.append(labels.add_labels(workspace, _split(args.add), args.author, ordered=args.ordered))
+        elif args.ordered:
+            raise PipelineError("--ordered needs --add with the stages in order, e.g. --add U,R,V,O --ordered")
+        if args.unordered:
+            events.append(labels.declare_unordered(workspace, args.author))
         if args.rename or args.to:
             if not (args.rename and args.to):
                 raise PipelineError("--rename OLD needs --to NEW")
@@ -183,6 +189,9 @@ def run_vocab(args) -> Result:
         text = "\n".join(f"event {e.id}: {e.action} ({e.changed} image label(s) changed)" for e in events)
         result = _event_result(workspace, events, (text + "\n" if text else "") + "vocabulary: " + (", ".join(names) or "(empty)"))
         result.data["vocabulary"] = names
+        result.data["order"] = labels.vocabulary_order(workspace)
+        if result.data["order"]:
+            result.text += "\norder: " + " < ".join(result.data["order"])
         return result
 
 

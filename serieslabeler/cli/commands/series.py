@@ -1,0 +1,71 @@
+"""Series commands: ``series`` (list series, or one with its labels and proposal) and
+``label-series`` (label a series by its stage boundaries, or accept the model's proposal)."""
+from __future__ import annotations
+
+from serieslabeler import labels
+from serieslabeler.cli.base import Result, add_common
+from serieslabeler.cli.commands.label import _split
+from serieslabeler.errors import PipelineError
+from serieslabeler.loop.series import propose_series
+from serieslabeler.store.series import get_series, list_series
+from serieslabeler.store.workspace import Workspace
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("series", help="list the series (one subject, optionally one attribute value, in time order)")
+    add_common(parser)
+    parser.add_argument("--split-by", metavar="ATTR", help="one series per subject and value of this attribute")
+    parser.add_argument("--series", metavar="SUBJECT[/ATTR=VALUE]", help="show this series' images, boundaries and proposal")
+    parser.set_defaults(run=run_series)
+
+    parser = subparsers.add_parser("label-series", help="label a series by the first image of each stage")
+    add_common(parser)
+    parser.add_argument("--author", default="cli", help="who labels (kept in the log)")
+    parser.add_argument("--session", type=int, help="the labeling session this counts toward")
+    parser.add_argument("--series", required=True, metavar="SUBJECT[/ATTR=VALUE]", help="the series")
+    parser.add_argument("--boundaries", metavar="STAGE@IMAGE_ID,...", help="first image of each stage, in time order")
+    parser.add_argument("--exclude", default="", help="image ids that do not belong to the series, comma-separated")
+    parser.add_argument("--accept-proposal", action="store_true", help="accept the latest model's monotone proposal")
+    parser.add_argument("--model", type=int, help="the model whose proposal to accept (default: the latest)")
+    parser.set_defaults(run=run_label_series)
+
+
+def run_series(args) -> Result:
+    with Workspace.open(args.workspace) as workspace:
+        if args.series is None:
+            found = list_series(workspace, args.split_by)
+            rows = [s.to_dict() for s in found]
+            text = "\n".join(f"{s.key}: {len(s)} image(s), {s.taken_at[0]} .. {s.taken_at[-1]}" for s in found)
+            return Result({"ok": True, "series": rows}, text or "no series")
+        series = get_series(workspace, args.series)
+        current = labels.series_boundaries(workspace, series)
+        data = {"ok": True, **series.to_dict(), "image_ids": list(series.image_ids), "boundaries": [list(b) for b in current]}
+        text = f"{series.key}: {len(series)} image(s); boundaries: {labels.format_boundaries(current) or 'none'}"
+        if workspace.db.execute("SELECT 1 FROM models LIMIT 1").fetchone() and labels.vocabulary_order(workspace):
+            proposal = propose_series(workspace, series)
+            data["proposal"] = proposal.to_dict()
+            text += f"\nproposal of model {proposal.model_id}: {labels.format_boundaries(proposal.boundaries)}"
+        return Result(data, text)
+
+
+def run_label_series(args) -> Result:
+    if bool(args.boundaries) == bool(args.accept_proposal):
+        raise PipelineError("give either --boundaries STAGE@IMAGE_ID,... or --accept-proposal")
+    with Workspace.open(args.workspace) as workspace:
+        series = get_series(workspace, args.series)
+        proposal = None
+        if args.accept_proposal:
+            proposal = propose_series(workspace, series, args.model).boundaries
+            boundaries = proposal
+        else:
+            boundaries = labels.parse_boundaries(args.boundaries)
+        event = labels.label_series(
+            workspace, series, boundaries, _split(args.exclude), author=args.author, session_id=args.session, proposal=proposal
+        )
+        total = labels.interaction_count(workspace)
+        text = (
+            f"event {event.id}: labeled {event.changed} image(s) of series '{series.key}' "
+            f"({labels.format_boundaries(event.details['boundaries'])}); {event.interactions} interaction(s)"
+            f"\ninteractions so far: {total}"
+        )
+        return Result({"ok": True, "events": [event.to_dict()], "interactions": total}, text)

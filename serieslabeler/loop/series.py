@@ -1,0 +1,102 @@
+"""loop.series: a model's predictions along a series, decoded as one monotone stage sequence.
+
+Used to propose boundaries to the expert (:func:`propose_series`), to route (``route
+--monotone``) and to evaluate (raw and decoded scores side by side). The decoding is
+:func:`serieslabeler.loop.monotone.decode`: the most probable non-decreasing stage sequence
+(Viterbi) and each image's posterior probability of its decoded stage (forward-backward).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.labels.series import require_order
+from serieslabeler.loop.monotone import boundaries as stage_boundaries
+from serieslabeler.loop.monotone import decode
+from serieslabeler.models.files import latest_model_id
+from serieslabeler.models.predictions import load_predictions
+from serieslabeler.store.series import Series, get_series
+from serieslabeler.store.workspace import Workspace
+
+
+def stage_columns(proba: np.ndarray, classes, order) -> np.ndarray:
+    """``proba`` with one column per stage of ``order`` (a stage the model lacks: 0)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    column = {str(c): j for j, c in enumerate(classes)}
+    out = np.zeros((len(proba), len(order)))
+    for k, stage in enumerate(order):
+        if stage in column:
+            out[:, k] = proba[:, column[stage]]
+    return out
+
+
+def decode_series(proba: np.ndarray, classes, order, groups, times) -> tuple[np.ndarray, np.ndarray]:
+    """Monotone labels and their posterior confidence per row, decoding each group (series) in
+    time order. Rows are images; ``groups`` names each row's series, ``times`` sorts it."""
+    order = list(order)
+    stages = stage_columns(proba, classes, order)
+    labels = np.empty(len(stages), dtype=object)
+    confidence = np.zeros(len(stages))
+    groups, times = np.asarray(groups), np.asarray(times)
+    for group in np.unique(groups):
+        rows = np.flatnonzero(groups == group)
+        rows = rows[np.argsort(times[rows], kind="stable")]
+        decoded = decode(stages[rows])
+        labels[rows] = np.asarray(order, dtype=object)[decoded.stages]
+        confidence[rows] = decoded.confidence
+    return labels, confidence
+
+
+@dataclass(frozen=True)
+class SeriesProposal:
+    """A model's monotone reading of one series: boundaries and per-image stage and confidence."""
+
+    series: str
+    model_id: int
+    image_ids: tuple[int, ...]
+    boundaries: list[tuple[str, int]]
+    stages: tuple[str, ...]
+    confidence: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "series": self.series, "model_id": self.model_id, "boundaries": [list(b) for b in self.boundaries],
+            "images": [{"image_id": i, "stage": s, "confidence": round(float(c), 4)}
+                       for i, s, c in zip(self.image_ids, self.stages, self.confidence)],
+        }
+
+
+def series_evidence(workspace: Workspace, series: Series, model_id: int, order: list[str]) -> np.ndarray:
+    """Stage likelihoods along the series: the model's stored probabilities; an image without a
+    prediction counts its accepted label (if any) as certain, else every stage as equally likely."""
+    predictions = load_predictions(workspace, model_id, list(series.image_ids))
+    row_of = {int(i): r for r, i in enumerate(predictions.image_ids)}
+    stages = stage_columns(predictions.proba, predictions.classes, order)
+    labels = dict(workspace.query_in(
+        "SELECT image_id, label FROM current_labels WHERE status='accepted' AND image_id IN ({})", list(series.image_ids)
+    ))
+    evidence = np.full((len(series), len(order)), 1.0 / len(order))
+    for position, image_id in enumerate(series.image_ids):
+        if image_id in row_of:
+            evidence[position] = stages[row_of[image_id]]
+        elif labels.get(image_id) in order:
+            evidence[position] = np.eye(len(order))[order.index(labels[image_id])]
+    return evidence
+
+
+def propose_series(workspace: Workspace, series: Series | str, model_id: int | None = None) -> SeriesProposal:
+    """The latest (or a given) model's proposal for a series, decoded monotone."""
+    series = series if isinstance(series, Series) else get_series(workspace, series)
+    order = require_order(workspace)
+    model_id = latest_model_id(workspace) if model_id is None else int(model_id)
+    evidence = series_evidence(workspace, series, model_id, order)
+    if not evidence.any(axis=1).all():
+        raise PipelineError(f"model {model_id} gives no probability to any stage of {' < '.join(order)} for series '{series.key}'")
+    decoded = decode(evidence)
+    starts = stage_boundaries(decoded.stages)
+    return SeriesProposal(
+        series.key, model_id, series.image_ids, [(order[stage], series.image_ids[p]) for p, stage in starts],
+        tuple(order[s] for s in decoded.stages), decoded.confidence,
+    )

@@ -1,0 +1,104 @@
+"""store.series: a series is the images of one subject, optionally of one attribute value, in time order.
+
+A series is named by its key: ``SUBJECT`` (all of the subject's images) or
+``SUBJECT/ATTR=VALUE`` (those whose attribute ``ATTR`` is ``VALUE``, e.g. one body part or one
+camera view). Images are ordered by time, then by id.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.store.workspace import Workspace
+
+_SERIES_SQL = (
+    "SELECT i.id, i.taken_at FROM images i JOIN subjects s ON s.id = i.subject_id WHERE s.name = ?{} "
+    "ORDER BY i.taken_at, i.id"
+)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series: its key, subject, optional attribute split, and image ids in time order."""
+
+    key: str
+    subject: str
+    attribute: str | None
+    value: str | None
+    image_ids: tuple[int, ...]
+    taken_at: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def position(self, image_id: int) -> int:
+        """The image's place in the series (0 = first photo); a clear error for a stranger."""
+        try:
+            return self.image_ids.index(int(image_id))
+        except ValueError:
+            raise PipelineError(f"image {image_id} is not in series '{self.key}' ({len(self)} images)") from None
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "subject": self.subject, "attribute": self.attribute, "value": self.value,
+                "images": len(self), "first": self.taken_at[0] if self.taken_at else None,
+                "last": self.taken_at[-1] if self.taken_at else None}
+
+
+def series_key(subject: str, attribute: str | None = None, value: str | None = None) -> str:
+    return subject if attribute is None else f"{subject}/{attribute}={value}"
+
+
+def parse_series_key(key: str) -> tuple[str, str | None, str | None]:
+    """``"F03"`` -> ``("F03", None, None)``; ``"F03/part=arm"`` -> ``("F03", "part", "arm")``."""
+    key = str(key).strip()
+    subject, sep, split = key.rpartition("/")
+    if sep and "=" in split:
+        attribute, _, value = split.partition("=")
+        if subject and attribute.strip():
+            return subject, attribute.strip(), value.strip()
+        raise PipelineError(f"series '{key}' is not SUBJECT or SUBJECT/ATTR=VALUE")
+    if not key:
+        raise PipelineError("name a series: SUBJECT or SUBJECT/ATTR=VALUE")
+    return key, None, None
+
+
+def get_series(workspace: Workspace, key: str) -> Series:
+    """The series named ``key``; a clear error naming what is unknown."""
+    subject, attribute, value = parse_series_key(key)
+    if workspace.db.execute("SELECT 1 FROM subjects WHERE name=?", (subject,)).fetchone() is None:
+        raise PipelineError(f"unknown series '{key}': no subject '{subject}' in {workspace.root}")
+    if attribute is None:
+        rows = workspace.db.execute(_SERIES_SQL.format(""), (subject,)).fetchall()
+    else:
+        attribute_id = _attribute_id(workspace, attribute, f"unknown series '{key}'")
+        rows = workspace.db.execute(
+            _SERIES_SQL.format(" AND i.id IN (SELECT image_id FROM image_attributes WHERE attribute_id=? AND value=?)"),
+            (subject, attribute_id, value),
+        ).fetchall()
+        if not rows:
+            raise PipelineError(f"unknown series '{key}': subject '{subject}' has no image with {attribute}={value}")
+    return Series(series_key(subject, attribute, value), subject, attribute, value,
+                  tuple(int(r[0]) for r in rows), tuple(r[1] for r in rows))
+
+
+def list_series(workspace: Workspace, split_by: str | None = None) -> list[Series]:
+    """Every series of the workspace: one per subject, or one per (subject, value of ``split_by``)."""
+    if split_by is None:
+        subjects = [r[0] for r in workspace.db.execute("SELECT name FROM subjects ORDER BY name")]
+        return [get_series(workspace, s) for s in subjects]
+    attribute_id = _attribute_id(workspace, split_by, f"split by '{split_by}'")
+    pairs = workspace.db.execute(
+        "SELECT DISTINCT s.name, a.value FROM images i JOIN subjects s ON s.id = i.subject_id "
+        "JOIN image_attributes a ON a.image_id = i.id AND a.attribute_id = ? WHERE a.value IS NOT NULL "
+        "ORDER BY s.name, a.value",
+        (attribute_id,),
+    ).fetchall()
+    return [get_series(workspace, series_key(name, split_by, value)) for name, value in pairs]
+
+
+def _attribute_id(workspace: Workspace, attribute: str, what: str) -> int:
+    row = workspace.db.execute("SELECT id FROM attributes WHERE name=?", (attribute,)).fetchone()
+    if row is None:
+        known = ", ".join(r[0] for r in workspace.db.execute("SELECT name FROM attributes ORDER BY name")) or "none"
+        raise PipelineError(f"{what}: no attribute '{attribute}' (attributes: {known})")
+    return int(row[0])

@@ -1,0 +1,187 @@
+"""Series: listing, ordered vocabularies, labeling a series by its boundaries, the CLI round trip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serieslabeler import labels
+from serieslabeler.errors import PipelineError
+from serieslabeler.store import Workspace, get_series, list_series, parse_series_key
+from tests.conftest import cli
+
+ORDER = ["U", "R", "V", "O"]
+
+
+@pytest.fixture
+def ws(bananas_workspace):
+    with Workspace.open(bananas_workspace) as workspace:
+        yield workspace
+
+
+def truth_of(workspace, image_ids) -> list[str]:
+    rows = dict(workspace.query_in("SELECT image_id, label FROM ground_truth WHERE image_id IN ({})", list(image_ids)))
+    return [rows[i] for i in image_ids]
+
+
+def true_boundaries(workspace, series) -> list[tuple[str, int]]:
+    truth = truth_of(workspace, series.image_ids)
+    return [(stage, series.image_ids[i]) for i, stage in enumerate(truth) if i == 0 or truth[i - 1] != stage]
+
+
+def label_rows(workspace) -> list[tuple]:
+    return [tuple(r) for r in workspace.db.execute("SELECT * FROM current_labels ORDER BY image_id")]
+
+
+def test_series_lists_each_subject_in_time_order_and_splits_by_attribute(ws):
+    found = list_series(ws)
+    with_subjects = {r[0] for r in ws.db.execute("SELECT name FROM subjects")}
+    assert len(found) == 11 and {s.key for s in found} == with_subjects
+    for series in found:
+        assert len(series) == 20
+        assert list(series.taken_at) == sorted(series.taken_at)
+    by_group = list_series(ws, split_by="group")
+    assert sum(len(s) for s in by_group) == 220
+    one = by_group[0]
+    assert one.attribute == "group" and get_series(ws, one.key).image_ids == one.image_ids
+    assert parse_series_key("11/group=F") == ("11", "group", "F")
+    with pytest.raises(PipelineError, match="unknown series '99'"):
+        get_series(ws, "99")
+    with pytest.raises(PipelineError, match="no attribute 'part'"):
+        get_series(ws, "11/part=arm")
+
+
+def test_ordered_vocabulary_is_an_event_that_undo_and_redo_follow(ws):
+    assert labels.vocabulary_order(ws) is None
+    event = labels.add_labels(ws, ORDER, "ann", ordered=True)
+    assert event.action == "vocab_add" and labels.vocabulary_order(ws) == ORDER
+    reordered = labels.add_labels(ws, ["u", "V", "R", "O"], "ann", ordered=True)
+    assert reordered.action == "vocab_order" and labels.vocabulary_order(ws) == ["U", "V", "R", "O"]
+    labels.undo(ws, author="ann")
+    assert labels.vocabulary_order(ws) == ORDER
+    labels.redo(ws, author="ann")
+    assert labels.vocabulary_order(ws) == ["U", "V", "R", "O"]
+    labels.rename_label(ws, "V", "Ripe", "ann")
+    assert labels.vocabulary_order(ws) == ["U", "Ripe", "R", "O"]
+    labels.undo(ws, 3, author="ann")
+    assert labels.vocabulary_order(ws) is None and labels.vocabulary(ws) == []
+    with pytest.raises(PipelineError, match="appears twice"):
+        labels.add_labels(ws, ["U", "R", "u"], ordered=True)
+
+
+def test_a_series_labeled_by_boundaries_gives_each_image_its_stage(ws):
+    labels.add_labels(ws, ORDER, ordered=True)
+    series = get_series(ws, "11")
+    bounds = true_boundaries(ws, series)
+    stranger = series.image_ids[7]
+    event = labels.label_series(ws, series, bounds, exclude=[stranger], author="ann")
+    assert event.source == "series" and event.interactions == len(bounds) + 1
+    current = labels.current_labels(ws).set_index("image_id")
+    truth = truth_of(ws, series.image_ids)
+    for image_id, stage in zip(series.image_ids, truth):
+        if image_id == stranger:
+            assert image_id not in current.index
+        else:
+            assert current.loc[image_id, "label"] == stage and current.loc[image_id, "source"] == "series"
+    confidence = current.loc[[i for i in series.image_ids if i != stranger], "confidence"].to_numpy()
+    first = {image for _, image in bounds}
+    assert all(current.loc[i, "confidence"] == 1.0 for i in first)
+    assert confidence.min() < 1.0 and np.all(confidence > 0)
+    assert labels.series_boundaries(ws, series) == bounds
+    # moving one boundary by one image costs one interaction
+    moved = [bounds[0], (bounds[1][0], series.image_ids[series.position(bounds[1][1]) + 1]), *bounds[2:]]
+    assert labels.label_series(ws, series, moved, author="ann").interactions == 1
+    assert labels.boundary_changes(moved, moved) == 0
+
+
+def test_undo_of_a_series_label_restores_previous_labels_exactly(ws):
+    labels.add_labels(ws, ORDER, ordered=True)
+    series = get_series(ws, "12")
+    ids = series.image_ids
+    labels.label_images(ws, [ids[0], ids[5]], "R", author="ann")
+    labels.add_pseudo_labels(ws, [ids[9]], ["V"], [0.7], model_id=None)
+    before = label_rows(ws)
+    labels.label_series(ws, series, [("U", ids[0]), ("V", ids[8]), ("O", ids[15])], author="ann")
+    assert label_rows(ws) != before
+    labels.undo(ws, author="ann")
+    assert label_rows(ws) == before
+    labels.redo(ws, author="ann")
+    assert [r[1] for r in label_rows(ws) if r[0] in ids] == ["U"] * 8 + ["V"] * 7 + ["O"] * 5
+    assert labels.replay_labels(ws).equals(labels.current_labels(ws))
+
+
+def test_label_series_refuses_bad_boundaries_and_writes_nothing(ws):
+    series = get_series(ws, "13")
+    ids = series.image_ids
+    with pytest.raises(PipelineError, match="not ordered"):
+        labels.label_series(ws, series, [("U", ids[0])])
+    labels.add_labels(ws, ORDER, ordered=True)
+    cases = [
+        ([("X", ids[0])], "stage 'X' is not in the ordered vocabulary"),
+        ([("U", 99999)], "image 99999 is not in series '13'"),
+        ([("V", ids[0]), ("R", ids[4])], "out of order at 'R@"),
+        ([("U", ids[6]), ("R", ids[4])], "out of order at 'R@"),
+        ([], "at least one boundary"),
+    ]
+    for bounds, message in cases:
+        with pytest.raises(PipelineError, match=message):
+            labels.label_series(ws, series, bounds)
+    with pytest.raises(PipelineError, match="cannot also be excluded"):
+        labels.label_series(ws, series, [("U", ids[0])], exclude=[ids[0]])
+    assert label_rows(ws) == []
+
+
+def test_cli_label_series_round_trip_and_bad_input(bananas_workspace):
+    ws = bananas_workspace
+    assert cli("vocab", "--workspace", ws, "--add", "U,R,V,O", "--ordered")[1]["order"] == ORDER
+    code, listed = cli("series", "--workspace", ws)
+    assert code == 0 and len(listed["series"]) == 11
+    code, shown = cli("series", "--workspace", ws, "--series", "11")
+    ids = shown["image_ids"]
+    with Workspace.open(ws) as workspace:
+        bounds = true_boundaries(workspace, get_series(workspace, "11"))
+    text = labels.format_boundaries(bounds)
+    code, data = cli("label-series", "--workspace", ws, "--series", "11", "--boundaries", text, "--exclude", str(ids[3]))
+    assert code == 0, data
+    assert data["events"][0]["interactions"] == len(bounds) + 1 and data["interactions"] == len(bounds) + 1
+    assert cli("series", "--workspace", ws, "--series", "11")[1]["boundaries"] == [list(b) for b in bounds]
+    bad = [
+        (["--series", "99", "--boundaries", "U@1"], "unknown series '99'"),
+        (["--series", "11", "--boundaries", f"X@{ids[0]}"], "stage 'X'"),
+        (["--series", "11", "--boundaries", "U@99999"], "image 99999 is not in series '11'"),
+        (["--series", "11", "--boundaries", f"R@{ids[0]},U@{ids[5]}"], "out of order at 'U@"),
+        (["--series", "11", "--boundaries", "U12"], "not STAGE@IMAGE_ID"),
+        (["--series", "11"], "--boundaries"),
+    ]
+    for argv, message in bad:
+        code, data = cli("label-series", "--workspace", ws, *argv)
+        assert code == 2 and message in data["error"], (argv, data)
+    assert cli("undo", "--workspace", ws)[0] == 0
+    assert cli("series", "--workspace", ws, "--series", "11")[1]["boundaries"] == []
+
+
+def test_model_proposal_accept_monotone_route_and_decoded_evaluation(bananas_embedded):
+    from serieslabeler.loop import evaluate_model, propose_series
+    from serieslabeler.models import predict, train_model
+
+    with Workspace.open(bananas_embedded) as workspace:
+        labels.add_labels(workspace, ORDER, ordered=True)
+        found = list_series(workspace)
+        for series in found[:6]:
+            labels.label_series(workspace, series, true_boundaries(workspace, series))
+        model = train_model(workspace, feature_set="efficientnet_lite0@imagenet")
+        predict(workspace, model.id)
+        target = found[8]
+        proposal = propose_series(workspace, target)
+        stage_rank = [ORDER.index(s) for s in proposal.stages]
+        assert stage_rank == sorted(stage_rank) and len(proposal.confidence) == len(target)
+        assert np.all((proposal.confidence > 0) & (proposal.confidence <= 1 + 1e-9))
+        evaluation = evaluate_model(workspace)
+        assert evaluation.decoded_report is not None and set(evaluation.decoded_report["macro"]) == set(evaluation.report["macro"])
+    code, data = cli("label-series", "--workspace", bananas_embedded, "--series", target.key, "--accept-proposal")
+    assert code == 0 and data["events"][0]["interactions"] == 1, data
+    with Workspace.open(bananas_embedded) as workspace:
+        assert labels.series_boundaries(workspace, target) == proposal.boundaries
+    code, routed = cli("route", "--workspace", bananas_embedded, "--threshold", "0.9", "--monotone")
+    assert code == 0 and routed["monotone"] is True and routed["pseudo_labeled"] + routed["to_cluster"] > 0, routed
+    code, scores = cli("evaluate", "--workspace", bananas_embedded)
+    assert code == 0 and "report" in scores and scores["decoded_report"]["macro"]["F"] >= 0

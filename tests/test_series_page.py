@@ -1,0 +1,76 @@
+"""The Series page, driven through the real app with AppTest: declare the order, label a series
+by clicking the first image of each stage, click one out, and accept a model's proposal."""
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+from test_app import run_page, sample  # noqa: F401 (sample: the fixture making the prepared sample the app's workspace)
+
+from serieslabeler import labels
+from serieslabeler.store import Workspace, list_series
+
+
+def page() -> AppTest:
+    return run_page("series")
+
+
+def clean(app: AppTest) -> AppTest:
+    assert not app.exception, [e.message for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+    return app
+
+
+def truth_stages(workspace, series) -> list[str]:
+    rows = dict(workspace.query_in("SELECT image_id, label FROM ground_truth WHERE image_id IN ({})", list(series.image_ids)))
+    return [rows[i] for i in series.image_ids]
+
+
+def test_series_page_labels_a_series_by_its_transitions(sample):
+    app = clean(page())
+    app.text_input(key="order_text").set_value("U,R,V,O").run()
+    clean(app.button(key="declare_order").click().run())
+    with Workspace.open(sample) as workspace:
+        assert labels.vocabulary_order(workspace) == ["U", "R", "V", "O"]
+        series = next(s for s in list_series(workspace) if s.key == app.selectbox(key="series").value)
+        truth = truth_stages(workspace, series)
+    firsts = [(stage, series.image_ids[i]) for i, stage in enumerate(truth) if i == 0 or truth[i - 1] != stage]
+    for stage, image_id in firsts:
+        app.selectbox(key="stage").set_value(stage).run()
+        clean(app.button(key=f"start_{image_id}").click().run())
+    stranger = next(i for i in series.image_ids if i not in dict((b, s) for s, b in firsts))
+    clean(app.button(key=f"exclude_{stranger}").click().run())
+    clean(app.button(key="save_series").click().run())
+    assert any("Labeled" in s.value for s in app.success)
+    with Workspace.open(sample) as workspace:
+        current = labels.current_labels(workspace).set_index("image_id")
+        for image_id, stage in zip(series.image_ids, truth):
+            if image_id == stranger:
+                assert image_id not in current.index
+            else:
+                assert (current.loc[image_id, "label"], current.loc[image_id, "source"]) == (stage, "series")
+        assert labels.interaction_count(workspace) == len(firsts) + 1
+        event = labels.events(workspace, 1)[0]
+        assert event["action"] == "label_series" and event["author"] != ""
+
+
+def test_series_page_accepts_a_model_proposal(sample):
+    from serieslabeler.models import predict, train_model
+
+    with Workspace.open(sample) as workspace:
+        labels.add_labels(workspace, ["U", "R", "V", "O"], ordered=True)
+        found = list_series(workspace)
+        for series in found[1:]:
+            truth = truth_stages(workspace, series)
+            firsts = [(stage, series.image_ids[i]) for i, stage in enumerate(truth) if i == 0 or truth[i - 1] != stage]
+            labels.label_series(workspace, series, firsts)
+        model = train_model(workspace)
+        predict(workspace, model.id)
+        spent = labels.interaction_count(workspace)
+    app = clean(page())
+    app.selectbox(key="series").set_value(found[0].key).run()
+    clean(app.button(key="accept_proposal").click().run())
+    assert any("Accepted model" in s.value for s in app.success)
+    with Workspace.open(sample) as workspace:
+        assert labels.interaction_count(workspace) == spent + 1
+        decided = labels.current_labels(workspace).set_index("image_id").loc[list(found[0].image_ids)]
+        ranks = [["U", "R", "V", "O"].index(s) for s in decided["label"]]
+        assert ranks == sorted(ranks) and set(decided["source"]) == {"series"}

@@ -1,0 +1,91 @@
+"""The oracle's series costs, the ``series`` scenario, NaN-free JSON, and ``simulate --order``."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import cli
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.loop import Oracle
+from serieslabeler.simulation import Collection, SimulationConfig, SimulationResult, run_scenario
+from serieslabeler.simulation.records import CurvePoint, ScenarioRun
+
+ORDER = ("U", "R", "V", "O")
+
+
+def strict_json(data) -> dict:
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(json.dumps(data, allow_nan=False), parse_constant=refuse)
+
+
+def test_oracle_costs_for_boundaries_placed_accepted_and_corrected():
+    oracle = Oracle(range(1, 9), ["U", "U", "R", "R", "V", "O", "O", "stake"])
+    placed = oracle.answer_series(range(1, 9), ORDER)
+    assert placed.boundaries == [("U", 1), ("R", 3), ("V", 5), ("O", 6)]
+    assert placed.excluded.tolist() == [8] and placed.stages.tolist() == ["U", "U", "R", "R", "V", "O", "O"]
+    assert placed.interactions == 4 + 1
+    assert oracle.answer_series(range(1, 9), ORDER, proposal=placed.boundaries).interactions == 1 + 1
+    moved = [("U", 1), ("R", 4), ("V", 5), ("O", 6)]
+    assert oracle.answer_series(range(1, 9), ORDER, proposal=moved).interactions == 1 + 1 + 1
+    missing = [("U", 1), ("R", 3), ("V", 5)]
+    assert oracle.answer_series(range(1, 9), ORDER, proposal=missing).interactions == 1 + 1 + 1
+    with pytest.raises(PipelineError, match="may not see"):
+        oracle.answer_series([1, 99], ORDER)
+
+
+@pytest.fixture(scope="module")
+def ripening() -> Collection:
+    """12 subjects x 12 photos whose stage only moves forward; features: a noisy stage signal."""
+    rng = np.random.default_rng(0)
+    subjects, stages, days = [], [], []
+    for subject in range(12):
+        cuts = np.sort(rng.choice(np.arange(1, 12), size=3, replace=False))
+        for day in range(12):
+            subjects.append(subject)
+            stages.append(int(np.searchsorted(cuts, day, side="right")))
+            days.append(float(day))
+    stages = np.array(stages)
+    X = np.eye(4)[stages] * 2.0 + rng.normal(scale=1.0, size=(len(stages), 4))
+    return Collection("ripening", X, np.array(ORDER)[stages], np.array(subjects), np.array(days), order=ORDER)
+
+
+def test_series_scenario_labels_whole_series_exactly_and_never_sees_test_images(ripening):
+    run = run_scenario(ripening, "series", seed=0, config=SimulationConfig(budget=1.0))
+    last = run.curve[-1]
+    assert last.labeled == run.pool_size and last.label_errors == 0
+    assert run.images_per_interaction > 2.5  # at most 4 boundaries per 12 photos, fewer when proposals are right
+    assert not run.oracle_asked & set(run.test_ids.tolist())
+    assert all(p.decoded_macro_f1 is not None for p in run.curve)
+    assert run.summary()["interactions_to_95_decoded"] is not None
+    full = run_scenario(ripening, "full", seed=0, config=SimulationConfig(budget=0.3))
+    assert full.curve[0].labeled >= 12  # the first structure-aware subjects are labeled by boundaries
+    with pytest.raises(PipelineError, match="needs ordered stages"):
+        run_scenario(replace(ripening, order=None), "series", seed=0)
+
+
+def test_a_run_without_scores_writes_null_not_nan(ripening):
+    empty = ScenarioRun("random", 0, 10, 5, float("nan"), [CurvePoint(0, 0, float("nan"), float("nan"), 0, 0, 0)], np.array([1]), set())
+    result = SimulationResult("empty", SimulationConfig(), [empty])
+    data = strict_json(result.to_json())
+    assert data["table"][0]["final_macro_f1"] is None and data["runs"][0]["supervised_f1"] is None
+    assert "-" in result.format()
+
+
+def test_cli_simulate_with_an_order_and_series_scenario(bananas_embedded, tmp_path):
+    out = tmp_path / "curves.json"
+    code, data = cli(
+        "simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "series,uncertain+cluster",
+        "--order", "U,R,V,O", "--uncertain-batch", "20", "--seeds", "0", "--budget", "0.15", "--out", out,
+    )
+    assert code == 0, data
+    assert data["order"] == list(ORDER) and [row["scenario"] for row in data["table"]] == ["series", "uncertain+cluster"]
+    series = data["runs"][0]
+    assert series["label_error_rate"] == 0.0 and series["images_per_interaction"] > 1
+    assert strict_json(json.loads(out.read_text()))["table"][0]["scenario"] == "series"
+    code, data = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "series")
+    assert code == 2 and "ordered stages" in data["error"]
