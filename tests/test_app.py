@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, SAMPLE, served_on
 from streamlit.testing.v1 import AppTest
 
 from serieslabeler.clustering import evaluate_clustering, list_clusterings
@@ -32,7 +32,8 @@ def sample(sample_workspace, monkeypatch):
     """The prepared sample is the app's default workspace."""
     monkeypatch.setenv("LABELER_WORKSPACE", str(sample_workspace))
     monkeypatch.delenv("LABELER_PASSWORD", raising=False)
-    return sample_workspace
+    with served_on("127.0.0.1"):
+        yield sample_workspace
 
 
 def run_page(name: str, **params) -> AppTest:
@@ -274,10 +275,11 @@ def test_access_needs_the_password_when_one_is_set(sample, monkeypatch):
     monkeypatch.setenv("LABELER_PASSWORD", "s3cret")
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     assert not app.metric, "nothing of the workspace before the password"
-    app.text_input[0].set_value("wrong")
+    app.text_input[0].set_value("Ada")
+    app.text_input[1].set_value("wrong")
     app.button[0].click().run()
     assert "Wrong password" in app.error[0].value and not app.metric
-    app.text_input[0].set_value("s3cret")
+    app.text_input[1].set_value("s3cret")
     app.button[0].click().run()
     assert_clean(app)
     assert [m.value for m in app.metric][:2] == ["80", "4"]
