@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 import zipfile
 from pathlib import Path
@@ -109,7 +110,8 @@ def test_workspace_picker_creates_a_new_workspace_and_keeps_it_in_the_address(sa
     assert app.title[0].value == "Collection"
 
 
-def test_collection_reports_bad_rows_then_ingests_the_good_part(sample, tmp_path):
+def test_collection_reports_bad_rows_then_ingests_the_good_part(sample, tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELER_IMPORT_ROOTS", f"{SAMPLE}{os.pathsep}{tmp_path}")
     bad_csv = tmp_path / "metadata.csv"
     lines = (SAMPLE / "metadata.csv").read_text().splitlines()
     lines[3] = lines[3].replace("2020-05-30", "2020-13-45")

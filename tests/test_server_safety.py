@@ -2,9 +2,15 @@
 stale tabs, and every bad input refused with one message, exit 2 and nothing written."""
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import pytest
-from conftest import ROOT, served_on
+from conftest import ROOT, SAMPLE, served_on
 from streamlit.testing.v1 import AppTest
+
+from serieslabeler.store import Workspace
 
 APP = ROOT / "dashboard" / "app.py"
 PAGES_DIR = ROOT / "dashboard" / "app_pages"
@@ -67,3 +73,142 @@ def test_a_network_address_with_a_password_asks_for_it_and_a_name(served, monkey
         app.button[0].click().run()
     assert not app.error and app.metric
     assert app.session_state["author_name"] == "Ada Lovelace"
+
+
+# --- 2. one root --------------------------------------------------------------------------------
+@pytest.fixture
+def outside(tmp_path_factory):
+    """A workspace outside the app's root (a crafted one dropped in /tmp, say)."""
+    target = tmp_path_factory.mktemp("outside") / "x"
+    Workspace.create(target).close()
+    return target
+
+
+def test_ws_outside_the_root_is_refused(served, outside):
+    app = app_run(ws=outside)
+    assert not app.exception
+    assert "outside" in app.error[0].value and not app.metric
+
+
+def test_ws_through_a_symlink_inside_the_root_is_refused(served, outside):
+    link = served.parent / "innocent"
+    link.symlink_to(outside, target_is_directory=True)
+    for app in (app_run(ws=link), page_run("home", ws="innocent")):
+        assert not app.exception
+        assert "outside" in app.error[0].value and not app.metric
+
+
+def test_ws_relative_to_the_root_opens(served):
+    app = page_run("home", ws=served.name)
+    assert not app.error and app.metric
+
+
+def test_create_outside_the_root_is_refused_and_makes_nothing(served, tmp_path_factory):
+    target = tmp_path_factory.mktemp("elsewhere") / "new"
+    app = app_run()
+    app.text_input[0].set_value(str(target))
+    next(b for b in app.button if b.key == "create_typed").click().run()
+    assert "outside" in app.error[0].value
+    assert not target.exists()
+    app.text_input[0].set_value("../../" + target.name)
+    next(b for b in app.button if b.key == "create_typed").click().run()
+    assert "outside" in app.error[0].value
+
+
+def collection_with_server_csv(ws, csv) -> AppTest:
+    app = page_run("collection", ws=ws)
+    app.radio[0].set_value("folder")
+    app.radio[1].set_value("folder")
+    app.run()
+    app.text_input(key="images_path").set_value(str(SAMPLE / "images"))
+    app.text_input(key="metadata_path").set_value(str(csv))
+    return app.run()
+
+
+def test_server_paths_are_not_offered_without_import_roots(served):
+    app = page_run("collection")
+    assert [r.options for r in app.radio] == [["Upload a .zip"], ["Upload a CSV"]]
+    assert any("Uploads only" in c.value for c in app.caption)
+
+
+def test_server_csv_outside_the_import_roots_is_refused_and_never_echoed(served, monkeypatch, tmp_path_factory):
+    secret = tmp_path_factory.mktemp("private") / "passwd.csv"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\nfile,fruit,date\n")
+    monkeypatch.setenv("LABELER_IMPORT_ROOTS", str(SAMPLE))
+    app = collection_with_server_csv(served, secret)
+    assert not app.exception
+    assert any("not inside any of the import folders" in e.value for e in app.error)
+    shown = " ".join([*(str(s.options) for s in app.selectbox), *(m.value for m in app.markdown), *(e.value for e in app.error)])
+    assert "root:x" not in shown and not app.selectbox
+    assert any(str(SAMPLE) in c.value or "import" in c.value for c in app.caption), "the import roots are listed"
+
+
+def test_server_csv_through_a_symlink_out_of_an_import_root_is_refused(served, monkeypatch, tmp_path_factory):
+    allowed = tmp_path_factory.mktemp("imports")
+    secret = tmp_path_factory.mktemp("private") / "secret.csv"
+    secret.write_text("file,fruit,date\n")
+    (allowed / "meta.csv").symlink_to(secret)
+    monkeypatch.setenv("LABELER_IMPORT_ROOTS", f"{SAMPLE}{os.pathsep}{allowed}")
+    app = collection_with_server_csv(served, allowed / "meta.csv")
+    assert any("not inside any of the import folders" in e.value for e in app.error) and not app.selectbox
+
+
+def labeled(ws: Path) -> None:
+    from serieslabeler.clustering import list_clusterings
+    from serieslabeler.labels import label_cluster
+
+    with Workspace.open(ws) as workspace:
+        label_cluster(workspace, list_clusterings(workspace)[0]["id"], 0, "O", author="Ada")
+
+
+def test_export_outside_the_root_is_refused_and_writes_nothing(served, tmp_path_factory):
+    labeled(served)
+    target = tmp_path_factory.mktemp("exports") / "labels.csv"
+    app = page_run("export")
+    app.text_input[0].set_value(str(target)).run()
+    next(b for b in app.button if b.label == "Write").click().run()
+    assert not app.exception
+    assert "outside" in app.error[0].value and not target.exists()
+
+
+def test_export_inside_the_root_is_written(served):
+    labeled(served)
+    app = page_run("export")
+    app.text_input[0].set_value("exports/labels.csv").run()
+    next(b for b in app.button if b.label == "Write").click().run()
+    assert not app.error and (served.parent / "exports" / "labels.csv").is_file()
+
+
+def test_weights_outside_the_root_are_refused(served, tmp_path_factory):
+    weights = tmp_path_factory.mktemp("weights") / "net.pt"
+    weights.write_bytes(b"not read")
+    app = page_run("map")
+    next(t for t in app.text_input if t.label == "Weights").set_value(str(weights)).run()
+    next(b for b in app.button if b.label == "Embed").click().run()
+    assert not app.exception
+    assert "outside" in app.error[0].value
+
+
+class Uploaded:
+    """What ``st.file_uploader`` hands the page: an id, a name and the bytes."""
+
+    def __init__(self, file_id: str, name: str, data: bytes):
+        self.file_id, self.name, self.data = file_id, name, data
+
+    def getbuffer(self) -> memoryview:
+        return memoryview(self.data)
+
+
+def test_uploads_are_staged_under_the_root_and_removed_once_ingested_or_abandoned(served):
+    from serieslabeler_app.uploads import ABANDONED_AFTER_S, discard_upload, remove_abandoned_uploads, stage_upload
+
+    kept = stage_upload(Uploaded("a1", "../../meta.csv", b"x,y\n"))
+    assert kept.is_relative_to(served.parent / ".uploads") and kept.name == "meta.csv"
+    ingested = stage_upload(Uploaded("b2", "images.zip", b"zip"))
+    discard_upload(ingested)
+    assert not ingested.parent.exists() and kept.exists()
+    old = time.time() - ABANDONED_AFTER_S - 60
+    os.utime(kept.parent, (old, old))
+    assert remove_abandoned_uploads() == [kept.parent] and not kept.parent.exists()
+    discard_upload(SAMPLE / "metadata.csv")
+    assert (SAMPLE / "metadata.csv").is_file(), "only staged uploads are ever removed"
