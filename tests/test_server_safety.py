@@ -3,11 +3,12 @@ stale tabs, and every bad input refused with one message, exit 2 and nothing wri
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SAMPLE, served_on
+from conftest import ROOT, SAMPLE, cli, served_on
 from streamlit.testing.v1 import AppTest
 
 from serieslabeler.store import Workspace
@@ -212,3 +213,153 @@ def test_uploads_are_staged_under_the_root_and_removed_once_ingested_or_abandone
     assert remove_abandoned_uploads() == [kept.parent] and not kept.parent.exists()
     discard_upload(SAMPLE / "metadata.csv")
     assert (SAMPLE / "metadata.csv").is_file(), "only staged uploads are ever removed"
+
+
+# --- 3. no code from data -----------------------------------------------------------------------
+class Payload:
+    """A pickle that, if ever loaded, leaves a file behind (what a crafted model would run)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture
+def trained(served):
+    """The sample with two clusters labeled and a head model trained on them (model 1)."""
+    from serieslabeler.clustering import list_clusterings
+    from serieslabeler.labels import label_cluster
+    from serieslabeler.models import train_model
+
+    with Workspace.open(served) as workspace:
+        clustering = list_clusterings(workspace)[0]["id"]
+        for cluster, label in ((0, "U"), (1, "O"), (2, "V")):
+            label_cluster(workspace, clustering, cluster, label, author="Ada")
+        record = train_model(workspace, "head")
+    assert record.id == 1 and record.path == "models/model-1.npz"
+    return served
+
+
+def set_model_path(ws: Path, path: str) -> None:
+    with Workspace.open(ws) as workspace, workspace.transaction() as db:
+        db.execute("UPDATE models SET path=? WHERE id=1", (path,))
+
+
+def test_a_head_model_is_saved_as_arrays_and_predicts(trained):
+    import numpy as np
+
+    with np.load(trained / "models" / "model-1.npz", allow_pickle=False) as saved:
+        assert "__meta__" in saved.files
+    code, data = cli("predict", "--workspace", trained)
+    assert code == 0 and data["images"] > 0
+
+
+@pytest.mark.parametrize("stored", ["absolute", "relative"])
+def test_a_crafted_workspace_with_a_pickled_model_is_refused_unread(trained, tmp_path_factory, stored):
+    marker = tmp_path_factory.mktemp("marker") / "ran"
+    pickled = pickle.dumps(Payload(marker))
+    if stored == "absolute":
+        evil = tmp_path_factory.mktemp("evil") / "model.pkl"
+        path, expected = str(evil), "absolute"
+    else:
+        evil = trained / "models" / "model-1.pkl"
+        path, expected = "models/model-1.pkl", "pickle"
+    evil.write_bytes(pickled)
+    set_model_path(trained, path)
+    code, data = cli("predict", "--workspace", trained)
+    assert code == 2 and expected in data["error"]
+    (trained / "models" / "model-1.npz").write_bytes(pickled)
+    set_model_path(trained, "models/model-1.npz")
+    code, data = cli("predict", "--workspace", trained)
+    assert code == 2 and "pickle" in data["error"]
+    assert not marker.exists(), "the pickle was never loaded"
+
+
+def test_a_model_path_climbing_out_of_the_workspace_is_refused(trained):
+    set_model_path(trained, "../sample/models/model-1.npz")
+    code, data = cli("predict", "--workspace", trained)
+    assert code == 2 and "'..'" in data["error"]
+
+
+def rewrite_versions(path: Path, library: str, version: str) -> None:
+    """The same model file, as if made with another version of ``library``."""
+    import json
+
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta["versions"][library] = version
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
+
+
+def test_a_model_from_another_scikit_learn_is_a_clear_message(trained):
+    rewrite_versions(trained / "models" / "model-1.npz", "sklearn", "0.1.0")
+    code, data = cli("predict", "--workspace", trained)
+    assert code == 2 and "model 1" in data["error"] and "scikit-learn 0.1" in data["error"] and "retrain" in data["error"]
+
+
+def test_a_map_model_is_saved_as_arrays_and_places_images(served):
+    from serieslabeler.space import list_maps, place_images
+
+    with Workspace.open(served) as workspace:
+        saved = list_maps(workspace)[0]
+        with np_load(served / workspace.db.execute("SELECT path FROM maps").fetchone()[0]) as coords:
+            ids = coords["ids"][:5]
+        assert not list((served / "maps").glob("*.pkl"))
+        assert place_images(workspace, saved["id"], ids).shape == (5, 2)
+
+
+def np_load(path: Path):
+    import numpy as np
+
+    return np.load(path, allow_pickle=False)
+
+
+def test_an_old_pickled_map_model_or_a_crafted_map_path_is_refused(served, tmp_path_factory):
+    from serieslabeler.errors import PipelineError
+    from serieslabeler.space import load_map, place_images
+
+    marker = tmp_path_factory.mktemp("marker") / "ran"
+    with Workspace.open(served) as workspace:
+        relative = workspace.db.execute("SELECT path FROM maps WHERE id=1").fetchone()[0]
+        model = (served / relative).with_name(Path(relative).name.replace(".npz", ".model.npz"))
+        model.rename(model.with_suffix(".pkl"))
+        model.with_suffix(".pkl").write_bytes(pickle.dumps(Payload(marker)))
+        with pytest.raises(PipelineError, match="pickle.*recompute the map"):
+            place_images(workspace, 1, [1, 2])
+        with workspace.transaction() as db:
+            db.execute("UPDATE maps SET path=? WHERE id=1", (str(served / relative),))
+        with pytest.raises(PipelineError, match="absolute"):
+            load_map(workspace, 1)
+    assert not marker.exists()
+
+
+def test_torch_estimators_on_features_round_trip_through_arrays():
+    import numpy as np
+
+    from serieslabeler.models import FuzzyOvercluster, LatentVAE, classifier_from_arrays, classifier_to_arrays
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6)).astype(np.float32)
+    y = np.array(["a", "b"] * 20, dtype=object)
+    for model in (
+        FuzzyOvercluster(epochs=2, hidden=8, device="cpu").fit(X, y),
+        LatentVAE(latent_dim=2, hidden=8, pretrain_epochs=1, epochs=1, device="cpu").fit(X, y),
+    ):
+        back = classifier_from_arrays(*classifier_to_arrays(model), device="cpu")
+        assert type(back) is type(model) and list(back.classes_) == ["a", "b"]
+        np.testing.assert_allclose(back.predict_proba(X), model.predict_proba(X), rtol=1e-5)
+        assert [vars(h) for h in back.history_] == [vars(h) for h in model.history_]
+
+
+def test_a_feature_shard_path_outside_the_workspace_is_refused(served):
+    with Workspace.open(served) as workspace, workspace.transaction() as db:
+        db.execute("UPDATE feature_shards SET path='/etc/passwd.npy'")
+    code, data = cli("cluster", "--workspace", served, "--features", "efficientnet_lite0", "--algorithm", "kmeans", "--k", "3")
+    assert code == 2 and "absolute" in data["error"]
