@@ -17,7 +17,7 @@ from serieslabeler.embed.backbones import (
 from serieslabeler.errors import PipelineError
 from serieslabeler.models.base import ModelRecord, Trained, TrainingData
 from serieslabeler.models.stored import classifier_from_arrays, classifier_to_arrays
-from serieslabeler.store.arrays import VersionMismatch, load_arrays, save_arrays
+from serieslabeler.store.arrays import load_saved, save_arrays
 from serieslabeler.store.paths import relative_inside
 from serieslabeler.store.workspace import Workspace, atomic_path
 
@@ -70,17 +70,7 @@ def list_models(workspace: Workspace) -> list[dict]:
 
 def load_classifier(workspace: Workspace, record: ModelRecord, device: str = "auto"):
     path = relative_inside(workspace.root, record.path, f"model {record.id} file")
-    if path.suffix == ".pkl":
-        raise PipelineError(
-            f"model {record.id} was saved as a pickle by an older version, and pickles are never loaded; "
-            "train it again ('serieslabeler train' or the Train & route page)"
-        )
-    if not path.is_file():
-        raise PipelineError(f"model {record.id}: its file {record.path} is missing; train the model again")
-    try:
-        arrays, meta = load_arrays(path)
-    except VersionMismatch as mismatch:
-        raise PipelineError(f"model {record.id}: {mismatch}") from None
+    arrays, meta = load_saved(path, f"model {record.id}", "retrain it ('serieslabeler train' or the Train & route page)")
     return classifier_from_arrays(arrays, meta, device)
 
 

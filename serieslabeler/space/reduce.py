@@ -32,7 +32,7 @@ from serieslabeler.errors import PipelineError
 from serieslabeler.progress import Progress
 from serieslabeler.space.metadata import MetadataAppender, build_matrix, metadata_frame
 from serieslabeler.space.stored import map_model_parts, map_model_to_arrays
-from serieslabeler.store.arrays import VersionMismatch, load_arrays, save_arrays
+from serieslabeler.store.arrays import load_saved, save_arrays
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.paths import relative_inside
 from serieslabeler.store.queries import sample_ids
@@ -267,18 +267,7 @@ def place_images(workspace: Workspace, map_id: int, image_ids) -> np.ndarray:
 def load_map_model(saved: Map) -> MapModel:
     """The model of a saved map, from its array file; a pickle left by an older version is refused
     unread (recompute the map), as is a model made with another scikit-learn/openTSNE major.minor."""
-    model_path = _model_path(saved.path)
-    if model_path.with_suffix(".pkl").is_file() and not model_path.is_file():
-        raise PipelineError(
-            f"map {saved.id}: its model was saved as a pickle by an older version and is never loaded; "
-            "recompute the map with 'serieslabeler map' (or the Embed & map page)"
-        )
-    if not model_path.is_file():
-        raise PipelineError(f"map {saved.id} has no saved model ({model_path.name}); it cannot place new images")
-    try:
-        arrays, meta = load_arrays(model_path)
-    except VersionMismatch as mismatch:
-        raise PipelineError(f"map {saved.id}: {mismatch}; recompute the map") from None
+    arrays, meta = load_saved(_model_path(saved.path), f"map {saved.id}", "recompute the map ('serieslabeler map' or the Embed & map page)")
     try:
         return MapModel(*map_model_parts(arrays, meta, TSNEMapper))
     except (KeyError, TypeError, ValueError) as error:

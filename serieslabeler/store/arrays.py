@@ -90,6 +90,21 @@ def load_arrays(path: StrPath, expected_versions_check: bool = True) -> tuple[Ar
     return arrays, meta
 
 
+def load_saved(path: Path, what: str, remedy: str) -> tuple[Arrays, dict]:
+    """:func:`load_arrays` for a file of a workspace, every refusal one user-facing line naming
+    ``what`` (``model 3``) and the ``remedy``: a pickle (or a pickle left where the arrays should
+    be, by an older version) is refused unread, a missing file and another version are named."""
+    path = Path(path)
+    if path.suffix == ".pkl" or (not path.is_file() and path.with_suffix(".pkl").is_file()):
+        raise PipelineError(f"{what} was saved as a pickle by an older version, and pickles are never loaded; {remedy}")
+    if not path.is_file():
+        raise PipelineError(f"{what}: its file {path.name} is missing; {remedy}")
+    try:
+        return load_arrays(path)
+    except VersionMismatch as mismatch:
+        raise PipelineError(f"{what}: {mismatch}; {remedy}") from None
+
+
 def check_versions(meta: dict) -> None:
     """Raise :class:`VersionMismatch` if a checked library's major.minor differs from the recorded one.
 
@@ -103,7 +118,7 @@ def check_versions(meta: dict) -> None:
             continue
         made_with, here = _major_minor(recorded[module_name]), _major_minor(installed[module_name])
         if made_with != here:
-            raise VersionMismatch(f"model made with {shown} {made_with}, this is {here}: retrain it")
+            raise VersionMismatch(f"made with {shown} {made_with}, this is {here}")
 
 
 def _major_minor(version: str) -> str:
