@@ -363,3 +363,103 @@ def test_a_feature_shard_path_outside_the_workspace_is_refused(served):
         db.execute("UPDATE feature_shards SET path='/etc/passwd.npy'")
     code, data = cli("cluster", "--workspace", served, "--features", "efficientnet_lite0", "--algorithm", "kmeans", "--k", "3")
     assert code == 2 and "absolute" in data["error"]
+
+
+# --- 4. people, not "app" -----------------------------------------------------------------------
+def first_clustering(workspace) -> int:
+    from serieslabeler.clustering import list_clusterings
+
+    return list_clusterings(workspace)[0]["id"]
+
+
+def labels_of(workspace, cluster: int) -> set:
+    from serieslabeler.labels import cluster_members, current_labels
+
+    ids, _ = cluster_members(workspace, first_clustering(workspace), cluster)
+    frame = current_labels(workspace)
+    return set(frame.loc[frame["image_id"].isin(ids), "label"])
+
+
+def test_two_authors_undo_and_redo_independently(sample_workspace):
+    from serieslabeler.errors import PipelineError
+    from serieslabeler.labels import label_cluster, redo, undo
+
+    with Workspace.open(sample_workspace) as workspace:
+        clustering = first_clustering(workspace)
+        ada = label_cluster(workspace, clustering, 0, "U", author="Ada")
+        label_cluster(workspace, clustering, 1, "O", author="Bob")
+        assert [e.reverses for e in undo(workspace, author="Ada")] == [ada.id]
+        assert labels_of(workspace, 0) == set() and labels_of(workspace, 1) == {"O"}, "Bob's label stands"
+        with pytest.raises(PipelineError, match="nothing to undo by Ada"):
+            undo(workspace, author="Ada")
+        label_cluster(workspace, clustering, 2, "V", author="Bob")
+        assert redo(workspace, author="Ada").details["redo_of"] == ada.id, "Bob's newer action does not block Ada's redo"
+        assert labels_of(workspace, 0) == {"U"} and labels_of(workspace, 2) == {"V"}
+
+
+def test_undoing_someone_elses_event_is_an_explicit_logged_choice(sample_workspace):
+    from serieslabeler.labels import events, label_cluster
+
+    with Workspace.open(sample_workspace) as workspace:
+        bob = label_cluster(workspace, first_clustering(workspace), 1, "O", author="Bob")
+    code, data = cli("undo", "--workspace", sample_workspace, "--author", "Ada")
+    assert code == 2 and "nothing to undo by Ada" in data["error"]
+    code, data = cli("undo", "--workspace", sample_workspace, "--author", "Ada", "--any-author")
+    assert code == 0
+    with Workspace.open(sample_workspace) as workspace:
+        latest = events(workspace, limit=1)[0]
+        assert latest["author"] == "Ada" and latest["reverses"] == bob.id
+        details = workspace.db.execute("SELECT details FROM label_events WHERE id=?", (latest["id"],)).fetchone()[0]
+        assert '"other_author": "Bob"' in details
+        assert labels_of(workspace, 1) == set()
+
+
+def test_a_stale_label_is_refused_naming_who_changed_what(sample_workspace):
+    from serieslabeler.errors import PipelineError
+    from serieslabeler.labels import label_cluster, label_images, latest_event_touching, skip_cluster
+
+    with Workspace.open(sample_workspace) as workspace:
+        clustering = first_clustering(workspace)
+        ids, _ = __import__("serieslabeler.labels", fromlist=["cluster_members"]).cluster_members(workspace, clustering, 0)
+        seen = latest_event_touching(workspace, ids, clustering, 0)
+        label_cluster(workspace, clustering, 0, "R", author="Bob", expected_event_id=seen)
+        for action in (
+            lambda: label_cluster(workspace, clustering, 0, "U", author="Ada", expected_event_id=seen),
+            lambda: skip_cluster(workspace, clustering, 0, author="Ada", expected_event_id=seen),
+            lambda: label_images(workspace, ids[:2], "U", author="Ada", expected_event_id=seen),
+        ):
+            with pytest.raises(PipelineError, match=r"changed since this page showed it: Bob did label cluster as 'R'"):
+                action()
+        assert labels_of(workspace, 0) == {"R"}
+
+
+def test_the_label_page_refuses_a_stale_tab_and_then_shows_the_change(served):
+    from serieslabeler.labels import label_cluster
+
+    tab = page_run("label", clustering=1, cluster=0)
+    assert not tab.error
+    with Workspace.open(served) as workspace:
+        label_cluster(workspace, 1, 0, "R", author="Bob")
+    next(b for b in tab.button if b.label.startswith("Label ")).click().run()
+    assert "Bob did label cluster as 'R'" in tab.error[0].value
+    with Workspace.open(served) as workspace:
+        assert labels_of(workspace, 0) == {"R"}, "the first tab's label is kept"
+    tab.query_params["cluster"] = "0"
+    next(b for b in tab.button if b.label.startswith("Label ")).click().run()
+    assert not tab.error, "once the tab has shown the change, labeling works"
+
+
+def test_in_password_mode_each_visitor_is_the_author_of_their_labels(served, monkeypatch):
+    monkeypatch.setenv("LABELER_PASSWORD", "s3cret")
+    app = app_run()
+    app.text_input[0].set_value("Ada")
+    app.text_input[1].set_value("s3cret")
+    app.button[0].click().run()
+    app.switch_page("app_pages/label.py").run()
+    assert not app.exception and not app.error
+    next(b for b in app.button if b.label.startswith("Label ")).click().run()
+    next(b for b in app.button if b.label == "Undo").click().run()
+    with Workspace.open(served) as workspace:
+        rows = workspace.db.execute("SELECT id, author, action, reverses FROM label_events ORDER BY id").fetchall()
+    assert [tuple(r)[1:3] for r in rows[-2:]] == [("Ada", "label_cluster"), ("Ada", "undo")]
+    assert rows[-1]["reverses"] == rows[-2]["id"], "Undo took Ada's own action"
