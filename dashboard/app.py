@@ -27,10 +27,10 @@ with st.sidebar:
     st.markdown(f"**{ui.plain(current.name)}**" + ("  (bundled sample)" if current == ui.default_workspace() else ""))
     with st.expander("Open or create a workspace"):
         known = [str(p) for p in ui.known_workspaces()]
-        chosen = st.selectbox("Existing workspaces", known, index=known.index(str(current)), help="Workspaces beside the sample one.")
+        chosen = st.selectbox("Existing workspaces", known, index=known.index(str(current)), help="Workspaces under the app's root folder.")
         if st.button("Open", key="open_known", disabled=chosen == str(current)):
             ui.select_workspace(chosen)
-        typed = st.text_input("Folder on this server", placeholder="/data/my-collection", help="A workspace folder to open, or a new one to create.")
+        typed = st.text_input("Folder under the root", placeholder="my-collection", help=f"A workspace folder to open, or a new one to create, under {ui.workspace_root()} (the app serves no other).")
         left, right = st.columns(2)
         if left.button("Open", key="open_typed"):
             ui.select_workspace(typed)

@@ -12,6 +12,7 @@ from streamlit.errors import StreamlitAPIException
 from serieslabeler.demo import prepare_sample
 from serieslabeler.errors import PipelineError
 from serieslabeler.store import CATALOG, Workspace
+from serieslabeler.store.paths import OutsideRoot, confine, confine_any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # and would run those files directly, without app.py (no menu, no access control).
 PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
 WS_PARAM = "ws"
+IMPORT_ROOTS_ENV = "LABELER_IMPORT_ROOTS"
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,37 @@ def default_workspace() -> Path:
     return Path(os.environ.get("LABELER_WORKSPACE", ROOT / "workspaces" / "sample")).resolve()
 
 
+def import_roots() -> list[Path]:
+    """The server folders images and CSVs may be ingested from (``LABELER_IMPORT_ROOTS``, separated
+    by ``os.pathsep``); none by default: then only uploads are offered."""
+    configured = os.environ.get(IMPORT_ROOTS_ENV, "")
+    return [Path(part).resolve() for part in configured.split(os.pathsep) if part.strip()]
+
+
+def inside_root(typed: str | Path, what: str) -> Path:
+    """A path typed in the app (absolute, or relative to the root), if it resolves inside the root."""
+    return confine(workspace_root(), Path(str(typed).strip()), what)
+
+
+def inside_import_roots(typed: str | Path, what: str) -> Path:
+    """A server path to ingest from, if it resolves inside one of the import roots."""
+    return confine_any(import_roots(), Path(str(typed).strip()), what)
+
+
 def workspace_path() -> Path:
-    """The open workspace: the ``ws`` query parameter (survives reloads, shareable), else the default."""
+    """The open workspace: the ``ws`` query parameter (survives reloads, shareable), else the default.
+
+    A ``ws`` outside the root stops the page with a message: a link must not open, nor read the
+    model files of, a folder someone dropped elsewhere on the server.
+    """
     chosen = st.query_params.get(WS_PARAM)
-    return Path(chosen).expanduser().resolve() if chosen else default_workspace()
+    if not chosen:
+        return default_workspace()
+    try:
+        return inside_root(chosen, "workspace")
+    except OutsideRoot as error:
+        st.error(f"{error}: the app serves only workspaces under its root folder.")
+        st.stop()
 
 
 def workspace_query() -> dict[str, str]:
@@ -73,8 +102,8 @@ def workspace_query() -> dict[str, str]:
 
 
 def known_workspaces() -> list[Path]:
-    """Workspaces beside the default one (folders holding a catalog), for the picker."""
-    parent = default_workspace().parent
+    """Workspaces under the root (folders holding a catalog), for the picker."""
+    parent = workspace_root()
     found = sorted(p.parent for p in parent.glob(f"*/{CATALOG}")) if parent.is_dir() else []
     current = workspace_path()
     return found if current in found else [current, *found]
@@ -104,8 +133,8 @@ def select_workspace(path: str | Path, create: bool = False) -> None:
     if not text:
         st.error("Type a folder path first.")
         return
-    target = Path(text).expanduser().resolve()
     try:
+        target = inside_root(text, "workspace")
         (Workspace.create if create else Workspace.open)(target).close()
     except (PipelineError, OSError) as error:
         st.error(str(error))

@@ -1,6 +1,7 @@
 """Shared fixtures: the real bananas collection, real workspaces on disk, the real CLI."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -125,3 +126,16 @@ def sample_workspace_template(tmp_path_factory) -> Path:
 def sample_workspace(sample_workspace_template, tmp_path) -> Path:
     """A private copy of the prepared sample workspace that a test may change."""
     return private_copy(sample_workspace_template, tmp_path / "sample")
+
+
+@contextlib.contextmanager
+def served_on(address: str | None):
+    """Streamlit's ``server.address`` as the app sees it (``st.get_option``), for AppTest runs."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    config.set_option("server.address", address)
+    try:
+        yield
+    finally:
+        config.set_option("server.address", before)

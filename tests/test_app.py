@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 import zipfile
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, SAMPLE, served_on
 from streamlit.testing.v1 import AppTest
 
 from serieslabeler.clustering import evaluate_clustering, list_clusterings
@@ -32,7 +33,8 @@ def sample(sample_workspace, monkeypatch):
     """The prepared sample is the app's default workspace."""
     monkeypatch.setenv("LABELER_WORKSPACE", str(sample_workspace))
     monkeypatch.delenv("LABELER_PASSWORD", raising=False)
-    return sample_workspace
+    with served_on("127.0.0.1"):
+        yield sample_workspace
 
 
 def run_page(name: str, **params) -> AppTest:
@@ -108,7 +110,8 @@ def test_workspace_picker_creates_a_new_workspace_and_keeps_it_in_the_address(sa
     assert app.title[0].value == "Collection"
 
 
-def test_collection_reports_bad_rows_then_ingests_the_good_part(sample, tmp_path):
+def test_collection_reports_bad_rows_then_ingests_the_good_part(sample, tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELER_IMPORT_ROOTS", f"{SAMPLE}{os.pathsep}{tmp_path}")
     bad_csv = tmp_path / "metadata.csv"
     lines = (SAMPLE / "metadata.csv").read_text().splitlines()
     lines[3] = lines[3].replace("2020-05-30", "2020-13-45")
@@ -274,10 +277,11 @@ def test_access_needs_the_password_when_one_is_set(sample, monkeypatch):
     monkeypatch.setenv("LABELER_PASSWORD", "s3cret")
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     assert not app.metric, "nothing of the workspace before the password"
-    app.text_input[0].set_value("wrong")
+    app.text_input[0].set_value("Ada")
+    app.text_input[1].set_value("wrong")
     app.button[0].click().run()
     assert "Wrong password" in app.error[0].value and not app.metric
-    app.text_input[0].set_value("s3cret")
+    app.text_input[1].set_value("s3cret")
     app.button[0].click().run()
     assert_clean(app)
     assert [m.value for m in app.metric][:2] == ["80", "4"]

@@ -143,7 +143,7 @@ def with_recorded_version(tmp_path, module_name: str, version: str):
 
 def test_sklearn_minor_version_mismatch_raises(tmp_path):
     path = with_recorded_version(tmp_path, "sklearn", "0.1.3")
-    with pytest.raises(VersionMismatch, match=r"model made with scikit-learn 0\.1, this is \d+\.\d+: retrain it"):
+    with pytest.raises(VersionMismatch, match=r"made with scikit-learn 0\.1, this is \d+\.\d+"):
         load_arrays(path)
 
 

@@ -263,11 +263,11 @@ def random_action(workspace: Workspace, rng: random.Random, all_ids: list[int]) 
         else:
             review(workspace, rng.sample(sorted(pending), min(len(pending), 3)))
     elif action == "undo":
-        labels.undo(workspace, rng.randrange(1, 3))
+        labels.undo(workspace, rng.randrange(1, 3), any_author=True)  # one stack, as before authors
         if rng.random() < 0.5:
-            labels.redo(workspace)
+            labels.redo(workspace, any_author=True)
     elif action == "redo":
-        labels.redo(workspace)
+        labels.redo(workspace, any_author=True)
     elif action == "rename":
         old = rng.choice(labels.vocabulary(workspace))
         labels.rename_label(workspace, old, old + "*" if len(old) < 12 else old.rstrip("*"))
@@ -302,7 +302,7 @@ def test_current_labels_always_equal_a_replay_of_the_log(ws):
 
     while True:
         try:
-            labels.undo(ws, 10)
+            labels.undo(ws, 10, any_author=True)
         except PipelineError:
             break
     assert states(ws) == {} and labels.vocabulary(ws) == []

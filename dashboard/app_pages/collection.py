@@ -88,12 +88,25 @@ def overview(workspace) -> None:
 
 
 def choose_source(kind: str, upload_types: list[str], upload_label: str, path_label: str, key: str) -> Path | None:
-    """An uploaded file (staged under a sanitized name) or a path on the server."""
+    """An uploaded file (staged under a sanitized name) or a path under one of the import roots."""
     if kind == "upload":
         upload = st.file_uploader(upload_label, type=upload_types, key=f"{key}_upload")
         return ui.stage_upload(upload) if upload else None
-    typed = st.text_input(path_label, key=f"{key}_path", placeholder="/data/collection")
-    return Path(typed).expanduser() if typed.strip() else None
+    typed = st.text_input(path_label, key=f"{key}_path", placeholder=str(ui.import_roots()[0]))
+    return ui.inside_import_roots(typed, path_label) if typed.strip() else None
+
+
+def source_kinds() -> list[str]:
+    """Uploads always; server folders and CSVs only when import roots are configured."""
+    return ["upload", "folder"] if ui.import_roots() else ["upload"]
+
+
+def show_import_roots() -> None:
+    roots = ui.import_roots()
+    if roots:
+        st.caption("Server paths are read only under: " + ", ".join(f"`{ui.plain(r)}`" for r in roots))
+    else:
+        st.caption(f"Uploads only: no server folders are configured for import ({ui.IMPORT_ROOTS_ENV}).")
 
 
 def mapping_form(columns: list[str]) -> ColumnMapping:
@@ -139,13 +152,14 @@ def preview(images: Path, metadata: Path, mapping: ColumnMapping) -> None:
 
 
 def add_images(workspace) -> None:
-    st.caption("Images come as a .zip upload or a folder this server can read; the CSV has one row per image.")
+    st.caption("Images come as a .zip upload or a folder under an import root; the CSV has one row per image.")
+    show_import_roots()
     left, right = st.columns(2)
     with left:
-        kind = st.radio("Images", ["upload", "folder"], format_func={"upload": "Upload a .zip", "folder": "Folder on this server"}.get, horizontal=True)
+        kind = st.radio("Images", source_kinds(), format_func={"upload": "Upload a .zip", "folder": "Folder on this server"}.get, horizontal=True)
         images = choose_source(kind, ["zip"], "Zip of images", "Image folder or .zip on this server", "images")
     with right:
-        kind = st.radio("Metadata", ["upload", "folder"], format_func={"upload": "Upload a CSV", "folder": "CSV on this server"}.get, horizontal=True)
+        kind = st.radio("Metadata", source_kinds(), format_func={"upload": "Upload a CSV", "folder": "CSV on this server"}.get, horizontal=True)
         metadata = choose_source(kind, ["csv", "tsv", "txt"], "Metadata CSV", "Metadata CSV on this server", "metadata")
     if images is None or metadata is None:
         st.info("Choose the images and the metadata CSV to map their columns.")
@@ -167,6 +181,8 @@ def add_images(workspace) -> None:
         st.info("Turn on **Skip bad rows and files** to ingest the good part, or fix the CSV and try again.")
         return
     bar.done()
+    for staged in (images, metadata):
+        ui.discard_upload(staged)
     st.success(
         f"Ingested: {report.added} added, {report.updated} updated, {report.unchanged} unchanged. "
         f"The workspace now has {report.images} images of {report.subjects} subjects."
@@ -179,7 +195,7 @@ def add_images(workspace) -> None:
 def render(workspace) -> None:
     ui.page_header("Collection", "The photos and their metadata: what is here, and adding more.")
     holds, add = st.tabs(["What it holds", "Add images"])
-    with add:
+    with add, ui.errors_shown():
         add_images(workspace)
     with holds:
         overview(workspace)

@@ -48,12 +48,13 @@ def render(workspace) -> None:
         suffix = "zip" if format == "imagefolder" else format
         st.download_button(f"Download labels.{suffix} ({len(data) / 1e6:.1f} MB)", data, f"labels.{suffix}", MIME[format], on_click="ignore", type="primary")
     st.subheader("Write to a folder on this server")
+    st.caption(f"Under the app's root folder, `{ui.plain(ui.workspace_root())}` (a relative path is taken from there).")
     left, middle, right = st.columns([3, 1, 1], vertical_alignment="bottom")
-    target = left.text_input("Folder or file", placeholder="/data/exports/round-3", help="A new (or empty) folder for ImageFolder; a file path for CSV/JSON.")
+    target = left.text_input("Folder or file", placeholder="exports/round-3", help="A new (or empty) folder for ImageFolder; a file path for CSV/JSON.")
     link = middle.selectbox("Images as", LINK_MODES, help="copy, hardlink (same disk) or symlink to the workspace's stored copy.", disabled=format != "imagefolder")
     if right.button("Write", disabled=not target.strip()):
         bar = ui.ProgressBar("Exporting")
-        report = export_labels(workspace, format, Path(target).expanduser(), include_pending, link=link, progress=bar)
+        report = export_labels(workspace, format, ui.inside_root(target, "export target"), include_pending, link=link, progress=bar)
         bar.done()
         st.success(f"Wrote {report.rows} labels to {report.path}.")
     with st.expander("Preview"):

@@ -16,6 +16,7 @@ from serieslabeler.labels import (
     end_session,
     interaction_count,
     label_cluster,
+    latest_event_touching,
     open_session,
     redo,
     review_order,
@@ -100,6 +101,16 @@ def suggested_label(workspace, top, members) -> str | None:
     return str(pd.Series(predicted).mode().iloc[0]) if len(predicted) else None
 
 
+def seen_event(workspace, clustering_id: int, cluster: int, members) -> int:
+    """The latest event touching the cluster that this tab showed at its previous run (what a
+    click refers to), remembering the one shown now for the next click."""
+    key = f"seen_{ui.workspace_path()}_{clustering_id}_{cluster}"
+    latest = latest_event_touching(workspace, members, clustering_id, cluster)
+    seen = st.session_state.get(key, latest)
+    st.session_state[key] = latest
+    return seen
+
+
 def action_bar(workspace, status, clustering_id: int, cluster: int, members, excluded: set[int], session_id: int) -> None:
     clusters = status["cluster"].tolist()
     position = clusters.index(cluster)
@@ -118,15 +129,17 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
     go_next = bar.button("Next", shortcut="Right", disabled=position == len(clusters) - 1, icon=":material/arrow_forward:")
     do_undo = bar.button("Undo", shortcut="U", icon=":material/undo:")
     do_redo = bar.button("Redo", shortcut="Shift+U", icon=":material/redo:")
+    anyone = bar.checkbox("Others' too", key="undo_any_author", help="Off: Undo and Redo act on your own latest actions. On: on anyone's (the log records whose).")
     author = ui.author()
+    seen = seen_event(workspace, clustering_id, cluster, members)
     if do_label:
-        label_cluster(workspace, clustering_id, cluster, label, excluded=sorted(excluded), author=author, session_id=session_id)
+        label_cluster(workspace, clustering_id, cluster, label, excluded=sorted(excluded), author=author, session_id=session_id, expected_event_id=seen)
         st.toast(f"Cluster {cluster} labeled {label}.")
         following = next_open(catalog.cluster_table(workspace, clustering_id), cluster)
         open_cluster(clustering_id, cluster if following is None else following)
         st.rerun()
     if do_skip:
-        skip_cluster(workspace, clustering_id, cluster, author=author, session_id=session_id)
+        skip_cluster(workspace, clustering_id, cluster, author=author, session_id=session_id, expected_event_id=seen)
         following = next_open(catalog.cluster_table(workspace, clustering_id), cluster)
         open_cluster(clustering_id, cluster if following is None else following)
         st.rerun()
@@ -134,7 +147,10 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
         open_cluster(clustering_id, clusters[position + (1 if go_next else -1)])
         st.rerun()
     if do_undo or do_redo:
-        events = undo(workspace, author=author, session_id=session_id) if do_undo else [redo(workspace, author=author, session_id=session_id)]
+        if do_undo:
+            events = undo(workspace, author=author, session_id=session_id, any_author=anyone)
+        else:
+            events = [redo(workspace, author=author, session_id=session_id, any_author=anyone)]
         action = (events[0].details.get("undoes") or events[0].action).replace("_", " ")
         st.toast(f"{'Undone' if do_undo else 'Redone'}: {action}.")
         if events[0].clustering_id == clustering_id and events[0].cluster is not None:

@@ -23,16 +23,23 @@ GRID_LIMIT = 48
 COLOR_FIXED = ("cluster", "subject", "days", "label", "prediction confidence", "ground truth")
 
 
+def confined_weights(weights: str) -> str:
+    """'default', 'random' and 'imagenet' as typed; a file path only if it lies under the app's root."""
+    if weights.strip() in ("default", "random", "imagenet"):
+        return weights.strip()
+    return str(ui.inside_root(weights, "weights file"))
+
+
 def embed_section(workspace) -> None:
     st.caption("Every image becomes a feature vector once; images already embedded with the same backbone and weights are skipped.")
     row = st.columns(4)
     backbone = row[0].selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index("efficientnet_lite0"), help="efficientnet_lite0 ships with ImageNet weights and works offline.")
-    weights = row[1].text_input("Weights", "default", help="'default' (ImageNet), 'random', or the path of a saved state dict on this server.")
+    weights = row[1].text_input("Weights", "default", help="'default' (ImageNet), 'random', or the path of a saved state dict under the app's root folder.")
     device = row[2].selectbox("Device", DEVICES, index=DEVICES.index("auto"), help="auto: the GPU when there is one.")
     batch_size = row[3].number_input("Batch size", 1, 1024, 32)
     if st.button("Embed", type="primary", help="Compute the features of every image that lacks them."):
         bar = ui.ProgressBar("Embedding")
-        report = embed_workspace(workspace, backbone, weights, device=device, batch_size=batch_size, progress=bar)
+        report = embed_workspace(workspace, backbone, confined_weights(weights), device=device, batch_size=batch_size, progress=bar)
         bar.done()
         st.success(
             f"`{report.feature_set}`: {report.computed} images embedded ({report.images_per_second:.1f} images/s on {report.device}), "

@@ -23,6 +23,7 @@ from .log import (
 )
 from .pseudo import accept_pseudo, add_pseudo_labels, reject_pseudo
 from .records import SOURCES, LabelEvent, LabelState
+from .stale import latest_event_touching, refuse_if_stale
 from .review import REVIEW_MODES, representatives, review_order
 from .series import (
     boundary_changes,
@@ -66,6 +67,8 @@ __all__ = [
     "require_order",
     "vocabulary_order",
     "declare_unordered",
+    "latest_event_touching",
+    "refuse_if_stale",
     "cluster_members",
     "cluster_confidences",
     "label_cluster",

@@ -8,6 +8,7 @@ import numpy as np
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import _LIVE, _check_confidence, _image_ids, _record
 from serieslabeler.labels.records import LabelEvent, LabelState
+from serieslabeler.labels.stale import refuse_if_stale
 from serieslabeler.labels.vocabulary import _resolve_label
 from serieslabeler.store.workspace import Workspace
 
@@ -58,8 +59,12 @@ def label_cluster(
     a: float = 1.0,
     iteration: int | None = None,
     session_id: int | None = None,
+    expected_event_id: int | None = None,
 ) -> LabelEvent:
     """Label every member of a cluster except ``excluded`` (source ``cluster``).
+
+    ``expected_event_id``: the latest event touching the cluster that the caller saw
+    (:func:`serieslabeler.labels.stale.latest_event_touching`); a newer one refuses the action.
 
     Each gets confidence ``p_c * exp(-a * d)`` (:func:`cluster_confidences`). Excluded images are
     left as they were (unlabeled ones stay in the pool). Interactions: 1 + one per excluded image.
@@ -70,6 +75,7 @@ def label_cluster(
     excluded = _image_ids(excluded, "excluded images")
     with workspace.transaction():
         ids, distances = cluster_members(workspace, clustering_id, cluster)
+        refuse_if_stale(workspace, expected_event_id, ids, f"cluster {cluster} of clustering {clustering_id}", clustering_id, cluster)
         strangers = sorted(set(excluded) - set(ids.tolist()))
         if strangers:
             raise PipelineError(
@@ -100,10 +106,12 @@ def skip_cluster(
     iteration: int | None = None,
     session_id: int | None = None,
     reason: str | None = None,
+    expected_event_id: int | None = None,
 ) -> LabelEvent:
     """Record that a cluster has no dominant class; its images stay unlabeled (1 interaction)."""
     with workspace.transaction():
-        cluster_members(workspace, clustering_id, cluster)
+        ids, _ = cluster_members(workspace, clustering_id, cluster)
+        refuse_if_stale(workspace, expected_event_id, ids, f"cluster {cluster} of clustering {clustering_id}", clustering_id, cluster)
         return _record(
             workspace, "skip", {}, author=author, interactions=1, iteration=iteration, clustering_id=clustering_id,
             cluster=cluster, session_id=session_id, details={"reason": reason} if reason else None,

@@ -28,6 +28,7 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.records import LabelEvent, LabelState
+from serieslabeler.labels.stale import refuse_if_stale
 from serieslabeler.labels.vocabulary import (
     VocabularyChange,
     _apply_vocabulary,
@@ -188,8 +189,10 @@ def label_images(
     confidence: float = 1.0,
     iteration: int | None = None,
     session_id: int | None = None,
+    expected_event_id: int | None = None,
 ) -> LabelEvent:
-    """Label images one by one (source ``manual``, 1 interaction each; ``import``: none)."""
+    """Label images one by one (source ``manual``, 1 interaction each; ``import``: none);
+    ``expected_event_id`` as for :func:`serieslabeler.labels.clusters.label_cluster`."""
     _check_source(source, ("manual", "import"))
     confidence = _check_confidence(confidence, "a label's confidence")
     image_ids = _image_ids(image_ids)
@@ -197,6 +200,7 @@ def label_images(
         raise PipelineError("name at least one image to label")
     with workspace.transaction():
         _require_images(workspace, image_ids)
+        refuse_if_stale(workspace, expected_event_id, image_ids, f"{len(image_ids)} image(s)")
         label, vocabulary_change = _resolve_label(workspace, label)
         changes = {i: LabelState(label, source, confidence) for i in image_ids}
         return _record(
@@ -220,16 +224,25 @@ def unlabel_images(workspace: Workspace, image_ids, author: str = "cli", session
 _LIVE = "NOT EXISTS (SELECT 1 FROM label_events u WHERE u.action='undo' AND u.reverses=e.id)"
 
 
-def _last_live_event(workspace: Workspace):
-    return workspace.db.execute(f"SELECT * FROM label_events e WHERE e.action != 'undo' AND {_LIVE} ORDER BY e.id DESC LIMIT 1").fetchone()
+def _by(author: str | None, column: str) -> tuple[str, tuple]:
+    """An SQL condition keeping one author's events (none: everyone's)."""
+    return ("", ()) if author is None else (f" AND {column}=?", (author,))
 
 
-def _last_redoable_undo(workspace: Workspace):
-    """The latest undo not yet redone, if no new action came after it."""
+def _last_live_event(workspace: Workspace, author: str | None = None):
+    mine, params = _by(author, "e.author")
+    return workspace.db.execute(f"SELECT * FROM label_events e WHERE e.action != 'undo' AND {_LIVE}{mine} ORDER BY e.id DESC LIMIT 1", params).fetchone()
+
+
+def _last_redoable_undo(workspace: Workspace, author: str | None = None):
+    """The latest undo (by ``author``) not yet redone, if no new action (by them) came after it."""
+    mine, params = _by(author, "e.author")
+    theirs, later = _by(author, "author")
     return workspace.db.execute(
-        "SELECT * FROM label_events e WHERE e.action='undo' "
-        "AND e.id > COALESCE((SELECT MAX(id) FROM label_events WHERE reverses IS NULL), 0) "
-        "AND NOT EXISTS (SELECT 1 FROM label_events r WHERE r.reverses=e.id) ORDER BY e.id DESC LIMIT 1"
+        f"SELECT * FROM label_events e WHERE e.action='undo'{mine} "
+        f"AND e.id > COALESCE((SELECT MAX(id) FROM label_events WHERE reverses IS NULL{theirs}), 0) "
+        "AND NOT EXISTS (SELECT 1 FROM label_events r WHERE r.reverses=e.id) ORDER BY e.id DESC LIMIT 1",
+        (*params, *later),
     ).fetchone()
 
 
@@ -241,8 +254,10 @@ def _matches(current: tuple[LabelState, int] | None, state: LabelState | None, o
     return current is None if state is None else current == (state, origin)
 
 
-def undo(workspace: Workspace, n: int = 1, author: str = "cli", session_id: int | None = None) -> list[LabelEvent]:
-    """Undo the last ``n`` events still in force, newest first (one stack for the workspace).
+def undo(workspace: Workspace, n: int = 1, author: str = "cli", session_id: int | None = None, any_author: bool = False) -> list[LabelEvent]:
+    """Undo ``author``'s last ``n`` events still in force, newest first (each labeler has their own
+    stack); ``any_author`` takes anyone's, and an undo of someone else's event records whose it
+    was (``details['other_author']``).
 
     Each undo is a new event restoring every image's exact previous state (label, source,
     confidence, status, or no label). Undo and redo always take the newest event, so the images
@@ -253,12 +268,12 @@ def undo(workspace: Workspace, n: int = 1, author: str = "cli", session_id: int 
     done = []
     with workspace.transaction():
         for _ in range(n):
-            target = _last_live_event(workspace)
+            target = _last_live_event(workspace, None if any_author else author)
             if target is None:
                 break
             done.append(_undo_event(workspace, target, author, session_id))
         if not done:
-            raise PipelineError("nothing to undo")
+            raise PipelineError("nothing to undo" + ("" if any_author else f" by {author} (undoing others' events is a separate choice)"))
     return done
 
 
@@ -277,18 +292,23 @@ def _undo_event(workspace: Workspace, target, author: str, session_id: int | Non
     return _record(
         workspace, "undo", changes, author=author, label=target["label"], source=target["source"],
         iteration=target["iteration"], clustering_id=target["clustering_id"], cluster=target["cluster"],
-        reverses=target["id"], session_id=session_id, details={"undoes": target["action"], "kept": kept},
+        reverses=target["id"], session_id=session_id, details={"undoes": target["action"], "kept": kept, **_other_author(target, author)},
         vocabulary=VocabularyChange.from_dict(json.loads(target["details"]).get("vocabulary")).inverse(),
         restored_origins=origins,
     )
 
 
-def redo(workspace: Workspace, author: str = "cli", session_id: int | None = None) -> LabelEvent:
-    """Re-apply the last undone event as a new event (same action, ``reverses`` = the undo)."""
+def _other_author(target, author: str) -> dict:
+    return {} if target["author"] == author else {"other_author": target["author"]}
+
+
+def redo(workspace: Workspace, author: str = "cli", session_id: int | None = None, any_author: bool = False) -> LabelEvent:
+    """Re-apply ``author``'s last undone event (``any_author``: anyone's) as a new event (same
+    action, ``reverses`` = the undo)."""
     with workspace.transaction():
-        undo_row = _last_redoable_undo(workspace)
+        undo_row = _last_redoable_undo(workspace, None if any_author else author)
         if undo_row is None:
-            raise PipelineError("nothing to redo")
+            raise PipelineError("nothing to redo" + ("" if any_author else f" by {author}"))
         target = workspace.db.execute("SELECT * FROM label_events WHERE id=?", (undo_row["reverses"],)).fetchone()
         rows = _image_rows(workspace, target["id"])
         current = _current_states(workspace, [r["image_id"] for r in rows])
@@ -303,7 +323,7 @@ def redo(workspace: Workspace, author: str = "cli", session_id: int | None = Non
         return _record(
             workspace, target["action"], changes, author=author, label=target["label"], source=target["source"],
             iteration=target["iteration"], clustering_id=target["clustering_id"], cluster=target["cluster"],
-            reverses=undo_row["id"], session_id=session_id, details={**details, "redo_of": target["id"], "kept": kept},
+            reverses=undo_row["id"], session_id=session_id, details={**details, "redo_of": target["id"], "kept": kept, **_other_author(undo_row, author)},
             vocabulary=vocabulary_change,
         )
 

@@ -58,6 +58,7 @@ from .predictions import (
     store_predictions,
     unlabeled_image_ids,
 )
+from .stored import HEAD_KIND, LINEAR_KIND, TORCH_KIND, classifier_from_arrays, classifier_to_arrays
 from .splits import (
     GROUPED,
     OPTIMISTIC,
@@ -110,6 +111,11 @@ from .vae_rounds import (
 )
 
 __all__ = [
+    "HEAD_KIND",
+    "LINEAR_KIND",
+    "TORCH_KIND",
+    "classifier_to_arrays",
+    "classifier_from_arrays",
     "DEFAULT_TOP_K",
     "CV_FOLDS",
     "PREDICT_CHUNK",

@@ -1,8 +1,11 @@
-"""models.files"""
+"""Model files: the classifier as arrays plus JSON (``models/model-<id>.npz``, see
+:mod:`serieslabeler.models.stored`) and, for image-input modes, the network's state dict
+(``model-<id>.pt``, read with ``weights_only=True``). Nothing is unpickled: a model left as a
+pickle by an older version is refused (train it again), as is a catalog path that is absolute
+or leaves the workspace, and a model made with another scikit-learn major.minor."""
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass, replace
 
 from serieslabeler.embed.backbones import (
@@ -13,6 +16,9 @@ from serieslabeler.embed.backbones import (
 )
 from serieslabeler.errors import PipelineError
 from serieslabeler.models.base import ModelRecord, Trained, TrainingData
+from serieslabeler.models.stored import classifier_from_arrays, classifier_to_arrays
+from serieslabeler.store.arrays import load_saved, save_arrays
+from serieslabeler.store.paths import relative_inside
 from serieslabeler.store.workspace import Workspace, atomic_path
 
 
@@ -26,9 +32,9 @@ def save_model(workspace: Workspace, mode: str, trained: Trained, data: Training
              json.dumps([int(i) for i in data.image_ids])),
         ).lastrowid
         feature_set = trained.feature_set or f"model-{model_id}"
-        path = workspace.models_dir / f"model-{model_id}.pkl"
+        path = workspace.models_dir / f"model-{model_id}.npz"
         with atomic_path(path) as tmp:
-            tmp.write_bytes(pickle.dumps(trained.classifier))
+            save_arrays(tmp, *classifier_to_arrays(trained.classifier))
         if trained.network is not None:
             import torch
 
@@ -62,11 +68,10 @@ def list_models(workspace: Workspace) -> list[dict]:
     return [load_model_record(workspace, r[0]).summary() for r in workspace.db.execute("SELECT id FROM models ORDER BY id DESC")]
 
 
-def load_classifier(workspace: Workspace, record: ModelRecord):
-    path = workspace.root / record.path
-    if not path.is_file():
-        raise PipelineError(f"model {record.id}: its file {path} is missing; train the model again")
-    return pickle.loads(path.read_bytes())
+def load_classifier(workspace: Workspace, record: ModelRecord, device: str = "auto"):
+    path = relative_inside(workspace.root, record.path, f"model {record.id} file")
+    arrays, meta = load_saved(path, f"model {record.id}", "retrain it ('serieslabeler train' or the Train & route page)")
+    return classifier_from_arrays(arrays, meta, device)
 
 
 def network_path(workspace: Workspace, model_id: int):
@@ -82,7 +87,6 @@ class NetworkLoader:
 
     def __call__(self):
         import torch
-
 
         saved = torch.load(self.path, map_location="cpu", weights_only=True)
         backbone = load_backbone(saved["backbone"], "random")

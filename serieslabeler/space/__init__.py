@@ -27,9 +27,11 @@ from .reduce import (
     latest_map,
     list_maps,
     load_map,
+    load_map_model,
     place_images,
     save_map,
 )
+from .stored import MAP_MODEL_KIND, map_model_parts, map_model_to_arrays
 from .spaces import SPACE_OPTIONS, SPACES, build_space, prepare_space, space_options
 
 __all__ = [
@@ -59,6 +61,10 @@ __all__ = [
     "latest_map",
     "list_maps",
     "place_images",
+    "load_map_model",
+    "MAP_MODEL_KIND",
+    "map_model_to_arrays",
+    "map_model_parts",
     "SPACES",
     "SPACE_OPTIONS",
     "space_options",

@@ -13,14 +13,15 @@ point only feels the fixed map), so a million images take minutes, not hours.
 
 Saved maps: a row in the ``maps`` table, the coordinates in ``maps/<key>.npz`` (image ids and
 their 2-D positions: what the app draws, fast to read) and the fitted model in
-``maps/<key>.model.pkl`` (the metadata encoding, the PCA and the openTSNE embedding, needed
-only to place new images). Both files are written atomically before the row is committed.
-The model file is a pickle: it is read only from the user's own workspace.
+``maps/<key>.model.npz`` (the metadata encoding, the PCA and the openTSNE embedding as plain
+arrays plus JSON, :mod:`serieslabeler.space.stored`; needed only to place new images). Both
+files are written atomically before the row is committed. Nothing is unpickled: a map model
+left as a pickle by an older version is refused (recompute the map), and a catalog path that
+is absolute or leaves the workspace is refused.
 """
 from __future__ import annotations
 
 import json
-import pickle
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,10 @@ import numpy as np
 from serieslabeler.errors import PipelineError
 from serieslabeler.progress import Progress
 from serieslabeler.space.metadata import MetadataAppender, build_matrix, metadata_frame
+from serieslabeler.space.stored import map_model_parts, map_model_to_arrays
+from serieslabeler.store.arrays import load_saved, save_arrays
 from serieslabeler.store.features import FeatureStore
+from serieslabeler.store.paths import relative_inside
 from serieslabeler.store.queries import sample_ids
 from serieslabeler.store.workspace import Workspace, atomic_path
 
@@ -215,7 +219,7 @@ def save_map(
         np.savez(tmp, ids=ids, coords=coords)
     if model is not None:
         with atomic_path(_model_path(path)) as tmp:
-            tmp.write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+            save_arrays(tmp, *map_model_to_arrays(model))
     relative = str(path.relative_to(workspace.root))
     with workspace.transaction() as db:
         cursor = db.execute(
@@ -230,8 +234,8 @@ def load_map(workspace: Workspace, map_id: int) -> Map:
     if row is None:
         known = ", ".join(str(r[0]) for r in workspace.db.execute("SELECT id FROM maps ORDER BY id")) or "none yet"
         raise PipelineError(f"no map {map_id} in {workspace.root} (maps: {known}); make one with 'serieslabeler map'")
-    path = workspace.root / row["path"]
-    with np.load(path) as data:
+    path = relative_inside(workspace.root, row["path"], f"map {row['id']} file")
+    with np.load(path, allow_pickle=False) as data:
         ids, coords = data["ids"], data["coords"]
     return Map(row["id"], row["feature_set"], json.loads(row["params"]), ids, coords, row["created_at"], path)
 
@@ -254,14 +258,21 @@ def list_maps(workspace: Workspace) -> list[dict]:
 def place_images(workspace: Workspace, map_id: int, image_ids) -> np.ndarray:
     """2-D positions of images in a saved map without refitting it (openTSNE ``transform``)."""
     saved = load_map(workspace, map_id)
-    model_path = _model_path(saved.path)
-    if not model_path.is_file():
-        raise PipelineError(f"map {map_id} has no saved model ({model_path}); it cannot place new images")
-    model: MapModel = pickle.loads(model_path.read_bytes())
+    model = load_map_model(saved)
     ids, vectors = FeatureStore(workspace).load(saved.feature_set, image_ids)
     frame = metadata_frame(workspace, ids, model.appender.weights_, model.absolute_dates)
     return model.mapper.transform(model.appender.transform(vectors, frame))
 
 
+def load_map_model(saved: Map) -> MapModel:
+    """The model of a saved map, from its array file; a pickle left by an older version is refused
+    unread (recompute the map), as is a model made with another scikit-learn/openTSNE major.minor."""
+    arrays, meta = load_saved(_model_path(saved.path), f"map {saved.id}", "recompute the map ('serieslabeler map' or the Embed & map page)")
+    try:
+        return MapModel(*map_model_parts(arrays, meta, TSNEMapper))
+    except (KeyError, TypeError, ValueError) as error:
+        raise PipelineError(f"map {saved.id}: its model file is incomplete or damaged ({error}); recompute the map") from None
+
+
 def _model_path(coords_path: Path) -> Path:
-    return coords_path.with_name(coords_path.name[: -len(".npz")] + ".model.pkl")
+    return coords_path.with_name(coords_path.name[: -len(".npz")] + ".model.npz")

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from serieslabeler.errors import PipelineError
+
 FORMAT = "serieslabeler.arrays/1"
 META_KEY = "__meta__"
 # Libraries whose fitted attributes a model depends on: import name -> name shown to users.
@@ -36,11 +38,11 @@ StrPath = str | os.PathLike[str]
 Arrays = dict[str, np.ndarray]
 
 
-class ModelFileError(ValueError):
+class ModelFileError(PipelineError, ValueError):
     """A model file that is not a plain-array file of ours, or lacks what its kind needs."""
 
 
-class VersionMismatch(ValueError):
+class VersionMismatch(PipelineError, ValueError):
     """A model made with another major.minor of scikit-learn or openTSNE than the installed one."""
 
 
@@ -88,6 +90,21 @@ def load_arrays(path: StrPath, expected_versions_check: bool = True) -> tuple[Ar
     return arrays, meta
 
 
+def load_saved(path: Path, what: str, remedy: str) -> tuple[Arrays, dict]:
+    """:func:`load_arrays` for a file of a workspace, every refusal one user-facing line naming
+    ``what`` (``model 3``) and the ``remedy``: a pickle (or a pickle left where the arrays should
+    be, by an older version) is refused unread, a missing file and another version are named."""
+    path = Path(path)
+    if path.suffix == ".pkl" or (not path.is_file() and path.with_suffix(".pkl").is_file()):
+        raise PipelineError(f"{what} was saved as a pickle by an older version, and pickles are never loaded; {remedy}")
+    if not path.is_file():
+        raise PipelineError(f"{what}: its file {path.name} is missing; {remedy}")
+    try:
+        return load_arrays(path)
+    except VersionMismatch as mismatch:
+        raise PipelineError(f"{what}: {mismatch}; {remedy}") from None
+
+
 def check_versions(meta: dict) -> None:
     """Raise :class:`VersionMismatch` if a checked library's major.minor differs from the recorded one.
 
@@ -101,7 +118,7 @@ def check_versions(meta: dict) -> None:
             continue
         made_with, here = _major_minor(recorded[module_name]), _major_minor(installed[module_name])
         if made_with != here:
-            raise VersionMismatch(f"model made with {shown} {made_with}, this is {here}: retrain it")
+            raise VersionMismatch(f"made with {shown} {made_with}, this is {here}")
 
 
 def _major_minor(version: str) -> str:
@@ -159,19 +176,30 @@ def _decode_meta(raw: np.ndarray | None, path: Path) -> dict:
 
 
 # --- shared pieces of the estimator (de)serialisers ---------------------------------------------
+def nest(prefix: str, arrays: Arrays) -> Arrays:
+    """``arrays`` under ``prefix/`` names, to store several estimators' arrays in one file."""
+    return {f"{prefix}/{name}": value for name, value in arrays.items()}
+
+
+def part(arrays: Arrays, prefix: str) -> Arrays:
+    """The arrays stored by :func:`nest` under ``prefix``, with their own names back."""
+    head = f"{prefix}/"
+    return {name[len(head):]: value for name, value in arrays.items() if name.startswith(head)}
+
+
 def _require_kind(meta: dict, kind: str) -> None:
     if meta.get("kind") != kind:
         raise ModelFileError(f"expected a {kind} model, this file holds {meta.get('kind')!r}")
 
 
-def _take(arrays: Arrays, name: str) -> np.ndarray:
+def take(arrays: Arrays, name: str) -> np.ndarray:
     try:
         return arrays[name]
     except KeyError:
         raise ModelFileError(f"the model file lacks its '{name}' array") from None
 
 
-def _json_params(params: dict) -> dict:
+def json_params(params: dict) -> dict:
     """Estimator parameters as JSON values (tuples become lists, numpy scalars Python ones)."""
     converted = {}
     for name, value in params.items():
@@ -187,7 +215,7 @@ def _json_params(params: dict) -> dict:
     return converted
 
 
-def _classes_to_array(classes: np.ndarray) -> tuple[np.ndarray, str]:
+def classes_to_array(classes: np.ndarray) -> tuple[np.ndarray, str]:
     """``classes_`` as a plain array, and the dtype to restore: object arrays of labels
     (what scikit-learn keeps for string labels) are stored as fixed-width strings."""
     classes = np.asarray(classes)
@@ -198,7 +226,7 @@ def _classes_to_array(classes: np.ndarray) -> tuple[np.ndarray, str]:
     return classes.astype(str), "object"
 
 
-def _classes_from_array(stored: np.ndarray, dtype: str) -> np.ndarray:
+def classes_from_array(stored: np.ndarray, dtype: str) -> np.ndarray:
     return stored.astype(object) if dtype == "object" else stored.astype(dtype)
 
 
@@ -223,10 +251,10 @@ def _scalar(array: np.ndarray):
 # --- scikit-learn ------------------------------------------------------------------------------
 def logistic_to_arrays(model) -> tuple[Arrays, dict]:
     """A fitted ``sklearn.linear_model.LogisticRegression``."""
-    classes, classes_dtype = _classes_to_array(model.classes_)
+    classes, classes_dtype = classes_to_array(model.classes_)
     arrays = {"coef_": model.coef_, "intercept_": model.intercept_, "classes_": classes, **_input_arrays(model)}
     meta = {
-        "kind": "sklearn.LogisticRegression", "params": _json_params(model.get_params()),
+        "kind": "sklearn.LogisticRegression", "params": json_params(model.get_params()),
         "classes_dtype": classes_dtype, "n_features_in_": int(model.n_features_in_),
     }
     return arrays, meta
@@ -237,9 +265,9 @@ def logistic_from_arrays(arrays: Arrays, meta: dict):
 
     _require_kind(meta, "sklearn.LogisticRegression")
     model = LogisticRegression(**meta["params"])
-    model.coef_ = _take(arrays, "coef_")
-    model.intercept_ = _take(arrays, "intercept_")
-    model.classes_ = _classes_from_array(_take(arrays, "classes_"), meta["classes_dtype"])
+    model.coef_ = take(arrays, "coef_")
+    model.intercept_ = take(arrays, "intercept_")
+    model.classes_ = classes_from_array(take(arrays, "classes_"), meta["classes_dtype"])
     _restore_inputs(model, arrays, meta)
     return model
 
@@ -248,12 +276,12 @@ def mlp_to_arrays(model) -> tuple[Arrays, dict]:
     """A fitted ``sklearn.neural_network.MLPClassifier`` (single-label: one class per sample)."""
     if model._label_binarizer.y_type_ == "multilabel-indicator":
         raise ValueError("multi-label MLPClassifier models cannot be saved; train one label per image")
-    classes, classes_dtype = _classes_to_array(model.classes_)
+    classes, classes_dtype = classes_to_array(model.classes_)
     arrays = {"classes_": classes, **_input_arrays(model)}
     arrays.update({f"coefs_{i}": coef for i, coef in enumerate(model.coefs_)})
     arrays.update({f"intercepts_{i}": intercept for i, intercept in enumerate(model.intercepts_)})
     meta = {
-        "kind": "sklearn.MLPClassifier", "params": _json_params(model.get_params()),
+        "kind": "sklearn.MLPClassifier", "params": json_params(model.get_params()),
         "classes_dtype": classes_dtype, "n_features_in_": int(model.n_features_in_),
         "n_layers_": int(model.n_layers_), "n_outputs_": int(model.n_outputs_), "out_activation_": model.out_activation_,
     }
@@ -271,12 +299,12 @@ def mlp_from_arrays(arrays: Arrays, meta: dict):
     params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     model = MLPClassifier(**params)
     layers = int(meta["n_layers_"])
-    model.coefs_ = [_take(arrays, f"coefs_{i}") for i in range(layers - 1)]
-    model.intercepts_ = [_take(arrays, f"intercepts_{i}") for i in range(layers - 1)]
+    model.coefs_ = [take(arrays, f"coefs_{i}") for i in range(layers - 1)]
+    model.intercepts_ = [take(arrays, f"intercepts_{i}") for i in range(layers - 1)]
     model.n_layers_ = layers
     model.n_outputs_ = int(meta["n_outputs_"])
     model.out_activation_ = meta["out_activation_"]
-    model.classes_ = _classes_from_array(_take(arrays, "classes_"), meta["classes_dtype"])
+    model.classes_ = classes_from_array(take(arrays, "classes_"), meta["classes_dtype"])
     # predict() maps the output layer back to labels through the binarizer fitted on y at training
     # time; for single-label y, one fitted on the classes themselves is the same mapping.
     model._label_binarizer = LabelBinarizer().fit(model.classes_)
@@ -294,7 +322,7 @@ def standard_scaler_to_arrays(model) -> tuple[Arrays, dict]:
     arrays["n_samples_seen_"] = np.asarray(model.n_samples_seen_)
     arrays.update(_input_arrays(model))
     meta = {
-        "kind": "sklearn.StandardScaler", "params": _json_params(model.get_params()),
+        "kind": "sklearn.StandardScaler", "params": json_params(model.get_params()),
         "n_features_in_": int(model.n_features_in_),
     }
     return arrays, meta
@@ -307,7 +335,7 @@ def standard_scaler_from_arrays(arrays: Arrays, meta: dict):
     model = StandardScaler(**meta["params"])
     for name in SCALER_ARRAYS:
         setattr(model, name, arrays.get(name))
-    model.n_samples_seen_ = _scalar(_take(arrays, "n_samples_seen_"))
+    model.n_samples_seen_ = _scalar(take(arrays, "n_samples_seen_"))
     _restore_inputs(model, arrays, meta)
     return model
 
@@ -320,7 +348,7 @@ def pca_to_arrays(model) -> tuple[Arrays, dict]:
     arrays = {name: np.asarray(getattr(model, name)) for name in PCA_ARRAYS}
     arrays.update(_input_arrays(model))
     meta = {
-        "kind": "sklearn.PCA", "params": _json_params(model.get_params()), "n_features_in_": int(model.n_features_in_),
+        "kind": "sklearn.PCA", "params": json_params(model.get_params()), "n_features_in_": int(model.n_features_in_),
         "n_components_": int(model.n_components_), "n_samples_": int(model.n_samples_),
     }
     return arrays, meta
@@ -332,7 +360,7 @@ def pca_from_arrays(arrays: Arrays, meta: dict):
     _require_kind(meta, "sklearn.PCA")
     model = PCA(**meta["params"])
     for name in PCA_ARRAYS:
-        setattr(model, name, _scalar(_take(arrays, name)))
+        setattr(model, name, _scalar(take(arrays, name)))
     model.n_components_ = int(meta["n_components_"])
     model.n_samples_ = int(meta["n_samples_"])
     _restore_inputs(model, arrays, meta)
@@ -366,7 +394,7 @@ def tsne_to_arrays(embedding) -> tuple[Arrays, dict]:
             "build_jobs": _build_jobs(knn.n_jobs),
         },
         "random_state": _plain_seed(embedding.random_state, "the embedding"),
-        "gradient_descent_params": _json_params(
+        "gradient_descent_params": json_params(
             {name: value for name, value in embedding.gradient_descent_params.items() if name != "callbacks"}
         ),
         "kl_divergence": None if embedding.kl_divergence is None else float(embedding.kl_divergence),
@@ -396,7 +424,7 @@ def tsne_from_arrays(arrays: Arrays, meta: dict, n_jobs: int = 1):
         n_jobs=settings["build_jobs"] if settings["method"] == "annoy" else n_jobs,
         knn_kwargs=settings["knn_kwargs"],
     )
-    data = _take(arrays, "training_data")
+    data = take(arrays, "training_data")
     if affinity_class == "MultiscaleMixture":
         affinities = affinity_module.MultiscaleMixture(data, perplexities=settings["perplexity"], **common)
     else:
@@ -406,7 +434,7 @@ def tsne_from_arrays(arrays: Arrays, meta: dict, n_jobs: int = 1):
     affinities.n_jobs = affinities.knn_index.n_jobs = n_jobs  # what placing points may use
     gradient_params = {**meta["gradient_descent_params"], "n_jobs": n_jobs}
     embedding = openTSNE.TSNEEmbedding(
-        _take(arrays, "embedding"), affinities, random_state=meta["random_state"], **gradient_params
+        take(arrays, "embedding"), affinities, random_state=meta["random_state"], **gradient_params
     )
     embedding.kl_divergence = meta["kl_divergence"]
     return embedding

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.store.paths import relative_inside
 from serieslabeler.store.workspace import Workspace, atomic_path
 
 DTYPES = ("float32", "float16")
@@ -120,9 +121,9 @@ class FeatureStore:
         ).fetchall()
         shards = []
         for row in rows:
-            vectors_path = self.workspace.root / row["path"]
+            vectors_path = relative_inside(self.workspace.root, row["path"], "feature shard")
             ids_path = vectors_path.with_name(vectors_path.name[: -len(".npy")] + ".ids.npy")
-            shards.append((np.load(ids_path), np.load(vectors_path, mmap_mode="r")))
+            shards.append((np.load(ids_path, allow_pickle=False), np.load(vectors_path, mmap_mode="r", allow_pickle=False)))
         return shards
 
     def ids(self, name: str) -> np.ndarray:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from serieslabeler.errors import PipelineError
+
 StrPath = str | os.PathLike[str]
 
 
-class OutsideRoot(ValueError):
-    """A path that is, or resolves to, somewhere outside the folder it must stay in."""
+class OutsideRoot(PipelineError, ValueError):
+    """A path that is, or resolves to, somewhere outside the folder it must stay in (a user-facing
+    error: the command line exits 2 with it, the app shows it)."""
 
 
 def confine(root: StrPath, path: StrPath, what: str = "path") -> Path:

@@ -42,10 +42,12 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("undo", help="undo the last labeling events")
     _actor(parser)
     parser.add_argument("--n", type=int, default=1, help="how many events to undo (default 1)")
+    _any_author(parser, "undo")
     parser.set_defaults(run=run_undo)
 
     parser = subparsers.add_parser("redo", help="re-apply the last undone event")
     _actor(parser)
+    _any_author(parser, "redo")
     parser.set_defaults(run=run_redo)
 
     parser = subparsers.add_parser("vocab", help="list, add, rename or merge labels of the vocabulary")
@@ -140,6 +142,13 @@ def run_unlabel(args) -> Result:
         return _event_result(workspace, [event], f"event {event.id}: {event.changed} image(s) back in the unlabeled pool")
 
 
+def _any_author(parser, verb: str) -> None:
+    parser.add_argument(
+        "--any-author", action="store_true",
+        help=f"{verb} the latest event of anyone, not only --author's own (recorded in the log)",
+    )
+
+
 def run_skip(args) -> Result:
     with Workspace.open(args.workspace) as workspace:
         event = labels.skip_cluster(workspace, args.clustering, args.cluster, author=args.author, session_id=args.session, reason=args.reason)
@@ -154,13 +163,13 @@ def _describe(event: labels.LabelEvent) -> str:
 
 def run_undo(args) -> Result:
     with Workspace.open(args.workspace) as workspace:
-        events = labels.undo(workspace, args.n, author=args.author, session_id=args.session)
+        events = labels.undo(workspace, args.n, author=args.author, session_id=args.session, any_author=args.any_author)
         return _event_result(workspace, events, "\n".join(_describe(e) for e in events))
 
 
 def run_redo(args) -> Result:
     with Workspace.open(args.workspace) as workspace:
-        event = labels.redo(workspace, author=args.author, session_id=args.session)
+        event = labels.redo(workspace, author=args.author, session_id=args.session, any_author=args.any_author)
         text = f"event {event.id}: redid event {event.details['redo_of']} ({event.action}), {event.changed} image(s)"
         return _event_result(workspace, [event], text)
 

@@ -1,0 +1,465 @@
+"""Safe on a shared lab server (issue 14): listening, one root, no code from data, authors,
+stale tabs, and every bad input refused with one message, exit 2 and nothing written."""
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SAMPLE, cli, served_on
+from streamlit.testing.v1 import AppTest
+
+from serieslabeler.store import Workspace
+
+APP = ROOT / "dashboard" / "app.py"
+PAGES_DIR = ROOT / "dashboard" / "app_pages"
+TIMEOUT = 180
+
+
+@pytest.fixture
+def served(sample_workspace, monkeypatch):
+    """The prepared sample as the app's default workspace, its folder the app's root; no password."""
+    monkeypatch.setenv("LABELER_WORKSPACE", str(sample_workspace))
+    monkeypatch.delenv("LABELER_ROOT", raising=False)
+    monkeypatch.delenv("LABELER_PASSWORD", raising=False)
+    monkeypatch.delenv("LABELER_IMPORT_ROOTS", raising=False)
+    with served_on("127.0.0.1"):
+        yield sample_workspace
+
+
+def app_run(**params) -> AppTest:
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for key, value in params.items():
+        app.query_params[key] = str(value)
+    return app.run()
+
+
+def page_run(name: str, **params) -> AppTest:
+    app = AppTest.from_file(str(PAGES_DIR / f"{name}.py"), default_timeout=TIMEOUT)
+    for key, value in params.items():
+        app.query_params[key] = str(value)
+    return app.run()
+
+
+# --- 1. listen safely ---------------------------------------------------------------------------
+@pytest.mark.parametrize("address", ["0.0.0.0", "192.168.1.20", "::", None])
+def test_the_app_refuses_a_network_address_without_access_control(served, address):
+    with served_on(address):
+        app = app_run()
+    assert not app.exception
+    assert "Refusing to serve" in app.error[0].value and "LABELER_PASSWORD" in app.error[0].value
+    assert not app.metric, "nothing of the workspace is shown"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "::1"])
+def test_the_app_serves_loopback_without_a_password(served, address):
+    with served_on(address):
+        app = app_run()
+    assert not app.exception and not app.error
+    assert app.metric
+
+
+def test_a_network_address_with_a_password_asks_for_it_and_a_name(served, monkeypatch):
+    monkeypatch.setenv("LABELER_PASSWORD", "s3cret")
+    with served_on("0.0.0.0"):
+        app = app_run()
+        assert not app.error and not app.metric
+        assert [t.label for t in app.text_input] == ["Your name", "Password"]
+        app.text_input[1].set_value("s3cret")
+        app.button[0].click().run()
+        assert "Type your name" in app.error[0].value and not app.metric
+        app.text_input[0].set_value("Ada Lovelace")
+        app.button[0].click().run()
+    assert not app.error and app.metric
+    assert app.session_state["author_name"] == "Ada Lovelace"
+
+
+# --- 2. one root --------------------------------------------------------------------------------
+@pytest.fixture
+def outside(tmp_path_factory):
+    """A workspace outside the app's root (a crafted one dropped in /tmp, say)."""
+    target = tmp_path_factory.mktemp("outside") / "x"
+    Workspace.create(target).close()
+    return target
+
+
+def test_ws_outside_the_root_is_refused(served, outside):
+    app = app_run(ws=outside)
+    assert not app.exception
+    assert "outside" in app.error[0].value and not app.metric
+
+
+def test_ws_through_a_symlink_inside_the_root_is_refused(served, outside):
+    link = served.parent / "innocent"
+    link.symlink_to(outside, target_is_directory=True)
+    for app in (app_run(ws=link), page_run("home", ws="innocent")):
+        assert not app.exception
+        assert "outside" in app.error[0].value and not app.metric
+
+
+def test_ws_relative_to_the_root_opens(served):
+    app = page_run("home", ws=served.name)
+    assert not app.error and app.metric
+
+
+def test_create_outside_the_root_is_refused_and_makes_nothing(served, tmp_path_factory):
+    target = tmp_path_factory.mktemp("elsewhere") / "new"
+    app = app_run()
+    app.text_input[0].set_value(str(target))
+    next(b for b in app.button if b.key == "create_typed").click().run()
+    assert "outside" in app.error[0].value
+    assert not target.exists()
+    app.text_input[0].set_value("../../" + target.name)
+    next(b for b in app.button if b.key == "create_typed").click().run()
+    assert "outside" in app.error[0].value
+
+
+def collection_with_server_csv(ws, csv) -> AppTest:
+    app = page_run("collection", ws=ws)
+    app.radio[0].set_value("folder")
+    app.radio[1].set_value("folder")
+    app.run()
+    app.text_input(key="images_path").set_value(str(SAMPLE / "images"))
+    app.text_input(key="metadata_path").set_value(str(csv))
+    return app.run()
+
+
+def test_server_paths_are_not_offered_without_import_roots(served):
+    app = page_run("collection")
+    assert [r.options for r in app.radio] == [["Upload a .zip"], ["Upload a CSV"]]
+    assert any("Uploads only" in c.value for c in app.caption)
+
+
+def test_server_csv_outside_the_import_roots_is_refused_and_never_echoed(served, monkeypatch, tmp_path_factory):
+    secret = tmp_path_factory.mktemp("private") / "passwd.csv"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\nfile,fruit,date\n")
+    monkeypatch.setenv("LABELER_IMPORT_ROOTS", str(SAMPLE))
+    app = collection_with_server_csv(served, secret)
+    assert not app.exception
+    assert any("not inside any of the import folders" in e.value for e in app.error)
+    shown = " ".join([*(str(s.options) for s in app.selectbox), *(m.value for m in app.markdown), *(e.value for e in app.error)])
+    assert "root:x" not in shown and not app.selectbox
+    assert any(str(SAMPLE) in c.value or "import" in c.value for c in app.caption), "the import roots are listed"
+
+
+def test_server_csv_through_a_symlink_out_of_an_import_root_is_refused(served, monkeypatch, tmp_path_factory):
+    allowed = tmp_path_factory.mktemp("imports")
+    secret = tmp_path_factory.mktemp("private") / "secret.csv"
+    secret.write_text("file,fruit,date\n")
+    (allowed / "meta.csv").symlink_to(secret)
+    monkeypatch.setenv("LABELER_IMPORT_ROOTS", f"{SAMPLE}{os.pathsep}{allowed}")
+    app = collection_with_server_csv(served, allowed / "meta.csv")
+    assert any("not inside any of the import folders" in e.value for e in app.error) and not app.selectbox
+
+
+def labeled(ws: Path) -> None:
+    from serieslabeler.clustering import list_clusterings
+    from serieslabeler.labels import label_cluster
+
+    with Workspace.open(ws) as workspace:
+        label_cluster(workspace, list_clusterings(workspace)[0]["id"], 0, "O", author="Ada")
+
+
+def test_export_outside_the_root_is_refused_and_writes_nothing(served, tmp_path_factory):
+    labeled(served)
+    target = tmp_path_factory.mktemp("exports") / "labels.csv"
+    app = page_run("export")
+    app.text_input[0].set_value(str(target)).run()
+    next(b for b in app.button if b.label == "Write").click().run()
+    assert not app.exception
+    assert "outside" in app.error[0].value and not target.exists()
+
+
+def test_export_inside_the_root_is_written(served):
+    labeled(served)
+    app = page_run("export")
+    app.text_input[0].set_value("exports/labels.csv").run()
+    next(b for b in app.button if b.label == "Write").click().run()
+    assert not app.error and (served.parent / "exports" / "labels.csv").is_file()
+
+
+def test_weights_outside_the_root_are_refused(served, tmp_path_factory):
+    weights = tmp_path_factory.mktemp("weights") / "net.pt"
+    weights.write_bytes(b"not read")
+    app = page_run("map")
+    next(t for t in app.text_input if t.label == "Weights").set_value(str(weights)).run()
+    next(b for b in app.button if b.label == "Embed").click().run()
+    assert not app.exception
+    assert "outside" in app.error[0].value
+
+
+class Uploaded:
+    """What ``st.file_uploader`` hands the page: an id, a name and the bytes."""
+
+    def __init__(self, file_id: str, name: str, data: bytes):
+        self.file_id, self.name, self.data = file_id, name, data
+
+    def getbuffer(self) -> memoryview:
+        return memoryview(self.data)
+
+
+def test_uploads_are_staged_under_the_root_and_removed_once_ingested_or_abandoned(served):
+    from serieslabeler_app.uploads import ABANDONED_AFTER_S, discard_upload, remove_abandoned_uploads, stage_upload
+
+    kept = stage_upload(Uploaded("a1", "../../meta.csv", b"x,y\n"))
+    assert kept.is_relative_to(served.parent / ".uploads") and kept.name == "meta.csv"
+    ingested = stage_upload(Uploaded("b2", "images.zip", b"zip"))
+    discard_upload(ingested)
+    assert not ingested.parent.exists() and kept.exists()
+    old = time.time() - ABANDONED_AFTER_S - 60
+    os.utime(kept.parent, (old, old))
+    assert remove_abandoned_uploads() == [kept.parent] and not kept.parent.exists()
+    discard_upload(SAMPLE / "metadata.csv")
+    assert (SAMPLE / "metadata.csv").is_file(), "only staged uploads are ever removed"
+
+
+# --- 3. no code from data -----------------------------------------------------------------------
+class Payload:
+    """A pickle that, if ever loaded, leaves a file behind (what a crafted model would run)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture
+def trained(served):
+    """The sample with two clusters labeled and a head model trained on them (model 1)."""
+    from serieslabeler.clustering import list_clusterings
+    from serieslabeler.labels import label_cluster
+    from serieslabeler.models import train_model
+
+    with Workspace.open(served) as workspace:
+        clustering = list_clusterings(workspace)[0]["id"]
+        for cluster, label in ((0, "U"), (1, "O"), (2, "V")):
+            label_cluster(workspace, clustering, cluster, label, author="Ada")
+        record = train_model(workspace, "head")
+    assert record.id == 1 and record.path == "models/model-1.npz"
+    return served
+
+
+def set_model_path(ws: Path, path: str) -> None:
+    with Workspace.open(ws) as workspace, workspace.transaction() as db:
+        db.execute("UPDATE models SET path=? WHERE id=1", (path,))
+
+
+def test_a_head_model_is_saved_as_arrays_and_predicts(trained):
+    import numpy as np
+
+    with np.load(trained / "models" / "model-1.npz", allow_pickle=False) as saved:
+        assert "__meta__" in saved.files
+    code, data = cli("predict", "--workspace", trained)
+    assert code == 0 and data["images"] > 0
+
+
+@pytest.mark.parametrize("stored", ["absolute", "relative"])
+def test_a_crafted_workspace_with_a_pickled_model_is_refused_unread(trained, tmp_path_factory, stored):
+    marker = tmp_path_factory.mktemp("marker") / "ran"
+    pickled = pickle.dumps(Payload(marker))
+    if stored == "absolute":
+        evil = tmp_path_factory.mktemp("evil") / "model.pkl"
+        path, expected = str(evil), "absolute"
+    else:
+        evil = trained / "models" / "model-1.pkl"
+        path, expected = "models/model-1.pkl", "pickle"
+    evil.write_bytes(pickled)
+    set_model_path(trained, path)
+    code, data = cli("predict", "--workspace", trained)
+    assert code == 2 and expected in data["error"]
+    (trained / "models" / "model-1.npz").write_bytes(pickled)
+    set_model_path(trained, "models/model-1.npz")
+    code, data = cli("predict", "--workspace", trained)
+    assert code == 2 and "pickle" in data["error"]
+    assert not marker.exists(), "the pickle was never loaded"
+
+
+def test_a_model_path_climbing_out_of_the_workspace_is_refused(trained):
+    set_model_path(trained, "../sample/models/model-1.npz")
+    code, data = cli("predict", "--workspace", trained)
+    assert code == 2 and "'..'" in data["error"]
+
+
+def rewrite_versions(path: Path, library: str, version: str) -> None:
+    """The same model file, as if made with another version of ``library``."""
+    import json
+
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta["versions"][library] = version
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
+
+
+def test_a_model_from_another_scikit_learn_is_a_clear_message(trained):
+    rewrite_versions(trained / "models" / "model-1.npz", "sklearn", "0.1.0")
+    code, data = cli("predict", "--workspace", trained)
+    assert code == 2 and "model 1" in data["error"] and "scikit-learn 0.1" in data["error"] and "retrain" in data["error"]
+
+
+def test_a_map_model_is_saved_as_arrays_and_places_images(served):
+    from serieslabeler.space import list_maps, place_images
+
+    with Workspace.open(served) as workspace:
+        saved = list_maps(workspace)[0]
+        with np_load(served / workspace.db.execute("SELECT path FROM maps").fetchone()[0]) as coords:
+            ids = coords["ids"][:5]
+        assert not list((served / "maps").glob("*.pkl"))
+        assert place_images(workspace, saved["id"], ids).shape == (5, 2)
+
+
+def np_load(path: Path):
+    import numpy as np
+
+    return np.load(path, allow_pickle=False)
+
+
+def test_an_old_pickled_map_model_or_a_crafted_map_path_is_refused(served, tmp_path_factory):
+    from serieslabeler.errors import PipelineError
+    from serieslabeler.space import load_map, place_images
+
+    marker = tmp_path_factory.mktemp("marker") / "ran"
+    with Workspace.open(served) as workspace:
+        relative = workspace.db.execute("SELECT path FROM maps WHERE id=1").fetchone()[0]
+        model = (served / relative).with_name(Path(relative).name.replace(".npz", ".model.npz"))
+        model.rename(model.with_suffix(".pkl"))
+        model.with_suffix(".pkl").write_bytes(pickle.dumps(Payload(marker)))
+        with pytest.raises(PipelineError, match="pickle.*recompute the map"):
+            place_images(workspace, 1, [1, 2])
+        with workspace.transaction() as db:
+            db.execute("UPDATE maps SET path=? WHERE id=1", (str(served / relative),))
+        with pytest.raises(PipelineError, match="absolute"):
+            load_map(workspace, 1)
+    assert not marker.exists()
+
+
+def test_torch_estimators_on_features_round_trip_through_arrays():
+    import numpy as np
+
+    from serieslabeler.models import FuzzyOvercluster, LatentVAE, classifier_from_arrays, classifier_to_arrays
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6)).astype(np.float32)
+    y = np.array(["a", "b"] * 20, dtype=object)
+    for model in (
+        FuzzyOvercluster(epochs=2, hidden=8, device="cpu").fit(X, y),
+        LatentVAE(latent_dim=2, hidden=8, pretrain_epochs=1, epochs=1, device="cpu").fit(X, y),
+    ):
+        back = classifier_from_arrays(*classifier_to_arrays(model), device="cpu")
+        assert type(back) is type(model) and list(back.classes_) == ["a", "b"]
+        np.testing.assert_allclose(back.predict_proba(X), model.predict_proba(X), rtol=1e-5)
+        assert [vars(h) for h in back.history_] == [vars(h) for h in model.history_]
+
+
+def test_a_feature_shard_path_outside_the_workspace_is_refused(served):
+    with Workspace.open(served) as workspace, workspace.transaction() as db:
+        db.execute("UPDATE feature_shards SET path='/etc/passwd.npy'")
+    code, data = cli("cluster", "--workspace", served, "--features", "efficientnet_lite0", "--algorithm", "kmeans", "--k", "3")
+    assert code == 2 and "absolute" in data["error"]
+
+
+# --- 4. people, not "app" -----------------------------------------------------------------------
+def first_clustering(workspace) -> int:
+    from serieslabeler.clustering import list_clusterings
+
+    return list_clusterings(workspace)[0]["id"]
+
+
+def labels_of(workspace, cluster: int) -> set:
+    from serieslabeler.labels import cluster_members, current_labels
+
+    ids, _ = cluster_members(workspace, first_clustering(workspace), cluster)
+    frame = current_labels(workspace)
+    return set(frame.loc[frame["image_id"].isin(ids), "label"])
+
+
+def test_two_authors_undo_and_redo_independently(sample_workspace):
+    from serieslabeler.errors import PipelineError
+    from serieslabeler.labels import label_cluster, redo, undo
+
+    with Workspace.open(sample_workspace) as workspace:
+        clustering = first_clustering(workspace)
+        ada = label_cluster(workspace, clustering, 0, "U", author="Ada")
+        label_cluster(workspace, clustering, 1, "O", author="Bob")
+        assert [e.reverses for e in undo(workspace, author="Ada")] == [ada.id]
+        assert labels_of(workspace, 0) == set() and labels_of(workspace, 1) == {"O"}, "Bob's label stands"
+        with pytest.raises(PipelineError, match="nothing to undo by Ada"):
+            undo(workspace, author="Ada")
+        label_cluster(workspace, clustering, 2, "V", author="Bob")
+        assert redo(workspace, author="Ada").details["redo_of"] == ada.id, "Bob's newer action does not block Ada's redo"
+        assert labels_of(workspace, 0) == {"U"} and labels_of(workspace, 2) == {"V"}
+
+
+def test_undoing_someone_elses_event_is_an_explicit_logged_choice(sample_workspace):
+    from serieslabeler.labels import events, label_cluster
+
+    with Workspace.open(sample_workspace) as workspace:
+        bob = label_cluster(workspace, first_clustering(workspace), 1, "O", author="Bob")
+    code, data = cli("undo", "--workspace", sample_workspace, "--author", "Ada")
+    assert code == 2 and "nothing to undo by Ada" in data["error"]
+    code, data = cli("undo", "--workspace", sample_workspace, "--author", "Ada", "--any-author")
+    assert code == 0
+    with Workspace.open(sample_workspace) as workspace:
+        latest = events(workspace, limit=1)[0]
+        assert latest["author"] == "Ada" and latest["reverses"] == bob.id
+        details = workspace.db.execute("SELECT details FROM label_events WHERE id=?", (latest["id"],)).fetchone()[0]
+        assert '"other_author": "Bob"' in details
+        assert labels_of(workspace, 1) == set()
+
+
+def test_a_stale_label_is_refused_naming_who_changed_what(sample_workspace):
+    from serieslabeler.errors import PipelineError
+    from serieslabeler.labels import label_cluster, label_images, latest_event_touching, skip_cluster
+
+    with Workspace.open(sample_workspace) as workspace:
+        clustering = first_clustering(workspace)
+        ids, _ = __import__("serieslabeler.labels", fromlist=["cluster_members"]).cluster_members(workspace, clustering, 0)
+        seen = latest_event_touching(workspace, ids, clustering, 0)
+        label_cluster(workspace, clustering, 0, "R", author="Bob", expected_event_id=seen)
+        for action in (
+            lambda: label_cluster(workspace, clustering, 0, "U", author="Ada", expected_event_id=seen),
+            lambda: skip_cluster(workspace, clustering, 0, author="Ada", expected_event_id=seen),
+            lambda: label_images(workspace, ids[:2], "U", author="Ada", expected_event_id=seen),
+        ):
+            with pytest.raises(PipelineError, match=r"changed since this page showed it: Bob did label cluster as 'R'"):
+                action()
+        assert labels_of(workspace, 0) == {"R"}
+
+
+def test_the_label_page_refuses_a_stale_tab_and_then_shows_the_change(served):
+    from serieslabeler.labels import label_cluster
+
+    tab = page_run("label", clustering=1, cluster=0)
+    assert not tab.error
+    with Workspace.open(served) as workspace:
+        label_cluster(workspace, 1, 0, "R", author="Bob")
+    next(b for b in tab.button if b.label.startswith("Label ")).click().run()
+    assert "Bob did label cluster as 'R'" in tab.error[0].value
+    with Workspace.open(served) as workspace:
+        assert labels_of(workspace, 0) == {"R"}, "the first tab's label is kept"
+    tab.query_params["cluster"] = "0"
+    next(b for b in tab.button if b.label.startswith("Label ")).click().run()
+    assert not tab.error, "once the tab has shown the change, labeling works"
+
+
+def test_in_password_mode_each_visitor_is_the_author_of_their_labels(served, monkeypatch):
+    monkeypatch.setenv("LABELER_PASSWORD", "s3cret")
+    app = app_run()
+    app.text_input[0].set_value("Ada")
+    app.text_input[1].set_value("s3cret")
+    app.button[0].click().run()
+    app.switch_page("app_pages/label.py").run()
+    assert not app.exception and not app.error
+    next(b for b in app.button if b.label.startswith("Label ")).click().run()
+    next(b for b in app.button if b.label == "Undo").click().run()
+    with Workspace.open(served) as workspace:
+        rows = workspace.db.execute("SELECT id, author, action, reverses FROM label_events ORDER BY id").fetchall()
+    assert [tuple(r)[1:3] for r in rows[-2:]] == [("Ada", "label_cluster"), ("Ada", "undo")]
+    assert rows[-1]["reverses"] == rows[-2]["id"], "Undo took Ada's own action"
