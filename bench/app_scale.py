@@ -54,6 +54,7 @@ CLUSTERINGS = (200, 20)
 LABELED_SHARE = 0.5
 MEASURES = ("first", "rerender", "action", "after_label")
 TIMEOUT = 1800
+LINKS_PER_FILE = 50_000
 
 
 # --- building the workspace --------------------------------------------------------------------
@@ -82,14 +83,16 @@ def label_half(workspace: Workspace, clustering_id: int) -> int:
 
 
 def placeholder_thumbnails(workspace: Workspace) -> None:
-    """One small grey JPEG, hard-linked as every image's thumbnail (the pages show thumbnails)."""
+    """A small grey JPEG as every image's thumbnail (the pages show thumbnails), hard-linked; a
+    new original every ``LINKS_PER_FILE`` links keeps below the file system's link limit."""
     from PIL import Image
 
-    original = workspace.root / "placeholder.jpg"
-    Image.new("RGB", (96, 72), (128, 128, 128)).save(original, quality=70)
-    for (sha256,) in workspace.db.execute("SELECT sha256 FROM images"):
+    for i, (sha256,) in enumerate(workspace.db.execute("SELECT sha256 FROM images")):
         path = workspace.thumbnail_path(sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
+        original = workspace.thumbs_dir / f"placeholder-{i // LINKS_PER_FILE}"
+        if not original.exists():
+            Image.new("RGB", (96, 72), (128, 128, 128)).save(original, format="JPEG", quality=70)
         if not path.exists():
             os.link(original, path)
 

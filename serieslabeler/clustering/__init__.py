@@ -22,17 +22,21 @@ from .algorithms import (
     spectral_labels,
     within_cluster_sum_of_squares,
 )
-from .evaluate import ClusteringEvaluation, evaluate_clustering, ground_truth
+from .evaluate import ClusteringEvaluation, clustering_truth, evaluate_clustering, ground_truth
 from .linking import DayLink, link_across_days
 from .runs import (
     Clustering,
+    clustering_size,
+    latest_clustering,
     list_clusterings,
     load_clustering,
     merge_clusters,
     run_clustering,
     save_clustering,
+    space_evaluation,
     space_matrix,
     split_cluster,
+    stored_space_evaluation,
 )
 from .suggest import KSuggestion, elbow, overcluster_k, suggest_k
 
@@ -59,6 +63,7 @@ __all__ = [
     "within_cluster_sum_of_squares",
     "ClusteringEvaluation",
     "ground_truth",
+    "clustering_truth",
     "evaluate_clustering",
     "DayLink",
     "link_across_days",
@@ -68,6 +73,10 @@ __all__ = [
     "save_clustering",
     "load_clustering",
     "list_clusterings",
+    "latest_clustering",
+    "clustering_size",
+    "space_evaluation",
+    "stored_space_evaluation",
     "split_cluster",
     "merge_clusters",
     "KSuggestion",

@@ -1,12 +1,21 @@
 """store.queries"""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.store.workspace import Workspace
 
 IMAGE_COLUMNS = ["image_id", "file", "subject", "taken_at"]
+
+
+def id_array(image_ids) -> str:
+    """Ids as one JSON array parameter: ``FROM json_each(?) j JOIN t ON t.id = j.value`` reads
+    exactly those rows through the tables' keys in one query (no chunked IN lists); ``j.key`` is
+    each id's position in the list."""
+    return json.dumps([int(i) for i in image_ids])
 
 
 def image_table(workspace: Workspace, image_ids=None, subject: str | None = None):
@@ -19,7 +28,7 @@ def image_table(workspace: Workspace, image_ids=None, subject: str | None = None
         "JOIN subjects s ON s.id = i.subject_id"
     )
     if image_ids is not None:
-        rows = workspace.query_in(sql + " WHERE i.id IN ({})", image_ids)
+        rows = workspace.db.execute(sql + " JOIN json_each(?) j ON j.value = i.id", (id_array(image_ids),)).fetchall()
         frame = pd.DataFrame([dict(r) for r in rows], columns=IMAGE_COLUMNS).set_index("image_id")
         return frame.reindex([int(i) for i in image_ids]).reset_index()
     where, params = (" WHERE s.name = ?", (subject,)) if subject is not None else ("", ())
