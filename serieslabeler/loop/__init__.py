@@ -1,11 +1,16 @@
-"""The active-learning loop: routing by confidence, threshold tuning, evaluation on held-out subjects, iterations."""
+"""The active-learning loop: routing by confidence, threshold tuning, evaluation on held-out subjects, iterations.
 
-from .evaluate import (
+The evaluation on held-out subjects lives with the model it measures
+(:mod:`serieslabeler.models.evaluation`, stored when the model is trained); its names are re-exported here.
+"""
+
+from serieslabeler.models.evaluation import (
     EVALUATION_TEST_SIZE,
     Evaluation,
     evaluate_model,
     ground_truth,
     held_out_subjects,
+    stored_evaluation,
     subject_names,
 )
 from .iterate import (
@@ -57,6 +62,7 @@ from .threshold import (
 __all__ = [
     "EVALUATION_TEST_SIZE",
     "Evaluation",
+    "stored_evaluation",
     "ground_truth",
     "held_out_subjects",
     "subject_names",

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from serieslabeler.errors import PipelineError
-from serieslabeler.loop.evaluate import ground_truth
+from serieslabeler.models.evaluation import ground_truth
 from serieslabeler.models.features import ensure_features
 from serieslabeler.space.metadata import metadata_frame
 from serieslabeler.store.features import FeatureStore

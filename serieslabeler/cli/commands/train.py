@@ -7,7 +7,7 @@ import json
 from serieslabeler.cli.base import Result, add_common, parse_key_values
 from serieslabeler.cli.commands.vae import parse_options
 from serieslabeler.errors import PipelineError
-from serieslabeler.loop.evaluate import evaluate_model
+from serieslabeler.models.evaluation import evaluate_model
 from serieslabeler.loop.iterate import IterateConfig, iterate, list_iterations
 from serieslabeler.loop.routing import route_predictions
 from serieslabeler.loop.threshold import validation_curves
