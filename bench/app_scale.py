@@ -17,9 +17,12 @@ time per run):
 - ``action``: the page's main action (see :data:`ACTIONS`; ``-`` for pages without one);
 - ``after_label``: one new label event (an image labeled through ``label_images``), then a rerun.
 
+``--head-fit N`` first times one head fit on N synthetic labeled images (``--sizes ''``: only that).
+
 Usage::
 
     .venv/bin/python bench/app_scale.py --sizes 100000,1000000 --cache /tmp/app-scale [--json]
+    .venv/bin/python bench/app_scale.py --sizes '' --head-fit 1000000
 
 ``--json`` ends with one line ``{"sizes": {"100000": {"PAGE": {"first": s, "rerender": s,
 "action": s, "after_label": s}}, ...}, "peak_mb": {"100000": MB}, "build": {...}}``.
@@ -39,11 +42,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale import FEATURE_SET, peak_rss_mb, step_features, step_ingest  # noqa: E402
+from scale import BLOBS, DIM, FEATURE_SET, blob_vectors, peak_rss_mb, step_features, step_ingest  # noqa: E402
 
 from serieslabeler.clustering import list_clusterings, run_clustering  # noqa: E402
 from serieslabeler.labels import cluster_status, label_cluster, label_images  # noqa: E402
-from serieslabeler.models import predict, train_model  # noqa: E402
+from serieslabeler.models import HeadClassifier, predict, train_model  # noqa: E402
 from serieslabeler.space import create_map  # noqa: E402
 from serieslabeler.store import Workspace  # noqa: E402
 
@@ -231,16 +234,37 @@ def format_table(sizes: list[int], results: dict, peaks: dict) -> str:
     return "\n".join(lines)
 
 
+def head_fit_seconds(n: int) -> dict:
+    """One head fit (default parameters) on ``n`` synthetic 512-d vectors with 4 classes (each
+    blob's class: its number mod 4), as the Train page's model and each of its folds is fitted."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=4.0, size=(BLOBS, DIM))
+    blob = rng.integers(0, BLOBS, n)
+    X = (centres[blob] + rng.normal(size=(n, DIM))).astype(np.float32)
+    y = np.array(list("URVO"))[blob % 4]
+    start = time.perf_counter()
+    head = HeadClassifier().fit(X, y)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "train_accuracy": float((head.predict(X[:100_000]) == y[:100_000]).mean()), "peak_mb": peak_rss_mb()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated numbers of images")
-    parser.add_argument("--cache", type=Path, required=True, help="folder keeping the built workspaces between runs")
+    parser.add_argument("--cache", type=Path, default=Path("app-scale-cache"), help="folder keeping the built workspaces between runs")
     parser.add_argument("--pages", default=",".join(PAGES), help=f"which pages (of {', '.join(PAGES)})")
     parser.add_argument("--map-fit", type=int, default=10_000, help="images the t-SNE map is fitted on (the rest are placed)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--head-fit", type=int, default=0, help="also time one head fit on this many synthetic labeled images (0: skip)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     pages = [p for p in args.pages.split(",") if p.strip()]
+    if args.head_fit:
+        fit = head_fit_seconds(args.head_fit)
+        print(f"head fit on {args.head_fit:,} labeled images x {DIM}: {fit['seconds']:.1f} s "
+              f"(training accuracy {fit['train_accuracy']:.3f}, peak {fit['peak_mb']:.0f} MB)", flush=True)
+        if not args.sizes:
+            return
     if args.measure:
         print(json.dumps(measure_all(args.measure, pages)))
         return

@@ -27,7 +27,7 @@ DETAILS_SQL = (
     "SELECT i.id AS image_id, i.file_name AS file, s.name AS subject, i.taken_at, "
     "c.label, c.source, c.confidence, c.status, m.cluster, p.label AS predicted, "
     "p.confidence AS prediction_confidence, g.label AS truth "
-    "FROM json_each(?) j JOIN images i ON i.id = j.value JOIN subjects s ON s.id = i.subject_id "
+    "FROM json_each(?) j CROSS JOIN images i ON i.id = j.value JOIN subjects s ON s.id = i.subject_id "
     "LEFT JOIN current_labels c ON c.image_id = i.id "
     "LEFT JOIN cluster_members m ON m.clustering_id = ? AND m.image_id = i.id "
     "LEFT JOIN predictions p ON p.model_id = ? AND p.image_id = i.id "

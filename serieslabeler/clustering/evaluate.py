@@ -36,7 +36,7 @@ class ClusteringEvaluation:
 def ground_truth(workspace: Workspace, image_ids) -> dict[int, str]:
     """``{image_id: label}`` for those of ``image_ids`` that have a ground-truth label."""
     rows = workspace.db.execute(
-        "SELECT g.image_id, g.label FROM json_each(?) j JOIN ground_truth g ON g.image_id = j.value",
+        "SELECT g.image_id, g.label FROM json_each(?) j CROSS JOIN ground_truth g ON g.image_id = j.value",
         (id_array(image_ids),),
     )
     return {int(r["image_id"]): r["label"] for r in rows}

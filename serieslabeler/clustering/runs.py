@@ -30,7 +30,8 @@ The route taken is recorded in the clustering's parameters (``connectivity``: ``
 ``knn-<neighbors>`` or ``centroids-<micro_clusters>``).
 
 Large k-means runs use faiss when it is importable and there are more than
-``faiss_threshold`` images; otherwise scikit-learn. faiss trains on at most 256 images per
+``FAISS_THRESHOLD`` images or at least ``FAISS_WORK`` images x clusters (``faiss_threshold``:
+a number of images instead); otherwise scikit-learn. faiss trains on at most 256 images per
 centroid (its own subsampling, seeded) and then assigns every image; it is deterministic for
 a given ``seed`` and thread count. Distances to the cluster centres are computed in chunks,
 so a million 512-dim vectors need no float64 copy of the matrix.

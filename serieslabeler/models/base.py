@@ -130,7 +130,7 @@ def training_data(workspace: Workspace) -> TrainingData:
 
 def image_subjects(workspace: Workspace, image_ids) -> np.ndarray:
     """The subject id of each image, in the order given."""
-    rows = workspace.db.execute("SELECT i.id, i.subject_id FROM json_each(?) j JOIN images i ON i.id = j.value", (id_array(image_ids),))
+    rows = workspace.db.execute("SELECT i.id, i.subject_id FROM json_each(?) j CROSS JOIN images i ON i.id = j.value", (id_array(image_ids),))
     by_id = {r[0]: r[1] for r in rows}
     return np.array([by_id[int(i)] for i in image_ids], dtype=np.int64)
 

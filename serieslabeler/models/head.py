@@ -10,9 +10,18 @@ from serieslabeler.models.base import CV_FOLDS
 from serieslabeler.models.splits import grouped_folds
 
 
-# Images from which the logistic regression is fitted with torch (all cores, or the GPU): at
-# 50,000 x 512 scikit-learn's lbfgs took most of a minute per fit on one thread.
+# Images from which the logistic regression is fitted on the GPU, when there is one.
 LARGE_FIT = 20_000
+
+
+def cuda_available() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def fit_logistic_torch(X: np.ndarray, y: np.ndarray, classes: np.ndarray, sample_weight, C: float, max_iter: int, tol: float = 1e-4):
@@ -26,7 +35,7 @@ def fit_logistic_torch(X: np.ndarray, y: np.ndarray, classes: np.ndarray, sample
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # on a CPU it is slower than scikit-learn's lbfgs
     features = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
     codes = torch.from_numpy(np.searchsorted(classes, y)).to(device)
     weights = torch.as_tensor(np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight), dtype=torch.float32, device=device)
@@ -69,8 +78,9 @@ class HeadClassifier:
     the training labels it predicts that class with probability 1. Fitting and predicting use
     one BLAS thread: the solver's many small matrix products gain nothing from more, and on a
     busy machine spinning BLAS threads made a 160-image fit take seconds instead of 50 ms.
-    From ``LARGE_FIT`` images on, the logistic regression is fitted by :func:`fit_logistic_torch`
-    (the same objective, every core or the GPU) instead of scikit-learn's single-threaded lbfgs.
+    From ``LARGE_FIT`` images on, with a GPU, the logistic regression is fitted there
+    (:func:`fit_logistic_torch`, the same objective); on a CPU, scikit-learn's lbfgs converges in
+    a few dozen iterations on standardized features and more threads did not help on 2 busy cores.
     """
 
     KINDS = ("logreg", "mlp")
@@ -97,7 +107,7 @@ class HeadClassifier:
         if len(self.classes_) == 1:
             self.model_ = None
             return self
-        if self.kind == "logreg" and len(y) >= LARGE_FIT:
+        if self.kind == "logreg" and len(y) >= LARGE_FIT and cuda_available():
             self.model_ = fit_logistic_torch(self.scaler_.transform(X), y, self.classes_, sample_weight, self.C, self.max_iter)
             return self
         self.model_ = self._make_model()
@@ -122,7 +132,7 @@ class HeadClassifier:
         X = np.asarray(X, dtype=np.float32)
         if self.model_ is None:
             return np.ones((len(X), 1))
-        with threadpool_limits(1 if len(X) < LARGE_FIT else None):
+        with threadpool_limits(1):
             return self.model_.predict_proba(self.scaler_.transform(X))
 
     def predict(self, X) -> np.ndarray:

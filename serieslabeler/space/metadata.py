@@ -104,7 +104,7 @@ def metadata_frame(workspace: Workspace, image_ids, fields=None, absolute_dates:
         values = dict(
             (row[0], row[1])
             for row in workspace.db.execute(
-                "SELECT a.image_id, a.value FROM json_each(?) j JOIN image_attributes a ON a.image_id = j.value AND a.attribute_id = ?",
+                "SELECT a.image_id, a.value FROM json_each(?) j CROSS JOIN image_attributes a ON a.image_id = j.value AND a.attribute_id = ?",
                 (id_array(ids), attribute_id),
             )
         )
@@ -241,7 +241,7 @@ def _elapsed_days(workspace: Workspace, ids: np.ndarray) -> tuple[np.ndarray, np
 
     rows = workspace.db.execute(
         "SELECT i.id, i.taken_at, (SELECT MIN(f.taken_at) FROM images f WHERE f.subject_id = i.subject_id) "
-        "FROM json_each(?) j JOIN images i ON i.id = j.value",
+        "FROM json_each(?) j CROSS JOIN images i ON i.id = j.value",
         (id_array(ids),),
     ).fetchall()
     by_id = {row[0]: (row[1], row[2]) for row in rows}

@@ -12,9 +12,10 @@ IMAGE_COLUMNS = ["image_id", "file", "subject", "taken_at"]
 
 
 def id_array(image_ids) -> str:
-    """Ids as one JSON array parameter: ``FROM json_each(?) j JOIN t ON t.id = j.value`` reads
-    exactly those rows through the tables' keys in one query (no chunked IN lists); ``j.key`` is
-    each id's position in the list."""
+    """Ids as one JSON array parameter: ``FROM json_each(?) j CROSS JOIN t ON t.id = j.value``
+    reads exactly those rows through the tables' keys in one query (no chunked IN lists); ``j.key``
+    is each id's position in the list. ``CROSS JOIN`` keeps the id list the outer loop: with a
+    plain JOIN SQLite may scan the table by another index and the list for every row."""
     return json.dumps([int(i) for i in image_ids])
 
 
@@ -23,12 +24,13 @@ def image_table(workspace: Workspace, image_ids=None, subject: str | None = None
     one subject's, or those of ``image_ids`` in that order."""
     import pandas as pd
 
-    sql = (
-        "SELECT i.id AS image_id, i.file_name AS file, s.name AS subject, i.taken_at FROM images i "
-        "JOIN subjects s ON s.id = i.subject_id"
-    )
+    columns = "SELECT i.id AS image_id, i.file_name AS file, s.name AS subject, i.taken_at FROM "
+    sql = columns + "images i JOIN subjects s ON s.id = i.subject_id"
     if image_ids is not None:
-        rows = workspace.db.execute(sql + " JOIN json_each(?) j ON j.value = i.id", (id_array(image_ids),)).fetchall()
+        rows = workspace.db.execute(
+            columns + "json_each(?) j CROSS JOIN images i ON i.id = j.value JOIN subjects s ON s.id = i.subject_id",
+            (id_array(image_ids),),
+        ).fetchall()
         frame = pd.DataFrame([dict(r) for r in rows], columns=IMAGE_COLUMNS).set_index("image_id")
         return frame.reindex([int(i) for i in image_ids]).reset_index()
     where, params = (" WHERE s.name = ?", (subject,)) if subject is not None else ("", ())
