@@ -17,17 +17,16 @@ from serieslabeler_app.images import (
     thumbnails,
 )
 from serieslabeler_app.navigation import (
+    IMPORT_ROOTS_ENV,
     PAGES,
     PAGES_DIR,
     ROOT,
-    IMPORT_ROOTS_ENV,
     WS_PARAM,
     PageSpec,
     default_workspace,
     import_roots,
     inside_import_roots,
     inside_root,
-    workspace_root,
     int_param,
     known_workspaces,
     open_workspace,
@@ -37,6 +36,7 @@ from serieslabeler_app.navigation import (
     select_workspace,
     workspace_path,
     workspace_query,
+    workspace_root,
 )
 from serieslabeler_app.uploads import (
     SAFE_CHARS,

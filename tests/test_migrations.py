@@ -13,19 +13,25 @@ from serieslabeler.store import CATALOG, MIGRATIONS, SCHEMA_VERSION, Workspace
 
 
 def previous_schema_workspace(root, bananas):
-    """A workspace as the previous release made it: ingested, labeled, at schema version 1."""
-    code, _ = ingest_bananas(root, bananas / "images", bananas / "metadata.csv")
+    """A workspace as the first release made it: its catalog holds exactly the version-1 tables
+    (made by migration 1 alone) with the rows of an ingested, labeled workspace."""
+    made = root.parent / "current"
+    code, _ = ingest_bananas(made, bananas / "images", bananas / "metadata.csv")
     assert code == 0
-    with Workspace.open(root) as ws:
+    with Workspace.open(made) as ws:
         label_images(ws, [1, 2, 3], "R")
+    root.mkdir()
+    for folder in ("images", "thumbs"):
+        (root / folder).symlink_to(made / folder)
     db = sqlite3.connect(root / CATALOG)
-    db.executescript(
-        "PRAGMA foreign_keys=OFF; BEGIN;"
-        "DROP INDEX cluster_members_image; DROP INDEX predictions_image; DROP INDEX label_events_author;"
-        "CREATE TABLE old_labels AS SELECT * FROM current_labels; DROP TABLE current_labels;"
-        + MIGRATIONS[0].script.split("CREATE TABLE IF NOT EXISTS current_labels")[1].join(["CREATE TABLE current_labels", ""]).split(";")[0]
-        + "; INSERT INTO current_labels SELECT * FROM old_labels; DROP TABLE old_labels; PRAGMA user_version=1; COMMIT;"
-    )
+    db.executescript(MIGRATIONS[0].script)
+    db.execute("ATTACH DATABASE ? AS made", (str(made / CATALOG),))
+    tables = [r[0] for r in db.execute("SELECT name FROM main.sqlite_master WHERE type='table'")]
+    for table in tables:
+        columns = ", ".join(r[1] for r in db.execute(f"PRAGMA main.table_info({table})"))
+        db.execute(f"INSERT INTO main.{table}({columns}) SELECT {columns} FROM made.{table}")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
     db.close()
 
 

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from serieslabeler.loop.monotone import (
+from serieslabeler.models.monotone import (
     MonotoneDecoding,
     boundaries,
     decode,

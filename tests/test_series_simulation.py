@@ -10,7 +10,12 @@ from conftest import cli
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.loop import Oracle
-from serieslabeler.simulation import Collection, SimulationConfig, SimulationResult, run_scenario
+from serieslabeler.simulation import (
+    Collection,
+    SimulationConfig,
+    SimulationResult,
+    run_scenario,
+)
 from serieslabeler.simulation.records import CurvePoint, ScenarioRun
 
 ORDER = ("U", "R", "V", "O")

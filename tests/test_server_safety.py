@@ -201,7 +201,12 @@ class Uploaded:
 
 
 def test_uploads_are_staged_under_the_root_and_removed_once_ingested_or_abandoned(served):
-    from serieslabeler_app.uploads import ABANDONED_AFTER_S, discard_upload, remove_abandoned_uploads, stage_upload
+    from serieslabeler_app.uploads import (
+        ABANDONED_AFTER_S,
+        discard_upload,
+        remove_abandoned_uploads,
+        stage_upload,
+    )
 
     kept = stage_upload(Uploaded("a1", "../../meta.csv", b"x,y\n"))
     assert kept.is_relative_to(served.parent / ".uploads") and kept.name == "meta.csv"
@@ -343,7 +348,12 @@ def test_an_old_pickled_map_model_or_a_crafted_map_path_is_refused(served, tmp_p
 def test_torch_estimators_on_features_round_trip_through_arrays():
     import numpy as np
 
-    from serieslabeler.models import FuzzyOvercluster, LatentVAE, classifier_from_arrays, classifier_to_arrays
+    from serieslabeler.models import (
+        FuzzyOvercluster,
+        LatentVAE,
+        classifier_from_arrays,
+        classifier_to_arrays,
+    )
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 6)).astype(np.float32)
@@ -416,7 +426,12 @@ def test_undoing_someone_elses_event_is_an_explicit_logged_choice(sample_workspa
 
 def test_a_stale_label_is_refused_naming_who_changed_what(sample_workspace):
     from serieslabeler.errors import PipelineError
-    from serieslabeler.labels import label_cluster, label_images, latest_event_touching, skip_cluster
+    from serieslabeler.labels import (
+        label_cluster,
+        label_images,
+        latest_event_touching,
+        skip_cluster,
+    )
 
     with Workspace.open(sample_workspace) as workspace:
         clustering = first_clustering(workspace)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-import pytest
 
 from serieslabeler.space import metadata_fields, metadata_frame
 from serieslabeler.store import Workspace, get_series

@@ -73,7 +73,10 @@ def choose_cluster(status) -> int:
 
 
 def next_open(status, after: int) -> int | None:
-    """The next open cluster after ``after`` in cluster order (wrapping around), if any."""
+    """The next open cluster after ``after`` in cluster order (wrapping around), if any.
+
+    ``status`` may predate labeling or skipping ``after``: that cluster is never the answer, so the
+    page moves on without counting the clustering's members again."""
     still_open = [c for c in status.loc[status["state"] == "open", "cluster"] if c != after]
     later = [c for c in still_open if c > after]
     return (later or still_open or [None])[0]
@@ -135,12 +138,12 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
     if do_label:
         label_cluster(workspace, clustering_id, cluster, label, excluded=sorted(excluded), author=author, session_id=session_id, expected_event_id=seen)
         st.toast(f"Cluster {cluster} labeled {label}.")
-        following = next_open(catalog.cluster_table(workspace, clustering_id), cluster)
+        following = next_open(status, cluster)
         open_cluster(clustering_id, cluster if following is None else following)
         st.rerun()
     if do_skip:
         skip_cluster(workspace, clustering_id, cluster, author=author, session_id=session_id, expected_event_id=seen)
-        following = next_open(catalog.cluster_table(workspace, clustering_id), cluster)
+        following = next_open(status, cluster)
         open_cluster(clustering_id, cluster if following is None else following)
         st.rerun()
     if go_back or go_next:

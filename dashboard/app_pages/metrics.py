@@ -7,16 +7,9 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler.labels import session_stats
-from serieslabeler.loop import evaluate_model, last_event_id
+from serieslabeler.loop import stored_evaluation
 from serieslabeler.models import list_models
-from serieslabeler.store import Workspace, queries
-
-
-@st.cache_data(show_spinner="Evaluating on held-out subjects...", max_entries=64)
-def evaluation(root: str, model_id: int, labels_version: int) -> dict:
-    """The model's scores on the ground truth of held-out subjects (cached per label log position)."""
-    with Workspace.open(root) as workspace:
-        return evaluate_model(workspace, model_id).to_dict()
+from serieslabeler.store import queries
 
 
 def download(frame: pd.DataFrame, name: str) -> None:
@@ -66,7 +59,7 @@ def learning_curves(workspace, models: list[dict], truth: bool) -> None:
             "validation top-1": validation.get("top1"),
         }
         if truth:
-            report = evaluation(str(workspace.root), model["id"], last_event_id(workspace))["report"]
+            report = stored_evaluation(workspace, model["id"])["report"]
             row.update({"held-out macro F": report["macro"]["F"], "held-out top-1": report["top1"]})
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -107,7 +100,7 @@ def render(workspace) -> None:
         truth = queries.has_ground_truth(workspace)
         st.subheader("Quality per class")
         if truth:
-            result = evaluation(str(workspace.root), model_id, last_event_id(workspace))
+            result = stored_evaluation(workspace, model_id)
             report_section(result["report"], f"On the ground truth of held-out subjects {', '.join(result['held_out_subjects'])} ({result['test_images']} images); {result['method']}.")
         elif by_id[model_id]["metrics"].get("validation"):
             report_section(by_id[model_id]["metrics"]["validation"], "No ground truth here: scores of out-of-fold predictions on your own labels, folds grouped by subject.")

@@ -11,7 +11,7 @@ from serieslabeler import labels
 from serieslabeler import views as catalog
 from serieslabeler.ingest import degree_days, has_weather
 from serieslabeler.loop import propose_series
-from serieslabeler.store import get_series, list_series
+from serieslabeler.store import list_series
 from serieslabeler.store.summary import attribute_summaries
 
 UNLABELED = "(unlabeled)"

@@ -13,7 +13,6 @@ from serieslabeler.loop import (
     TRUTH_SOURCES,
     ThresholdTuning,
     curve_at,
-    last_event_id,
     route_mask,
     route_predictions,
     validation_curves,
@@ -38,9 +37,10 @@ MODE_HELP = (
 REVIEW_LIMIT = 48
 
 
-@st.cache_data(show_spinner="Scoring the validation set...", max_entries=16)
-def curves(root: str, model_id: int, truth: str, target: float, labels_version: int) -> ThresholdTuning:
-    """Out-of-fold precision/coverage curves (cached per model, truth source and label log position)."""
+@st.cache_data(show_spinner="Reading the validation set...", max_entries=16)
+def curves(root: str, model_id: int, truth: str, target: float) -> ThresholdTuning:
+    """Precision/coverage curves from the out-of-fold probabilities stored with the model when it
+    was trained (a new label changes neither them nor the curves)."""
     with Workspace.open(root) as workspace:
         return validation_curves(workspace, model_id, target, truth)
 
@@ -120,7 +120,7 @@ def threshold_section(workspace, model_id: int) -> None:
     row = st.columns([1, 1, 2])
     truth = row[0].selectbox("Validation truth", truth_sources, help="labels: your accepted labels, predicted out of fold by subject; ground_truth: the CSV's label column.")
     target = row[1].slider("Target precision", 0.5, 1.0, 0.95, 0.01, help="The suggested threshold is the lowest one reaching it.")
-    tuning = curves(str(workspace.root), model_id, truth, target, last_event_id(workspace))
+    tuning = curves(str(workspace.root), model_id, truth, target)
     suggested = tuning.choice.threshold
     threshold = row[2].slider("Confidence threshold", 0.0, 1.0, float(round(suggested, 2)) if suggested is not None else 0.9, 0.01, help="Predictions at or above it become pseudo-labels; the rest go to clustering.")
     per_class = st.toggle("Per-class thresholds", help="A threshold per predicted class (start: each class's suggested one).")

@@ -6,6 +6,7 @@ from .algorithms import (
     CLUSTERERS,
     DENSE_LIMIT,
     FAISS_THRESHOLD,
+    FAISS_WORK,
     KMEANS_INIT,
     LINKAGES,
     MICRO_CLUSTERS,
@@ -22,17 +23,26 @@ from .algorithms import (
     spectral_labels,
     within_cluster_sum_of_squares,
 )
-from .evaluate import ClusteringEvaluation, evaluate_clustering, ground_truth
+from .evaluate import (
+    ClusteringEvaluation,
+    clustering_truth,
+    evaluate_clustering,
+    ground_truth,
+)
 from .linking import DayLink, link_across_days
 from .runs import (
     Clustering,
+    clustering_size,
+    latest_clustering,
     list_clusterings,
     load_clustering,
     merge_clusters,
     run_clustering,
     save_clustering,
+    space_evaluation,
     space_matrix,
     split_cluster,
+    stored_space_evaluation,
 )
 from .suggest import KSuggestion, elbow, overcluster_k, suggest_k
 
@@ -43,6 +53,7 @@ __all__ = [
     "CENTROID_LIMIT",
     "MICRO_CLUSTERS",
     "FAISS_THRESHOLD",
+    "FAISS_WORK",
     "NEIGHBORS",
     "KMEANS_INIT",
     "kmeans_labels",
@@ -59,15 +70,20 @@ __all__ = [
     "within_cluster_sum_of_squares",
     "ClusteringEvaluation",
     "ground_truth",
+    "clustering_truth",
     "evaluate_clustering",
     "DayLink",
     "link_across_days",
     "Clustering",
     "space_matrix",
     "run_clustering",
+    "space_evaluation",
     "save_clustering",
     "load_clustering",
     "list_clusterings",
+    "clustering_size",
+    "latest_clustering",
+    "stored_space_evaluation",
     "split_cluster",
     "merge_clusters",
     "KSuggestion",

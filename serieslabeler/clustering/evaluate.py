@@ -5,13 +5,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from serieslabeler.clustering.runs import load_clustering, space_matrix
+from serieslabeler.clustering.runs import clustering_size, stored_space_evaluation
 from serieslabeler.metrics.clustering import (
     ClusterPurity,
     cluster_purity,
     score_against_truth,
-    silhouette,
 )
+from serieslabeler.store.queries import id_array
 from serieslabeler.store.workspace import Workspace
 
 
@@ -35,27 +35,37 @@ class ClusteringEvaluation:
 
 def ground_truth(workspace: Workspace, image_ids) -> dict[int, str]:
     """``{image_id: label}`` for those of ``image_ids`` that have a ground-truth label."""
-    rows = workspace.query_in("SELECT image_id, label FROM ground_truth WHERE image_id IN ({})", image_ids)
+    rows = workspace.db.execute(
+        "SELECT g.image_id, g.label FROM json_each(?) j CROSS JOIN ground_truth g ON g.image_id = j.value",
+        (id_array(image_ids),),
+    )
     return {int(r["image_id"]): r["label"] for r in rows}
+
+
+def clustering_truth(workspace: Workspace, clustering_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(clusters, labels)`` of a clustering's members that have a ground truth (one indexed join)."""
+    rows = workspace.db.execute(
+        "SELECT m.cluster, g.label FROM cluster_members m JOIN ground_truth g ON g.image_id = m.image_id "
+        "WHERE m.clustering_id=? ORDER BY m.image_id",
+        (int(clustering_id),),
+    ).fetchall()
+    return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=object)
 
 
 def evaluate_clustering(workspace: Workspace, clustering_id: int, with_silhouette: bool = True) -> ClusteringEvaluation:
     """Score a saved clustering against ``ground_truth`` (images without one are left out).
 
-    The silhouette is computed in the space that made the clusters (it needs no ground truth).
+    The silhouette is computed in the space that made the clusters (it needs no ground truth),
+    when the clustering is saved (:func:`serieslabeler.clustering.runs.stored_space_evaluation`).
     """
 
-    clustering = load_clustering(workspace, clustering_id)
-    result = ClusteringEvaluation(clustering.id, len(clustering.image_ids), 0)
-    truth = ground_truth(workspace, clustering.image_ids)
-    if truth:
-        known = np.array([int(i) in truth for i in clustering.image_ids])
-        labels = np.array([truth[int(i)] for i in clustering.image_ids[known]])
-        assigned = clustering.clusters[known]
-        result.evaluated = int(known.sum())
-        for name, value in score_against_truth(labels, assigned).items():
+    result = ClusteringEvaluation(int(clustering_id), clustering_size(workspace, clustering_id), 0)
+    assigned, labels = clustering_truth(workspace, clustering_id)
+    if len(labels):
+        result.evaluated = len(labels)
+        for name, value in score_against_truth(labels.astype(str), assigned).items():
             setattr(result, name, value)
-        result.per_cluster = cluster_purity(labels, assigned)
+        result.per_cluster = cluster_purity(labels.astype(str), assigned)
     if with_silhouette:
-        result.silhouette = silhouette(space_matrix(workspace, clustering), clustering.clusters, seed=clustering.params.get("seed", 0))
+        result.silhouette = stored_space_evaluation(workspace, clustering_id)["silhouette"]
     return result

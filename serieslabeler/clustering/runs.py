@@ -30,7 +30,8 @@ The route taken is recorded in the clustering's parameters (``connectivity``: ``
 ``knn-<neighbors>`` or ``centroids-<micro_clusters>``).
 
 Large k-means runs use faiss when it is importable and there are more than
-``faiss_threshold`` images; otherwise scikit-learn. faiss trains on at most 256 images per
+``FAISS_THRESHOLD`` images or at least ``FAISS_WORK`` images x clusters (``faiss_threshold``:
+a number of images instead); otherwise scikit-learn. faiss trains on at most 256 images per
 centroid (its own subsampling, seeded) and then assigns every image; it is deterministic for
 a given ``seed`` and thread count. Distances to the cluster centres are computed in chunks,
 so a million 512-dim vectors need no float64 copy of the matrix.
@@ -44,6 +45,7 @@ import numpy as np
 
 from serieslabeler.clustering.algorithms import centre_distances, fit_clusters
 from serieslabeler.errors import PipelineError
+from serieslabeler.metrics.clustering import silhouette
 from serieslabeler.space.spaces import SPACE_OPTIONS, build_space, prepare_space
 from serieslabeler.store.workspace import Workspace
 
@@ -124,17 +126,29 @@ def run_clustering(
         None, name, algorithm, k, space, sample_id, {**options, "seed": seed, **params, **info},
         ids, labels, centre_distances(X, labels),
     )
-    return save_clustering(workspace, clustering)
+    return save_clustering(workspace, clustering, X)
 
 
-def save_clustering(workspace: Workspace, clustering: Clustering) -> Clustering:
-    """Write a clustering and its members in one transaction; returns it as saved (with its id)."""
+def space_evaluation(X: np.ndarray, clustering: Clustering) -> dict:
+    """What is scored in the clustering's own space (needs no ground truth): the sampled silhouette."""
+    return {"silhouette": silhouette(X, clustering.clusters, seed=clustering.params.get("seed", 0))}
+
+
+def save_clustering(workspace: Workspace, clustering: Clustering, X: np.ndarray | None = None) -> Clustering:
+    """Write a clustering and its members in one transaction; returns it as saved (with its id).
+
+    Its image count and cluster sizes are stored with it, and, given ``X`` (the rows of the
+    space it was made in), its :func:`space_evaluation`, so no page rebuilds the space to score it.
+    """
+    evaluation = None if X is None else json.dumps(space_evaluation(X, clustering))
     with workspace.transaction() as db:
         cursor = db.execute(
-            "INSERT INTO clusterings(feature_set, algorithm, k, space, sample_id, params, parent_id) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO clusterings(feature_set, algorithm, k, space, sample_id, params, parent_id, images, sizes, evaluation) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 clustering.feature_set, clustering.algorithm, len(np.unique(clustering.clusters)), clustering.space,
-                clustering.sample_id, json.dumps(clustering.params), clustering.parent_id,
+                clustering.sample_id, json.dumps(clustering.params), clustering.parent_id, len(clustering.image_ids),
+                json.dumps(clustering.sizes()), evaluation,
             ),
         )
         clustering_id = cursor.lastrowid
@@ -166,13 +180,39 @@ def load_clustering(workspace: Workspace, clustering_id: int) -> Clustering:
 
 
 def list_clusterings(workspace: Workspace) -> list[dict]:
-    """Every saved clustering, newest first (without its members)."""
+    """Every saved clustering, newest first (without its members; ``images`` as stored when saved)."""
     rows = workspace.db.execute(
-        "SELECT c.id, c.feature_set, c.algorithm, c.k, c.space, c.sample_id, c.parent_id, c.params, c.created_at, "
-        "COUNT(m.image_id) AS images FROM clusterings c LEFT JOIN cluster_members m ON m.clustering_id = c.id "
-        "GROUP BY c.id ORDER BY c.id DESC"
+        "SELECT id, feature_set, algorithm, k, space, sample_id, parent_id, params, created_at, images "
+        "FROM clusterings ORDER BY id DESC"
     ).fetchall()
     return [{**dict(r), "params": json.loads(r["params"])} for r in rows]
+
+
+def clustering_size(workspace: Workspace, clustering_id: int) -> int:
+    """How many images a saved clustering holds (stored with it)."""
+    row = workspace.db.execute("SELECT images FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
+    if row is None:
+        raise PipelineError(f"no clustering {clustering_id} in {workspace.root}; list them with 'serieslabeler clusterings'")
+    return int(row[0])
+
+
+def latest_clustering(workspace: Workspace) -> int | None:
+    """The newest clustering's id (None when there is none)."""
+    return workspace.db.execute("SELECT MAX(id) FROM clusterings").fetchone()[0]
+
+
+def stored_space_evaluation(workspace: Workspace, clustering_id: int) -> dict:
+    """The clustering's :func:`space_evaluation`, as stored when it was saved; one saved before
+    that was stored is scored (rebuilding its space) once and stored, when the workspace is writable."""
+    row = workspace.db.execute("SELECT evaluation FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
+    if row is not None and row[0] is not None:
+        return json.loads(row[0])
+    clustering = load_clustering(workspace, clustering_id)
+    evaluation = space_evaluation(space_matrix(workspace, clustering), clustering)
+    if not workspace.read_only:
+        with workspace.transaction() as db:
+            db.execute("UPDATE clusterings SET evaluation=? WHERE id=?", (json.dumps(evaluation), clustering.id))
+    return evaluation
 
 
 # --- editing a clustering: split, merge -------------------------------------------------------
@@ -223,4 +263,4 @@ def _save_child(workspace: Workspace, parent: Clustering, X: np.ndarray, cluster
         {**{k: v for k, v in parent.params.items() if k not in ("split", "merge")}, **operation},
         parent.image_ids, clusters, centre_distances(X, clusters), parent_id=parent.id,
     )
-    return save_clustering(workspace, child)
+    return save_clustering(workspace, child, X)

@@ -92,7 +92,6 @@ from .tables import (
     parse_rows,
     read_csv,
 )
-from .weather_store import WeatherReport, degree_days, has_weather, load_weather, store_weather
 from .weather import (
     DEFAULT_DATE_COLUMN,
     MAX_NAMES,
@@ -109,13 +108,18 @@ from .weather import (
     gaps,
     read_weather_csv,
 )
+from .weather_store import (
+    BASE_SETTING,
+    KEY_SETTING,
+    SOURCE_SETTING,
+    WeatherReport,
+    degree_days,
+    has_weather,
+    load_weather,
+    store_weather,
+)
 
 __all__ = [
-    "WeatherReport",
-    "degree_days",
-    "has_weather",
-    "load_weather",
-    "store_weather",
     "MiB",
     "GiB",
     "CHUNK_BYTES",
@@ -210,4 +214,12 @@ __all__ = [
     "gaps",
     "accumulated_degree_days",
     "add_for_images",
+    "KEY_SETTING",
+    "BASE_SETTING",
+    "SOURCE_SETTING",
+    "WeatherReport",
+    "has_weather",
+    "store_weather",
+    "load_weather",
+    "degree_days",
 ]

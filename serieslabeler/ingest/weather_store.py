@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serieslabeler.errors import PipelineError
-from serieslabeler.ingest.weather import WeatherError, WeatherTable, add_for_images, gaps, read_weather_csv
+from serieslabeler.ingest.weather import (
+    WeatherError,
+    WeatherTable,
+    add_for_images,
+    gaps,
+    read_weather_csv,
+)
 from serieslabeler.store.workspace import Workspace
 
 KEY_SETTING = "weather_key"

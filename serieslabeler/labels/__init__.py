@@ -23,9 +23,9 @@ from .log import (
 )
 from .pseudo import accept_pseudo, add_pseudo_labels, reject_pseudo
 from .records import SOURCES, LabelEvent, LabelState
-from .stale import latest_event_touching, refuse_if_stale
 from .review import REVIEW_MODES, representatives, review_order
 from .series import (
+    Boundary,
     boundary_changes,
     format_boundaries,
     label_series,
@@ -41,9 +41,12 @@ from .sessions import (
     session_stats,
     start_session,
 )
+from .stale import latest_event_touching, refuse_if_stale
 from .vocabulary import (
     DEFAULT_VOCABULARY,
     MAX_LABEL_LENGTH,
+    ORDER_KEY,
+    Order,
     VocabularyChange,
     clean_label,
     vocabulary,
@@ -58,17 +61,6 @@ from .vocabulary_events import (
 )
 
 __all__ = [
-    "label_series",
-    "series_boundaries",
-    "series_confidences",
-    "boundary_changes",
-    "parse_boundaries",
-    "format_boundaries",
-    "require_order",
-    "vocabulary_order",
-    "declare_unordered",
-    "latest_event_touching",
-    "refuse_if_stale",
     "cluster_members",
     "cluster_confidences",
     "label_cluster",
@@ -95,17 +87,31 @@ __all__ = [
     "REVIEW_MODES",
     "review_order",
     "representatives",
+    "Boundary",
+    "require_order",
+    "series_confidences",
+    "parse_boundaries",
+    "format_boundaries",
+    "series_boundaries",
+    "boundary_changes",
+    "label_series",
     "SessionStats",
     "start_session",
     "open_session",
     "end_session",
     "session_stats",
+    "latest_event_touching",
+    "refuse_if_stale",
     "DEFAULT_VOCABULARY",
     "MAX_LABEL_LENGTH",
+    "ORDER_KEY",
+    "Order",
     "VocabularyChange",
     "vocabulary",
+    "vocabulary_order",
     "clean_label",
     "add_labels",
+    "declare_unordered",
     "add_default_vocabulary",
     "rename_label",
     "merge_labels",

@@ -120,21 +120,18 @@ def skip_cluster(
 
 def cluster_status(workspace: Workspace, clustering_id: int) -> list[dict]:
     """Per cluster of a clustering: size, members labeled (accepted), the most common label and
-    its count, and the state the live events left it in (``labeled``, ``skipped`` or ``open``)."""
+    its count, and the state the live events left it in (``labeled``, ``skipped`` or ``open``).
+
+    The counts come from one pass over the clustering's members (counts per cluster and label)."""
     db = workspace.db
-    rows = db.execute(
-        "SELECT m.cluster, COUNT(*) AS size, COUNT(c.image_id) AS labeled FROM cluster_members m "
+    counts: dict[int, list[tuple[str | None, int]]] = {}
+    for cluster, label, n in db.execute(
+        "SELECT m.cluster, c.label, COUNT(*) FROM cluster_members m "
         "LEFT JOIN current_labels c ON c.image_id = m.image_id AND c.status='accepted' "
-        "WHERE m.clustering_id=? GROUP BY m.cluster ORDER BY m.cluster",
-        (clustering_id,),
-    ).fetchall()
-    top = {}
-    for row in db.execute(
-        "SELECT m.cluster, c.label, COUNT(*) AS n FROM cluster_members m JOIN current_labels c ON c.image_id = m.image_id "
-        "WHERE m.clustering_id=? AND c.status='accepted' GROUP BY m.cluster, c.label ORDER BY m.cluster, n DESC, c.label",
+        "WHERE m.clustering_id=? GROUP BY m.cluster, c.label",
         (clustering_id,),
     ):
-        top.setdefault(row[0], (row[1], row[2]))
+        counts.setdefault(cluster, []).append((label, n))
     states = {}
     for row in db.execute(
         f"SELECT e.cluster, e.action FROM label_events e WHERE e.clustering_id=? "
@@ -143,7 +140,11 @@ def cluster_status(workspace: Workspace, clustering_id: int) -> list[dict]:
     ):
         states[row[0]] = "labeled" if row[1] == "label_cluster" else "skipped"
     out = []
-    for row in rows:
-        top_label, top_count = top.get(row["cluster"], (None, 0))
-        out.append({**dict(row), "top_label": top_label, "top_count": top_count, "state": states.get(row["cluster"], "open")})
+    for cluster in sorted(counts):
+        labeled = sorted(((label, n) for label, n in counts[cluster] if label is not None), key=lambda ln: (-ln[1], ln[0]))
+        top_label, top_count = labeled[0] if labeled else (None, 0)
+        out.append({
+            "cluster": cluster, "size": sum(n for _, n in counts[cluster]), "labeled": sum(n for _, n in labeled),
+            "top_label": top_label, "top_count": top_count, "state": states.get(cluster, "open"),
+        })
     return out

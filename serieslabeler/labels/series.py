@@ -23,7 +23,12 @@ import math
 import numpy as np
 
 from serieslabeler.errors import PipelineError
-from serieslabeler.labels.log import _check_confidence, _current_states, _image_ids, _record
+from serieslabeler.labels.log import (
+    _check_confidence,
+    _current_states,
+    _image_ids,
+    _record,
+)
 from serieslabeler.labels.records import LabelEvent, LabelState
 from serieslabeler.labels.vocabulary import vocabulary_order
 from serieslabeler.store.series import Series, get_series

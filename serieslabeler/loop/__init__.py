@@ -1,13 +1,19 @@
-"""The active-learning loop: routing by confidence, threshold tuning, evaluation on held-out subjects, iterations."""
+"""The active-learning loop: routing by confidence, threshold tuning, evaluation on held-out subjects, iterations.
 
-from .evaluate import (
+The evaluation on held-out subjects lives with the model it measures
+(:mod:`serieslabeler.models.evaluation`, stored when the model is trained); its names are re-exported here.
+"""
+
+from serieslabeler.models.evaluation import (
     EVALUATION_TEST_SIZE,
     Evaluation,
     evaluate_model,
     ground_truth,
     held_out_subjects,
+    stored_evaluation,
     subject_names,
 )
+
 from .iterate import (
     AWAITING,
     DONE,
@@ -23,26 +29,16 @@ from .iterate import (
     load_iteration,
     save_iteration,
 )
-from .series import SeriesProposal, decode_series, propose_series, series_evidence, stage_columns
-from .monotone import (
-    UNLABELED,
-    MonotoneDecoding,
-    boundaries,
-    decode,
-    decode_monotone,
-    monotone_posteriors,
-    stages_from_boundaries,
-)
-from .oracle import CentreAnswer, ClusterAnswer, Oracle
+from .oracle import CentreAnswer, ClusterAnswer, Oracle, SeriesAnswer
 from .routing import (
     Routing,
     check_threshold,
-    image_times,
     route_mask,
     route_predictions,
     smooth_along_series,
     thresholds_for,
 )
+from .series import SeriesProposal, propose_series, series_evidence
 from .threshold import (
     TRUTH_SOURCES,
     ThresholdChoice,
@@ -56,17 +52,13 @@ from .threshold import (
 )
 
 __all__ = [
-    "SeriesProposal",
-    "decode_series",
-    "propose_series",
-    "series_evidence",
-    "stage_columns",
     "EVALUATION_TEST_SIZE",
     "Evaluation",
+    "evaluate_model",
     "ground_truth",
     "held_out_subjects",
+    "stored_evaluation",
     "subject_names",
-    "evaluate_model",
     "IDLE_MINUTES",
     "AWAITING",
     "DONE",
@@ -80,23 +72,19 @@ __all__ = [
     "IterationResult",
     "iterate",
     "label_with_oracle",
-    "UNLABELED",
-    "MonotoneDecoding",
-    "decode",
-    "decode_monotone",
-    "monotone_posteriors",
-    "boundaries",
-    "stages_from_boundaries",
     "ClusterAnswer",
     "CentreAnswer",
+    "SeriesAnswer",
     "Oracle",
     "thresholds_for",
     "check_threshold",
     "route_mask",
     "smooth_along_series",
     "Routing",
-    "image_times",
     "route_predictions",
+    "SeriesProposal",
+    "series_evidence",
+    "propose_series",
     "ThresholdCurve",
     "ThresholdChoice",
     "ThresholdTuning",

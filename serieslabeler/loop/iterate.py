@@ -34,10 +34,14 @@ from serieslabeler.clustering.suggest import overcluster_k
 from serieslabeler.embed.local import embed_workspace
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.clusters import label_cluster, skip_cluster
-from serieslabeler.loop.evaluate import evaluate_model, ground_truth, held_out_subjects
 from serieslabeler.loop.oracle import Oracle
 from serieslabeler.loop.routing import route_predictions
 from serieslabeler.loop.threshold import validation_curves
+from serieslabeler.models.evaluation import (
+    evaluate_model,
+    ground_truth,
+    held_out_subjects,
+)
 from serieslabeler.models.features import ensure_features
 from serieslabeler.models.files import network_path
 from serieslabeler.models.predictions import predict, unlabeled_image_ids

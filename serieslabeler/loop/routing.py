@@ -10,10 +10,11 @@ import numpy as np
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.pseudo import add_pseudo_labels
 from serieslabeler.labels.series import require_order
-from serieslabeler.loop.series import decode_series
 from serieslabeler.models.base import image_subjects
+from serieslabeler.models.monotone import decode_series
 from serieslabeler.models.predictions import load_predictions, unlabeled_image_ids
 from serieslabeler.sampling import save_sample
+from serieslabeler.store.queries import image_times
 from serieslabeler.store.workspace import Workspace
 
 
@@ -93,13 +94,6 @@ class Routing:
             "event_id": self.event_id,
             "monotone": self.monotone,
         }
-
-
-def image_times(workspace: Workspace, image_ids) -> np.ndarray:
-    """Each image's timestamp (ISO text), in the order given."""
-    rows = workspace.query_in("SELECT id, taken_at FROM images WHERE id IN ({})", image_ids)
-    by_id = {r[0]: r[1] for r in rows}
-    return np.array([by_id[int(i)] for i in image_ids])
 
 
 def route_predictions(

@@ -13,40 +13,12 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.series import require_order
-from serieslabeler.loop.monotone import boundaries as stage_boundaries
-from serieslabeler.loop.monotone import decode
 from serieslabeler.models.files import latest_model_id
+from serieslabeler.models.monotone import boundaries as stage_boundaries
+from serieslabeler.models.monotone import decode, stage_columns
 from serieslabeler.models.predictions import load_predictions
 from serieslabeler.store.series import Series, get_series
 from serieslabeler.store.workspace import Workspace
-
-
-def stage_columns(proba: np.ndarray, classes, order) -> np.ndarray:
-    """``proba`` with one column per stage of ``order`` (a stage the model lacks: 0)."""
-    proba = np.asarray(proba, dtype=np.float64)
-    column = {str(c): j for j, c in enumerate(classes)}
-    out = np.zeros((len(proba), len(order)))
-    for k, stage in enumerate(order):
-        if stage in column:
-            out[:, k] = proba[:, column[stage]]
-    return out
-
-
-def decode_series(proba: np.ndarray, classes, order, groups, times) -> tuple[np.ndarray, np.ndarray]:
-    """Monotone labels and their posterior confidence per row, decoding each group (series) in
-    time order. Rows are images; ``groups`` names each row's series, ``times`` sorts it."""
-    order = list(order)
-    stages = stage_columns(proba, classes, order)
-    labels = np.empty(len(stages), dtype=object)
-    confidence = np.zeros(len(stages))
-    groups, times = np.asarray(groups), np.asarray(times)
-    for group in np.unique(groups):
-        rows = np.flatnonzero(groups == group)
-        rows = rows[np.argsort(times[rows], kind="stable")]
-        decoded = decode(stages[rows])
-        labels[rows] = np.asarray(order, dtype=object)[decoded.stages]
-        confidence[rows] = decoded.confidence
-    return labels, confidence
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serieslabeler.errors import PipelineError
-from serieslabeler.loop.evaluate import ground_truth
-from serieslabeler.models.base import CV_FOLDS, training_data
-from serieslabeler.models.features import ensure_features
+from serieslabeler.models.base import CV_FOLDS
+from serieslabeler.models.evaluation import out_of_fold
 from serieslabeler.models.files import latest_model_id, load_model_record
-from serieslabeler.models.head import HeadClassifier, grouped_oof_proba
-from serieslabeler.store.features import FeatureStore
 
 
 @dataclass(frozen=True)
@@ -180,25 +177,19 @@ def validation_curves(
     ``truth="labels"``: the accepted labels (what an analyst has); ``"ground_truth"``: the
     ground-truth column. Every image is predicted out of fold by a head classifier fitted on the
     other folds' subjects (:func:`serieslabeler.models.predictions.grouped_oof_proba`, GroupKFold by subject). For a
-    fine-tuned model the head is refitted on its ``model-<id>`` features.
+    fine-tuned model the head is refitted on its ``model-<id>`` features. The out-of-fold
+    probabilities are the ones stored with the model when it was trained
+    (:func:`serieslabeler.models.evaluation.out_of_fold`; ``labels``: the labels it learned from).
     """
 
     if truth not in TRUTH_SOURCES:
         raise PipelineError(f"truth must be one of {', '.join(TRUTH_SOURCES)}, not '{truth}'")
     record = load_model_record(workspace, latest_model_id(workspace) if model_id is None else model_id)
-    if truth == "labels":
-        data = training_data(workspace)
-        ids, labels, weights, subjects = data.image_ids, data.labels, data.weights, data.subjects
-    else:
-        ids, labels, subjects = ground_truth(workspace)
-        weights = np.ones(len(ids))
-    ensure_features(workspace, record.feature_set, ids)
-    _, X = FeatureStore(workspace).load(record.feature_set, ids)
-    options = {k: record.params[k] for k in ("kind", "C", "hidden", "max_iter") if k in record.params}
-    proba, classes = grouped_oof_proba(X, labels, subjects, weights, lambda: HeadClassifier(**options, random_state=seed), CV_FOLDS, seed)
+    oof = out_of_fold(workspace, record.id, truth, seed)
+    labels, proba, classes = oof.labels, oof.proba, oof.classes
     details = {
-        "model_id": record.id, "feature_set": record.feature_set, "truth": truth, "images": len(ids),
-        "subjects": len(np.unique(subjects)),
-        "split": f"{min(CV_FOLDS, len(np.unique(subjects)))}-fold GroupKFold by subject, out-of-fold predictions",
+        "model_id": record.id, "feature_set": record.feature_set, "truth": truth, "images": len(oof.image_ids),
+        "subjects": len(np.unique(oof.subjects)),
+        "split": f"{min(CV_FOLDS, len(np.unique(oof.subjects)))}-fold GroupKFold by subject, out-of-fold predictions",
     }
     return tune_thresholds(labels, classes[np.argmax(proba, axis=1)], proba.max(axis=1), target, details)

@@ -12,6 +12,27 @@ from .base import (
     image_subjects,
     training_data,
 )
+from .evaluation import (
+    EVALUATION_TEST_SIZE,
+    HEAD_OPTIONS,
+    OOF_TRUTHS,
+    Evaluation,
+    OutOfFold,
+    compute_oof,
+    evaluate_model,
+    evaluation_name,
+    ground_truth,
+    head_options,
+    held_out_subjects,
+    load_oof,
+    oof_path,
+    out_of_fold,
+    record_evaluations,
+    save_oof,
+    store_evaluation,
+    stored_evaluation,
+    subject_names,
+)
 from .features import (
     embed_with_model,
     ensure_features,
@@ -42,7 +63,15 @@ from .foc import (
     save_overclustering,
     train_overcluster,
 )
-from .head import HeadClassifier, LinearSoftmax, align_proba, grouped_oof_proba
+from .head import (
+    LARGE_FIT,
+    HeadClassifier,
+    LinearSoftmax,
+    align_proba,
+    cuda_available,
+    fit_logistic_torch,
+    grouped_oof_proba,
+)
 from .losses import inverse_cross_entropy, mutual_information
 from .modes import (
     ModeInputs,
@@ -52,13 +81,23 @@ from .modes import (
     mode_inputs,
     trunk_network,
 )
+from .monotone import (
+    UNLABELED,
+    MonotoneDecoding,
+    boundaries,
+    decode,
+    decode_monotone,
+    decode_series,
+    monotone_posteriors,
+    stage_columns,
+    stages_from_boundaries,
+)
 from .predictions import (
     load_predictions,
     predict,
     store_predictions,
     unlabeled_image_ids,
 )
-from .stored import HEAD_KIND, LINEAR_KIND, TORCH_KIND, classifier_from_arrays, classifier_to_arrays
 from .splits import (
     GROUPED,
     OPTIMISTIC,
@@ -67,6 +106,14 @@ from .splits import (
     grouped_split,
     make_split,
     random_split,
+)
+from .stored import (
+    HEAD_KIND,
+    HEAD_MODELS,
+    LINEAR_KIND,
+    TORCH_KIND,
+    classifier_from_arrays,
+    classifier_to_arrays,
 )
 from .torch_loop import (
     INPUTS,
@@ -111,11 +158,6 @@ from .vae_rounds import (
 )
 
 __all__ = [
-    "HEAD_KIND",
-    "LINEAR_KIND",
-    "TORCH_KIND",
-    "classifier_to_arrays",
-    "classifier_from_arrays",
     "DEFAULT_TOP_K",
     "CV_FOLDS",
     "PREDICT_CHUNK",
@@ -126,6 +168,25 @@ __all__ = [
     "training_data",
     "image_subjects",
     "default_feature_set",
+    "EVALUATION_TEST_SIZE",
+    "OOF_TRUTHS",
+    "HEAD_OPTIONS",
+    "ground_truth",
+    "OutOfFold",
+    "head_options",
+    "oof_path",
+    "compute_oof",
+    "save_oof",
+    "load_oof",
+    "out_of_fold",
+    "Evaluation",
+    "held_out_subjects",
+    "subject_names",
+    "evaluate_model",
+    "evaluation_name",
+    "store_evaluation",
+    "stored_evaluation",
+    "record_evaluations",
     "image_backbone",
     "image_preprocess",
     "ensure_features",
@@ -151,6 +212,9 @@ __all__ = [
     "train_overcluster",
     "save_overclustering",
     "clustering_consistency",
+    "LARGE_FIT",
+    "cuda_available",
+    "fit_logistic_torch",
     "HeadClassifier",
     "LinearSoftmax",
     "align_proba",
@@ -163,6 +227,15 @@ __all__ = [
     "grouped_holdout",
     "holdout_metrics",
     "trunk_network",
+    "UNLABELED",
+    "MonotoneDecoding",
+    "decode",
+    "decode_monotone",
+    "monotone_posteriors",
+    "boundaries",
+    "stages_from_boundaries",
+    "stage_columns",
+    "decode_series",
     "unlabeled_image_ids",
     "predict",
     "store_predictions",
@@ -174,6 +247,12 @@ __all__ = [
     "grouped_folds",
     "random_split",
     "make_split",
+    "HEAD_KIND",
+    "LINEAR_KIND",
+    "TORCH_KIND",
+    "HEAD_MODELS",
+    "classifier_to_arrays",
+    "classifier_from_arrays",
     "INPUTS",
     "seed_everything",
     "encode_labels",

@@ -7,6 +7,7 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import training_labels
+from serieslabeler.store.queries import id_array
 from serieslabeler.store.workspace import Workspace
 
 DEFAULT_TOP_K = 3
@@ -110,6 +111,8 @@ class Trained:
     params: dict
     metrics: dict
     network: dict | None = None
+    oof_proba: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    """``(proba, classes)``: the labels' grouped out-of-fold probabilities, when the mode computed them."""
 
 
 def training_data(workspace: Workspace) -> TrainingData:
@@ -127,7 +130,7 @@ def training_data(workspace: Workspace) -> TrainingData:
 
 def image_subjects(workspace: Workspace, image_ids) -> np.ndarray:
     """The subject id of each image, in the order given."""
-    rows = workspace.query_in("SELECT id, subject_id FROM images WHERE id IN ({})", image_ids)
+    rows = workspace.db.execute("SELECT i.id, i.subject_id FROM json_each(?) j CROSS JOIN images i ON i.id = j.value", (id_array(image_ids),))
     by_id = {r[0]: r[1] for r in rows}
     return np.array([by_id[int(i)] for i in image_ids], dtype=np.int64)
 

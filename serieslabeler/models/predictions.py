@@ -31,6 +31,7 @@ from serieslabeler.models.files import load_classifier, load_model_record
 from serieslabeler.models.head import align_proba
 from serieslabeler.progress import Progress
 from serieslabeler.store.features import FeatureStore
+from serieslabeler.store.queries import id_array
 from serieslabeler.store.workspace import Workspace
 
 
@@ -96,9 +97,11 @@ def load_predictions(workspace: Workspace, model_id: int, image_ids=None) -> Pre
     if image_ids is None:
         rows = workspace.db.execute("SELECT image_id, topk FROM predictions WHERE model_id=? ORDER BY image_id", (record.id,)).fetchall()
     else:
-        rows = workspace.query_in(
-            f"SELECT image_id, topk FROM predictions WHERE model_id={record.id} AND image_id IN ({{}}) ORDER BY image_id", image_ids
-        )
+        rows = workspace.db.execute(
+            "SELECT DISTINCT p.image_id, p.topk FROM json_each(?) j CROSS JOIN predictions p ON p.model_id = ? AND p.image_id = j.value "
+            "ORDER BY p.image_id",
+            (id_array(image_ids), record.id),
+        ).fetchall()
     column = {c: j for j, c in enumerate(classes)}
     proba = np.zeros((len(rows), len(classes)))
     for i, row in enumerate(rows):

@@ -16,6 +16,7 @@ from serieslabeler.models.base import (
     default_feature_set,
     training_data,
 )
+from serieslabeler.models.evaluation import OutOfFold, record_evaluations
 from serieslabeler.models.features import embed_with_model, ensure_features
 from serieslabeler.models.files import save_model
 from serieslabeler.models.finetune import train_finetune
@@ -36,7 +37,8 @@ def train_model(
     progress: Progress | None = None,
     **params,
 ) -> ModelRecord:
-    """Train a model on the accepted labels and save it (``models`` row + file in ``models/``).
+    """Train a model on the accepted labels and save it (``models`` row + file in ``models/``),
+    with its out-of-fold probabilities and held-out evaluation (:mod:`serieslabeler.models.evaluation`).
 
     ``feature_set``: the vectors a head reads, or whose backbone a fine-tune starts from
     (a full name or a backbone name; default: the newest feature set). ``params`` are the
@@ -58,6 +60,10 @@ def train_model(
     if trained.network is not None:
         all_ids = [r[0] for r in workspace.db.execute("SELECT id FROM images ORDER BY id")]
         embed_with_model(workspace, record.id, all_ids, device, progress)
+    labels_oof = None
+    if trained.oof_proba is not None:
+        labels_oof = OutOfFold(data.image_ids, data.labels, data.subjects, *trained.oof_proba)
+    record_evaluations(workspace, record, data, labels_oof)
     return record
 
 
@@ -74,19 +80,21 @@ def train_head(workspace: Workspace, data: TrainingData, feature_set: str, param
     def make() -> HeadClassifier:
         return HeadClassifier(options["kind"], float(options["C"]), int(options["hidden"]), int(options["max_iter"]), seed)
 
-    metrics = grouped_validation(X, data, make, seed)
+    metrics, oof_proba = grouped_validation(X, data, make, seed)
     classifier = make().fit(X, data.labels, sample_weight=data.weights)
-    return Trained(classifier, feature_set, options, metrics)
+    return Trained(classifier, feature_set, options, metrics, oof_proba=oof_proba)
 
 
-def grouped_validation(X: np.ndarray, data: TrainingData, make: Callable[[], HeadClassifier], seed: int) -> dict:
-    """Out-of-fold scores of the labels, folds grouped by subject (empty with fewer than 2 subjects)."""
+def grouped_validation(X: np.ndarray, data: TrainingData, make: Callable[[], HeadClassifier], seed: int) -> tuple[dict, tuple | None]:
+    """Out-of-fold scores of the labels, folds grouped by subject (empty with fewer than 2
+    subjects), and the out-of-fold ``(proba, classes)`` they come from (None then)."""
     if len(np.unique(data.subjects)) < 2 or len(np.unique(data.labels)) < 2:
-        return {"validation": None, "validation_note": "needs labels of at least 2 subjects and 2 classes"}
+        return {"validation": None, "validation_note": "needs labels of at least 2 subjects and 2 classes"}, None
     proba, classes = grouped_oof_proba(X, data.labels, data.subjects, data.weights, make, CV_FOLDS, seed)
     report = classification_report(data.labels, classes[np.argmax(proba, axis=1)], classes, proba, classes)
     n_folds = min(CV_FOLDS, len(np.unique(data.subjects)))
-    return {"validation": report.to_dict(), "validation_split": f"{n_folds}-fold GroupKFold by subject over the accepted labels, out-of-fold predictions"}
+    metrics = {"validation": report.to_dict(), "validation_split": f"{n_folds}-fold GroupKFold by subject over the accepted labels, out-of-fold predictions"}
+    return metrics, (proba, classes)
 
 
 MODES: dict[str, Callable[..., Trained]] = {"head": train_head, "finetune": train_finetune}

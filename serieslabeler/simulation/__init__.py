@@ -9,14 +9,15 @@ from .engine import (
 )
 from .records import (
     NETWORK_SCENARIOS,
-    REACH,
     ORDERED_SCENARIOS,
+    REACH,
     SCENARIOS,
     Collection,
     CurvePoint,
     ScenarioRun,
     SimulationConfig,
     SimulationResult,
+    json_safe,
     write_result,
 )
 from .scenarios import SCENARIO_RUNNERS
@@ -36,6 +37,7 @@ __all__ = [
     "CurvePoint",
     "ScenarioRun",
     "SimulationResult",
+    "json_safe",
     "write_result",
     "SCENARIO_RUNNERS",
 ]

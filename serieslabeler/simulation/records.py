@@ -11,7 +11,7 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.vocabulary import vocabulary_order
-from serieslabeler.loop.evaluate import ground_truth
+from serieslabeler.models.evaluation import ground_truth
 from serieslabeler.models.features import ensure_features
 from serieslabeler.space.metadata import metadata_frame
 from serieslabeler.store.features import FeatureStore

@@ -13,16 +13,15 @@ from serieslabeler.clustering.algorithms import (
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.clusters import cluster_confidences
 from serieslabeler.labels.series import series_confidences
-from serieslabeler.loop.monotone import boundaries as stage_boundaries
-from serieslabeler.loop.monotone import decode
 from serieslabeler.loop.oracle import Oracle
 from serieslabeler.loop.routing import route_mask
-from serieslabeler.loop.series import decode_series, stage_columns
 from serieslabeler.loop.threshold import tune_thresholds
 from serieslabeler.metrics.classification import classification_report
 from serieslabeler.models.base import CV_FOLDS, Predictions
 from serieslabeler.models.foc import FuzzyOvercluster
 from serieslabeler.models.head import HeadClassifier, grouped_oof_proba
+from serieslabeler.models.monotone import boundaries as stage_boundaries
+from serieslabeler.models.monotone import decode, decode_series, stage_columns
 from serieslabeler.models.vae import (
     CentreDecision,
     LatentVAE,

@@ -2,6 +2,7 @@
 
 from .metadata import (
     CHUNK_ROWS,
+    DEGREE_DAYS,
     DERIVED,
     FEATURES,
     SECONDS_PER_DAY,
@@ -31,12 +32,20 @@ from .reduce import (
     place_images,
     save_map,
 )
-from .stored import MAP_MODEL_KIND, map_model_parts, map_model_to_arrays
 from .spaces import SPACE_OPTIONS, SPACES, build_space, prepare_space, space_options
+from .stored import (
+    MAP_MODEL_KIND,
+    MAPPER_FITTED,
+    appender_from_arrays,
+    appender_to_arrays,
+    map_model_parts,
+    map_model_to_arrays,
+)
 
 __all__ = [
     "FEATURES",
     "DERIVED",
+    "DEGREE_DAYS",
     "SECONDS_PER_DAY",
     "CHUNK_ROWS",
     "FeatureMatrix",
@@ -62,12 +71,15 @@ __all__ = [
     "list_maps",
     "place_images",
     "load_map_model",
-    "MAP_MODEL_KIND",
-    "map_model_to_arrays",
-    "map_model_parts",
     "SPACES",
     "SPACE_OPTIONS",
     "space_options",
     "prepare_space",
     "build_space",
+    "MAP_MODEL_KIND",
+    "appender_to_arrays",
+    "appender_from_arrays",
+    "MAPPER_FITTED",
+    "map_model_to_arrays",
+    "map_model_parts",
 ]

@@ -40,6 +40,7 @@ import numpy as np
 from serieslabeler.errors import PipelineError
 from serieslabeler.ingest.weather_store import degree_days, has_weather
 from serieslabeler.store.features import FeatureStore
+from serieslabeler.store.queries import id_array
 from serieslabeler.store.workspace import Workspace
 
 FEATURES = "features"
@@ -109,9 +110,9 @@ def metadata_frame(workspace: Workspace, image_ids, fields=None, absolute_dates:
         attribute_id, kind = attributes[name]
         values = dict(
             (row[0], row[1])
-            for row in workspace.query_in(
-                f"SELECT image_id, value FROM image_attributes WHERE attribute_id = {attribute_id} AND image_id IN ({{}})",
-                ids,
+            for row in workspace.db.execute(
+                "SELECT a.image_id, a.value FROM json_each(?) j CROSS JOIN image_attributes a ON a.image_id = j.value AND a.attribute_id = ?",
+                (id_array(ids), attribute_id),
             )
         )
         column = pd.Series([values.get(int(i)) for i in ids], index=frame.index, dtype=object)
@@ -247,12 +248,11 @@ def _elapsed_days(workspace: Workspace, ids: np.ndarray) -> tuple[np.ndarray, np
     """Days since each image's subject's first image, and since the collection's first image."""
     import pandas as pd
 
-    rows = workspace.query_in(
-        "SELECT i.id, i.taken_at, f.first FROM images i JOIN "
-        "(SELECT subject_id, MIN(taken_at) AS first FROM images GROUP BY subject_id) f ON f.subject_id = i.subject_id "
-        "WHERE i.id IN ({})",
-        ids,
-    )
+    rows = workspace.db.execute(
+        "SELECT i.id, i.taken_at, (SELECT MIN(f.taken_at) FROM images f WHERE f.subject_id = i.subject_id) "
+        "FROM json_each(?) j CROSS JOIN images i ON i.id = j.value",
+        (id_array(ids),),
+    ).fetchall()
     by_id = {row[0]: (row[1], row[2]) for row in rows}
     taken = pd.to_datetime([by_id[int(i)][0] for i in ids], format="ISO8601")
     first = pd.to_datetime([by_id[int(i)][1] for i in ids], format="ISO8601")

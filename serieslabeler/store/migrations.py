@@ -242,10 +242,31 @@ CREATE TABLE weather (
 ) WITHOUT ROWID;
 """
 
+# Work done once and stored with what it belongs to: a clustering's image count, cluster sizes
+# and evaluation (silhouette) are written when it is saved, so listing clusterings counts no
+# members; a model's evaluations (held-out scores, JSON) are written when it is trained (its
+# out-of-fold probabilities go to an .npz beside its file). ``evaluation`` NULL: not computed yet.
+STORED_EVALUATIONS = """
+ALTER TABLE clusterings ADD COLUMN images INTEGER;
+ALTER TABLE clusterings ADD COLUMN sizes TEXT;
+ALTER TABLE clusterings ADD COLUMN evaluation TEXT;
+UPDATE clusterings SET
+    images = (SELECT COUNT(*) FROM cluster_members m WHERE m.clustering_id = clusterings.id),
+    sizes = (SELECT json_group_object(cluster, n) FROM
+             (SELECT cluster, COUNT(*) AS n FROM cluster_members m WHERE m.clustering_id = clusterings.id GROUP BY cluster));
+CREATE TABLE model_evaluations (
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_id, name)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS = (
     Migration(1, "initial catalog", INITIAL_SCHEMA),
     Migration(2, "per-image lookups, undo by author, series labels", PER_IMAGE_LOOKUPS),
     Migration(3, "daily weather for accumulated degree-days", WEATHER_TABLE),
+    Migration(4, "stored clustering sizes and evaluations, model evaluations", STORED_EVALUATIONS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

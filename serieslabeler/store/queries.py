@@ -1,6 +1,8 @@
 """store.queries"""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from serieslabeler.errors import PipelineError
@@ -9,17 +11,26 @@ from serieslabeler.store.workspace import Workspace
 IMAGE_COLUMNS = ["image_id", "file", "subject", "taken_at"]
 
 
+def id_array(image_ids) -> str:
+    """Ids as one JSON array parameter: ``FROM json_each(?) j CROSS JOIN t ON t.id = j.value``
+    reads exactly those rows through the tables' keys in one query (no chunked IN lists); ``j.key``
+    is each id's position in the list. ``CROSS JOIN`` keeps the id list the outer loop: with a
+    plain JOIN SQLite may scan the table by another index and the list for every row."""
+    return json.dumps([int(i) for i in image_ids])
+
+
 def image_table(workspace: Workspace, image_ids=None, subject: str | None = None):
     """One row per image: image_id, file, subject, taken_at; all images (by subject and time),
     one subject's, or those of ``image_ids`` in that order."""
     import pandas as pd
 
-    sql = (
-        "SELECT i.id AS image_id, i.file_name AS file, s.name AS subject, i.taken_at FROM images i "
-        "JOIN subjects s ON s.id = i.subject_id"
-    )
+    columns = "SELECT i.id AS image_id, i.file_name AS file, s.name AS subject, i.taken_at FROM "
+    sql = columns + "images i JOIN subjects s ON s.id = i.subject_id"
     if image_ids is not None:
-        rows = workspace.query_in(sql + " WHERE i.id IN ({})", image_ids)
+        rows = workspace.db.execute(
+            columns + "json_each(?) j CROSS JOIN images i ON i.id = j.value JOIN subjects s ON s.id = i.subject_id",
+            (id_array(image_ids),),
+        ).fetchall()
         frame = pd.DataFrame([dict(r) for r in rows], columns=IMAGE_COLUMNS).set_index("image_id")
         return frame.reindex([int(i) for i in image_ids]).reset_index()
     where, params = (" WHERE s.name = ?", (subject,)) if subject is not None else ("", ())
@@ -66,3 +77,10 @@ def sample_ids(workspace: Workspace, sample_id: int) -> np.ndarray:
         raise PipelineError(f"no sample {sample_id} in {workspace.root}; list them with 'serieslabeler samples'")
     rows = workspace.db.execute("SELECT image_id FROM sample_images WHERE sample_id=? ORDER BY image_id", (int(sample_id),))
     return np.array([r[0] for r in rows], dtype=np.int64)
+
+
+def image_times(workspace: Workspace, image_ids) -> np.ndarray:
+    """Each image's timestamp (ISO text), in the order given."""
+    rows = workspace.query_in("SELECT id, taken_at FROM images WHERE id IN ({})", image_ids)
+    by_id = {r[0]: r[1] for r in rows}
+    return np.array([by_id[int(i)] for i in image_ids])

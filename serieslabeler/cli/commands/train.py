@@ -7,11 +7,11 @@ import json
 from serieslabeler.cli.base import Result, add_common, parse_key_values
 from serieslabeler.cli.commands.vae import parse_options
 from serieslabeler.errors import PipelineError
-from serieslabeler.loop.evaluate import evaluate_model
 from serieslabeler.loop.iterate import IterateConfig, iterate, list_iterations
 from serieslabeler.loop.routing import route_predictions
 from serieslabeler.loop.threshold import validation_curves
 from serieslabeler.metrics.classification import ClassificationReport
+from serieslabeler.models.evaluation import evaluate_model
 from serieslabeler.models.files import latest_model_id, list_models
 from serieslabeler.models.predictions import predict
 from serieslabeler.models.training import train_model

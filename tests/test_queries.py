@@ -1,0 +1,139 @@
+"""The catalog's read queries (details, cluster status, clusterings, ground truth) give the same
+answers as plain whole-table computations, on a bananas workspace with labels of every kind."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serieslabeler import views
+from serieslabeler.clustering import (
+    evaluate_clustering,
+    ground_truth,
+    list_clusterings,
+    load_clustering,
+    split_cluster,
+)
+from serieslabeler.labels import (
+    cluster_members,
+    cluster_status,
+    label_cluster,
+    label_images,
+    skip_cluster,
+    undo,
+)
+from serieslabeler.models import predict, train_model
+from serieslabeler.store import Workspace
+
+
+@pytest.fixture
+def labeled(bananas_clustered):
+    """Clustering 1 (k=8) and its split child 2; clusters labeled, skipped, an undo, manual labels,
+    a model with predictions for the unlabeled images."""
+    with Workspace.open(bananas_clustered) as workspace:
+        label_cluster(workspace, 1, 0, "U", excluded=cluster_members(workspace, 1, 0)[0][:2])
+        label_cluster(workspace, 1, 1, "R")
+        label_cluster(workspace, 1, 2, "V")
+        undo(workspace)
+        skip_cluster(workspace, 1, 3)
+        label_images(workspace, [5, 6, 7], "O")
+        model = train_model(workspace, "head", max_iter=300)
+        predict(workspace, model.id)
+        split_cluster(workspace, 1, 4)
+        yield workspace
+
+
+def whole_table(workspace, sql: str) -> pd.DataFrame:
+    return pd.read_sql_query(sql, workspace.db)
+
+
+def expected_details(workspace, ids: list[int], clustering_id: int) -> pd.DataFrame:
+    """image_details recomputed from whole tables (the behaviour before the queries were narrowed)."""
+    images = whole_table(
+        workspace,
+        "SELECT i.id AS image_id, i.file_name AS file, s.name AS subject, i.taken_at FROM images i JOIN subjects s ON s.id = i.subject_id",
+    ).set_index("image_id")
+    labels = whole_table(workspace, "SELECT image_id, label, source, confidence, status FROM current_labels").set_index("image_id")
+    members = whole_table(workspace, f"SELECT image_id, cluster FROM cluster_members WHERE clustering_id={clustering_id}").set_index("image_id")
+    model = workspace.db.execute("SELECT MAX(model_id) FROM predictions").fetchone()[0]
+    predictions = whole_table(workspace, f"SELECT image_id, label AS predicted, confidence AS prediction_confidence FROM predictions WHERE model_id={model}").set_index("image_id")
+    truth = whole_table(workspace, "SELECT image_id, label AS truth FROM ground_truth").set_index("image_id")
+    frame = images.reindex(ids).join(labels, how="left")
+    frame["cluster"] = members["cluster"].reindex(frame.index).astype("Int64")
+    frame = frame.join(predictions, how="left").join(truth, how="left")
+    return frame.reset_index()
+
+
+@pytest.mark.parametrize("clustering_id", [1, 2])
+def test_image_details_match_whole_table_joins(labeled, clustering_id):
+    ids = [200, 3, 5, 17, 42, 6, 150, 99, 7, 1]
+    details = views.image_details(labeled, ids, clustering_id)
+    expected = expected_details(labeled, ids, clustering_id)
+    columns = ["image_id", "file", "subject", "taken_at", "label", "source", "confidence", "status", "cluster", "predicted", "prediction_confidence", "truth"]
+    assert details["image_id"].tolist() == ids
+    pd.testing.assert_frame_equal(details[columns], expected[columns], check_dtype=False)
+    assert details["days"].notna().all()
+
+
+def test_image_details_default_to_the_latest_clustering(labeled):
+    ids = [1, 2, 3]
+    assert views.image_details(labeled, ids)["cluster"].tolist() == views.image_details(labeled, ids, 2)["cluster"].tolist()
+
+
+def expected_status(workspace, clustering_id: int) -> list[dict]:
+    members = whole_table(workspace, f"SELECT image_id, cluster FROM cluster_members WHERE clustering_id={clustering_id}")
+    accepted = whole_table(workspace, "SELECT image_id, label FROM current_labels WHERE status='accepted'")
+    joined = members.merge(accepted, on="image_id", how="left")
+    events = whole_table(workspace, f"SELECT id, action, cluster, reverses FROM label_events WHERE clustering_id={clustering_id} ORDER BY id")
+    undone = set(whole_table(workspace, "SELECT reverses FROM label_events WHERE action='undo'")["reverses"].dropna().astype(int))
+    states = {}
+    for event in events.itertuples():
+        if event.action in ("label_cluster", "skip") and event.id not in undone:
+            states[event.cluster] = "labeled" if event.action == "label_cluster" else "skipped"
+    out = []
+    for cluster, group in joined.groupby("cluster"):
+        counts = group["label"].dropna().value_counts()
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        out.append({
+            "cluster": int(cluster), "size": len(group), "labeled": int(group["label"].notna().sum()),
+            "top_label": top[0][0] if top else None, "top_count": int(top[0][1]) if top else 0,
+            "state": states.get(cluster, "open"),
+        })
+    return out
+
+
+@pytest.mark.parametrize("clustering_id", [1, 2])
+def test_cluster_status_matches_whole_table_counts(labeled, clustering_id):
+    status = cluster_status(labeled, clustering_id)
+    assert status == expected_status(labeled, clustering_id)
+    assert {s["state"] for s in cluster_status(labeled, 1)} == {"labeled", "skipped", "open"}
+
+
+def test_list_clusterings_counts_members(labeled):
+    listed = list_clusterings(labeled)
+    assert [c["id"] for c in listed] == [2, 1]
+    for entry in listed:
+        clustering = load_clustering(labeled, entry["id"])
+        assert entry["images"] == len(clustering.image_ids) == 220
+        assert entry["k"] == len(clustering.sizes())
+        assert entry["params"] == json.loads(labeled.db.execute("SELECT params FROM clusterings WHERE id=?", (entry["id"],)).fetchone()[0])
+        assert {"feature_set", "algorithm", "space", "sample_id", "parent_id", "created_at"} <= set(entry)
+
+
+def test_ground_truth_lookup_matches_the_table(labeled):
+    truth = whole_table(labeled, "SELECT image_id, label FROM ground_truth").set_index("image_id")["label"].to_dict()
+    wanted = [3, 1000, 219, 8, 4]
+    assert ground_truth(labeled, wanted) == {i: truth[i] for i in wanted if i in truth}
+    assert ground_truth(labeled, list(range(1, 221))) == truth
+
+
+def test_clustering_evaluation_purity_per_cluster(labeled):
+    evaluation = evaluate_clustering(labeled, 1)
+    members = whole_table(labeled, "SELECT m.cluster, g.label FROM cluster_members m JOIN ground_truth g ON g.image_id = m.image_id WHERE m.clustering_id=1")
+    majority = members.groupby("cluster")["label"].agg(lambda s: s.value_counts().max()).sum()
+    assert evaluation.evaluated == len(members) == 220
+    assert evaluation.purity == pytest.approx(majority / len(members))
+    assert evaluation.silhouette is not None and -1 <= evaluation.silhouette <= 1
+    assert sorted(p.cluster for p in evaluation.per_cluster) == sorted(np.unique(members["cluster"]).tolist())
