@@ -11,7 +11,7 @@ from serieslabeler import labels
 from serieslabeler import views as catalog
 from serieslabeler.ingest import degree_days, has_weather
 from serieslabeler.loop import propose_series
-from serieslabeler.store import get_series, list_series
+from serieslabeler.store import list_series
 from serieslabeler.store.summary import attribute_summaries
 
 UNLABELED = "(unlabeled)"
@@ -79,7 +79,7 @@ def declare_order(workspace) -> None:
         st.rerun()
 
 
-def labeling_controls(workspace, series, order: list[str], draft: dict, proposal) -> None:
+def labeling_controls(workspace, series, draft: dict, proposal) -> None:
     """Save the draft, reset it, or accept the model's proposal (each through the library)."""
     cols = st.columns(3)
     if cols[0].button("Save series labels", key="save_series", type="primary", disabled=not draft["boundaries"]):
@@ -97,7 +97,7 @@ def labeling_controls(workspace, series, order: list[str], draft: dict, proposal
         st.success(f"Accepted model {proposal.model_id}'s proposal: {event.changed} image(s) labeled ({event.interactions} interaction(s)).")
 
 
-def thumbnail_buttons(item, order: list[str], draft: dict, stage: str) -> None:
+def thumbnail_buttons(item, draft: dict, stage: str) -> None:
     image_id = int(item.image_id)
     starts = draft["boundaries"].get(image_id)
     cols = st.columns(2)
@@ -143,7 +143,7 @@ def render(workspace) -> None:
         bands["draft"] = draft_stages(series, draft)
         st.altair_chart(band_chart(bands, list(range(len(ids))), order), width="stretch")
         stage = st.selectbox("Stage to place", order, key="stage", help="The stage a 'Starts' click marks the first image of.")
-        labeling_controls(workspace, series, order, draft, proposal)
+        labeling_controls(workspace, series, draft, proposal)
     pictures = ui.thumbnails(workspace, details["image_id"])
     grid = st.grid(STRIP_COLUMNS, min_column_width=150, border=True)
     for picture, item in zip(pictures, details.itertuples(index=False)):
@@ -151,7 +151,7 @@ def render(workspace) -> None:
             st.image(picture, caption=describe(item), width="stretch")
             st.caption(ui.plain(f"{item.taken_at[:16].replace('T', ' ')} · {item.file} · id {item.image_id}"))
             if draft is not None:
-                thumbnail_buttons(item, order, draft, stage)
+                thumbnail_buttons(item, draft, stage)
     with st.expander("As a table"):
         st.dataframe(details, hide_index=True, width="stretch")
 
