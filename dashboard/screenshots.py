@@ -113,6 +113,24 @@ def prepare_demo_workspace(target: Path) -> dict:
     return {"clustering": clustering, "cluster": 0, "x": excluded}
 
 
+def prepare_series_proposal(workspace) -> str:
+    """Ripeness declared as ordered stages, every fruit but the first labeled by its true
+    boundaries, a model trained and predicting: the first fruit's Series page shows a proposal."""
+    from serieslabeler.labels import add_labels, label_series
+    from serieslabeler.models import predict, train_model
+    from serieslabeler.store import list_series
+
+    add_labels(workspace, ["U", "R", "V", "O"], "demo", ordered=True)
+    found = list_series(workspace)
+    for series in found[1:]:
+        truth = dict(workspace.query_in("SELECT image_id, label FROM ground_truth WHERE image_id IN ({})", list(series.image_ids)))
+        stages = [truth[i] for i in series.image_ids]
+        firsts = [(stage, series.image_ids[k]) for k, stage in enumerate(stages) if k == 0 or stages[k - 1] != stage]
+        label_series(workspace, series, firsts, author="demo")
+    predict(workspace, train_model(workspace).id)
+    return found[0].key
+
+
 def take_screenshots(out: Path = SCREENSHOTS) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     shots = []
@@ -124,11 +142,25 @@ def take_screenshots(out: Path = SCREENSHOTS) -> list[Path]:
                 ("map", "/map"),
                 ("home", "/"),
             ):
-                open_app_page(page, url + path)
-                target = out / f"{name}.png"
-                page.screenshot(path=str(target), full_page=True)
-                shots.append(target)
+                shots.append(photograph(page, url + path, out / f"{name}.png"))
+            shots.append(series_screenshot(page, url, Path(folder) / "sample", out))
     return shots
+
+
+def photograph(page, url: str, target: Path) -> Path:
+    open_app_page(page, url)
+    page.screenshot(path=str(target), full_page=True)
+    return target
+
+
+def series_screenshot(page, url: str, workspace_path: Path, out: Path = SCREENSHOTS) -> Path:
+    """The Series page of a fruit with the model's monotone proposal shown (after the other shots:
+    it labels the other fruits and trains a model)."""
+    from serieslabeler.store import Workspace
+
+    with Workspace.open(workspace_path) as workspace:
+        key = prepare_series_proposal(workspace)
+    return photograph(page, f"{url}/series?series={key}", out / "series.png")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ JSON) and ``sample_images``.
 - ``subjects``: ``subjects`` subjects at random and all of their pool images across time, so
   every stage of each chosen subject is covered (the structure-aware sample).
 - ``time-stratified``: ``size`` images spread evenly over ``bins`` equal-width bins of days since
-  each subject's first image; inside a bin the picks alternate between subjects.
+  each subject's first image (``time="add"``: of accumulated degree-days, with a weather table);
+  inside a bin the picks alternate between subjects.
 - ``uncertainty``: the ``size`` images a model is least sure about, by ``measure`` (``entropy``:
   highest entropy; ``margin``: smallest top-1/top-2 margin; ``least-confidence``: lowest top-1
   confidence), read from the ``predictions`` table of ``model`` (default: the latest model with
@@ -22,12 +23,13 @@ from __future__ import annotations
 
 import inspect
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.ingest.weather_store import degree_days
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.workspace import Workspace
 
@@ -35,6 +37,9 @@ UNCERTAINTY_MEASURES = ("entropy", "margin", "least-confidence")
 
 
 DEFAULT_TIME_BINS = 10
+
+
+TIME_AXES = ("days", "add")
 
 
 @dataclass
@@ -117,11 +122,15 @@ def pick_subjects(workspace: Workspace, pool: Pool, rng: np.random.Generator, su
 
 def pick_time_stratified(
     workspace: Workspace,
-    pool: Pool, rng: np.random.Generator, size: int | None = None, bins: int = DEFAULT_TIME_BINS
+    pool: Pool, rng: np.random.Generator, size: int | None = None, bins: int = DEFAULT_TIME_BINS, time: str = "days"
 ) -> np.ndarray:
     size = _require_size(size, len(pool.ids), "time-stratified")
     if bins < 1:
         raise PipelineError(f"strategy 'time-stratified': bins must be at least 1, not {bins}")
+    if time not in TIME_AXES:
+        raise PipelineError(f"strategy 'time-stratified': time must be one of {', '.join(TIME_AXES)}, not '{time}'")
+    if time == "add":
+        pool = replace(pool, days=degree_days(workspace, pool.ids))
     edges = np.linspace(pool.days.min(), pool.days.max(), bins + 1)
     bin_of = np.clip(np.searchsorted(edges, pool.days, side="right") - 1, 0, bins - 1)
     members = [np.flatnonzero(bin_of == b) for b in range(bins)]

@@ -144,6 +144,9 @@ def test_cli_label_series_round_trip_and_bad_input(bananas_workspace):
     assert code == 0, data
     assert data["events"][0]["interactions"] == len(bounds) + 1 and data["interactions"] == len(bounds) + 1
     assert cli("series", "--workspace", ws, "--series", "11")[1]["boundaries"] == [list(b) for b in bounds]
+    exported = ws.parent / "labels.csv"
+    assert cli("export", "--workspace", ws, "--format", "csv", "--out", exported)[0] == 0
+    assert sum(",series," in line for line in exported.read_text().splitlines()) == len(ids) - 1
     bad = [
         (["--series", "99", "--boundaries", "U@1"], "unknown series '99'"),
         (["--series", "11", "--boundaries", f"X@{ids[0]}"], "stage 'X'"),

@@ -13,9 +13,9 @@ from tests.conftest import cli
 HAND = {"2020-05-28": 12.0, "2020-05-29": -3.0, "2020-05-30": 8.0, "2020-05-31": 4.0, "2020-06-01": 6.0}
 
 
-def weather_csv(tmp_path, skip=(), name="weather.csv"):
+def weather_csv(tmp_path, skip=(), name="weather.csv", last=dt.date(2020, 6, 17)):
     day, rows = dt.date(2020, 5, 28), ["date,mean"]
-    while day <= dt.date(2020, 6, 17):
+    while day <= last:
         if day.isoformat() not in skip:
             rows.append(f"{day.isoformat()},{HAND.get(day.isoformat(), 10.0)}")
         day += dt.timedelta(days=1)
@@ -44,6 +44,14 @@ def test_add_from_a_hand_computed_table_is_a_metadata_field(bananas_workspace, t
         assert np.all(np.diff(frame["add"].to_numpy()) >= 0)
 
 
+def test_a_gap_after_the_last_photo_is_reported_not_filled(bananas_workspace, tmp_path):
+    table = weather_csv(tmp_path, skip={"2020-06-19"}, last=dt.date(2020, 6, 21))
+    code, data = cli("weather", "--workspace", bananas_workspace, "--table", table)
+    assert code == 0 and data["gaps"] == [{"key": "", "first": "2020-06-19", "last": "2020-06-19"}], data
+    with Workspace.open(bananas_workspace) as workspace:
+        assert workspace.db.execute("SELECT COUNT(*) FROM weather WHERE day='2020-06-19'").fetchone()[0] == 0
+
+
 def test_bad_weather_tables_are_refused_by_name_and_nothing_is_stored(bananas_workspace, tmp_path):
     gap = weather_csv(tmp_path, skip={"2020-06-03"}, name="gap.csv")
     code, data = cli("weather", "--workspace", bananas_workspace, "--table", gap)
@@ -64,3 +72,12 @@ def test_cluster_with_degree_days_weight(bananas_embedded, tmp_path):
     code, data = cli("cluster", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--metadata", "add=0.3",
                      "--algorithm", "kmeans", "--k", "4")
     assert code == 0, data
+
+
+def test_time_stratified_sampling_in_degree_day_bins(bananas_workspace, tmp_path):
+    code, data = cli("sample", "--workspace", bananas_workspace, "--strategy", "time-stratified", "--size", "20", "--time", "add")
+    assert code == 2 and "no weather table" in data["error"], data
+    assert cli("weather", "--workspace", bananas_workspace, "--table", weather_csv(tmp_path))[0] == 0
+    code, data = cli("sample", "--workspace", bananas_workspace, "--strategy", "time-stratified", "--size", "20", "--time", "add",
+                     "--bins", "4")
+    assert code == 0 and data["size"] == 20 and data["params"]["time"] == "add", data

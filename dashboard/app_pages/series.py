@@ -17,6 +17,9 @@ from serieslabeler.store.summary import attribute_summaries
 UNLABELED = "(unlabeled)"
 STRIP_COLUMNS = 6
 NO_SPLIT = "(whole subject)"
+# stages first to last along a sequential palette (ColorBrewer RdYlGn reversed); unlabeled grey
+STAGE_COLOURS = ["#1a9850", "#91cf60", "#d9ef8b", "#fee08b", "#fc8d59", "#d73027", "#a50026", "#67001f"]
+UNLABELED_COLOUR = "#dddddd"
 
 
 def describe(row) -> str:
@@ -46,13 +49,16 @@ def pick_series(workspace):
 
 def band_chart(bands: dict[str, list], positions: list[int], order: list[str]) -> alt.Chart:
     """One coloured band per row (current labels, proposal, draft): a stage per image position."""
-    rows = [{"row": name, "position": p, "stage": stage or UNLABELED}
+    rows = [{"row": name, "position": p, "stage": UNLABELED if pd.isna(stage) else stage}
             for name, stages in bands.items() for p, stage in zip(positions, stages)]
     domain = [*order, UNLABELED]
-    return alt.Chart(pd.DataFrame(rows)).mark_rect().encode(
+    colours = [STAGE_COLOURS[round(k * (len(STAGE_COLOURS) - 1) / max(len(order) - 1, 1))] for k in range(len(order))]
+    return alt.Chart(pd.DataFrame(rows)).mark_rect(stroke="white").encode(
         x=alt.X("position:O", title="photo (time order)"), y=alt.Y("row:N", title=None, sort=list(bands)),
-        color=alt.Color("stage:N", scale=alt.Scale(domain=domain), sort=domain), tooltip=["row", "position", "stage"],
-    ).properties(height=32 * len(bands))
+        color=alt.Color("stage:N", scale=alt.Scale(domain=domain, range=[*colours, UNLABELED_COLOUR]), sort=domain,
+                        legend=alt.Legend(orient="bottom", title="stage")),
+        tooltip=["row", "position", "stage"],
+    ).properties(height=alt.Step(26))
 
 
 def draft_of(workspace, series) -> dict:
@@ -79,7 +85,7 @@ def declare_order(workspace) -> None:
         st.rerun()
 
 
-def labeling_controls(workspace, series, order: list[str], draft: dict, proposal) -> None:
+def labeling_controls(workspace, series, draft: dict, proposal) -> None:
     """Save the draft, reset it, or accept the model's proposal (each through the library)."""
     cols = st.columns(3)
     if cols[0].button("Save series labels", key="save_series", type="primary", disabled=not draft["boundaries"]):
@@ -97,20 +103,19 @@ def labeling_controls(workspace, series, order: list[str], draft: dict, proposal
         st.success(f"Accepted model {proposal.model_id}'s proposal: {event.changed} image(s) labeled ({event.interactions} interaction(s)).")
 
 
-def thumbnail_buttons(item, order: list[str], draft: dict, stage: str) -> None:
+def thumbnail_buttons(item, draft: dict, stage: str) -> None:
     image_id = int(item.image_id)
     starts = draft["boundaries"].get(image_id)
-    cols = st.columns(2)
     if starts is None:
-        if cols[0].button(f"Starts {stage}", key=f"start_{image_id}", help="First image of this stage"):
+        if st.button(f"Starts {stage}", key=f"start_{image_id}", help="First image of this stage", width="stretch"):
             draft["boundaries"] = {i: s for i, s in draft["boundaries"].items() if s != stage}
             draft["boundaries"][image_id] = stage
             st.rerun()
-    elif cols[0].button(f"Unmark {starts}", key=f"unmark_{image_id}"):
+    elif st.button(f"Unmark {starts}", key=f"unmark_{image_id}", type="primary", width="stretch"):
         draft["boundaries"].pop(image_id)
         st.rerun()
     excluded = image_id in draft["excluded"]
-    if cols[1].button("Include" if excluded else "Exclude", key=f"exclude_{image_id}", help="Does not belong to the series"):
+    if st.button("Include" if excluded else "Exclude", key=f"exclude_{image_id}", help="Does not belong to the series", width="stretch"):
         (draft["excluded"].discard if excluded else draft["excluded"].add)(image_id)
         st.rerun()
 
@@ -143,7 +148,7 @@ def render(workspace) -> None:
         bands["draft"] = draft_stages(series, draft)
         st.altair_chart(band_chart(bands, list(range(len(ids))), order), width="stretch")
         stage = st.selectbox("Stage to place", order, key="stage", help="The stage a 'Starts' click marks the first image of.")
-        labeling_controls(workspace, series, order, draft, proposal)
+        labeling_controls(workspace, series, draft, proposal)
     pictures = ui.thumbnails(workspace, details["image_id"])
     grid = st.grid(STRIP_COLUMNS, min_column_width=150, border=True)
     for picture, item in zip(pictures, details.itertuples(index=False)):
@@ -151,7 +156,7 @@ def render(workspace) -> None:
             st.image(picture, caption=describe(item), width="stretch")
             st.caption(ui.plain(f"{item.taken_at[:16].replace('T', ' ')} · {item.file} · id {item.image_id}"))
             if draft is not None:
-                thumbnail_buttons(item, order, draft, stage)
+                thumbnail_buttons(item, draft, stage)
     with st.expander("As a table"):
         st.dataframe(details, hide_index=True, width="stretch")
 

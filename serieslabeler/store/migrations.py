@@ -234,7 +234,7 @@ CREATE INDEX current_labels_label ON current_labels(label);
 # A daily weather table (one mean temperature per key and day) for accumulated degree-days;
 # its settings (the attribute that names an image's key, the base temperature) live in meta.
 WEATHER_TABLE = """
-CREATE TABLE weather (
+CREATE TABLE IF NOT EXISTS weather (
     key TEXT NOT NULL,
     day TEXT NOT NULL,
     mean REAL NOT NULL,

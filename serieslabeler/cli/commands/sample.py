@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--include-labeled", action="store_true", help="also sample images that already have a label")
     parser.add_argument("--bins", type=int, help="time bins of days since each subject's first image (time-stratified)")
+    parser.add_argument("--time", choices=["days", "add"], help="time-stratified: bins of days (default) or degree-days (weather table)")
     parser.add_argument("--model", type=int, help="model whose predictions to use (uncertainty; default: the latest)")
     parser.add_argument("--measure", choices=UNCERTAINTY_MEASURES, help="uncertainty measure")
     parser.add_argument("--features", help="feature set for coreset, or a backbone name with one feature set")
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
 
 
 def run_sample(args) -> Result:
-    options = {name: getattr(args, name) for name in ("bins", "model", "measure", "features")}
+    options = {name: getattr(args, name) for name in ("bins", "time", "model", "measure", "features")}
     with Workspace.open(args.workspace) as workspace:
         sample = draw_sample(
             workspace, args.strategy, size=args.size, subjects=args.subjects, seed=args.seed,
