@@ -2,7 +2,7 @@
 
 Used to propose boundaries to the expert (:func:`propose_series`), to route (``route
 --monotone``) and to evaluate (raw and decoded scores side by side). The decoding is
-:func:`serieslabeler.loop.monotone.decode`: the most probable non-decreasing stage sequence
+:func:`serieslabeler.models.monotone.decode`: the most probable non-decreasing stage sequence
 (Viterbi) and each image's posterior probability of its decoded stage (forward-backward).
 """
 from __future__ import annotations
