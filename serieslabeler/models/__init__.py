@@ -72,6 +72,7 @@ from .predictions import (
     load_predictions,
     predict,
     store_predictions,
+    unlabeled_predictions,
     unlabeled_image_ids,
 )
 from .splits import (
@@ -190,6 +191,7 @@ __all__ = [
     "unlabeled_image_ids",
     "predict",
     "store_predictions",
+    "unlabeled_predictions",
     "load_predictions",
     "GROUPED",
     "OPTIMISTIC",
