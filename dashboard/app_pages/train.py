@@ -23,6 +23,7 @@ from serieslabeler.models import (
     OVERCLUSTER_DEFAULTS,
     VAE_DEFAULTS,
     list_models,
+    load_model_record,
     predict,
     train_model,
     unlabeled_predictions,
@@ -41,9 +42,10 @@ HISTOGRAM_STEP = 0.05
 @st.cache_data(show_spinner="Reading the validation set...", max_entries=16)
 def curves(root: str, model_id: int, truth: str, target: float) -> ThresholdTuning:
     """Precision/coverage curves from the out-of-fold probabilities stored with the model when it
-    was trained (a new label changes neither them nor the curves)."""
+    was trained (folds drawn with its seed; a new label changes neither them nor the curves)."""
     with Workspace.open(root) as workspace:
-        return validation_curves(workspace, model_id, target, truth)
+        seed = int(load_model_record(workspace, model_id).params.get("seed", 0))
+        return validation_curves(workspace, model_id, target, truth, seed)
 
 
 def train_section(workspace) -> None:
