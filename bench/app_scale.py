@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale import BLOBS, DIM, FEATURE_SET, blob_vectors, peak_rss_mb, step_features, step_ingest  # noqa: E402
+from scale import BLOBS, DIM, FEATURE_SET, peak_rss_mb, step_features, step_ingest  # noqa: E402
 
 from serieslabeler.clustering import list_clusterings, run_clustering  # noqa: E402
 from serieslabeler.labels import cluster_status, label_cluster, label_images  # noqa: E402
