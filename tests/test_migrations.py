@@ -2,14 +2,25 @@
 opened without a write, so read-only commands work on a read-only folder."""
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
 from conftest import cli, ingest_bananas
 
+from serieslabeler.clustering import (
+    evaluate_clustering,
+    list_clusterings,
+    load_clustering,
+)
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels import label_images
 from serieslabeler.store import CATALOG, MIGRATIONS, SCHEMA_VERSION, Workspace
+
+UNDO_STORED_EVALUATIONS = (
+    "ALTER TABLE clusterings DROP COLUMN images; ALTER TABLE clusterings DROP COLUMN sizes; "
+    "ALTER TABLE clusterings DROP COLUMN evaluation; DROP TABLE model_evaluations;"
+)
 
 
 def previous_schema_workspace(root, bananas):
@@ -54,6 +65,22 @@ def test_previous_schema_upgrades_in_place(tmp_path, bananas):
             db.execute("UPDATE current_labels SET source='series' WHERE image_id=1")
         assert ws.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert ws.db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_clusterings_saved_before_stored_sizes_get_them_on_upgrade(bananas_clustered):
+    db = sqlite3.connect(bananas_clustered / CATALOG)
+    db.executescript(f"BEGIN; {UNDO_STORED_EVALUATIONS} PRAGMA user_version=3; COMMIT;")
+    db.close()
+    with Workspace.open(bananas_clustered) as ws:
+        row = ws.db.execute("SELECT images, sizes, evaluation FROM clusterings WHERE id=1").fetchone()
+        sizes = load_clustering(ws, 1).sizes()
+        assert row["images"] == 220 == list_clusterings(ws)[0]["images"]
+        assert {int(k): v for k, v in json.loads(row["sizes"]).items()} == sizes
+        assert row["evaluation"] is None
+        silhouette = evaluate_clustering(ws, 1).silhouette
+        assert silhouette is not None
+        stored = ws.db.execute("SELECT evaluation FROM clusterings WHERE id=1").fetchone()[0]
+        assert json.loads(stored)["silhouette"] == silhouette
 
 
 def test_opening_a_current_workspace_writes_nothing(tmp_path, bananas):

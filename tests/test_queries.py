@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
 from serieslabeler import views
 from serieslabeler.clustering import (
@@ -135,5 +136,11 @@ def test_clustering_evaluation_purity_per_cluster(labeled):
     majority = members.groupby("cluster")["label"].agg(lambda s: s.value_counts().max()).sum()
     assert evaluation.evaluated == len(members) == 220
     assert evaluation.purity == pytest.approx(majority / len(members))
+    assert evaluation.adjusted_rand == pytest.approx(adjusted_rand_score(members["label"], members["cluster"]))
+    expected = {
+        cluster: sorted(group.value_counts().items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+        for cluster, group in members.groupby("cluster")["label"]
+    }
+    assert {p.cluster: p.majority for p in evaluation.per_cluster} == expected
     assert evaluation.silhouette is not None and -1 <= evaluation.silhouette <= 1
     assert sorted(p.cluster for p in evaluation.per_cluster) == sorted(np.unique(members["cluster"]).tolist())

@@ -3,6 +3,7 @@ pseudo-labels for review, the rest go back to clustering."""
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
@@ -22,10 +23,10 @@ from serieslabeler.models import (
     OVERCLUSTER_DEFAULTS,
     VAE_DEFAULTS,
     list_models,
-    load_predictions,
+    load_model_record,
     predict,
     train_model,
-    unlabeled_image_ids,
+    unlabeled_predictions,
 )
 from serieslabeler.store import Workspace, queries
 
@@ -35,14 +36,16 @@ MODE_HELP = (
     "vae: a VAE with a classifier on its latent space (name its centres on the VAE centres page first)."
 )
 REVIEW_LIMIT = 48
+HISTOGRAM_STEP = 0.05
 
 
 @st.cache_data(show_spinner="Reading the validation set...", max_entries=16)
 def curves(root: str, model_id: int, truth: str, target: float) -> ThresholdTuning:
     """Precision/coverage curves from the out-of-fold probabilities stored with the model when it
-    was trained (a new label changes neither them nor the curves)."""
+    was trained (folds drawn with its seed; a new label changes neither them nor the curves)."""
     with Workspace.open(root) as workspace:
-        return validation_curves(workspace, model_id, target, truth)
+        seed = int(load_model_record(workspace, model_id).params.get("seed", 0))
+        return validation_curves(workspace, model_id, target, truth, seed)
 
 
 def train_section(workspace) -> None:
@@ -110,10 +113,16 @@ def choose_model(workspace) -> int | None:
     )
 
 
+def confidence_histogram(predicted, confidence) -> pd.DataFrame:
+    """Images per confidence bin and predicted class (the chart gets bins, not one row per image)."""
+    bins = np.minimum(np.floor(np.asarray(confidence) / HISTOGRAM_STEP), 1 / HISTOGRAM_STEP - 1) * HISTOGRAM_STEP
+    frame = pd.DataFrame({"confidence": bins + HISTOGRAM_STEP / 2, "predicted": predicted})
+    return frame.groupby(["confidence", "predicted"]).size().rename("images").reset_index()
+
+
 def threshold_section(workspace, model_id: int) -> None:
-    unlabeled = unlabeled_image_ids(workspace)
-    predictions = load_predictions(workspace, model_id, unlabeled)
-    if not len(predictions):
+    predicted, confidence = unlabeled_predictions(workspace, model_id)
+    if not len(predicted):
         st.info(f"Model {model_id} has no predictions for the unlabeled images yet: press **Predict** above.")
         return
     truth_sources = [t for t in TRUTH_SOURCES if t == "labels" or queries.has_ground_truth(workspace)]
@@ -132,9 +141,9 @@ def threshold_section(workspace, model_id: int) -> None:
         for i, label in enumerate(classes):
             start = tuning.per_class_choice[label].threshold
             chosen[label] = columns[i % len(columns)].slider(f"{label}", 0.0, 1.0, float(round(start, 2)) if start is not None else 1.0, 0.01, key=f"class_threshold_{label}")
-    routed = route_mask(predictions.labels, predictions.confidence, chosen)
+    routed = route_mask(predicted, confidence, chosen)
     row = st.columns(4)
-    row[0].metric("Unlabeled predicted", len(predictions))
+    row[0].metric("Unlabeled predicted", len(predicted))
     row[1].metric("Would be pseudo-labeled", int(routed.sum()))
     row[2].metric("Sent to clustering", int((~routed).sum()))
     overall = tuning.overall
@@ -149,11 +158,11 @@ def threshold_section(workspace, model_id: int) -> None:
         st.altair_chart(lines + rule, width="stretch")
     with right:
         st.markdown("**Confidence of the predictions** (unlabeled images)")
-        histogram = pd.DataFrame({"confidence": predictions.confidence, "predicted": predictions.labels})
-        bars = alt.Chart(histogram).mark_bar().encode(x=alt.X("confidence:Q", bin=alt.Bin(step=0.05), scale=alt.Scale(domain=[0, 1])), y=alt.Y("count():Q", title="images"), color="predicted:N")
+        histogram = confidence_histogram(predicted, confidence)
+        bars = alt.Chart(histogram).mark_bar().encode(x=alt.X("confidence:Q", bin=alt.Bin(step=HISTOGRAM_STEP), scale=alt.Scale(domain=[0, 1])), y=alt.Y("sum(images):Q", title="images"), color="predicted:N")
         st.altair_chart(bars + rule, width="stretch")
     if st.button("Route", type="primary", help="Pseudo-label the confident predictions (pending review) and save the rest as the next sample to cluster."):
-        routing = route_predictions(workspace, model_id, chosen, unlabeled)
+        routing = route_predictions(workspace, model_id, chosen)
         summary = routing.summary()
         st.success(f"{summary['pseudo_labeled']} pseudo-labeled (pending review), {summary['to_cluster']} saved as sample {summary['routed_sample']} to cluster next.")
 

@@ -1,7 +1,7 @@
 """clustering.evaluate"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -42,14 +42,22 @@ def ground_truth(workspace: Workspace, image_ids) -> dict[int, str]:
     return {int(r["image_id"]): r["label"] for r in rows}
 
 
-def clustering_truth(workspace: Workspace, clustering_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(clusters, labels)`` of a clustering's members that have a ground truth (one indexed join)."""
+def clustering_truth(workspace: Workspace, clustering_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(clusters, class codes, classes)`` of a clustering's members that have a ground truth.
+
+    Read as counts per cluster and class (one indexed join, grouped in SQLite) and expanded into
+    one entry per image: the scores depend only on those counts. Codes index the sorted classes.
+    """
     rows = workspace.db.execute(
-        "SELECT m.cluster, g.label FROM cluster_members m JOIN ground_truth g ON g.image_id = m.image_id "
-        "WHERE m.clustering_id=? ORDER BY m.image_id",
+        "SELECT m.cluster, g.label, COUNT(*) FROM cluster_members m JOIN ground_truth g ON g.image_id = m.image_id "
+        "WHERE m.clustering_id=? GROUP BY m.cluster, g.label",
         (int(clustering_id),),
     ).fetchall()
-    return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=object)
+    classes = np.array(sorted({r[1] for r in rows}), dtype=str)
+    code = {label: i for i, label in enumerate(classes)}
+    counts = np.array([r[2] for r in rows], dtype=np.int64)
+    clusters = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), counts)
+    return clusters, np.repeat(np.array([code[r[1]] for r in rows], dtype=np.int64), counts), classes
 
 
 def evaluate_clustering(workspace: Workspace, clustering_id: int, with_silhouette: bool = True) -> ClusteringEvaluation:
@@ -60,12 +68,12 @@ def evaluate_clustering(workspace: Workspace, clustering_id: int, with_silhouett
     """
 
     result = ClusteringEvaluation(int(clustering_id), clustering_size(workspace, clustering_id), 0)
-    assigned, labels = clustering_truth(workspace, clustering_id)
-    if len(labels):
-        result.evaluated = len(labels)
-        for name, value in score_against_truth(labels.astype(str), assigned).items():
+    assigned, codes, classes = clustering_truth(workspace, clustering_id)
+    if len(codes):
+        result.evaluated = len(codes)
+        for name, value in score_against_truth(codes, assigned).items():
             setattr(result, name, value)
-        result.per_cluster = cluster_purity(labels.astype(str), assigned)
+        result.per_cluster = [replace(p, majority=str(classes[int(p.majority)])) for p in cluster_purity(codes, assigned)]
     if with_silhouette:
         result.silhouette = stored_space_evaluation(workspace, clustering_id)["silhouette"]
     return result

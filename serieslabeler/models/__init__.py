@@ -97,6 +97,7 @@ from .predictions import (
     predict,
     store_predictions,
     unlabeled_image_ids,
+    unlabeled_predictions,
 )
 from .splits import (
     GROUPED,
@@ -239,6 +240,7 @@ __all__ = [
     "unlabeled_image_ids",
     "predict",
     "store_predictions",
+    "unlabeled_predictions",
     "load_predictions",
     "GROUPED",
     "OPTIMISTIC",

@@ -76,6 +76,17 @@ def predict(
     return predictions
 
 
+def unlabeled_predictions(workspace: Workspace, model_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, confidence)`` of a model's stored predictions for the images still without a
+    label, by image id: one keyed query, no probabilities decoded (what the Train page charts)."""
+    rows = workspace.db.execute(
+        "SELECT p.label, p.confidence FROM predictions p WHERE p.model_id=? "
+        "AND NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.image_id = p.image_id) ORDER BY p.image_id",
+        (int(model_id),),
+    ).fetchall()
+    return np.array([r[0] for r in rows], dtype=str), np.array([r[1] for r in rows], dtype=np.float64)
+
+
 def store_predictions(workspace: Workspace, predictions: Predictions, top_k: int = DEFAULT_TOP_K) -> None:
     rows = zip(
         predictions.image_ids.tolist(), predictions.labels.tolist(), predictions.confidence.tolist(),
