@@ -31,8 +31,8 @@ from serieslabeler.store.migrations import (
 )
 
 CATALOG = "catalog.sqlite"
-
-
+# Ingest stages decoded images in ``<root>/.staging-<pid>-<random>/`` (see serieslabeler.ingest.run).
+STAGING_PREFIX = ".staging-"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -112,6 +112,8 @@ class Workspace:
             )
         if read_only is None:
             read_only = not (os.access(root, os.W_OK) and os.access(root / CATALOG, os.W_OK))
+        if not read_only:
+            remove_abandoned_staging(root)
         return cls._connect(root, read_only)
 
     @classmethod
@@ -244,6 +246,27 @@ class Workspace:
 
     def image_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+
+def remove_abandoned_staging(root: Path) -> list[Path]:
+    """Remove staging folders a killed ingest left (its process is gone); returns them."""
+    removed = []
+    for folder in root.glob(f"{STAGING_PREFIX}*"):
+        owner = folder.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if folder.is_dir() and not (owner.isdigit() and _process_alive(int(owner))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _connection(path: Path, read_only: bool) -> sqlite3.Connection:
