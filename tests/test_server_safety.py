@@ -673,3 +673,30 @@ def test_a_file_symlink_leaving_the_image_folder_is_refused(bananas_workspace, t
     first.rename(outside)
     first.symlink_to(outside)
     refused(ingest_argv(bananas_workspace, BANANAS / "metadata.csv", images), bananas_workspace, first.name, "outside the image folder")
+
+
+# --- the password gate in a real browser --------------------------------------------------------
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_password_gate_covers_every_page_in_chromium(sample_workspace, monkeypatch):
+    from serieslabeler_app.common import APP_TITLE, PAGES
+    from serieslabeler_app.screenshots import CHROMIUM, chromium_page, open_app_page, running_app
+
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"no Chromium at {CHROMIUM}")
+        pytest.skip(f"no Chromium at {CHROMIUM} (install Debian's chromium: 'make browser')")
+    monkeypatch.setenv("LABELER_PASSWORD", "s3cret")
+    with running_app(sample_workspace) as url, chromium_page() as page:
+        for spec in PAGES:
+            open_app_page(page, f"{url}/{'' if spec.file == 'home.py' else spec.url}?ws={sample_workspace}")
+            assert [h.strip() for h in page.locator("h1").all_inner_texts()] == [APP_TITLE], spec.title
+            assert page.locator('input[type="password"]').count() == 1, f"the {spec.title} page asks for the password"
+            for hidden in ("stMetric", "stPageLink", "stDataFrame", "stImage", "stVegaLiteChart"):
+                assert page.locator(f'[data-testid="{hidden}"]').count() == 0, f"{hidden} shown on {spec.title} before the password"
+        page.get_by_role("textbox", name="Your name").fill("Ada")
+        page.locator('input[type="password"]').fill("s3cret")
+        page.get_by_role("button", name="Enter").click()
+        page.locator('[data-testid="stMetric"]').first.wait_for(timeout=120_000)
+        assert page.locator('input[type="password"]').count() == 0, "the right password opens the gate"
+        assert page.locator('[data-testid="stPageLink"]').count() > 0, "onto the app, with its menu"
