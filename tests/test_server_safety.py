@@ -568,8 +568,9 @@ def test_read_only_workspace_reads_work_and_writes_are_one_line(immutable, tmp_p
     assert code == 0 and data["images"] == 220
     code, data = cli("export", "--workspace", immutable, "--format", "csv", "--out", tmp_path / "labels.csv")
     assert code == 0 and (tmp_path / "labels.csv").is_file()
-    message = refused(["label-images", "--workspace", immutable, "--images", "1", "--as", "O"], immutable, "read-only", "nothing was changed")
-    assert "\n" not in message
+    for argv in (["label-images", "--workspace", immutable, "--images", "1", "--as", "O"], ingest_argv(immutable, BANANAS / "metadata.csv")):
+        message = refused(argv, immutable, "read-only", "nothing was changed")
+        assert "\n" not in message
 
 
 def test_full_disk_errors_are_one_line():

@@ -217,6 +217,7 @@ def ingest(
     """Check everything, then write the good part (all of it, or nothing unless ``skip_bad``)."""
     plan = plan_ingest(images, metadata, mapping)
     pairs, problems = plan.pairs, list(plan.problems)
+    workspace.require_writable()
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=workspace.root))
     try:
         checked, image_problems = check_images(pairs, workspace, staging, progress)

@@ -92,6 +92,8 @@ class Workspace:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise PipelineError(f"{root}: is a file, not a workspace folder")
+        if (root / CATALOG).is_file():  # an existing workspace: read-only when it cannot be written
+            return cls.open(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -145,14 +147,18 @@ class Workspace:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def require_writable(self) -> None:
+        """Refuse, in one line, work that would write files before its transaction (ingest staging)."""
+        if self.read_only:
+            raise PipelineError(f"{self.root}: the workspace is read-only; nothing was changed")
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``): all of it is committed, or none."""
         if self.db.in_transaction:
             yield self.db
             return
-        if self.read_only:
-            raise PipelineError(f"{self.root}: the workspace is read-only; nothing was changed")
+        self.require_writable()
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
