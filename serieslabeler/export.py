@@ -5,6 +5,11 @@ come too, marked by their ``status``). A row's ``iteration`` is that of the even
 decision comes from (see :mod:`serieslabeler.labels.log`). Files are written to a temporary name and
 renamed, and an ImageFolder tree is built in a staging folder and renamed into place, so an
 interrupted export leaves nothing half-written.
+
+CSV cells (and headers) that a spreadsheet would run as formulas are neutralised, per OWASP's CSV
+injection guidance: a text cell starting with '=', '+', '-', '@', a tab or a carriage return gets
+a leading single quote, so Excel, LibreOffice and Google Sheets show it as text. Only strings are
+touched: a negative number stored as a number is written as digits and is no formula.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.progress import Progress
@@ -36,6 +42,12 @@ MANIFEST = "labels.csv"
 
 
 UNSAFE = re.compile(r"[^\w.-]+")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+Cell = TypeVar("Cell")
 
 
 WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
@@ -82,6 +94,8 @@ def export_labels(
     if link not in LINK_MODES:
         raise PipelineError(f"link must be one of {', '.join(LINK_MODES)}, not '{link}'")
     out = Path(out)
+    if format != "imagefolder" and out.is_dir():
+        raise PipelineError(f"{out} is an existing folder; name a file for the {format} export (e.g. {out / ('labels.' + format)})")
     rows = export_rows(workspace, include_pending)
     if format == "csv":
         write_atomic(out, table_csv(rows).encode("utf-8"))
@@ -92,11 +106,24 @@ def export_labels(
     return ExportReport(format, str(out), len(rows), dict(sorted(Counter(r["label"] for r in rows).items())))
 
 
+def neutralise_formula(value: Cell) -> Cell:
+    """``value`` with a leading quote if it is a string a spreadsheet would treat as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def safe_row(row: dict) -> dict:
+    """``row`` (a csv.DictWriter row) with every cell neutralised; keys are left alone."""
+    return {key: neutralise_formula(value) for key, value in row.items()}
+
+
 def table_csv(rows: list[dict], columns: list[str] = EXPORT_COLUMNS) -> str:
+    """The rows as CSV text, every cell and header neutralised (module docstring)."""
     buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([neutralise_formula(c) for c in columns])
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(safe_row(row) for row in rows)
     return buffer.getvalue()
 
 

@@ -211,7 +211,7 @@ def test_zip_entry_escaping_the_target(base, tmp_path, bananas):
         zf.writestr("../../etc/evil.jpg", b"x")
         zf.writestr("/abs/evil.jpg", b"x")
     metadata = write_csv(tmp_path / "m.csv", rows)
-    assert_rejected(workspace, archive, metadata, "../../etc/evil.jpg", "/abs/evil.jpg", "escapes")
+    assert_rejected(workspace, archive, metadata, "../../etc/evil.jpg", "/abs/evil.jpg", "escape")
     assert not (tmp_path.parent / "etc").exists()
     assert_skip_bad_keeps_good(workspace, archive, metadata, 6, "evil.jpg")
 

@@ -2,13 +2,17 @@
 stale tabs, and every bad input refused with one message, exit 2 and nothing written."""
 from __future__ import annotations
 
+import csv
 import os
 import pickle
+import shutil
+import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SAMPLE, cli, served_on
+from conftest import BANANAS, BANANAS_MAPPING, ROOT, SAMPLE, cli, served_on
 from streamlit.testing.v1 import AppTest
 
 from serieslabeler.store import Workspace
@@ -478,3 +482,237 @@ def test_in_password_mode_each_visitor_is_the_author_of_their_labels(served, mon
         rows = workspace.db.execute("SELECT id, author, action, reverses FROM label_events ORDER BY id").fetchall()
     assert [tuple(r)[1:3] for r in rows[-2:]] == [("Ada", "label_cluster"), ("Ada", "undo")]
     assert rows[-1]["reverses"] == rows[-2]["id"], "Undo took Ada's own action"
+
+
+# --- 5. every bad input refused: one message naming file/row/field, exit 2, nothing written ------
+def fingerprint(folder: Path) -> dict:
+    """Every file under ``folder`` with its size and modification time (what 'nothing written' means)."""
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refused(argv, ws: Path | None, *expected: str) -> str:
+    before = fingerprint(ws) if ws is not None and ws.is_dir() else None
+    code, data = cli(*argv)
+    assert code == 2, data
+    for text in expected:
+        assert text in data["error"], data["error"]
+    assert "Traceback" not in data["error"]
+    if before is not None:
+        assert fingerprint(ws) == before, "nothing was written"
+    return data["error"]
+
+
+def csv_with(tmp_path: Path, edit) -> Path:
+    """The bananas metadata CSV with ``edit(lines)`` applied."""
+    lines = (BANANAS / "metadata.csv").read_text().splitlines()
+    edit(lines)
+    path = tmp_path / "metadata.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def bananas_header() -> list[str]:
+    """The header cells as written (quoted), for editing rows by position (no cell holds a comma)."""
+    return (BANANAS / "metadata.csv").read_text().splitlines()[0].split(",")
+
+
+def ingest_argv(ws: Path, metadata: Path, images: Path = BANANAS / "images", *extra) -> list:
+    return ["ingest", "--workspace", ws, "--images", images, "--metadata", metadata, *BANANAS_MAPPING, *extra]
+
+
+def test_a_long_csv_field_is_read_and_one_over_the_cap_is_refused_naming_the_line(bananas_workspace, tmp_path):
+    from serieslabeler.ingest import MAX_FIELD_CHARS
+
+    def long_note(size):
+        def edit(lines):
+            lines[0] += ",note"
+            lines[1:] = [line + "," for line in lines[1:]]
+            lines[2] += "x" * size
+        return edit
+
+    code, data = cli(*ingest_argv(bananas_workspace, csv_with(tmp_path, long_note(200_000))))
+    assert code == 0, data
+    refused(ingest_argv(bananas_workspace, csv_with(tmp_path, long_note(MAX_FIELD_CHARS + 1))), bananas_workspace, "line 3", "longer than 1,000,000 characters")
+
+
+def test_a_duplicated_column_header_is_refused(bananas_workspace, tmp_path):
+    def edit(lines):
+        lines[0] += ",day"
+        lines[1:] = [line + ",9" for line in lines[1:]]
+
+    refused(ingest_argv(bananas_workspace, csv_with(tmp_path, edit)), bananas_workspace, "line 1", "column 'day' appears twice")
+
+
+def test_a_forced_numeric_attribute_with_text_is_refused_naming_the_row(bananas_workspace, tmp_path):
+    day = bananas_header().index('"day"')
+
+    def edit(lines):
+        cells = lines[5].split(",")
+        cells[day] = "abc"
+        lines[5] = ",".join(cells)
+
+    argv = ingest_argv(bananas_workspace, csv_with(tmp_path, edit))
+    argv[argv.index("group,day,hour")] = "group,day:numeric,hour"
+    refused(argv, bananas_workspace, "line 6", "column 'day' (numeric attribute): 'abc' is not a number")
+
+
+def test_a_time_zone_suffix_is_refused_explicitly(bananas_workspace, tmp_path):
+    date = bananas_header().index('"date"')
+
+    def edit(lines):
+        cells = lines[2].split(",")
+        cells[date] += "T10:00+02:00"
+        lines[2] = ",".join(cells)
+
+    refused(ingest_argv(bananas_workspace, csv_with(tmp_path, edit)), bananas_workspace, "line 3", "time-zone suffix ('+02:00')")
+
+
+@pytest.fixture
+def immutable(bananas_workspace):
+    """The workspace folder and its catalog made immutable (even root cannot write them)."""
+    paths = [bananas_workspace / "catalog.sqlite", bananas_workspace]
+    for path in paths:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+    yield bananas_workspace
+    for path in paths:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_read_only_workspace_reads_work_and_writes_are_one_line(immutable, tmp_path):
+    code, data = cli("info", "--workspace", immutable)
+    assert code == 0 and data["images"] == 220
+    code, data = cli("export", "--workspace", immutable, "--format", "csv", "--out", tmp_path / "labels.csv")
+    assert code == 0 and (tmp_path / "labels.csv").is_file()
+    for argv in (["label-images", "--workspace", immutable, "--images", "1", "--as", "O"], ingest_argv(immutable, BANANAS / "metadata.csv")):
+        message = refused(argv, immutable, "read-only", "nothing was changed")
+        assert "\n" not in message
+
+
+def test_full_disk_errors_are_one_line():
+    import errno
+    import sqlite3
+
+    from serieslabeler.cli.main import os_error_line
+    from serieslabeler.store.workspace import write_error
+
+    assert "the disk is full" in str(write_error(Path("/ws"), sqlite3.OperationalError("database or disk is full")))
+    line = os_error_line(OSError(errno.ENOSPC, "No space left on device", "/ws/features/a.npy"))
+    assert line == "/ws/features/a.npy: the disk is full (free some space and try again)"
+
+
+def test_export_to_an_existing_folder_is_refused(bananas_workspace, tmp_path):
+    (tmp_path / "out").mkdir()
+    refused(["export", "--workspace", bananas_workspace, "--format", "csv", "--out", tmp_path / "out"], bananas_workspace, "is an existing folder")
+
+
+def test_a_workspace_that_is_a_file_or_a_catalog_that_is_no_database_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    refused(["info", "--workspace", tmp_path / "file"], None, "is a file, not a workspace folder")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "catalog.sqlite").write_text("not a database at all" * 100)
+    refused(["info", "--workspace", tmp_path / "ws"], tmp_path / "ws", "not a usable catalog")
+
+
+def test_an_image_id_of_two_to_the_seventy_is_a_clean_message(bananas_workspace):
+    refused(["label-images", "--workspace", bananas_workspace, "--images", str(2**70), "--as", "O"], bananas_workspace, "is not an image id")
+    refused(["label", "--workspace", bananas_workspace, "--clustering", str(2**70), "--cluster", "0", "--as", "O"], bananas_workspace, "too large")
+
+
+def zip_of(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_zip_entries_over_the_ratio_or_the_total_are_refused_before_reading(bananas_workspace, tmp_path):
+    from serieslabeler.ingest import list_source
+    from serieslabeler.ingest.archive import ZipLimits
+
+    bomb = zip_of(tmp_path / "bomb.zip", {"images/a.jpg": bytes(4 << 20)})
+    refused(ingest_argv(bananas_workspace, BANANAS / "metadata.csv", bomb), bananas_workspace, "a.jpg", "to 1 limit")
+    several = zip_of(tmp_path / "several.zip", {f"images/{i}.jpg": os.urandom(1 << 20) for i in range(4)})
+    entries, problems = list_source(several, ZipLimits(max_total_bytes=3 << 20))
+    assert entries == [] and "over the 3145728 limit; nothing read" in problems[-1].message
+
+
+def test_decoding_threads_share_one_byte_budget():
+    import threading
+
+    from serieslabeler.ingest.images import ByteBudget
+
+    budget, held, peak, lock = ByteBudget(limit=100), [0], [0], threading.Lock()
+
+    def hold(size):
+        with budget.reserve(size):
+            with lock:
+                held[0] += size
+                peak[0] = max(peak[0], held[0])
+            time.sleep(0.01)
+            with lock:
+                held[0] -= size
+
+    threads = [threading.Thread(target=hold, args=(size,)) for size in (60, 60, 60, 150, 30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] <= 150, "never more than the budget, or one larger entry alone"
+
+
+def test_csv_export_neutralises_formulas(bananas_clustered, tmp_path):
+    from serieslabeler.labels import label_cluster
+
+    with Workspace.open(bananas_clustered) as workspace:
+        label_cluster(workspace, 1, 0, "=cmd|' /C calc'!A0", author="Ada")
+    code, _ = cli("export", "--workspace", bananas_clustered, "--format", "csv", "--out", tmp_path / "labels.csv")
+    assert code == 0
+    rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
+    assert rows and all(row["label"] == "'=cmd|' /C calc'!A0" for row in rows)
+
+
+def test_staging_left_by_a_killed_ingest_is_removed_on_the_next_open(bananas_workspace):
+    dead = bananas_workspace / ".staging-999999999-abc"
+    alive = bananas_workspace / f".staging-{os.getpid()}-xyz"
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "x.jpg").write_bytes(b"x")
+    code, _ = cli("info", "--workspace", bananas_workspace)
+    assert code == 0 and not dead.exists() and alive.exists(), "only an ingest whose process is gone"
+
+
+def test_a_file_symlink_leaving_the_image_folder_is_refused(bananas_workspace, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(BANANAS / "images", images)
+    first = sorted(images.rglob("*.jpg"))[0]
+    outside = tmp_path / "outside.jpg"
+    first.rename(outside)
+    first.symlink_to(outside)
+    refused(ingest_argv(bananas_workspace, BANANAS / "metadata.csv", images), bananas_workspace, first.name, "outside the image folder")
+
+
+# --- the password gate in a real browser --------------------------------------------------------
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_password_gate_covers_every_page_in_chromium(sample_workspace, monkeypatch):
+    from serieslabeler_app.common import APP_TITLE, PAGES
+    from serieslabeler_app.screenshots import CHROMIUM, chromium_page, open_app_page, running_app
+
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"no Chromium at {CHROMIUM}")
+        pytest.skip(f"no Chromium at {CHROMIUM} (install Debian's chromium: 'make browser')")
+    monkeypatch.setenv("LABELER_PASSWORD", "s3cret")
+    with running_app(sample_workspace) as url, chromium_page() as page:
+        for spec in PAGES:
+            open_app_page(page, f"{url}/{'' if spec.file == 'home.py' else spec.url}?ws={sample_workspace}")
+            assert [h.strip() for h in page.locator("h1").all_inner_texts()] == [APP_TITLE], spec.title
+            assert page.locator('input[type="password"]').count() == 1, f"the {spec.title} page asks for the password"
+            for hidden in ("stMetric", "stPageLink", "stDataFrame", "stImage", "stVegaLiteChart"):
+                assert page.locator(f'[data-testid="{hidden}"]').count() == 0, f"{hidden} shown on {spec.title} before the password"
+        page.get_by_role("textbox", name="Your name").fill("Ada")
+        page.locator('input[type="password"]').fill("s3cret")
+        page.get_by_role("button", name="Enter").click()
+        page.locator('[data-testid="stMetric"]').first.wait_for(timeout=120_000)
+        assert page.locator('input[type="password"]').count() == 0, "the right password opens the gate"
+        assert page.locator('[data-testid="stPageLink"]').count() > 0, "onto the app, with its menu"

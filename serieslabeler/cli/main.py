@@ -8,6 +8,7 @@ readable text is printed. Errors print one clear message and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         result: Result = args.run(args)
     except PipelineError as error:
         return report_error(args, error)
+    except OverflowError:
+        return report_error(args, PipelineError(f"a number is too large (at most {SQLITE_MAX_INT}); nothing was changed"))
+    except OSError as error:
+        return report_error(args, PipelineError(os_error_line(error)))
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
@@ -55,6 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     elif result.text:
         print(result.text)
     return result.exit_code
+
+
+SQLITE_MAX_INT = 2**63 - 1
+
+
+def os_error_line(error: OSError) -> str:
+    """One line for a failing file operation: what failed, on which file, and the system's reason."""
+    where = f"{error.filename}: " if error.filename else ""
+    if error.errno == errno.ENOSPC:
+        return f"{where}the disk is full (free some space and try again)"
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{where}cannot be written ({error.strerror}); read-only commands such as 'info' and 'export' still work"
+    return f"{where}{error.strerror or error}"
 
 
 def run() -> None:

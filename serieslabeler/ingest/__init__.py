@@ -69,8 +69,6 @@ from .run import (
 )
 from .sources import (
     IMAGE_EXTENSIONS,
-    MAX_FILE_BYTES,
-    UNSAFE_ENTRY,
     SourceEntry,
     is_hidden,
     list_folder,
@@ -80,6 +78,7 @@ from .sources import (
 )
 from .tables import (
     ATTRIBUTE_KINDS,
+    MAX_FIELD_CHARS,
     ColumnMapping,
     CsvTable,
     MetadataRow,
@@ -180,15 +179,14 @@ __all__ = [
     "ingest",
     "fill_totals",
     "IMAGE_EXTENSIONS",
-    "MAX_FILE_BYTES",
     "SourceEntry",
-    "UNSAFE_ENTRY",
     "list_source",
     "list_folder",
     "list_zip",
     "is_hidden",
     "match_rows",
     "ATTRIBUTE_KINDS",
+    "MAX_FIELD_CHARS",
     "ColumnMapping",
     "MetadataRow",
     "CsvTable",

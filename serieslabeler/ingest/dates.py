@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 ISO_DATE = re.compile(
     r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})"
-    r"(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$"
+    r"(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?(?P<zone>Z|[+-]\d{2}:?\d{2})?$"
 )
 
 
@@ -78,6 +78,13 @@ def parse_date(value: str, order: str | None) -> ParsedDate:
                 None,
                 f"'{text}' is ambiguous (day-first or month-first?); pass the date order "
                 "(--date-order dmy or mdy)",
+            )
+        zone = match.groupdict().get("zone")
+        if zone:
+            return ParsedDate(
+                None,
+                f"'{text}' has a time-zone suffix ('{zone}'); times are stored as local clock times, "
+                "so write them without it (converted to the place's local time)",
             )
         parts = [int(g) if g else 0 for g in match.groups()]
         if groups == "ymd":

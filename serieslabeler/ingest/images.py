@@ -1,8 +1,10 @@
 """ingest.images"""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -12,12 +14,38 @@ from pathlib import Path, PurePosixPath
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from serieslabeler.errors import Problem
+from serieslabeler.ingest.archive import ZipEntryRefused
 from serieslabeler.ingest.sources import IMAGE_EXTENSIONS, SourceEntry
 from serieslabeler.ingest.tables import MetadataRow
 from serieslabeler.progress import Progress
 from serieslabeler.store.workspace import Workspace, sha256_hex
 
 THUMBNAIL_SIZE = 256
+# Bytes of source files held at once by all the decoding threads together (one larger file is
+# read alone): memory stays bounded however many cores decode.
+MAX_BYTES_IN_FLIGHT = 1 << 30
+
+
+class ByteBudget:
+    """Lets threads hold at most ``limit`` bytes at once; a request over the limit waits until it
+    is alone."""
+
+    def __init__(self, limit: int = MAX_BYTES_IN_FLIGHT):
+        self.limit = limit
+        self.used = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, size: int):
+        with self._changed:
+            self._changed.wait_for(lambda: self.used == 0 or self.used + size <= self.limit)
+            self.used += size
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.used -= size
+                self._changed.notify_all()
 
 
 @dataclass(frozen=True)
@@ -33,11 +61,17 @@ class CheckedImage:
     staged_thumbnail: Path | None
 
 
-def check_image(row: MetadataRow, entry: SourceEntry, workspace: Workspace, staging: Path) -> CheckedImage | Problem:
-    """Decode one image fully (Pillow, decompression-bomb limit on) and stage it if new."""
+def check_image(row: MetadataRow, entry: SourceEntry, workspace: Workspace, staging: Path, budget: ByteBudget | None = None) -> CheckedImage | Problem:
+    """Decode one image fully (Pillow, decompression-bomb limit on) and stage it if new, within
+    ``budget`` (the bytes all threads may hold at once)."""
+    with (budget or ByteBudget()).reserve(entry.size):
+        return _check_image(row, entry, workspace, staging)
+
+
+def _check_image(row: MetadataRow, entry: SourceEntry, workspace: Workspace, staging: Path) -> CheckedImage | Problem:
     try:
         data = entry.read()
-    except (OSError, zipfile.BadZipFile, RuntimeError) as error:
+    except (OSError, zipfile.BadZipFile, RuntimeError, ZipEntryRefused) as error:
         return Problem(entry.name, f"cannot be read ({error})")
     try:
         with warnings.catch_warnings():
@@ -92,8 +126,9 @@ def check_images(pairs, workspace: Workspace, staging: Path, progress: Progress 
     checked: list[CheckedImage] = []
     problems: list[Problem] = []
     total = len(pairs)
+    budget = ByteBudget()
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        results = pool.map(lambda pair: check_image(*pair, workspace, staging), pairs)
+        results = pool.map(lambda pair: check_image(*pair, workspace, staging, budget), pairs)
         for done, result in enumerate(results, 1):
             (problems if isinstance(result, Problem) else checked).append(result)
             if progress:

@@ -32,7 +32,7 @@ from serieslabeler.ingest.tables import (
     read_csv,
 )
 from serieslabeler.progress import Progress
-from serieslabeler.store.workspace import Workspace
+from serieslabeler.store.workspace import STAGING_PREFIX, Workspace
 
 
 @dataclass
@@ -217,7 +217,8 @@ def ingest(
     """Check everything, then write the good part (all of it, or nothing unless ``skip_bad``)."""
     plan = plan_ingest(images, metadata, mapping)
     pairs, problems = plan.pairs, list(plan.problems)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=workspace.root))
+    workspace.require_writable()
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=workspace.root))
     try:
         checked, image_problems = check_images(pairs, workspace, staging, progress)
         duplicates = [p for p in image_problems if p.message.startswith("same content")]

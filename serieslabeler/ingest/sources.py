@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import os
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from serieslabeler.errors import PipelineError, Problem
+from serieslabeler.ingest.archive import ZipLimits, list_zip_entries, read_zip_entry
 from serieslabeler.ingest.tables import MetadataRow, normalize_name
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
-
-
-MAX_FILE_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -23,47 +20,49 @@ class SourceEntry:
 
     name: str
     read: Callable[[], bytes]
+    size: int = 0
 
 
 # --- reading the images ----------------------------------------------------------------------
-UNSAFE_ENTRY = re.compile(r"^(/|[A-Za-z]:)")
-
-
-def list_source(images: str | os.PathLike) -> tuple[list[SourceEntry], list[Problem]]:
+def list_source(images: str | os.PathLike, limits: ZipLimits = ZipLimits()) -> tuple[list[SourceEntry], list[Problem]]:
     """Every file of an image folder or zip, with problems for entries that must not be read."""
     source = Path(images)
     if source.is_dir():
-        return list_folder(source), []
+        return list_folder(source)
     if source.is_file() and zipfile.is_zipfile(source):
-        return list_zip(source)
+        return list_zip(source, limits)
     if source.is_file():
         raise PipelineError(f"{source}: not a folder or a .zip of images")
     raise PipelineError(f"{source}: no such folder or zip")
 
 
-def list_folder(root: Path) -> list[SourceEntry]:
-    entries = []
+def list_folder(root: Path) -> tuple[list[SourceEntry], list[Problem]]:
+    """The folder's files; a symlink resolving outside the folder is refused, not followed."""
+    base = root.resolve()
+    entries, problems = [], []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root).as_posix()
-        if path.is_file() and not is_hidden(relative):
-            entries.append(SourceEntry(relative, path.read_bytes))
-    return entries
+        if is_hidden(relative) or not path.is_file():
+            continue
+        if not path.resolve().is_relative_to(base):
+            problems.append(Problem(relative, "a symbolic link to a file outside the image folder; not read"))
+            continue
+        entries.append(SourceEntry(relative, path.read_bytes, path.stat().st_size))
+    return entries, problems
 
 
-def list_zip(path: Path) -> tuple[list[SourceEntry], list[Problem]]:
-    entries, problems = [], []
+def list_zip(path: Path, limits: ZipLimits = ZipLimits()) -> tuple[list[SourceEntry], list[Problem]]:
+    """The zip's entries (:mod:`serieslabeler.ingest.archive`: names, sizes, total and ratio checked
+    before anything is decompressed); each is streamed with its declared size as the cap."""
+    listed, refused = list_zip_entries(path, limits)
+    problems = [Problem(where, message) for where, message in refused]
     archive = zipfile.ZipFile(path)
-    for info in archive.infolist():
-        name = info.filename
-        if UNSAFE_ENTRY.match(name) or ".." in PurePosixPath(name.replace("\\", "/")).parts:
-            problems.append(Problem(f"{path.name}:{name}", "path escapes the collection (absolute or '..'); not read"))
-            continue
-        if info.is_dir() or is_hidden(name):
-            continue
-        if info.file_size > MAX_FILE_BYTES:
-            problems.append(Problem(f"{path.name}:{name}", f"{info.file_size} bytes uncompressed, over the {MAX_FILE_BYTES} limit"))
-            continue
-        entries.append(SourceEntry(normalize_name(name), lambda info=info: archive.read(info)))
+    infos = archive.infolist()
+    entries = [
+        SourceEntry(normalize_name(entry.name), lambda info=infos[entry.index]: read_zip_entry(archive, info, limits), entry.size)
+        for entry in listed
+        if not is_hidden(entry.name)
+    ]
     return entries, problems
 
 

@@ -13,6 +13,9 @@ from serieslabeler.errors import InputError, PipelineError, Problem
 from serieslabeler.ingest import dates
 
 ATTRIBUTE_KINDS = ("numeric", "categorical")
+# Python's csv module stops at 131,072 characters per field; notes can be longer, but a field of
+# megabytes is a broken quote swallowing the rest of the file: refused past this cap.
+MAX_FIELD_CHARS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -76,18 +79,40 @@ def read_csv(path: str | os.PathLike) -> CsvTable:
         dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
+    csv.field_size_limit(MAX_FIELD_CHARS)
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
-    header = next(reader, [])
-    columns = [c.strip() for c in header]
-    rows = []
-    for values in reader:
-        if not any(v.strip() for v in values):
-            continue
-        padded = values + [""] * (len(columns) - len(values))
-        rows.append((reader.line_num, dict(zip(columns, (v.strip() for v in padded)))))
+    try:
+        columns = [c.strip() for c in next(reader, [])]
+        refuse_duplicate_columns(path, columns)
+        rows = []
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            padded = values + [""] * (len(columns) - len(values))
+            rows.append((reader.line_num, dict(zip(columns, (v.strip() for v in padded)))))
+    except csv.Error as error:
+        raise InputError([Problem(f"{path} line {reader.line_num}", csv_problem(error))]) from None
     if not rows:
         raise InputError([Problem(str(path), "the CSV has a header but no data rows")])
     return CsvTable(path, columns, rows)
+
+
+def csv_problem(error: csv.Error) -> str:
+    if "field larger than field limit" in str(error):
+        return f"a field longer than {MAX_FIELD_CHARS:,} characters (an unclosed quote?); not read"
+    return f"not a readable CSV row ({error})"
+
+
+def refuse_duplicate_columns(path: Path, columns: list[str]) -> None:
+    """Two columns of one name: which one a mapping means is the user's call, never the last one's."""
+    seen: dict[str, int] = {}
+    problems = []
+    for number, name in enumerate(columns, 1):
+        if name and name in seen:
+            problems.append(Problem(f"{path} line 1", f"column '{name}' appears twice (columns {seen[name]} and {number})"))
+        seen.setdefault(name, number)
+    if problems:
+        raise InputError(problems, hint="Rename one of each pair of columns and try again.")
 
 
 def check_columns(table: CsvTable, mapping: ColumnMapping) -> None:
@@ -144,6 +169,7 @@ def parse_rows(table: CsvTable, mapping: ColumnMapping, file_column: str) -> tup
                 errors.append(f"column '{mapping.time}' (time): {time_error}")
             else:
                 taken_at = dates.combine(taken_at, time_parts)
+        errors += forced_number_errors(row, mapping)
         if errors:
             problems += [Problem(where, e) for e in errors]
             continue
@@ -151,6 +177,15 @@ def parse_rows(table: CsvTable, mapping: ColumnMapping, file_column: str) -> tup
         attributes = {a: (row.get(a, "") or None) for a in mapping.attributes}
         rows.append(MetadataRow(line, file, subject, taken_at, label or None, attributes))
     return drop_duplicate_files(rows, problems, table.path.name)
+
+
+def forced_number_errors(row: dict[str, str], mapping: ColumnMapping) -> list[str]:
+    """A cell of an attribute forced to ``numeric`` that is not a number (empty cells are missing values)."""
+    return [
+        f"column '{name}' (numeric attribute): '{row.get(name, '')}' is not a number"
+        for name in mapping.attributes
+        if mapping.kinds.get(name) == "numeric" and row.get(name, "") and not is_number(row[name])
+    ]
 
 
 def drop_duplicate_files(rows: list[MetadataRow], problems: list[Problem], csv_name: str):

@@ -37,6 +37,10 @@ from serieslabeler.labels.vocabulary import (
 )
 from serieslabeler.store.workspace import Workspace
 
+# SQLite's largest integer: a bigger "id" names no image (and would overflow the query).
+MAX_IMAGE_ID = 2**63 - 1
+
+
 # Actions that give images a label a person decided on (for images labeled per session).
 LABELING_ACTIONS = ("label_cluster", "label_images", "accept_pseudo", "label_series")
 
@@ -142,10 +146,10 @@ def _image_ids(values, what: str = "image ids") -> list[int]:
     for value in values:
         try:
             number = int(value)
-            if number != float(value):
+            if number != float(value) or not 0 < number <= MAX_IMAGE_ID:
                 raise ValueError
         except (TypeError, ValueError):
-            raise PipelineError(f"{what}: '{value}' is not an image id (a whole number)") from None
+            raise PipelineError(f"{what}: '{value}' is not an image id (a whole number from 1 to 2**63-1)") from None
         out[number] = None
     return list(out)
 

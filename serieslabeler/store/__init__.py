@@ -69,6 +69,8 @@ from .summary import (
     summarize,
 )
 from .workspace import (
+    STAGING_PREFIX,
+    remove_abandoned_staging,
     CATALOG,
     Workspace,
     atomic_path,
@@ -78,6 +80,8 @@ from .workspace import (
 )
 
 __all__ = [
+    "STAGING_PREFIX",
+    "remove_abandoned_staging",
     "FORMAT",
     "META_KEY",
     "CHECKED_LIBRARIES",

@@ -31,8 +31,8 @@ from serieslabeler.store.migrations import (
 )
 
 CATALOG = "catalog.sqlite"
-
-
+# Ingest stages decoded images in ``<root>/.staging-<pid>-<random>/`` (see serieslabeler.ingest.run).
+STAGING_PREFIX = ".staging-"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -92,6 +92,8 @@ class Workspace:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise PipelineError(f"{root}: is a file, not a workspace folder")
+        if (root / CATALOG).is_file():  # an existing workspace: read-only when it cannot be written
+            return cls.open(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -112,6 +114,8 @@ class Workspace:
             )
         if read_only is None:
             read_only = not (os.access(root, os.W_OK) and os.access(root / CATALOG, os.W_OK))
+        if not read_only:
+            remove_abandoned_staging(root)
         return cls._connect(root, read_only)
 
     @classmethod
@@ -143,14 +147,18 @@ class Workspace:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def require_writable(self) -> None:
+        """Refuse, in one line, work that would write files before its transaction (ingest staging)."""
+        if self.read_only:
+            raise PipelineError(f"{self.root}: the workspace is read-only; nothing was changed")
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``): all of it is committed, or none."""
         if self.db.in_transaction:
             yield self.db
             return
-        if self.read_only:
-            raise PipelineError(f"{self.root}: the workspace is read-only; nothing was changed")
+        self.require_writable()
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -244,6 +252,27 @@ class Workspace:
 
     def image_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+
+def remove_abandoned_staging(root: Path) -> list[Path]:
+    """Remove staging folders a killed ingest left (its process is gone); returns them."""
+    removed = []
+    for folder in root.glob(f"{STAGING_PREFIX}*"):
+        owner = folder.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if folder.is_dir() and not (owner.isdigit() and _process_alive(int(owner))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _connection(path: Path, read_only: bool) -> sqlite3.Connection:
