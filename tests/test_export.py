@@ -12,7 +12,14 @@ from conftest import cli
 
 from serieslabeler import labels
 from serieslabeler.errors import PipelineError
-from serieslabeler.export import EXPORT_COLUMNS, export_labels, folder_names, neutralise_formula, safe_row, table_csv
+from serieslabeler.export import (
+    EXPORT_COLUMNS,
+    export_labels,
+    folder_names,
+    neutralise_formula,
+    safe_row,
+    table_csv,
+)
 from serieslabeler.store import Workspace
 
 

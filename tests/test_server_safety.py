@@ -696,7 +696,12 @@ def test_a_file_symlink_leaving_the_image_folder_is_refused(bananas_workspace, t
 @pytest.mark.slow
 def test_the_password_gate_covers_every_page_in_chromium(sample_workspace, monkeypatch):
     from serieslabeler_app.common import APP_TITLE, PAGES
-    from serieslabeler_app.screenshots import CHROMIUM, chromium_page, open_app_page, running_app
+    from serieslabeler_app.screenshots import (
+        CHROMIUM,
+        chromium_page,
+        open_app_page,
+        running_app,
+    )
 
     if not CHROMIUM.exists():
         if os.environ.get("CI"):

@@ -69,11 +69,11 @@ from .summary import (
     summarize,
 )
 from .workspace import (
-    STAGING_PREFIX,
-    remove_abandoned_staging,
     CATALOG,
+    STAGING_PREFIX,
     Workspace,
     atomic_path,
+    remove_abandoned_staging,
     sha256_hex,
     write_atomic,
     write_error,
