@@ -16,6 +16,8 @@ from serieslabeler_app.images import (
     thumbnail_uri,
     thumbnails,
 )
+from serieslabeler_app.ingest_form import ingest_section, mapping_form
+from serieslabeler_app.ingest_form import preview as ingest_preview
 from serieslabeler_app.navigation import (
     PAGES,
     PAGES_DIR,
@@ -34,7 +36,7 @@ from serieslabeler_app.navigation import (
     workspace_path,
     workspace_query,
 )
-from serieslabeler_app.uploads import SAFE_CHARS, safe_file_name, stage_upload
+from serieslabeler_app.uploads import SAFE_CHARS, collection_folder, safe_file_name, stage_image_uploads, stage_upload
 from serieslabeler_app.widgets import (
     NEW_LABEL,
     ProgressBar,
@@ -83,8 +85,13 @@ __all__ = [
     "SAFE_CHARS",
     "safe_file_name",
     "stage_upload",
+    "stage_image_uploads",
+    "collection_folder",
     "thumbnail_bytes",
     "excluded_thumbnail",
     "thumbnails",
     "thumbnail_uri",
+    "mapping_form",
+    "ingest_preview",
+    "ingest_section",
 ]

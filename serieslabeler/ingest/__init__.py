@@ -40,6 +40,7 @@ from .dates import (
     needs_order,
     parse_date,
     parse_time,
+    readable_time,
 )
 from .images import (
     THUMBNAIL_SIZE,
@@ -48,6 +49,18 @@ from .images import (
     check_images,
     extension_for,
     make_thumbnail,
+)
+from .mapping import (
+    BOOLEAN_VALUES,
+    CLASS_LIKE_MAX_VALUES,
+    ROLE_WORDS,
+    Guess,
+    class_like,
+    guess_roles,
+    mapping_warnings,
+    missing_roles,
+    name_words,
+    values_are_dates,
 )
 from .run import (
     NO_VALUE,
@@ -80,6 +93,9 @@ from .sources import (
 )
 from .tables import (
     ATTRIBUTE_KINDS,
+    ROLE_NAMES,
+    ROLES,
+    role_conflicts,
     ColumnMapping,
     CsvTable,
     MetadataRow,
@@ -110,6 +126,19 @@ from .weather import (
 )
 
 __all__ = [
+    "BOOLEAN_VALUES",
+    "CLASS_LIKE_MAX_VALUES",
+    "ROLE_WORDS",
+    "Guess",
+    "class_like",
+    "guess_roles",
+    "mapping_warnings",
+    "missing_roles",
+    "name_words",
+    "values_are_dates",
+    "ROLE_NAMES",
+    "ROLES",
+    "role_conflicts",
     "MiB",
     "GiB",
     "CHUNK_BYTES",
@@ -146,6 +175,7 @@ __all__ = [
     "needs_order",
     "parse_date",
     "parse_time",
+    "readable_time",
     "combine",
     "THUMBNAIL_SIZE",
     "CheckedImage",

@@ -13,6 +13,8 @@ from serieslabeler.errors import InputError, PipelineError, Problem
 from serieslabeler.ingest import dates
 
 ATTRIBUTE_KINDS = ("numeric", "categorical")
+ROLES = ("subject", "date", "time", "label", "file")
+ROLE_NAMES = {"subject": "Subject", "date": "Date", "time": "Time", "label": "Ground truth", "file": "File name", "attribute": "an attribute"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,10 @@ class ColumnMapping:
     kinds: dict[str, str] = field(default_factory=dict)
     file: str | None = None
     date_order: str | None = None
+
+    def roles(self) -> dict[str, str | None]:
+        """Role -> column, attributes included (``attribute:NAME``), for the one-column-one-role check."""
+        return {**{role: getattr(self, role) for role in ROLES}, **{f"attribute:{a}": a for a in self.attributes}}
 
     def mapped_columns(self) -> list[str]:
         named = [self.subject, self.date, self.time, self.label, self.file, *self.attributes]
@@ -91,6 +97,9 @@ def read_csv(path: str | os.PathLike) -> CsvTable:
 
 
 def check_columns(table: CsvTable, mapping: ColumnMapping) -> None:
+    conflicts = role_conflicts(mapping.roles())
+    if conflicts:
+        raise InputError([Problem(str(table.path.name), c) for c in conflicts])
     missing = [c for c in mapping.mapped_columns() if c not in table.columns]
     if missing:
         raise InputError(
@@ -102,6 +111,15 @@ def check_columns(table: CsvTable, mapping: ColumnMapping) -> None:
             raise PipelineError(f"attribute '{name}': type must be numeric or categorical, not '{kind}'")
     if mapping.date_order not in (None, *dates.ORDERS):
         raise PipelineError(f"date order must be dmy or mdy, not '{mapping.date_order}'")
+
+
+def role_conflicts(roles: dict[str, str | None]) -> list[str]:
+    """One message per column chosen for more than one role (``roles``: role -> column or None)."""
+    by_column: dict[str, list[str]] = {}
+    for role, column in roles.items():
+        if column:
+            by_column.setdefault(column, []).append(ROLE_NAMES.get(role.partition(":")[0], role))
+    return [f"column '{column}' is chosen as both {' and '.join(names)}: one column, one role" for column, names in by_column.items() if len(names) > 1]
 
 
 def guess_file_column(table: CsvTable, names: Iterable[str]) -> str:
