@@ -35,6 +35,14 @@ def sample(sample_workspace, monkeypatch):
     return sample_workspace
 
 
+def add_vocabulary(root: Path, *names: str) -> None:
+    """Label names the expert would have typed (the sample starts with an empty vocabulary)."""
+    from serieslabeler.labels import add_labels
+
+    with Workspace.open(root) as workspace:
+        add_labels(workspace, names, author="test")
+
+
 def run_page(name: str, **params) -> AppTest:
     app = AppTest.from_file(str(ROOT / "dashboard" / "app_pages" / f"{name}.py"), default_timeout=TIMEOUT)
     for key, value in params.items():
@@ -188,6 +196,7 @@ def test_map_page_embeds_and_computes_a_map(sample):
 
 
 def test_label_page_labels_a_cluster_with_one_exclusion_and_undoes_it(sample):
+    add_vocabulary(sample, "U", "R", "V", "O")
     app = run_page("label")
     assert_clean(app)
     with Workspace.open(sample) as workspace:
@@ -197,6 +206,7 @@ def test_label_page_labels_a_cluster_with_one_exclusion_and_undoes_it(sample):
     toggle.click().run()
     assert param(app, "x") == str(members[0])
     assert app.button(key=f"toggle_{members[0]}").label == "Excluded"
+    next(s for s in app.selectbox if s.label == "Label").set_value("R").run()
     button(app, f"Label {len(members) - 1} images").click().run()
     assert_clean(app)
     with Workspace.open(sample) as workspace:
@@ -307,6 +317,7 @@ def test_train_page_trains_an_overcluster_model_and_offers_its_overclusters(samp
 def test_vae_centres_page_names_splits_and_trains(sample):
     from serieslabeler.models import list_models
 
+    add_vocabulary(sample, "U", "R", "V", "O")
     app = run_page("centres")
     assert_clean(app)
     number_input(app, "Centres (0: from the elbow)").set_value(3).run()

@@ -3,8 +3,9 @@ mapping that refuses to guess, no label applied without a choice, idempotent rou
 from __future__ import annotations
 
 import pytest
+from streamlit.testing.v1.errors import AppTestError
 from conftest import SAMPLE
-from test_app import assert_clean, button, param, run_page, sample  # noqa: F401  (sample is a fixture)
+from test_app import add_vocabulary, assert_clean, button, param, run_page, sample  # noqa: F401  (sample is a fixture)
 
 from serieslabeler.store import Workspace
 
@@ -79,3 +80,54 @@ def test_one_column_cannot_take_two_roles(root):
     assert not has_button(app, "Ingest")
     app.selectbox(key="new_file").set_value("(find it)").run()
     assert any("every photo would be its own subject" in w.value for w in app.warning), "as many subjects as images is a warning"
+
+
+def train_and_predict(root) -> int:
+    """Two clusters labeled by their majority, a head trained on them, predictions for the rest; the model id."""
+    from test_app import label_two_clusters_by_their_majority
+
+    from serieslabeler.models import predict, train_model
+
+    label_two_clusters_by_their_majority(root)
+    with Workspace.open(root) as workspace:
+        model = train_model(workspace, "head", seed=0)
+        predict(workspace, model.id)
+        return model.id
+
+
+def test_the_label_picker_starts_empty_and_l_with_no_chosen_label_labels_nothing(sample):
+    from serieslabeler.labels import current_labels, interaction_count
+
+    add_vocabulary(sample, "U", "R", "V", "O")
+    app = run_page("label")
+    picker = next(s for s in app.selectbox if s.label == "Label")
+    assert picker.value is None, "no label is preselected"
+    label_button = next(b for b in app.button if b.label.startswith("Label "))
+    assert label_button.disabled and label_button.proto.shortcut.lower() == "l"
+    with pytest.raises(AppTestError, match="disabled"):
+        label_button.click()  # what the L key does on a disabled button: nothing
+    app.run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        assert current_labels(workspace).empty and interaction_count(workspace) == 0
+
+
+def test_the_model_suggestion_is_shown_with_its_confidence_but_not_chosen(sample):
+    from serieslabeler.labels import cluster_status, current_labels
+    from serieslabeler.loop import suggested_label
+
+    model_id = train_and_predict(sample)
+    with Workspace.open(sample) as workspace:
+        clustering = workspace.db.execute("SELECT MAX(id) FROM clusterings").fetchone()[0]
+        open_cluster = next(row["cluster"] for row in cluster_status(workspace, clustering) if row["state"] == "open")
+        suggestion = suggested_label(workspace, clustering, open_cluster)
+        before = len(current_labels(workspace))
+    assert suggestion.model_id == model_id and 0 < suggestion.confidence <= 1 and 0 < suggestion.share <= 1
+    app = run_page("label", clustering=clustering, cluster=open_cluster)
+    assert_clean(app)
+    assert next(s for s in app.selectbox if s.label == "Label").value is None
+    assert any(c.value.startswith("Suggested: ") and "mean confidence" in c.value for c in app.caption)
+    button(app, f"Use {suggestion.label}").click().run()
+    assert next(s for s in app.selectbox if s.label == "Label").value == suggestion.label
+    with Workspace.open(sample) as workspace:
+        assert len(current_labels(workspace)) == before, "taking the suggestion labels nothing by itself"

@@ -6,7 +6,6 @@ the workspace's label log, so Undo works across reloads, tabs and the command li
 """
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
 
@@ -16,6 +15,7 @@ from serieslabeler.labels import (
     end_session,
     interaction_count,
     label_cluster,
+    next_open_cluster,
     open_session,
     redo,
     review_order,
@@ -23,7 +23,7 @@ from serieslabeler.labels import (
     skip_cluster,
     undo,
 )
-from serieslabeler.models import load_predictions
+from serieslabeler.loop import next_step, suggested_label
 
 PAGE_SIZES = (50, 100, 200)
 COLUMNS = 8
@@ -71,13 +71,6 @@ def choose_cluster(status) -> int:
     return (still_open or clusters)[0]
 
 
-def next_open(status, after: int) -> int | None:
-    """The next open cluster after ``after`` in cluster order (wrapping around), if any."""
-    still_open = [c for c in status.loc[status["state"] == "open", "cluster"] if c != after]
-    later = [c for c in still_open if c > after]
-    return (later or still_open or [None])[0]
-
-
 def progress_header(workspace, status, cluster: int, session_id: int) -> None:
     done = int((status["state"] != "open").sum())
     st.progress(done / len(status), text=f"{done} of {len(status)} clusters done · {int((status['state'] == 'labeled').sum())} labeled, {int((status['state'] == 'skipped').sum())} skipped")
@@ -88,16 +81,6 @@ def progress_header(workspace, status, cluster: int, session_id: int) -> None:
     row[2].metric("Images labeled (session)", stats.images_labeled)
     row[3].metric("Images / minute", f"{stats.images_per_minute:.1f}" if stats.images_per_minute and stats.minutes >= 1 else "-", help="Over this session, shown after its first minute.")
     row[4].metric("Interactions (all)", interaction_count(workspace))
-
-
-def suggested_label(workspace, top, members) -> str | None:
-    """A default for the label picker: the cluster's most common current label, else the latest
-    model's most common prediction for its images (None: the vocabulary's first name)."""
-    if isinstance(top, str):
-        return top
-    model_id = catalog.latest_predicting_model_id(workspace)
-    predicted = load_predictions(workspace, model_id, members).labels if model_id is not None else []
-    return str(pd.Series(predicted).mode().iloc[0]) if len(predicted) else None
 
 
 def action_bar(workspace, status, clustering_id: int, cluster: int, members, excluded: set[int], session_id: int) -> None:
@@ -111,23 +94,26 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
     )
     bar = st.container(horizontal=True, vertical_alignment="bottom")
     with bar:
-        label = ui.label_picker(workspace, f"label_{clustering_id}_{cluster}", default=suggested_label(workspace, top, members), width=200)
-    do_label = bar.button(f"Label {len(members) - len(excluded)} images", type="primary", shortcut="L", disabled=label is None, icon=":material/check:")
+        label = ui.label_picker(workspace, f"label_{clustering_id}_{cluster}", suggestion=suggested_label(workspace, clustering_id, cluster), width=200)
+    do_label = bar.button(
+        f"Label {len(members) - len(excluded)} images", type="primary", shortcut="L", disabled=label is None, icon=":material/check:",
+        help="Choose a label first." if label is None else f"Give the cluster the label {label}.",
+    )
     do_skip = bar.button("Skip", shortcut="S", help="No dominant class: leave the cluster unlabeled.", icon=":material/block:")
     go_back = bar.button("Previous", shortcut="Left", disabled=position == 0, icon=":material/arrow_back:")
     go_next = bar.button("Next", shortcut="Right", disabled=position == len(clusters) - 1, icon=":material/arrow_forward:")
     do_undo = bar.button("Undo", shortcut="U", icon=":material/undo:")
     do_redo = bar.button("Redo", shortcut="Shift+U", icon=":material/redo:")
     author = ui.author()
-    if do_label:
+    if do_label and label is not None:
         label_cluster(workspace, clustering_id, cluster, label, excluded=sorted(excluded), author=author, session_id=session_id)
         st.toast(f"Cluster {cluster} labeled {label}.")
-        following = next_open(catalog.cluster_table(workspace, clustering_id), cluster)
+        following = next_open_cluster(workspace, clustering_id, cluster)
         open_cluster(clustering_id, cluster if following is None else following)
         st.rerun()
     if do_skip:
         skip_cluster(workspace, clustering_id, cluster, author=author, session_id=session_id)
-        following = next_open(catalog.cluster_table(workspace, clustering_id), cluster)
+        following = next_open_cluster(workspace, clustering_id, cluster)
         open_cluster(clustering_id, cluster if following is None else following)
         st.rerun()
     if go_back or go_next:
@@ -166,6 +152,18 @@ def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: s
             )
 
 
+def offer_next_step(workspace, clustering_id: int) -> None:
+    """After the last cluster: train on the new labels, or cluster what is still unlabeled."""
+    step = next_step(workspace, clustering_id)
+    if step is None:
+        return
+    st.success(step.message)
+    if step.action == "train":
+        ui.page_link("train.py", "Train & route", ":material/model_training:")
+    else:
+        ui.page_link("sample.py", "Sample the unlabeled images, then cluster them", ":material/shuffle:")
+
+
 def render(workspace) -> None:
     ui.page_header("Label", "One cluster at a time: click out the images that do not belong, then name the cluster. " + SHORTCUTS)
     clusterings = {c["id"]: c for c in list_clusterings(workspace)}
@@ -191,6 +189,7 @@ def render(workspace) -> None:
     cluster = choose_cluster(status)
     session_id = open_session(workspace, ui.author())
     progress_header(workspace, status, cluster, session_id)
+    offer_next_step(workspace, clustering_id)
     members = review_order(workspace, clustering_id, cluster)
     excluded = excluded_ids() & {int(i) for i in members}
     action_bar(workspace, status, clustering_id, cluster, members, excluded, session_id)

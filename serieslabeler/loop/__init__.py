@@ -8,6 +8,14 @@ from .evaluate import (
     held_out_subjects,
     subject_names,
 )
+from .guidance import (
+    Coverage,
+    NextStep,
+    Suggestion,
+    next_step,
+    sample_coverage,
+    suggested_label,
+)
 from .iterate import (
     AWAITING,
     DONE,
@@ -55,6 +63,12 @@ from .threshold import (
 )
 
 __all__ = [
+    "Coverage",
+    "NextStep",
+    "Suggestion",
+    "next_step",
+    "sample_coverage",
+    "suggested_label",
     "EVALUATION_TEST_SIZE",
     "Evaluation",
     "ground_truth",
