@@ -131,3 +131,44 @@ def test_the_model_suggestion_is_shown_with_its_confidence_but_not_chosen(sample
     assert next(s for s in app.selectbox if s.label == "Label").value == suggestion.label
     with Workspace.open(sample) as workspace:
         assert len(current_labels(workspace)) == before, "taking the suggestion labels nothing by itself"
+
+
+def test_route_twice_gives_one_routed_sample_and_train_twice_one_model(sample):
+    from test_app import label_two_clusters_by_their_majority, metric
+
+    from serieslabeler.models import list_models
+    from serieslabeler.sampling import list_samples
+
+    label_two_clusters_by_their_majority(sample)
+    app = run_page("train")
+    button(app, "Train on the accepted labels").click().run()
+    button(app, "Train on the accepted labels").click().run()
+    assert_clean(app)
+    assert any("already trained" in i.value for i in app.info)
+    with Workspace.open(sample) as workspace:
+        assert len(list_models(workspace)) == 1
+    button(app, "Predict the unlabeled images").click().run()
+    next(s for s in app.slider if s.label == "Confidence threshold").set_value(1.0).run()
+    assert int(metric(app, "Sent to clustering")) > 0
+    for _ in range(2):
+        button(app, "Route").click().run()
+        assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        routed = [s for s in list_samples(workspace) if s["strategy"] == "routed"]
+    assert len(routed) == 1, routed
+    assert f"sample {routed[0]['id']}" in app.success[0].value
+
+
+def test_the_sample_page_defaults_to_subjects_says_which_stages_it_covers_and_saves_once(sample):
+    from serieslabeler.sampling import list_samples
+
+    app = run_page("sample")
+    assert_clean(app)
+    assert next(s for s in app.selectbox if s.label == "Strategy").value == "subjects"
+    assert any(c.value.startswith("By ground truth, the sample holds") for c in app.caption)
+    with Workspace.open(sample) as workspace:
+        before = len(list_samples(workspace))
+    button(app, "Save this sample").click().run()
+    assert any("already saved as sample" in i.value for i in app.info), "the demo already saved this subjects sample"
+    with Workspace.open(sample) as workspace:
+        assert len(list_samples(workspace)) == before

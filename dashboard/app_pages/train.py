@@ -14,6 +14,7 @@ from serieslabeler.loop import (
     ThresholdTuning,
     curve_at,
     last_event_id,
+    model_for_current_labels,
     route_mask,
     route_predictions,
     validation_curves,
@@ -54,7 +55,11 @@ def train_section(workspace) -> None:
     seed = row[3].number_input("Seed", 0, 10_000, 0, key="train_seed")
     params = mode_options(mode)
     left, right = st.columns(2)
-    if left.button("Train on the accepted labels", type="primary", disabled=feature_set is None):
+    trained = left.button("Train on the accepted labels", type="primary", disabled=feature_set is None)
+    existing = model_for_current_labels(workspace, mode, feature_set, int(seed), params) if trained else None
+    if existing is not None:
+        st.info(f"Model {existing} is already trained this way on the current labels: nothing to train again.")
+    elif trained:
         bar = ui.ProgressBar("Training", unit="steps")
         record = train_model(workspace, mode, feature_set=feature_set, seed=seed, device=device, progress=bar, **params)
         bar.done()

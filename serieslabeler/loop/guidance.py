@@ -3,6 +3,7 @@ model's suggestion for a cluster (never applied by itself), the step after the l
 and which stages a sample covers."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 
@@ -86,18 +87,28 @@ class Coverage:
         return f"By {self.source}, the sample holds {', '.join(parts)}{tail}."
 
 
-def sample_coverage(workspace: Workspace, sample_id: int) -> Coverage | None:
-    """The stages a sample covers, by ground truth when there is some, else by accepted labels;
-    None when neither exists."""
-    for source, table, condition in (("ground truth", "ground_truth", ""), ("labels", "current_labels", "AND t.status='accepted'")):
-        totals = dict(workspace.db.execute(f"SELECT t.label, COUNT(*) FROM {table} t WHERE 1=1 {condition} GROUP BY t.label ORDER BY t.label").fetchall())
+def sample_coverage(workspace: Workspace, image_ids) -> Coverage | None:
+    """The stages a set of images (a sample, or a preview of one) covers, by ground truth when
+    there is some, else by accepted labels; None when neither exists."""
+    ids = [int(i) for i in image_ids]
+    for source, table, condition in (("ground truth", "ground_truth", ""), ("labels", "current_labels", "AND status='accepted'")):
+        totals = dict(workspace.db.execute(f"SELECT label, COUNT(*) FROM {table} WHERE 1=1 {condition} GROUP BY label ORDER BY label").fetchall())
         if totals:
-            held = dict(
-                workspace.db.execute(
-                    f"SELECT t.label, COUNT(*) FROM {table} t JOIN sample_images s ON s.image_id = t.image_id "
-                    f"WHERE s.sample_id=? {condition} GROUP BY t.label",
-                    (sample_id,),
-                ).fetchall()
-            )
-            return Coverage(source, held, totals)
+            held = Counter(row[0] for row in workspace.query_in(f"SELECT label FROM {table} WHERE image_id IN ({{}}) {condition}", ids))
+            return Coverage(source, dict(held), totals)
+    return None
+
+
+def model_for_current_labels(workspace: Workspace, mode: str, feature_set: str | None, seed: int, params: dict | None = None) -> int | None:
+    """A model already trained with these settings since the label log last changed (training
+    again would repeat its work), or None."""
+    last_change = workspace.db.execute("SELECT MAX(at) FROM label_events").fetchone()[0] or ""
+    rows = workspace.db.execute(
+        "SELECT id, feature_set, params FROM models WHERE mode=? AND created_at >= ? ORDER BY id DESC", (mode, last_change)
+    ).fetchall()
+    wanted = {**(params or {}), "seed": seed}
+    for row in rows:
+        stored = json.loads(row["params"])
+        if (feature_set is None or row["feature_set"] == feature_set) and all(stored.get(k) == v for k, v in wanted.items()):
+            return int(row["id"])
     return None

@@ -11,7 +11,7 @@ from serieslabeler.errors import PipelineError
 from serieslabeler.labels.pseudo import add_pseudo_labels
 from serieslabeler.models.base import image_subjects
 from serieslabeler.models.predictions import load_predictions, unlabeled_image_ids
-from serieslabeler.sampling import save_sample
+from serieslabeler.sampling import find_sample, save_sample
 from serieslabeler.store.workspace import Workspace
 
 
@@ -107,7 +107,8 @@ def route_predictions(
     iteration: int | None = None,
 ) -> Routing:
     """Route a model's stored predictions for ``image_ids`` (default: its predicted images that
-    are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below."""
+    are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below
+    (routing again with the same model and threshold reuses that sample instead of copying it)."""
 
     check_threshold(threshold)
     if image_ids is None:
@@ -130,5 +131,5 @@ def route_predictions(
             event_id = event.id
         if (~confident).any():
             params = {"model": model_id, "threshold": threshold, "smoothing_window": smoothing_window}
-            sample_id = save_sample(workspace, "routed", params, ids[~confident]).id
+            sample_id = find_sample(workspace, "routed", ids[~confident], params) or save_sample(workspace, "routed", params, ids[~confident]).id
     return Routing(model_id, threshold, smoothing_window, ids[confident], ids[~confident], sample_id, event_id)
