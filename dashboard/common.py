@@ -11,7 +11,10 @@ from serieslabeler_app.access import (
     require_access,
 )
 from serieslabeler_app.images import (
+    Display,
     excluded_thumbnail,
+    shown_thumbnail,
+    zoomed_original,
     thumbnail_bytes,
     thumbnail_uri,
     thumbnails,
@@ -37,6 +40,7 @@ from serieslabeler_app.navigation import (
     workspace_query,
 )
 from serieslabeler_app.uploads import SAFE_CHARS, collection_folder, safe_file_name, stage_image_uploads, stage_upload
+from serieslabeler_app.viewer import VIEW_PARAM, display_controls, image_viewer, view_button
 from serieslabeler_app.widgets import (
     NEW_LABEL,
     ProgressBar,
@@ -91,6 +95,13 @@ __all__ = [
     "excluded_thumbnail",
     "thumbnails",
     "thumbnail_uri",
+    "Display",
+    "shown_thumbnail",
+    "zoomed_original",
+    "VIEW_PARAM",
+    "display_controls",
+    "image_viewer",
+    "view_button",
     "mapping_form",
     "ingest_preview",
     "ingest_section",

@@ -172,3 +172,36 @@ def test_the_sample_page_defaults_to_subjects_says_which_stages_it_covers_and_sa
     assert any("already saved as sample" in i.value for i in app.info), "the demo already saved this subjects sample"
     with Workspace.open(sample) as workspace:
         assert len(list_samples(workspace)) == before
+
+
+def test_the_viewer_opens_an_original_with_its_metadata_and_steps_through_the_cluster(sample):
+    from serieslabeler.labels import review_order
+
+    with Workspace.open(sample) as workspace:
+        clustering = workspace.db.execute("SELECT MAX(id) FROM clusterings").fetchone()[0]
+        members = review_order(workspace, clustering, 0).tolist()
+    app = run_page("label", clustering=clustering, cluster=0)
+    app.button(key=f"view_{members[0]}").click().run()
+    assert_clean(app)
+    assert param(app, "view") == str(members[0])
+    assert any("Photo 1 of" in m.value for m in app.markdown)
+    table = next(df.value for df in app.dataframe if "value" in df.value.columns)
+    shown = dict(zip(table.iloc[:, 0], table["value"]))
+    assert {"subject", "taken", "days since the subject's first photo", "group"} <= set(shown)
+    assert "T" not in shown["taken"] and "2020" in shown["taken"]
+    app.button(key="viewer_next").click().run()
+    assert param(app, "view") == str(members[1])
+    app.slider(key="viewer_zoom").set_value(3.0).run()
+    assert_clean(app)
+    app.button(key="viewer_close").click().run()
+    assert "view" not in app.query_params
+
+
+def test_the_display_setting_is_kept_per_person_in_the_workspace(sample):
+    app = run_page("series")
+    app.slider(key="display_brightness").set_value(2.0).run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        assert '"brightness": 2.0' in workspace.get_meta("display:app")
+    again = run_page("label")
+    assert again.slider(key="display_brightness").value == 2.0, "a new session starts from the person's setting"

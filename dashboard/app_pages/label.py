@@ -58,6 +58,8 @@ def open_cluster(clustering_id: int, cluster: int) -> None:
     st.query_params["clustering"] = str(clustering_id)
     st.query_params["cluster"] = str(cluster)
     set_excluded(set())
+    if ui.VIEW_PARAM in st.query_params:
+        del st.query_params[ui.VIEW_PARAM]
 
 
 # --- parts of the page -------------------------------------------------------------------------
@@ -129,9 +131,12 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
 
 
 def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: set[int]) -> None:
-    left, right = st.columns([3, 1], vertical_alignment="bottom")
-    left.caption("Most atypical first (farthest from the cluster's centre). Click **Exclude** under an image that does not belong; click again to take it back.")
+    left, middle, right = st.columns([4, 1, 1], vertical_alignment="bottom")
+    left.caption("Most atypical first (farthest from the cluster's centre). Click **Exclude** under an image that does not belong; click again to take it back. **View** opens the original.")
+    with middle:
+        display = ui.display_controls(workspace)
     size = right.selectbox("Per page", PAGE_SIZES, index=1, key="page_size")
+    ui.image_viewer(workspace, members, display, what=f"of cluster {cluster}")
     pages = (len(members) + size - 1) // size
     page = st.pagination(pages, key=f"page_{clustering_id}_{cluster}") if pages > 1 else 1
     shown = members[(page - 1) * size : page * size]
@@ -140,7 +145,8 @@ def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: s
     for image_id, path in zip(shown, paths):
         out = int(image_id) in excluded
         with grid.cell():
-            st.image(ui.excluded_thumbnail(str(path)) if out else ui.thumbnail_bytes(str(path)), width="stretch")
+            st.image(ui.excluded_thumbnail(str(path)) if out else ui.shown_thumbnail(str(path), display), width="stretch")
+            ui.view_button(int(image_id))
             st.button(
                 "Excluded" if out else "Exclude",
                 key=f"toggle_{image_id}",

@@ -6,6 +6,7 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler import views as catalog
+from serieslabeler.ingest import readable_time
 from serieslabeler.store import queries
 
 UNLABELED = "(unlabeled)"
@@ -42,16 +43,21 @@ def render(workspace) -> None:
     shown = details[details["shown label"].isin(chosen)]
     row = st.columns(4)
     row[0].metric("Photos", len(details))
-    row[1].metric("Days covered", f"{details['days'].max():.0f}")
+    row[1].metric("Days", f"{details['days'].max():.0f}", help="The span: days from this subject's first photo to its last.")
     row[2].metric("Labeled", int(details["label"].notna().sum()))
     row[3].metric("Shown", len(shown))
-    st.caption("Days since this subject's first photo under each image; follow an image's cluster link to label that cluster.")
-    pictures = ui.thumbnails(workspace, shown["image_id"])
+    left, right = st.columns([5, 1], vertical_alignment="bottom")
+    left.caption("Days since this subject's first photo under each image; **View** opens the original; follow an image's cluster link to label that cluster.")
+    with right:
+        display = ui.display_controls(workspace)
+    ui.image_viewer(workspace, shown["image_id"], display, what=f"of {subject}")
+    paths = workspace.thumbnail_paths(shown["image_id"].tolist())
     grid = st.grid(STRIP_COLUMNS, min_column_width=150, border=True)
-    for picture, item in zip(pictures, shown.itertuples(index=False)):
+    for path, item in zip(paths, shown.itertuples(index=False)):
         with grid.cell():
-            st.image(picture, caption=describe(item), width="stretch")
-            st.caption(ui.plain(f"{item.taken_at[:16].replace('T', ' ')} · {item.file}"))
+            st.image(ui.shown_thumbnail(str(path), display), caption=describe(item), width="stretch")
+            st.caption(ui.plain(f"{readable_time(item.taken_at)} · {item.file}"))
+            ui.view_button(int(item.image_id))
             if "cluster" in shown.columns and not pd.isna(item.cluster):
                 ui.page_link("label.py", f"Cluster {item.cluster}", ":material/label:", clustering=clustering_id, cluster=int(item.cluster))
     with st.expander("As a table"):
