@@ -274,8 +274,7 @@ def test_metrics_and_export_show_a_trained_model(sample):
     assert metric(metrics, "Top-1 accuracy")
     assert len(metrics.get("download_button")) >= 3
     export = run_page("export")
-    export.radio[0].set_value("imagefolder")
-    button(export, "Prepare the download").click().run()
+    export.radio[0].set_value("imagefolder").run()
     assert_clean(export)
     assert export.get("download_button")[0].proto.label.startswith("Download labels.zip")
 

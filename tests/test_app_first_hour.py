@@ -205,3 +205,15 @@ def test_the_display_setting_is_kept_per_person_in_the_workspace(sample):
         assert '"brightness": 2.0' in workspace.get_meta("display:app")
     again = run_page("label")
     assert again.slider(key="display_brightness").value == 2.0, "a new session starts from the person's setting"
+
+
+def test_export_is_one_click_with_its_real_size(sample):
+    from test_app import label_two_clusters_by_their_majority
+
+    label_two_clusters_by_their_majority(sample)
+    app = run_page("export")
+    assert_clean(app)
+    label = app.get("download_button")[0].proto.label
+    assert label.startswith("Download labels.csv (") and label.endswith("kB)"), label
+    app.radio[0].set_value("imagefolder").run()
+    assert "about" in app.get("download_button")[0].proto.label and "0.0 MB" not in app.get("download_button")[0].proto.label

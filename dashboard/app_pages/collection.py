@@ -8,8 +8,21 @@ import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
 
-from serieslabeler.ingest import read_csv
+from serieslabeler.ingest import read_csv, readable_time
 from serieslabeler.store import Workspace, queries, summarize
+
+
+BAR_HEIGHT = 36
+
+
+def bar_chart(counts: pd.DataFrame, category: str) -> alt.Chart:
+    """Images per value as horizontal bars, one readable row per value (the chart grows with them)."""
+    return (
+        alt.Chart(counts)
+        .mark_bar(size=BAR_HEIGHT * 0.6)
+        .encode(x=alt.X("images:Q", title="images"), y=alt.Y(f"{category}:N", sort="-x", title=None, axis=alt.Axis(labelLimit=240)), tooltip=[category, "images"])
+        .properties(height=BAR_HEIGHT * len(counts) + 40)
+    )
 
 
 def overview(workspace) -> None:
@@ -18,8 +31,8 @@ def overview(workspace) -> None:
     row[0].metric("Images", info["images"])
     row[1].metric("Subjects", info["subjects"])
     first, last = info["date_range"]
-    row[2].metric("First photo", (first or "-")[:10])
-    row[3].metric("Last photo", (last or "-")[:10])
+    row[2].metric("First photo", readable_time(first) or "-")
+    row[3].metric("Last photo", readable_time(last) or "-")
     if not info["images"]:
         st.info("This workspace is empty: add images and their metadata in the **Add images** tab.")
         return
@@ -33,7 +46,7 @@ def overview(workspace) -> None:
             x=alt.X("day:T", title="date"),
             y=alt.Y("subject:N", title="subject"),
             size=alt.Size("images:Q", legend=None),
-            tooltip=["subject", "day", "images"],
+            tooltip=["subject", alt.Tooltip("day:T", format="%d %b %Y"), "images"],
         )
         .properties(height=max(160, 22 * info["subjects"]))
     )
@@ -52,7 +65,7 @@ def overview(workspace) -> None:
             else:
                 values = pd.DataFrame({"value": list(summary["values"]), "images": list(summary["values"].values())})
                 st.altair_chart(
-                    alt.Chart(values).mark_bar().encode(x="images:Q", y=alt.Y("value:N", sort="-x"), tooltip=["value", "images"]),
+                    bar_chart(values, "value"),
                     width="stretch",
                 )
     if info["ground_truth"]:
@@ -60,7 +73,7 @@ def overview(workspace) -> None:
         st.caption("Labels read from the CSV's label column: used only to evaluate, never to train.")
         truth = pd.DataFrame({"label": list(info["ground_truth"]), "images": list(info["ground_truth"].values())})
         st.altair_chart(
-            alt.Chart(truth).mark_bar().encode(x="images:Q", y=alt.Y("label:N", sort="-x"), tooltip=["label", "images"]).properties(height=max(80, 28 * len(truth))),
+            bar_chart(truth, "label"),
             width="stretch",
         )
 

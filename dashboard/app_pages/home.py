@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import shutil
 
+import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
 
-from serieslabeler.ingest import IMAGE_EXTENSIONS, read_csv
+from serieslabeler.ingest import IMAGE_EXTENSIONS, read_csv, readable_time
 from serieslabeler.store import Workspace, summarize
 
 STEPS = (
@@ -94,8 +95,10 @@ def render(workspace) -> None:
         right.caption(text)
 
     st.subheader("Subjects")
-    st.caption("Each subject's images and the dates they span.")
-    st.dataframe(info["subjects_detail"], hide_index=True, width="stretch")
+    st.caption("Each subject's images and the dates they span; days: from the subject's first photo to its last.")
+    subjects = pd.DataFrame(info["subjects_detail"], columns=["subject", "images", "first", "last", "days", "days_with_photos"])
+    subjects[["first", "last"]] = subjects[["first", "last"]].map(readable_time)
+    st.dataframe(subjects.rename(columns={"first": "first photo", "last": "last photo", "days_with_photos": "days with photos"}), hide_index=True, width="stretch")
 
 
 ui.run_page(render)

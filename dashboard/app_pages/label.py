@@ -146,15 +146,16 @@ def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: s
         out = int(image_id) in excluded
         with grid.cell():
             st.image(ui.excluded_thumbnail(str(path)) if out else ui.shown_thumbnail(str(path), display), width="stretch")
-            ui.view_button(int(image_id))
-            st.button(
+            actions = st.container(horizontal=True, gap="small", horizontal_alignment="center")
+            with actions:
+                ui.view_button(int(image_id))
+            actions.button(
                 "Excluded" if out else "Exclude",
                 key=f"toggle_{image_id}",
                 type="primary" if out else "tertiary",
                 icon=":material/close:" if out else None,
                 on_click=toggle_excluded,
                 args=(int(image_id),),
-                width="stretch",
             )
 
 

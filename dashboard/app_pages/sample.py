@@ -15,6 +15,7 @@ from serieslabeler.sampling import (
     find_sample,
     list_samples,
 )
+from serieslabeler.ingest import readable_time
 from serieslabeler.loop import sample_coverage
 from serieslabeler.space import metadata_frame
 from serieslabeler.store import queries, summarize
@@ -85,6 +86,12 @@ def show_selection(workspace, image_ids) -> None:
             st.dataframe(stages, hide_index=True, width="stretch")
 
 
+def describe_options(params: dict) -> str:
+    """A sample's options in words (``{"subjects": 4, "include_labeled": false}`` -> ``subjects 4, include labeled no``)."""
+    words = {True: "yes", False: "no"}
+    return ", ".join(f"{name.replace('_', ' ')} {words.get(value, value) if isinstance(value, bool) else value}" for name, value in params.items() if value is not None)
+
+
 def render(workspace) -> None:
     ui.page_header("Sample", "Pick the batch to work on in this iteration. The preview updates as you change the options; nothing is saved until you press Save.")
     if not workspace.image_count():
@@ -105,7 +112,10 @@ def render(workspace) -> None:
     st.subheader("Saved samples")
     samples = list_samples(workspace)
     if samples:
-        st.dataframe(pd.DataFrame(samples).astype({"params": str}), hide_index=True, width="stretch")
+        table = pd.DataFrame(samples)
+        table["params"] = table["params"].map(describe_options)
+        table["created_at"] = table["created_at"].map(readable_time)
+        st.dataframe(table.rename(columns={"params": "options", "created_at": "saved"}), hide_index=True, width="stretch")
     else:
         st.caption("None yet.")
 

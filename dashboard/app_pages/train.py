@@ -39,6 +39,9 @@ MODE_HELP = (
 REVIEW_LIMIT = 48
 
 
+TRUTH_NAMES = {"labels": "your labels", "ground_truth": "the ground truth"}
+
+
 @st.cache_data(show_spinner="Scoring the validation set...", max_entries=16)
 def curves(root: str, model_id: int, truth: str, target: float, labels_version: int) -> ThresholdTuning:
     """Out-of-fold precision/coverage curves (cached per model, truth source and label log position)."""
@@ -123,7 +126,10 @@ def threshold_section(workspace, model_id: int) -> None:
         return
     truth_sources = [t for t in TRUTH_SOURCES if t == "labels" or queries.has_ground_truth(workspace)]
     row = st.columns([1, 1, 2])
-    truth = row[0].selectbox("Validation truth", truth_sources, help="labels: your accepted labels, predicted out of fold by subject; ground_truth: the CSV's label column.")
+    truth = row[0].selectbox(
+        "Validation truth", truth_sources, format_func=TRUTH_NAMES.get,
+        help="Your labels: your accepted labels, predicted out of fold by subject; the ground truth: the CSV's known labels.",
+    )
     target = row[1].slider("Target precision", 0.5, 1.0, 0.95, 0.01, help="The suggested threshold is the lowest one reaching it.")
     tuning = curves(str(workspace.root), model_id, truth, target, last_event_id(workspace))
     suggested = tuning.choice.threshold

@@ -64,6 +64,7 @@ from .mapping import (
 )
 from .run import (
     NO_VALUE,
+    SKIP_HINT,
     IngestPlan,
     IngestReport,
     attribute_kinds,
@@ -193,6 +194,7 @@ __all__ = [
     "insert_images",
     "update_images",
     "NO_VALUE",
+    "SKIP_HINT",
     "write_attributes",
     "write_ground_truth",
     "IngestPlan",

@@ -76,8 +76,8 @@ def parse_date(value: str, order: str | None) -> ParsedDate:
         if groups is None:
             return ParsedDate(
                 None,
-                f"'{text}' is ambiguous (day-first or month-first?); pass the date order "
-                "(--date-order dmy or mdy)",
+                f"'{text}' is ambiguous (day-first or month-first?): choose the date order "
+                "(day first, dmy, or month first, mdy)",
             )
         parts = [int(g) if g else 0 for g in match.groups()]
         if groups == "ymd":

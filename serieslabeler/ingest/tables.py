@@ -133,7 +133,7 @@ def guess_file_column(table: CsvTable, names: Iterable[str]) -> str:
     if best is None:
         raise InputError(
             [Problem(str(table.path), "no column names the image files")],
-            hint="Name the column that holds the file names with --file COLUMN.",
+            hint="Choose the column that holds the file names.",
         )
     return best
 
