@@ -56,8 +56,8 @@ class ExportReport:
 # was made in, counted by the models trained before it: a person's label before the first model
 # is iteration 1; a pseudo-label belongs to the iteration of the model that made it.
 ITERATION_SQL = (
-    "COALESCE(e.iteration, (SELECT COUNT(*) FROM models m WHERE m.created_at < e.at) "
-    "+ CASE WHEN c.source = 'pseudo' THEN 0 ELSE 1 END)"
+    "COALESCE(e.iteration, MAX(1, (SELECT COUNT(*) FROM models m WHERE m.created_at < e.at) "
+    "+ CASE WHEN c.source = 'pseudo' THEN 0 ELSE 1 END))"
 )
 
 
