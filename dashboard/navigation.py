@@ -10,7 +10,7 @@ from serieslabeler_app.widgets import errors_shown
 from streamlit.errors import StreamlitAPIException
 
 from serieslabeler.demo import prepare_sample
-from serieslabeler.errors import PipelineError
+from serieslabeler.errors import PipelineError, for_people
 from serieslabeler.store import CATALOG, Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +94,7 @@ def open_workspace() -> Workspace:
             _sample_ready(str(path))
         return Workspace.open(path)
     except PipelineError as error:
-        st.error(str(error))
+        st.error(for_people(str(error)))
         st.stop()
 
 
@@ -108,7 +108,7 @@ def select_workspace(path: str | Path, create: bool = False) -> None:
     try:
         (Workspace.create if create else Workspace.open)(target).close()
     except (PipelineError, OSError) as error:
-        st.error(str(error))
+        st.error(for_people(str(error)))
         return
     if create:
         st.switch_page(PAGES_DIR / "collection.py", query_params={WS_PARAM: str(target)})

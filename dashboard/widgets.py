@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import streamlit as st
 
 from serieslabeler.demo import SAMPLE_METADATA
-from serieslabeler.errors import InputError, PipelineError
+from serieslabeler.errors import InputError, PipelineError, for_people
 from serieslabeler.progress import Rate
 from serieslabeler.store import Workspace
 
@@ -17,14 +17,14 @@ from serieslabeler.store import Workspace
 def show_error(error: PipelineError) -> None:
     """A library error as a message in the page (an input report as a table of problems)."""
     if isinstance(error, InputError):
-        st.error(f"{len(error.problems)} problem(s) in the input; nothing was written. {error.hint}")
+        st.error(f"{len(error.problems)} problem(s) in the input; nothing was written. {for_people(error.hint)}")
         st.dataframe(
-            [{"where": p.where, "problem": p.message} for p in error.problems],
+            [{"where": p.where, "problem": for_people(p.message)} for p in error.problems],
             hide_index=True,
             width="stretch",
         )
     else:
-        st.error(str(error))
+        st.error(for_people(str(error)))
 
 
 @contextlib.contextmanager

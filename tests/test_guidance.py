@@ -104,3 +104,20 @@ def test_exported_labels_carry_their_iteration(workspace):
         by_source.setdefault(row["source"], set()).add(row["iteration"])
     assert None not in {row["iteration"] for row in rows}
     assert by_source["pseudo"] == {1} and by_source["cluster"] == {1, 2}
+
+
+@pytest.mark.parametrize(
+    "message, shown",
+    [
+        ("model 3 has no predictions for these images; run 'serieslabeler predict --model 3' first",
+         "model 3 has no predictions for these images; predict on the Train & route page first"),
+        ("strategy 'subjects' needs the number of subjects to take (--subjects K), at least 1",
+         "strategy 'subjects' needs the number of subjects to take, at least 1"),
+        ("ask for at most 3 or pass --include-labeled", "ask for at most 3 or turn on 'include labeled'"),
+        ("make a map of them ('serieslabeler map --features a --sample ID')", "make a map of them (make a map on the Embed & map page)"),
+    ],
+)
+def test_library_messages_reach_people_without_commands_or_options(message, shown):
+    from serieslabeler.errors import for_people
+
+    assert for_people(message) == shown
