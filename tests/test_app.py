@@ -327,7 +327,7 @@ def test_vae_centres_page_names_splits_and_trains(sample):
     assert len([b for b in app.button if b.label == "Name"]) == 3
     assert len(app.get("image")) == 3, "a picture per centre"
     for cluster, label in ((0, "O"), (1, "R")):
-        app.selectbox(key=f"centre_label_{first}_{cluster}").set_value(label)
+        app.selectbox(key=f"centre_label_{first}_{cluster}").set_value(label).run()  # the Name button waits for a label
         app.slider(key=f"centre_confidence_{first}_{cluster}").set_value(0.8)
         app.button(key=f"name_{first}_{cluster}").click().run()
         assert_clean(app)
