@@ -21,7 +21,7 @@ def bar_chart(counts: pd.DataFrame, category: str) -> alt.Chart:
         alt.Chart(counts)
         .mark_bar(size=BAR_HEIGHT * 0.6)
         .encode(x=alt.X("images:Q", title="images"), y=alt.Y(f"{category}:N", sort="-x", title=None, axis=alt.Axis(labelLimit=240)), tooltip=[category, "images"])
-        .properties(height=BAR_HEIGHT * len(counts) + 40)
+        .properties(height=alt.Step(BAR_HEIGHT))
     )
 
 
@@ -31,8 +31,8 @@ def overview(workspace) -> None:
     row[0].metric("Images", info["images"])
     row[1].metric("Subjects", info["subjects"])
     first, last = info["date_range"]
-    row[2].metric("First photo", readable_time(first) or "-")
-    row[3].metric("Last photo", readable_time(last) or "-")
+    row[2].metric("First photo", readable_time((first or "")[:10]) or "-", help=readable_time(first))
+    row[3].metric("Last photo", readable_time((last or "")[:10]) or "-", help=readable_time(last))
     if not info["images"]:
         st.info("This workspace is empty: add images and their metadata in the **Add images** tab.")
         return
