@@ -11,11 +11,16 @@ from serieslabeler_app.access import (
     require_access,
 )
 from serieslabeler_app.images import (
+    Display,
     excluded_thumbnail,
+    shown_thumbnail,
     thumbnail_bytes,
     thumbnail_uri,
     thumbnails,
+    zoomed_original,
 )
+from serieslabeler_app.ingest_form import ingest_section, mapping_form
+from serieslabeler_app.ingest_form import preview as ingest_preview
 from serieslabeler_app.navigation import (
     IMPORT_ROOTS_ENV,
     PAGES,
@@ -40,11 +45,19 @@ from serieslabeler_app.navigation import (
 )
 from serieslabeler_app.uploads import (
     SAFE_CHARS,
+    collection_folder,
     discard_upload,
     remove_abandoned_uploads,
     safe_file_name,
+    stage_image_uploads,
     stage_upload,
     uploads_dir,
+)
+from serieslabeler_app.viewer import (
+    VIEW_PARAM,
+    display_controls,
+    image_viewer,
+    view_button,
 )
 from serieslabeler_app.widgets import (
     NEW_LABEL,
@@ -101,8 +114,20 @@ __all__ = [
     "discard_upload",
     "remove_abandoned_uploads",
     "uploads_dir",
+    "stage_image_uploads",
+    "collection_folder",
     "thumbnail_bytes",
     "excluded_thumbnail",
     "thumbnails",
     "thumbnail_uri",
+    "Display",
+    "shown_thumbnail",
+    "zoomed_original",
+    "VIEW_PARAM",
+    "display_controls",
+    "image_viewer",
+    "view_button",
+    "mapping_form",
+    "ingest_preview",
+    "ingest_section",
 ]

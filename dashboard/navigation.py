@@ -10,7 +10,7 @@ from serieslabeler_app.widgets import errors_shown
 from streamlit.errors import StreamlitAPIException
 
 from serieslabeler.demo import prepare_sample
-from serieslabeler.errors import PipelineError
+from serieslabeler.errors import PipelineError, for_people
 from serieslabeler.store import CATALOG, Workspace
 from serieslabeler.store.paths import OutsideRoot, confine, confine_any
 
@@ -123,7 +123,7 @@ def open_workspace() -> Workspace:
             _sample_ready(str(path))
         return Workspace.open(path)
     except PipelineError as error:
-        st.error(str(error))
+        st.error(for_people(str(error)))
         st.stop()
 
 
@@ -137,7 +137,7 @@ def select_workspace(path: str | Path, create: bool = False) -> None:
         target = inside_root(text, "workspace")
         (Workspace.create if create else Workspace.open)(target).close()
     except (PipelineError, OSError) as error:
-        st.error(str(error))
+        st.error(for_people(str(error)))
         return
     if create:
         st.switch_page(PAGES_DIR / "collection.py", query_params={WS_PARAM: str(target)})

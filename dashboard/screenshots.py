@@ -90,6 +90,11 @@ def open_app_page(page, url: str, timeout_s: float = START_TIMEOUT_S) -> None:
     """Load a page of the app and wait until its script has finished and its charts are drawn."""
     page.goto(url, timeout=timeout_s * 1000)
     page.wait_for_selector("h1", timeout=timeout_s * 1000)
+    wait_until_idle(page, timeout_s)
+
+
+def wait_until_idle(page, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Wait until the app's script has stopped running (1.5 s without the running indicator)."""
     deadline = time.monotonic() + timeout_s
     quiet_since = None
     while time.monotonic() < deadline:
@@ -99,6 +104,78 @@ def open_app_page(page, url: str, timeout_s: float = START_TIMEOUT_S) -> None:
             break
         time.sleep(0.25)
     page.wait_for_timeout(1000)
+
+
+# --- the image viewer and the display setting, as a person uses them ---------------------------
+GRID_IMAGES = '[data-testid="stImage"] img:not(.st-key-viewer img)'
+VIEWER_IMAGE = ".st-key-viewer [data-testid='stImage'] img"
+
+
+def thumbnail_mean(page, n: int = 4) -> float:
+    """The mean pixel value (0-255) of the first ``n`` thumbnails as the browser draws them."""
+    import io
+
+    from PIL import Image, ImageStat
+
+    images = page.locator('[data-testid="stImage"] img')
+    means = []
+    for i in range(min(n, images.count())):
+        shot = Image.open(io.BytesIO(images.nth(i).screenshot())).convert("L")
+        means.append(ImageStat.Stat(shot).mean[0])
+    return sum(means) / len(means)
+
+
+def set_brightness_to_max(page) -> None:
+    """Open the Display popover and move the brightness slider to its end with the keyboard."""
+    page.get_by_role("button", name="Display").first.click()
+    slider = page.locator('[data-testid="stPopoverBody"] input[type="range"][aria-label="Brightness"]').first
+    slider.focus()
+    slider.press("End")
+    wait_until_idle(page)
+    page.keyboard.press("Escape")
+    wait_until_idle(page)
+
+
+def open_viewer(page) -> int:
+    """Click the first thumbnail's View button; the natural width of the original then shown."""
+    page.get_by_role("button", name="View").first.click()
+    page.wait_for_selector(VIEWER_IMAGE)
+    wait_until_idle(page)
+    return int(page.locator(VIEWER_IMAGE).first.evaluate("img => img.naturalWidth"))
+
+
+def natural_width_of_first_thumbnail(page) -> int:
+    return int(page.locator('[data-testid="stImage"] img').first.evaluate("img => img.naturalWidth"))
+
+
+def start_new_collection(page, url: str, images: list[Path], metadata: Path) -> None:
+    """Home's New collection: a name, the photos and the CSV uploaded, the columns mapped (as guessed)."""
+    open_app_page(page, url)
+    page.get_by_text("New collection").first.click()
+    page.get_by_label("Collection name").fill("Bananas 2020")
+    page.keyboard.press("Enter")
+    wait_until_idle(page)
+    inputs = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    inputs.nth(0).set_input_files([str(p) for p in images])
+    wait_until_idle(page)
+    inputs.nth(1).set_input_files(str(metadata))
+    wait_until_idle(page)
+
+
+def train_for_suggestions(target: Path) -> None:
+    """Two clusters labeled by their majority stage, a classifier trained and its predictions stored,
+    so the Label page has a suggestion to show."""
+    from serieslabeler.clustering import evaluate_clustering
+    from serieslabeler.labels import label_cluster
+    from serieslabeler.models import predict, train_model
+    from serieslabeler.store import Workspace
+    from serieslabeler.views import latest_clustering_id
+
+    with Workspace.open(target) as workspace:
+        clustering = latest_clustering_id(workspace)
+        for purity in evaluate_clustering(workspace, clustering, with_silhouette=False).per_cluster[:2]:
+            label_cluster(workspace, clustering, purity.cluster, purity.majority, author="demo")
+        predict(workspace, train_model(workspace, "head", seed=0).id)
 
 
 def prepare_demo_workspace(target: Path) -> dict:
@@ -134,15 +211,28 @@ def prepare_series_proposal(workspace) -> str:
 def take_screenshots(out: Path = SCREENSHOTS) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     shots = []
+    sample = ROOT / "data_samples" / "bananas"
+
+    def shoot(page, name: str) -> None:
+        target = out / f"{name}.png"
+        page.screenshot(path=str(target), full_page=True)
+        shots.append(target)
+
     with tempfile.TemporaryDirectory(prefix="labeler-screenshots-") as folder:
         place = prepare_demo_workspace(Path(folder) / "sample")
+        label_url = f"/label?clustering={place['clustering']}&cluster={place['cluster']}&x={place['x']}"
         with running_app(Path(folder) / "sample") as url, chromium_page() as page:
-            for name, path in (
-                ("label", f"/label?clustering={place['clustering']}&cluster={place['cluster']}&x={place['x']}"),
-                ("map", "/map"),
-                ("home", "/"),
-            ):
-                shots.append(photograph(page, url + path, out / f"{name}.png"))
+            for name, path in (("label", label_url), ("map", "/map"), ("home", "/")):
+                open_app_page(page, url + path)
+                shoot(page, name)
+            start_new_collection(page, url, sorted((sample / "images").iterdir())[:8], sample / "metadata.csv")
+            shoot(page, "new_collection")
+        train_for_suggestions(Path(folder) / "sample")
+        with running_app(Path(folder) / "sample") as url, chromium_page() as page:
+            open_app_page(page, f"{url}/label?clustering={place['clustering']}&cluster=2")
+            shoot(page, "label_suggestion")
+            open_viewer(page)
+            shoot(page, "viewer")
             shots.append(series_screenshot(page, url, Path(folder) / "sample", out))
     return shots
 

@@ -2,6 +2,7 @@
 ingested, or when abandoned for a day (each staging cleans the stale ones)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -28,10 +29,10 @@ def uploads_dir() -> Path:
     return workspace_root() / UPLOADS_DIR
 
 
-def stage_upload(upload) -> Path:
-    """Write an uploaded file once under :func:`uploads_dir` under a sanitized name."""
+def stage_upload(upload, folder: Path | None = None) -> Path:
+    """Write an uploaded file once under :func:`uploads_dir` (or ``folder``) under a sanitized name."""
     remove_abandoned_uploads()
-    folder = uploads_dir() / safe_file_name(upload.file_id, "file")
+    folder = folder or uploads_dir() / safe_file_name(upload.file_id, "file")
     path = folder / safe_file_name(upload.name)
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,8 @@ def stage_upload(upload) -> Path:
 
 def discard_upload(path: Path) -> None:
     """Remove a staged upload (its folder) once it has been ingested; other paths are left alone."""
-    folder = Path(path).resolve().parent
+    target = Path(path).resolve()
+    folder = target if target.is_dir() else target.parent
     if folder.parent == uploads_dir().resolve():
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -59,3 +61,25 @@ def remove_abandoned_uploads(now: float | None = None) -> list[Path]:
     for folder in stale:
         shutil.rmtree(folder, ignore_errors=True)
     return stale
+def stage_image_uploads(uploads) -> Path | None:
+    """Uploaded images as one source: a single .zip as it is, many photos staged into one folder
+    (named by their upload ids, so the same selection is written once). None when nothing is uploaded."""
+    if not uploads:
+        return None
+    if len(uploads) == 1 and uploads[0].name.lower().endswith(".zip"):
+        return stage_upload(uploads[0])
+    digest = hashlib.sha256("\n".join(sorted(u.file_id for u in uploads)).encode()).hexdigest()[:24]
+    folder = uploads_dir() / f"photos-{digest}"
+    for upload in uploads:
+        stage_upload(upload, folder)
+    return folder
+
+
+def collection_folder(root: Path, name: str) -> Path:
+    """Where a new collection called ``name`` goes: a sanitized folder name under ``root``.
+
+    Raises ValueError with a plain message for a name with nothing usable in it."""
+    folder_name = SAFE_CHARS.sub("-", name).strip("-._")[:80]
+    if not folder_name:
+        raise ValueError("Give the collection a name (letters, digits, - or _).")
+    return root / folder_name

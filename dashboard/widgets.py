@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import streamlit as st
 
 from serieslabeler.demo import SAMPLE_METADATA
-from serieslabeler.errors import InputError, PipelineError
+from serieslabeler.errors import InputError, PipelineError, for_people
 from serieslabeler.progress import Rate
 from serieslabeler.store import Workspace
 
@@ -17,14 +17,14 @@ from serieslabeler.store import Workspace
 def show_error(error: PipelineError) -> None:
     """A library error as a message in the page (an input report as a table of problems)."""
     if isinstance(error, InputError):
-        st.error(f"{len(error.problems)} problem(s) in the input; nothing was written. {error.hint}")
+        st.error(f"{len(error.problems)} problem(s) in the input; nothing was written. {for_people(error.hint)}")
         st.dataframe(
-            [{"where": p.where, "problem": p.message} for p in error.problems],
+            [{"where": p.where, "problem": for_people(p.message)} for p in error.problems],
             hide_index=True,
             width="stretch",
         )
     else:
-        st.error(str(error))
+        st.error(for_people(str(error)))
 
 
 @contextlib.contextmanager
@@ -118,15 +118,25 @@ def metadata_weights(workspace: Workspace, key: str) -> dict[str, float]:
 NEW_LABEL = "+ new label"
 
 
-def label_picker(workspace: Workspace, key: str, default: str | None = None, width: int | str = "stretch") -> str | None:
-    """The label to give: one of the vocabulary, or a new name typed in (None until one is typed)."""
+def label_picker(workspace: Workspace, key: str, suggestion=None, width: int | str = "stretch") -> str | None:
+    """The label to give: nothing until the person picks one of the vocabulary or types a new name.
+
+    ``suggestion`` (a ``serieslabeler.loop.Suggestion``) is shown beside the picker with its
+    confidence and can be taken with one click; it is never chosen for the person."""
     from serieslabeler.labels import vocabulary
 
     names = vocabulary(workspace)
     options = [*names, NEW_LABEL]
-    index = names.index(default) if default in names else 0
-    choice = st.selectbox("Label", options, index=index, key=key, help="From the vocabulary, or a new name.", width=width)
-    if choice != NEW_LABEL:
+    choice = st.selectbox("Label", options, index=None, key=key, placeholder="Choose a label", help="From the vocabulary, or a new name.", width=width)
+    if suggestion is not None:
+        st.caption(f"Suggested: {plain(suggestion.describe())}")
+        if suggestion.label in names and choice != suggestion.label:
+            st.button(f"Use {suggestion.label}", key=f"{key}_use", type="tertiary", on_click=_choose, args=(key, suggestion.label), help="Put the suggestion in the picker (it labels nothing by itself).")
+    if choice is None or choice != NEW_LABEL:
         return choice
     typed = st.text_input("New label", key=f"{key}_new", max_chars=100, placeholder="e.g. Torso", width=width)
     return typed.strip() or None
+
+
+def _choose(key: str, label: str) -> None:
+    st.session_state[key] = label

@@ -1,9 +1,10 @@
 """The bundled sample workspace, prepared so the app has something real to show at first start.
 
 ``prepare_sample`` brings a workspace up to the state a demo starts from: the 80 sample photos
-ingested, embedded with the packaged ImageNet EfficientNet-Lite0 (offline), the stage codes as the label vocabulary, a structure-aware
+ingested, embedded with the packaged ImageNet EfficientNet-Lite0 (offline), a structure-aware
 sample of all four bananas, a t-SNE map and a first k-means clustering (k=4, with the days since
-each banana's first photo appended). Each step runs only when its output is missing, so calling
+each banana's first photo appended). The label vocabulary starts empty: the expert names the
+stages (copying the ground truth's names would preselect answers the demo is meant to ask for). Each step runs only when its output is missing, so calling
 it again is quick and never changes what the user has done since.
 """
 from __future__ import annotations
@@ -14,7 +15,6 @@ from serieslabeler.clustering.runs import run_clustering
 from serieslabeler.embed.local import embed_workspace
 from serieslabeler.ingest.run import ingest
 from serieslabeler.ingest.tables import ColumnMapping
-from serieslabeler.labels.vocabulary_events import add_labels
 from serieslabeler.progress import Progress
 from serieslabeler.sampling import draw_sample
 from serieslabeler.space.reduce import create_map
@@ -42,10 +42,6 @@ SAMPLE_SUBJECTS = 4
 SAMPLE_K = 4
 
 
-# The ground truth's stage codes, offered as the label vocabulary so the demo needs no typing.
-SAMPLE_VOCABULARY = ("U", "R", "V", "O")
-
-
 # Share of the variance given to "days since the subject's first photo": on the sample this
 # raises k-means purity against ripeness from 0.70 (features alone) to 0.75.
 SAMPLE_METADATA = {"days": 0.5}
@@ -58,8 +54,6 @@ def prepare_sample(root: str | Path, progress: Progress | None = None) -> Worksp
     db = workspace.db
     if workspace.image_count() == 0:
         ingest(workspace, SAMPLE / "images", SAMPLE / "metadata.csv", SAMPLE_MAPPING, progress=progress)
-    if not db.execute("SELECT 1 FROM label_events LIMIT 1").fetchone():
-        add_labels(workspace, SAMPLE_VOCABULARY, author="demo")
     feature_set = embed_workspace(workspace, SAMPLE_BACKBONE, progress=progress).feature_set
     if not db.execute("SELECT 1 FROM samples LIMIT 1").fetchone():
         draw_sample(workspace, "subjects", subjects=SAMPLE_SUBJECTS, include_labeled=True)

@@ -5,6 +5,7 @@ the app shows them in the page.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -41,3 +42,37 @@ class InputError(PipelineError):
         if self.hint:
             lines.append(self.hint)
         return "\n".join(lines)
+
+
+# Where the app does what a command does, for messages shown to people rather than to a shell.
+COMMAND_PLACES = {
+    "ingest": "add images on the Collection page",
+    "embed": "embed on the Embed & map page",
+    "map": "make a map on the Embed & map page",
+    "samples": "see the Sample page",
+    "sample": "draw a sample on the Sample page",
+    "clusterings": "see the Cluster page",
+    "cluster": "cluster on the Cluster page",
+    "label": "label on the Label page",
+    "train": "train on the Train & route page",
+    "predict": "predict on the Train & route page",
+    "models": "see the Metrics page",
+}
+_COMMAND_ASIDE = re.compile(r"\('serieslabeler ([a-z-]+)[^']*'\)")
+_COMMAND = re.compile(r"(?:run |with |make one with |train one with |list them with )?'serieslabeler ([a-z-]+)[^']*'")
+_OPTIONS_ASIDE = re.compile(r"\s*\((?:e\.g\. )?--[^)]*\)")
+_PASS_OPTION = re.compile(r"\bpass --([a-z][a-z-]*)")
+_OPTION = re.compile(r"--([a-z][a-z-]*)(?: [A-Z]+\b)?")
+
+
+def for_people(message: str) -> str:
+    """A library message as the app shows it: commands become the page that does the same, and
+    command-line options become plain words (the command line keeps the original)."""
+    def place(match: re.Match) -> str:
+        return COMMAND_PLACES.get(match.group(1), f"the {match.group(1)} step")
+
+    text = _COMMAND_ASIDE.sub(lambda m: f"({place(m)})", message)
+    text = _COMMAND.sub(place, text)
+    text = _OPTIONS_ASIDE.sub("", text)
+    text = _PASS_OPTION.sub(lambda m: f"turn on '{m.group(1).replace('-', ' ')}'", text)
+    return _OPTION.sub(lambda m: f"'{m.group(1).replace('-', ' ')}'", text)

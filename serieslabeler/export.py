@@ -64,12 +64,21 @@ class ExportReport:
         return asdict(self)
 
 
+# A label's iteration: the one recorded with its event (``iterate``), else the round of the loop it
+# was made in, counted by the models trained before it: a person's label before the first model
+# is iteration 1; a pseudo-label belongs to the iteration of the model that made it.
+ITERATION_SQL = (
+    "COALESCE(e.iteration, MAX(1, (SELECT COUNT(*) FROM models m WHERE m.created_at < e.at) "
+    "+ CASE WHEN c.source = 'pseudo' THEN 0 ELSE 1 END))"
+)
+
+
 def export_rows(workspace: Workspace, include_pending: bool = False) -> list[dict]:
     """One dict per labeled image (columns :data:`EXPORT_COLUMNS`), by image id."""
     where = "" if include_pending else "WHERE c.status = 'accepted'"
     rows = workspace.db.execute(
         "SELECT c.image_id, i.file_name, s.name AS subject, i.taken_at AS date, c.label, c.source, c.confidence, "
-        "c.status, e.iteration FROM current_labels c JOIN images i ON i.id = c.image_id "
+        f"c.status, {ITERATION_SQL} AS iteration FROM current_labels c JOIN images i ON i.id = c.image_id "
         "JOIN subjects s ON s.id = i.subject_id LEFT JOIN label_events e ON e.id = c.event_id "
         f"{where} ORDER BY c.image_id"
     )

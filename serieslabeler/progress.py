@@ -55,3 +55,14 @@ class ProgressLine:
         end = "\n" if done >= total else ""
         self.stream.write(f"\r{line}{end}")
         self.stream.flush()
+
+
+def human_size(n_bytes: float) -> str:
+    """A size in bytes as people read it: ``840 bytes``, ``4.2 kB``, ``12.3 MB``, ``1.5 GB``."""
+    if n_bytes < 1000:
+        return f"{int(n_bytes)} bytes"
+    for unit in ("kB", "MB", "GB", "TB"):
+        n_bytes /= 1000
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.1f} {unit}"
+    raise AssertionError("unreachable")

@@ -327,6 +327,17 @@ def save_sample(workspace: Workspace, strategy: str, params: dict, image_ids: np
     return load_sample(workspace, sample_id)
 
 
+def find_sample(workspace: Workspace, strategy: str, image_ids, params: dict | None = None) -> int | None:
+    """The newest saved sample of ``strategy`` holding exactly ``image_ids`` (and, when given, saved
+    with ``params``): saving or routing the same thing again reuses it instead of making a copy."""
+    wanted_ids = np.sort(np.asarray(image_ids, dtype=np.int64))
+    wanted = None if params is None else json.loads(json.dumps(params))
+    for row in workspace.db.execute("SELECT id, params FROM samples WHERE strategy=? ORDER BY id DESC", (strategy,)).fetchall():
+        if (wanted is None or json.loads(row["params"]) == wanted) and np.array_equal(load_sample(workspace, row["id"]).image_ids, wanted_ids):
+            return int(row["id"])
+    return None
+
+
 def load_sample(workspace: Workspace, sample_id: int) -> Sample:
     row = workspace.db.execute("SELECT * FROM samples WHERE id=?", (int(sample_id),)).fetchone()
     if row is None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from serieslabeler.clustering.runs import latest_clustering
 from serieslabeler.errors import PipelineError
+from serieslabeler.ingest.dates import readable_time
 from serieslabeler.labels.clusters import cluster_status
 from serieslabeler.sampling import latest_predicting_model
 from serieslabeler.space.metadata import metadata_frame
@@ -62,6 +63,31 @@ def image_details(workspace: Workspace, image_ids, clustering_id: int | None = N
         ("truth", frame["truth"].isna().all()),
     ]
     return frame.drop(columns=[column for column, absent in optional if absent]).reset_index()
+
+
+def image_record(workspace: Workspace, image_id: int) -> dict:
+    """One image for the viewer, in plain words: file, subject, when (a readable date), days since
+    its subject's first photo, stored size, and its attributes."""
+    frame = image_details(workspace, [image_id])
+    if frame.empty or frame["file"].isna().iloc[0]:
+        raise PipelineError(f"no image {image_id} in this workspace")
+    row = frame.iloc[0]
+    size = workspace.db.execute("SELECT width, height FROM images WHERE id=?", (int(image_id),)).fetchone()
+    attributes = workspace.db.execute(
+        "SELECT a.name, v.value FROM image_attributes v JOIN attributes a ON a.id = v.attribute_id WHERE v.image_id=? ORDER BY a.name",
+        (int(image_id),),
+    ).fetchall()
+    record = {
+        "file": row["file"],
+        "subject": row["subject"],
+        "taken": readable_time(row["taken_at"]),
+        "days since the subject's first photo": round(float(row["days"]), 1),
+        "size": f"{size['width']} x {size['height']} px",
+    }
+    for name in ("label", "truth"):
+        if name in frame.columns and isinstance(row[name], str):
+            record["ground truth" if name == "truth" else "label"] = row[name]
+    return {**record, **{name: value for name, value in attributes}}
 
 
 STATUS_COLUMNS = ["cluster", "size", "labeled", "top_label", "top_count", "state"]

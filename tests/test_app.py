@@ -37,6 +37,14 @@ def sample(sample_workspace, monkeypatch):
         yield sample_workspace
 
 
+def add_vocabulary(root: Path, *names: str) -> None:
+    """Label names the expert would have typed (the sample starts with an empty vocabulary)."""
+    from serieslabeler.labels import add_labels
+
+    with Workspace.open(root) as workspace:
+        add_labels(workspace, names, author="test")
+
+
 def run_page(name: str, **params) -> AppTest:
     app = AppTest.from_file(str(ROOT / "dashboard" / "app_pages" / f"{name}.py"), default_timeout=TIMEOUT)
     for key, value in params.items():
@@ -101,7 +109,7 @@ def test_a_missing_workspace_is_a_message_not_a_traceback(sample, tmp_path):
 
 def test_workspace_picker_creates_a_new_workspace_and_keeps_it_in_the_address(sample, tmp_path):
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    app.text_input[0].set_value(str(tmp_path / "fresh"))
+    next(t for t in app.text_input if t.label == "Folder on this server").set_value(str(tmp_path / "fresh"))
     button_create = next(b for b in app.button if b.key == "create_typed")
     button_create.click().run()
     assert_clean(app)
@@ -191,6 +199,7 @@ def test_map_page_embeds_and_computes_a_map(sample):
 
 
 def test_label_page_labels_a_cluster_with_one_exclusion_and_undoes_it(sample):
+    add_vocabulary(sample, "U", "R", "V", "O")
     app = run_page("label")
     assert_clean(app)
     with Workspace.open(sample) as workspace:
@@ -200,6 +209,7 @@ def test_label_page_labels_a_cluster_with_one_exclusion_and_undoes_it(sample):
     toggle.click().run()
     assert param(app, "x") == str(members[0])
     assert app.button(key=f"toggle_{members[0]}").label == "Excluded"
+    next(s for s in app.selectbox if s.label == "Label").set_value("R").run()
     button(app, f"Label {len(members) - 1} images").click().run()
     assert_clean(app)
     with Workspace.open(sample) as workspace:
@@ -267,8 +277,7 @@ def test_metrics_and_export_show_a_trained_model(sample):
     assert metric(metrics, "Top-1 accuracy")
     assert len(metrics.get("download_button")) >= 3
     export = run_page("export")
-    export.radio[0].set_value("imagefolder")
-    button(export, "Prepare the download").click().run()
+    export.radio[0].set_value("imagefolder").run()
     assert_clean(export)
     assert export.get("download_button")[0].proto.label.startswith("Download labels.zip")
 
@@ -311,6 +320,7 @@ def test_train_page_trains_an_overcluster_model_and_offers_its_overclusters(samp
 def test_vae_centres_page_names_splits_and_trains(sample):
     from serieslabeler.models import list_models
 
+    add_vocabulary(sample, "U", "R", "V", "O")
     app = run_page("centres")
     assert_clean(app)
     number_input(app, "Centres (0: from the elbow)").set_value(3).run()
@@ -321,7 +331,7 @@ def test_vae_centres_page_names_splits_and_trains(sample):
     assert len([b for b in app.button if b.label == "Name"]) == 3
     assert len(app.get("image")) == 3, "a picture per centre"
     for cluster, label in ((0, "O"), (1, "R")):
-        app.selectbox(key=f"centre_label_{first}_{cluster}").set_value(label)
+        app.selectbox(key=f"centre_label_{first}_{cluster}").set_value(label).run()  # the Name button waits for a label
         app.slider(key=f"centre_confidence_{first}_{cluster}").set_value(0.8)
         app.button(key=f"name_{first}_{cluster}").click().run()
         assert_clean(app)

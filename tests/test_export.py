@@ -48,7 +48,7 @@ def expected_rows(ws: Workspace, include_pending: bool) -> list[dict]:
         out.append({
             "image_id": int(row.image_id), "file_name": image[0], "subject": image[1], "date": image[2],
             "label": row.label, "source": row.source, "confidence": row.confidence, "status": row.status,
-            "iteration": iteration,
+            "iteration": 1 if iteration is None else iteration,  # no model yet: the first iteration
         })
     return out
 

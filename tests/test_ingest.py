@@ -29,7 +29,7 @@ def test_bananas_counts(bananas_workspace_template):
     assert code == 0
     assert info["images"] == 220
     assert info["subjects"] == 11
-    assert all(s["images"] == 20 and s["days"] == 20 for s in info["subjects_detail"])
+    assert all(s["images"] == 20 and s["days_with_photos"] == 20 and s["days"] == 20.0 for s in info["subjects_detail"])
     assert info["date_range"][0].startswith("2020-05-28") and info["date_range"][1].startswith("2020-06-17")
     assert info["attributes"]["group"] == {"type": "categorical", "values": {"B": 120, "F": 100}}
     assert info["attributes"]["day"]["type"] == "numeric"

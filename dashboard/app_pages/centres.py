@@ -15,6 +15,7 @@ from serieslabeler import views as catalog
 from serieslabeler.clustering import split_cluster
 from serieslabeler.embed import DEVICES
 from serieslabeler.labels import label_cluster
+from serieslabeler.loop import suggested_label
 from serieslabeler.models import (
     VAE_DEFAULTS,
     decoded_centres,
@@ -94,7 +95,7 @@ def centre_grid(workspace, clustering_id: int, seed: int) -> None:
             state = status.loc[picture.cluster]
             named = f" · {ui.plain(state['top_label'])}" if isinstance(state["top_label"], str) else ""
             st.markdown(f"**Cluster {picture.cluster}** · {picture.size} images · {state['state']}{named}")
-            label = ui.label_picker(workspace, f"centre_label_{key}")
+            label = ui.label_picker(workspace, f"centre_label_{key}", suggestion=suggested_label(workspace, clustering_id, picture.cluster))
             confidence = st.slider("Confidence", 0.0, 1.0, 1.0, 0.05, key=f"centre_confidence_{key}", help="p_c of this centre's label.")
             left, right = st.columns(2)
             if left.button("Name", key=f"name_{key}", type="primary", disabled=label is None):

@@ -8,30 +8,20 @@ import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
 
-from serieslabeler.errors import InputError
-from serieslabeler.ingest import ColumnMapping, ingest, plan_ingest, read_csv
-from serieslabeler.store import queries, summarize
+from serieslabeler.ingest import read_csv, readable_time
+from serieslabeler.store import Workspace, queries, summarize
 
-NONE = "(none)"
-AUTO = "(find it)"
-PREVIEW_ROWS = 20
-GUESSES = {
-    "subject": ("subject", "donor", "individual", "specimen"),
-    "date": ("date", "taken", "day_taken"),
-    "time": ("time",),
-    "label": ("label", "class", "stage", "truth"),
-    "file": ("file", "image", "path", "name"),
-}
+BAR_HEIGHT = 36
 
 
-def guess(columns: list[str], role: str, optional: bool) -> int:
-    """Index of the column whose name suggests ``role`` (the user can change it)."""
-    options = ([NONE] if optional else []) + columns
-    for word in GUESSES[role]:
-        for i, column in enumerate(options):
-            if word in column.lower():
-                return i
-    return 0
+def bar_chart(counts: pd.DataFrame, category: str) -> alt.Chart:
+    """Images per value as horizontal bars, one readable row per value (the chart grows with them)."""
+    return (
+        alt.Chart(counts)
+        .mark_bar(size=BAR_HEIGHT * 0.6)
+        .encode(x=alt.X("images:Q", title="images"), y=alt.Y(f"{category}:N", sort="-x", title=None, axis=alt.Axis(labelLimit=240)), tooltip=[category, "images"])
+        .properties(height=alt.Step(BAR_HEIGHT))
+    )
 
 
 def overview(workspace) -> None:
@@ -40,8 +30,8 @@ def overview(workspace) -> None:
     row[0].metric("Images", info["images"])
     row[1].metric("Subjects", info["subjects"])
     first, last = info["date_range"]
-    row[2].metric("First photo", (first or "-")[:10])
-    row[3].metric("Last photo", (last or "-")[:10])
+    row[2].metric("First photo", readable_time((first or "")[:10]) or "-", help=readable_time(first))
+    row[3].metric("Last photo", readable_time((last or "")[:10]) or "-", help=readable_time(last))
     if not info["images"]:
         st.info("This workspace is empty: add images and their metadata in the **Add images** tab.")
         return
@@ -55,7 +45,7 @@ def overview(workspace) -> None:
             x=alt.X("day:T", title="date"),
             y=alt.Y("subject:N", title="subject"),
             size=alt.Size("images:Q", legend=None),
-            tooltip=["subject", "day", "images"],
+            tooltip=["subject", alt.Tooltip("day:T", format="%d %b %Y"), "images"],
         )
         .properties(height=max(160, 22 * info["subjects"]))
     )
@@ -74,7 +64,7 @@ def overview(workspace) -> None:
             else:
                 values = pd.DataFrame({"value": list(summary["values"]), "images": list(summary["values"].values())})
                 st.altair_chart(
-                    alt.Chart(values).mark_bar().encode(x="images:Q", y=alt.Y("value:N", sort="-x"), tooltip=["value", "images"]),
+                    bar_chart(values, "value"),
                     width="stretch",
                 )
     if info["ground_truth"]:
@@ -82,7 +72,7 @@ def overview(workspace) -> None:
         st.caption("Labels read from the CSV's label column: used only to evaluate, never to train.")
         truth = pd.DataFrame({"label": list(info["ground_truth"]), "images": list(info["ground_truth"].values())})
         st.altair_chart(
-            alt.Chart(truth).mark_bar().encode(x="images:Q", y=alt.Y("label:N", sort="-x"), tooltip=["label", "images"]).properties(height=max(80, 28 * len(truth))),
+            bar_chart(truth, "label"),
             width="stretch",
         )
 
@@ -109,48 +99,6 @@ def show_import_roots() -> None:
         st.caption(f"Uploads only: no server folders are configured for import ({ui.IMPORT_ROOTS_ENV}).")
 
 
-def mapping_form(columns: list[str]) -> ColumnMapping:
-    st.caption("Which column holds what. Nothing is assumed about your column names.")
-    row = st.columns(5)
-    subject = row[0].selectbox("Subject", columns, index=guess(columns, "subject", False), help="The donor / individual each photo shows.")
-    date = row[1].selectbox("Date", columns, index=guess(columns, "date", False), help="ISO, day-first or month-first dates are read.")
-    time = row[2].selectbox("Time (optional)", [NONE, *columns], index=guess(columns, "time", True), help="A separate time-of-day column, e.g. 18-20 or 18:20.")
-    label = row[3].selectbox("Ground truth (optional)", [NONE, *columns], index=guess(columns, "label", True), help="Known labels, kept apart and used only for evaluation.")
-    file = row[4].selectbox("File name", [AUTO, *columns], index=guess(columns, "file", True), help="The column naming each image file; found by itself if left alone.")
-    used = {subject, date, time, label, file}
-    row = st.columns([3, 2, 1])
-    attributes = row[0].multiselect("Attributes", [c for c in columns if c not in used], default=[c for c in columns if c not in used], help="Other columns to keep (camera, weather, placement...).")
-    categorical = row[1].multiselect("Treat as categorical", attributes, help="Types are inferred; numbers that are really codes can be forced to categories.")
-    order = row[2].selectbox("Date order", ["auto", "dmy", "mdy"], help="Only needed when every date like 05/06/2020 is ambiguous.")
-    return ColumnMapping(
-        subject=subject,
-        date=date,
-        time=None if time == NONE else time,
-        label=None if label == NONE else label,
-        attributes=tuple(attributes),
-        kinds={name: "categorical" for name in categorical},
-        file=None if file == AUTO else file,
-        date_order=None if order == "auto" else order,
-    )
-
-
-def preview(images: Path, metadata: Path, mapping: ColumnMapping) -> None:
-    """The CSV rows as they will be read, and every row or file that cannot be (before any image is decoded)."""
-    plan = plan_ingest(images, metadata, mapping)
-    st.subheader("Preview")
-    st.caption(
-        f"{len(plan.pairs)} of {len(plan.rows)} readable CSV rows matched to one of {plan.files} files; file names from "
-        f"column `{plan.file_column}`. Every image is decoded when you ingest."
-    )
-    parsed = pd.DataFrame(
-        [{"line": r.line, "file": r.file, "subject": r.subject, "taken at": r.taken_at, "ground truth": r.label, **r.attributes} for r in plan.rows[:PREVIEW_ROWS]]
-    )
-    st.dataframe(parsed, hide_index=True, width="stretch")
-    if plan.problems:
-        st.warning(f"{len(plan.problems)} problem(s) with rows or files. Fix them, or skip them below.")
-        st.dataframe([{"where": p.where, "problem": p.message} for p in plan.problems], hide_index=True, width="stretch")
-
-
 def add_images(workspace) -> None:
     st.caption("Images come as a .zip upload or a folder under an import root; the CSV has one row per image.")
     show_import_roots()
@@ -166,30 +114,12 @@ def add_images(workspace) -> None:
         return
     table = read_csv(metadata)
     st.subheader("Columns")
-    mapping = mapping_form(table.columns)
+    mapping = ui.mapping_form(table, key="collection")
+    if mapping is None:
+        return
     with ui.errors_shown():
-        preview(images, metadata, mapping)
-    skip_bad = st.toggle("Skip bad rows and files", help="Ingest the good part and list what was skipped; off: nothing is written while anything is bad.")
-    if not st.button("Ingest", type="primary", help="Decode every image, then add them all in one transaction."):
-        return
-    bar = ui.ProgressBar("Checking images")
-    try:
-        report = ingest(workspace, images, metadata, mapping, skip_bad=skip_bad, progress=bar)
-    except InputError as error:
-        bar.done()
-        ui.show_error(error)
-        st.info("Turn on **Skip bad rows and files** to ingest the good part, or fix the CSV and try again.")
-        return
-    bar.done()
-    for staged in (images, metadata):
-        ui.discard_upload(staged)
-    st.success(
-        f"Ingested: {report.added} added, {report.updated} updated, {report.unchanged} unchanged. "
-        f"The workspace now has {report.images} images of {report.subjects} subjects."
-    )
-    if report.skipped:
-        st.warning(f"Skipped {len(report.skipped)}:")
-        st.dataframe([{"where": p.where, "problem": p.message} for p in report.skipped], hide_index=True, width="stretch")
+        ui.ingest_preview(images, metadata, mapping)
+    ui.ingest_section(lambda: Workspace.open(workspace.root), images, metadata, mapping, key="collection")
 
 
 def render(workspace) -> None:

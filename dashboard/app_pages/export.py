@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -10,18 +11,21 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler.export import EXPORT_COLUMNS, LINK_MODES, export_labels, export_rows
+from serieslabeler.loop import last_event_id
+from serieslabeler.progress import human_size
+from serieslabeler.store import Workspace
 
 FORMATS = {"csv": "CSV table", "json": "JSON", "imagefolder": "ImageFolder (one folder per label)"}
 MIME = {"csv": "text/csv", "json": "application/json", "imagefolder": "application/zip"}
 
 
-def exported_bytes(workspace, format: str, include_pending: bool) -> bytes:
-    """Run the export into a private temporary folder and return the file (an ImageFolder zipped)."""
-    with tempfile.TemporaryDirectory(prefix="labeler-export-") as folder:
+@st.cache_data(max_entries=8, show_spinner="Exporting...")
+def exported_bytes(root: str, format: str, include_pending: bool, labels_version: int) -> bytes:
+    """Run the export into a private temporary folder and return the file (an ImageFolder zipped);
+    cached until the label log changes (``labels_version``)."""
+    with tempfile.TemporaryDirectory(prefix="labeler-export-") as folder, Workspace.open(root) as workspace:
         out = Path(folder) / ("labels" if format == "imagefolder" else f"labels.{format}")
-        bar = ui.ProgressBar("Exporting")
-        export_labels(workspace, format, out, include_pending, progress=bar)
-        bar.done()
+        export_labels(workspace, format, out, include_pending)
         if format == "imagefolder":
             out = Path(shutil.make_archive(str(out), "zip", root_dir=out))
         return out.read_bytes()
@@ -43,10 +47,14 @@ def render(workspace) -> None:
     format = st.radio("Format", list(FORMATS), format_func=FORMATS.get, horizontal=True)
     if format == "imagefolder":
         st.caption("The images are copied into a zip: fine for thousands; for more, write to a folder on this server below.")
-    if st.button("Prepare the download", type="primary"):
-        data = exported_bytes(workspace, format, include_pending)
-        suffix = "zip" if format == "imagefolder" else format
-        st.download_button(f"Download labels.{suffix} ({len(data) / 1e6:.1f} MB)", data, f"labels.{suffix}", MIME[format], on_click="ignore", type="primary")
+    suffix = "zip" if format == "imagefolder" else format
+    if format == "imagefolder":
+        size = "about " + human_size(sum(path.stat().st_size for path in workspace.image_paths(rows["image_id"].tolist())))
+        data = partial(exported_bytes, str(workspace.root), format, include_pending, last_event_id(workspace))  # made on click
+    else:
+        data = exported_bytes(str(workspace.root), format, include_pending, last_event_id(workspace))
+        size = human_size(len(data))
+    st.download_button(f"Download labels.{suffix} ({size})", data, f"labels.{suffix}", MIME[format], on_click="ignore", type="primary", icon=":material/download:")
     st.subheader("Write to a folder on this server")
     st.caption(f"Under the app's root folder, `{ui.plain(ui.workspace_root())}` (a relative path is taken from there).")
     left, middle, right = st.columns([3, 1, 1], vertical_alignment="bottom")

@@ -1,10 +1,14 @@
 """Home: what the open workspace holds and where the next step is."""
 from __future__ import annotations
 
+import shutil
+
+import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
 
-from serieslabeler.store import summarize
+from serieslabeler.ingest import IMAGE_EXTENSIONS, read_csv, readable_time
+from serieslabeler.store import Workspace, summarize
 
 STEPS = (
     ("collection.py", "1. Collection", "images", "Add images and their metadata CSV."),
@@ -17,6 +21,44 @@ STEPS = (
 )
 
 
+def new_collection() -> None:
+    """Name a collection, upload its photos and CSV, map the columns, check, ingest: the workspace
+    is made under the app's folder only when Ingest is pressed (and removed again if nothing could be read)."""
+    st.caption("Give it a name, add the photos (a .zip, or the files themselves) and the spreadsheet that describes them (CSV, one row per photo).")
+    name = st.text_input("Collection name", key="new_name", max_chars=80, placeholder="e.g. Decomposition 2024")
+    left, right = st.columns(2)
+    image_types = ["zip", *(ext.lstrip(".") for ext in sorted(IMAGE_EXTENSIONS))]
+    images = ui.stage_image_uploads(left.file_uploader("Photos", type=image_types, accept_multiple_files=True, key="new_images"))
+    upload = right.file_uploader("Metadata CSV", type=["csv", "tsv", "txt"], key="new_metadata")
+    if not name.strip() or images is None or upload is None:
+        st.info("Name the collection and add its photos and CSV to map the columns.")
+        return
+    try:
+        target = ui.collection_folder(ui.workspace_root(), name)
+    except ValueError as error:
+        st.error(str(error))
+        return
+    if target.exists():
+        if st.session_state.get("new_made") == str(target):
+            st.success(f"The collection '{target.name}' is open now. To start another one, change the name.")
+        else:
+            st.error(f"A collection named '{target.name}' already exists: choose another name, or open it from the sidebar.")
+        return
+    metadata = ui.stage_upload(upload)
+    st.markdown(f"**Columns** of {ui.plain(upload.name)}")
+    mapping = ui.mapping_form(read_csv(metadata), key="new")
+    if mapping is None:
+        return
+    with ui.errors_shown():
+        ui.ingest_preview(images, metadata, mapping)
+    report = ui.ingest_section(lambda: Workspace.create(target), images, metadata, mapping, key="new", discard=lambda: shutil.rmtree(target, ignore_errors=True))
+    if report is not None:
+        st.query_params[ui.WS_PARAM] = str(target)
+        st.session_state["new_made"] = str(target)
+        st.success(f"The collection '{target.name}' is open now: the next step is a sample.")
+        ui.page_link("sample.py", "Go to Sample", ":material/shuffle:")
+
+
 def render(workspace) -> None:
     info = summarize(workspace)
     ui.page_header(
@@ -24,7 +66,10 @@ def render(workspace) -> None:
         "Sort and label photo series of subjects over time: cluster, label whole clusters, "
         "let a classifier take over the confident rest. Everything stays on this machine.",
     )
-    st.caption(f"Workspace: `{info['workspace']}`")
+    st.caption(f"Workspace: {ui.plain(info['workspace'])}")
+    with st.expander("New collection", icon=":material/add_photo_alternate:", expanded=not info["images"]):
+        with ui.errors_shown():
+            new_collection()
     labeled = sum(info["labels_by_source"].values())
     counts = {
         "images": info["images"],
@@ -50,8 +95,10 @@ def render(workspace) -> None:
         right.caption(text)
 
     st.subheader("Subjects")
-    st.caption("Each subject's images and the dates they span.")
-    st.dataframe(info["subjects_detail"], hide_index=True, width="stretch")
+    st.caption("Each subject's images and the dates they span; days: from the subject's first photo to its last.")
+    subjects = pd.DataFrame(info["subjects_detail"], columns=["subject", "images", "first", "last", "days", "days_with_photos"])
+    subjects[["first", "last"]] = subjects[["first", "last"]].map(readable_time)
+    st.dataframe(subjects.rename(columns={"first": "first photo", "last": "last photo", "days_with_photos": "days with photos"}), hide_index=True, width="stretch")
 
 
 ui.run_page(render)

@@ -6,7 +6,6 @@ the workspace's label log, so Undo works across reloads, tabs and the command li
 """
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
 
@@ -24,7 +23,7 @@ from serieslabeler.labels import (
     skip_cluster,
     undo,
 )
-from serieslabeler.models import load_predictions
+from serieslabeler.loop import next_step, suggested_label
 
 PAGE_SIZES = (50, 100, 200)
 COLUMNS = 8
@@ -59,6 +58,8 @@ def open_cluster(clustering_id: int, cluster: int) -> None:
     st.query_params["clustering"] = str(clustering_id)
     st.query_params["cluster"] = str(cluster)
     set_excluded(set())
+    if ui.VIEW_PARAM in st.query_params:
+        del st.query_params[ui.VIEW_PARAM]
 
 
 # --- parts of the page -------------------------------------------------------------------------
@@ -94,16 +95,6 @@ def progress_header(workspace, status, cluster: int, session_id: int) -> None:
     row[4].metric("Interactions (all)", interaction_count(workspace))
 
 
-def suggested_label(workspace, top, members) -> str | None:
-    """A default for the label picker: the cluster's most common current label, else the latest
-    model's most common prediction for its images (None: the vocabulary's first name)."""
-    if isinstance(top, str):
-        return top
-    model_id = catalog.latest_predicting_model_id(workspace)
-    predicted = load_predictions(workspace, model_id, members).labels if model_id is not None else []
-    return str(pd.Series(predicted).mode().iloc[0]) if len(predicted) else None
-
-
 def seen_event(workspace, clustering_id: int, cluster: int, members) -> int:
     """The latest event touching the cluster that this tab showed at its previous run (what a
     click refers to), remembering the one shown now for the next click."""
@@ -125,8 +116,11 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
     )
     bar = st.container(horizontal=True, vertical_alignment="bottom")
     with bar:
-        label = ui.label_picker(workspace, f"label_{clustering_id}_{cluster}", default=suggested_label(workspace, top, members), width=200)
-    do_label = bar.button(f"Label {len(members) - len(excluded)} images", type="primary", shortcut="L", disabled=label is None, icon=":material/check:")
+        label = ui.label_picker(workspace, f"label_{clustering_id}_{cluster}", suggestion=suggested_label(workspace, clustering_id, cluster), width=200)
+    do_label = bar.button(
+        f"Label {len(members) - len(excluded)} images", type="primary", shortcut="L", disabled=label is None, icon=":material/check:",
+        help="Choose a label first." if label is None else f"Give the cluster the label {label}.",
+    )
     do_skip = bar.button("Skip", shortcut="S", help="No dominant class: leave the cluster unlabeled.", icon=":material/block:")
     go_back = bar.button("Previous", shortcut="Left", disabled=position == 0, icon=":material/arrow_back:")
     go_next = bar.button("Next", shortcut="Right", disabled=position == len(clusters) - 1, icon=":material/arrow_forward:")
@@ -135,7 +129,7 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
     anyone = bar.checkbox("Others' too", key="undo_any_author", help="Off: Undo and Redo act on your own latest actions. On: on anyone's (the log records whose).")
     author = ui.author()
     seen = seen_event(workspace, clustering_id, cluster, members)
-    if do_label:
+    if do_label and label is not None:
         label_cluster(workspace, clustering_id, cluster, label, excluded=sorted(excluded), author=author, session_id=session_id, expected_event_id=seen)
         st.toast(f"Cluster {cluster} labeled {label}.")
         following = next_open(status, cluster)
@@ -162,9 +156,12 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
 
 
 def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: set[int]) -> None:
-    left, right = st.columns([3, 1], vertical_alignment="bottom")
-    left.caption("Most atypical first (farthest from the cluster's centre). Click **Exclude** under an image that does not belong; click again to take it back.")
+    left, middle, right = st.columns([4, 1, 1], vertical_alignment="bottom")
+    left.caption("Most atypical first (farthest from the cluster's centre). Click **Exclude** under an image that does not belong; click again to take it back. **View** opens the original.")
+    with middle:
+        display = ui.display_controls(workspace)
     size = right.selectbox("Per page", PAGE_SIZES, index=1, key="page_size")
+    ui.image_viewer(workspace, members, display, what=f"of cluster {cluster}")
     pages = (len(members) + size - 1) // size
     page = st.pagination(pages, key=f"page_{clustering_id}_{cluster}") if pages > 1 else 1
     shown = members[(page - 1) * size : page * size]
@@ -173,16 +170,30 @@ def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: s
     for image_id, path in zip(shown, paths):
         out = int(image_id) in excluded
         with grid.cell():
-            st.image(ui.excluded_thumbnail(str(path)) if out else ui.thumbnail_bytes(str(path)), width="stretch")
-            st.button(
+            st.image(ui.excluded_thumbnail(str(path)) if out else ui.shown_thumbnail(str(path), display), width="stretch")
+            actions = st.container(horizontal=True, gap="small", horizontal_alignment="center")
+            with actions:
+                ui.view_button(int(image_id))
+            actions.button(
                 "Excluded" if out else "Exclude",
                 key=f"toggle_{image_id}",
                 type="primary" if out else "tertiary",
                 icon=":material/close:" if out else None,
                 on_click=toggle_excluded,
                 args=(int(image_id),),
-                width="stretch",
             )
+
+
+def offer_next_step(workspace, clustering_id: int) -> None:
+    """After the last cluster: train on the new labels, or cluster what is still unlabeled."""
+    step = next_step(workspace, clustering_id)
+    if step is None:
+        return
+    st.success(step.message)
+    if step.action == "train":
+        ui.page_link("train.py", "Train & route", ":material/model_training:")
+    else:
+        ui.page_link("sample.py", "Sample the unlabeled images, then cluster them", ":material/shuffle:")
 
 
 def render(workspace) -> None:
@@ -210,6 +221,7 @@ def render(workspace) -> None:
     cluster = choose_cluster(status)
     session_id = open_session(workspace, ui.author())
     progress_header(workspace, status, cluster, session_id)
+    offer_next_step(workspace, clustering_id)
     members = review_order(workspace, clustering_id, cluster)
     excluded = excluded_ids() & {int(i) for i in members}
     action_bar(workspace, status, clustering_id, cluster, members, excluded, session_id)

@@ -7,18 +7,21 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler.clustering import ground_truth
+from serieslabeler.ingest import readable_time
+from serieslabeler.loop import sample_coverage
 from serieslabeler.sampling import (
     DEFAULT_TIME_BINS,
     STRATEGIES,
     UNCERTAINTY_MEASURES,
     draw_sample,
+    find_sample,
     list_samples,
 )
 from serieslabeler.space import metadata_frame
 from serieslabeler.store import queries, summarize
 
 DESCRIPTIONS = {
-    "subjects": "Structure-aware: a few subjects at random and all of their photos across time, so every stage is covered.",
+    "subjects": "Structure-aware: a few subjects at random and all of their photos across time (the method's default).",
     "random": "Images uniformly at random.",
     "time-stratified": "Images spread evenly over time bins (days since each subject's first photo), alternating subjects.",
     "uncertainty": "The images the latest model is least sure about (needs predictions: Train & route page).",
@@ -31,7 +34,7 @@ def strategy_options(workspace) -> tuple[str, dict]:
     subjects = len(queries.subject_names(workspace))
     images = workspace.image_count()
     left, right = st.columns([1, 2])
-    strategy = left.selectbox("Strategy", list(STRATEGIES), help="How the batch is chosen.")
+    strategy = left.selectbox("Strategy", list(STRATEGIES), index=list(STRATEGIES).index("subjects"), help="How the batch is chosen.")
     right.caption(DESCRIPTIONS.get(strategy, ""))
     row = st.columns(4)
     params: dict = {"seed": row[3].number_input("Seed", 0, 10_000, 0, help="Same seed, same sample.")}
@@ -58,7 +61,7 @@ def show_selection(workspace, image_ids) -> None:
     row = st.columns(3)
     row[0].metric("Images", len(table))
     row[1].metric("Subjects", table["subject"].nunique())
-    row[2].metric("Days covered", f"{table['days'].max():.0f}" if len(table) else "-")
+    row[2].metric("Days", f"{table['days'].max():.0f}" if len(table) else "-", help="The span covered: days since a subject's first photo, at most.")
     left, middle, right = st.columns(3)
     with left:
         st.markdown("**Images per subject**")
@@ -74,13 +77,19 @@ def show_selection(workspace, image_ids) -> None:
             width="stretch",
         )
     with right:
-        st.markdown("**Stages covered** (ground truth)")
+        st.markdown("**Stages covered**")
+        coverage = sample_coverage(workspace, image_ids)
+        st.caption(ui.plain(coverage.describe()) if coverage else "No ground truth or labels yet: which stages the sample covers is unknown.")
         if truth:
             stages = pd.Series(truth).value_counts().rename_axis("stage").reset_index(name="images")
             stages["in the collection"] = stages["stage"].map(summarize(workspace)["ground_truth"])
             st.dataframe(stages, hide_index=True, width="stretch")
-        else:
-            st.caption("No ground truth in this workspace.")
+
+
+def describe_options(params: dict) -> str:
+    """A sample's options in words (``{"subjects": 4, "include_labeled": false}`` -> ``subjects 4, include labeled no``)."""
+    words = {True: "yes", False: "no"}
+    return ", ".join(f"{name.replace('_', ' ')} {words.get(value, value) if isinstance(value, bool) else value}" for name, value in params.items() if value is not None)
 
 
 def render(workspace) -> None:
@@ -94,12 +103,19 @@ def render(workspace) -> None:
         preview = draw_sample(workspace, strategy, save=False, **params)
         show_selection(workspace, preview.image_ids)
         if st.button("Save this sample", type="primary", help="Saves it in the workspace; the map and cluster pages can then use it."):
-            saved = draw_sample(workspace, strategy, **params)
-            st.success(f"Saved sample {saved.id}: {saved.size} images.")
+            existing = find_sample(workspace, strategy, preview.image_ids)
+            if existing is not None:
+                st.info(f"These images are already saved as sample {existing}: nothing new was saved.")
+            else:
+                saved = draw_sample(workspace, strategy, **params)
+                st.success(f"Saved sample {saved.id}: {saved.size} images.")
     st.subheader("Saved samples")
     samples = list_samples(workspace)
     if samples:
-        st.dataframe(pd.DataFrame(samples).astype({"params": str}), hide_index=True, width="stretch")
+        table = pd.DataFrame(samples)
+        table["params"] = table["params"].map(describe_options)
+        table["created_at"] = table["created_at"].map(readable_time)
+        st.dataframe(table.rename(columns={"params": "options", "created_at": "saved"}), hide_index=True, width="stretch")
     else:
         st.caption("None yet.")
 

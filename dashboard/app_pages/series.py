@@ -9,7 +9,7 @@ from serieslabeler_app import common as ui
 
 from serieslabeler import labels
 from serieslabeler import views as catalog
-from serieslabeler.ingest import degree_days, has_weather
+from serieslabeler.ingest import degree_days, has_weather, readable_time
 from serieslabeler.loop import propose_series
 from serieslabeler.store import list_series
 from serieslabeler.store.summary import attribute_summaries
@@ -133,7 +133,7 @@ def render(workspace) -> None:
     order = labels.vocabulary_order(workspace)
     row = st.columns(3)
     row[0].metric("Photos", len(details))
-    row[1].metric("Degree-days covered" if "add" in details else "Days covered", f"{details.get('add', details['days']).max():.0f}")
+    row[1].metric("Degree-days covered" if "add" in details else "Days covered", f"{details.get('add', details['days']).max():.0f}", help="The span from this series' first photo to its last.")
     row[2].metric("Labeled", int(details["label"].notna().sum()))
     if order is None:
         declare_order(workspace)
@@ -149,12 +149,18 @@ def render(workspace) -> None:
         st.altair_chart(band_chart(bands, list(range(len(ids))), order), width="stretch")
         stage = st.selectbox("Stage to place", order, key="stage", help="The stage a 'Starts' click marks the first image of.")
         labeling_controls(workspace, series, draft, proposal)
-    pictures = ui.thumbnails(workspace, details["image_id"])
+    left, right = st.columns([5, 1], vertical_alignment="bottom")
+    left.caption("Under each photo: its date and file; **View** opens the original.")
+    with right:
+        display = ui.display_controls(workspace)
+    ui.image_viewer(workspace, details["image_id"], display, what="of this series")
+    paths = workspace.thumbnail_paths(details["image_id"].tolist())
     grid = st.grid(STRIP_COLUMNS, min_column_width=150, border=True)
-    for picture, item in zip(pictures, details.itertuples(index=False)):
+    for path, item in zip(paths, details.itertuples(index=False)):
         with grid.cell():
-            st.image(picture, caption=describe(item), width="stretch")
-            st.caption(ui.plain(f"{item.taken_at[:16].replace('T', ' ')} · {item.file} · id {item.image_id}"))
+            st.image(ui.shown_thumbnail(str(path), display), caption=describe(item), width="stretch")
+            st.caption(ui.plain(f"{readable_time(item.taken_at)} · {item.file} · id {item.image_id}"))
+            ui.view_button(int(item.image_id))
             if draft is not None:
                 thumbnail_buttons(item, draft, stage)
     with st.expander("As a table"):

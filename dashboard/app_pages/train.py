@@ -14,6 +14,7 @@ from serieslabeler.loop import (
     TRUTH_SOURCES,
     ThresholdTuning,
     curve_at,
+    model_for_current_labels,
     route_mask,
     route_predictions,
     validation_curves,
@@ -39,6 +40,9 @@ REVIEW_LIMIT = 48
 HISTOGRAM_STEP = 0.05
 
 
+TRUTH_NAMES = {"labels": "your labels", "ground_truth": "the ground truth"}
+
+
 @st.cache_data(show_spinner="Reading the validation set...", max_entries=16)
 def curves(root: str, model_id: int, truth: str, target: float) -> ThresholdTuning:
     """Precision/coverage curves from the out-of-fold probabilities stored with the model when it
@@ -57,7 +61,11 @@ def train_section(workspace) -> None:
     seed = row[3].number_input("Seed", 0, 10_000, 0, key="train_seed")
     params = mode_options(mode)
     left, right = st.columns(2)
-    if left.button("Train on the accepted labels", type="primary", disabled=feature_set is None):
+    trained = left.button("Train on the accepted labels", type="primary", disabled=feature_set is None)
+    existing = model_for_current_labels(workspace, mode, feature_set, int(seed), params) if trained else None
+    if existing is not None:
+        st.info(f"Model {existing} is already trained this way on the current labels: nothing to train again.")
+    elif trained:
         bar = ui.ProgressBar("Training", unit="steps")
         record = train_model(workspace, mode, feature_set=feature_set, seed=seed, device=device, progress=bar, **params)
         bar.done()
@@ -127,7 +135,10 @@ def threshold_section(workspace, model_id: int) -> None:
         return
     truth_sources = [t for t in TRUTH_SOURCES if t == "labels" or queries.has_ground_truth(workspace)]
     row = st.columns([1, 1, 2])
-    truth = row[0].selectbox("Validation truth", truth_sources, help="labels: your accepted labels, predicted out of fold by subject; ground_truth: the CSV's label column.")
+    truth = row[0].selectbox(
+        "Validation truth", truth_sources, format_func=TRUTH_NAMES.get,
+        help="Your labels: your accepted labels, predicted out of fold by subject; the ground truth: the CSV's known labels.",
+    )
     target = row[1].slider("Target precision", 0.5, 1.0, 0.95, 0.01, help="The suggested threshold is the lowest one reaching it.")
     tuning = curves(str(workspace.root), model_id, truth, target)
     suggested = tuning.choice.threshold

@@ -40,6 +40,7 @@ from .dates import (
     needs_order,
     parse_date,
     parse_time,
+    readable_time,
 )
 from .images import (
     THUMBNAIL_SIZE,
@@ -49,8 +50,21 @@ from .images import (
     extension_for,
     make_thumbnail,
 )
+from .mapping import (
+    BOOLEAN_VALUES,
+    CLASS_LIKE_MAX_VALUES,
+    ROLE_WORDS,
+    Guess,
+    class_like,
+    guess_roles,
+    mapping_warnings,
+    missing_roles,
+    name_words,
+    values_are_dates,
+)
 from .run import (
     NO_VALUE,
+    SKIP_HINT,
     IngestPlan,
     IngestReport,
     attribute_kinds,
@@ -79,6 +93,8 @@ from .sources import (
 from .tables import (
     ATTRIBUTE_KINDS,
     MAX_FIELD_CHARS,
+    ROLE_NAMES,
+    ROLES,
     ColumnMapping,
     CsvTable,
     MetadataRow,
@@ -90,6 +106,7 @@ from .tables import (
     parse_attribute_spec,
     parse_rows,
     read_csv,
+    role_conflicts,
 )
 from .weather import (
     DEFAULT_DATE_COLUMN,
@@ -119,6 +136,19 @@ from .weather_store import (
 )
 
 __all__ = [
+    "BOOLEAN_VALUES",
+    "CLASS_LIKE_MAX_VALUES",
+    "ROLE_WORDS",
+    "Guess",
+    "class_like",
+    "guess_roles",
+    "mapping_warnings",
+    "missing_roles",
+    "name_words",
+    "values_are_dates",
+    "ROLE_NAMES",
+    "ROLES",
+    "role_conflicts",
     "MiB",
     "GiB",
     "CHUNK_BYTES",
@@ -155,6 +185,7 @@ __all__ = [
     "needs_order",
     "parse_date",
     "parse_time",
+    "readable_time",
     "combine",
     "THUMBNAIL_SIZE",
     "CheckedImage",
@@ -172,6 +203,7 @@ __all__ = [
     "insert_images",
     "update_images",
     "NO_VALUE",
+    "SKIP_HINT",
     "write_attributes",
     "write_ground_truth",
     "IngestPlan",

@@ -76,8 +76,8 @@ def parse_date(value: str, order: str | None) -> ParsedDate:
         if groups is None:
             return ParsedDate(
                 None,
-                f"'{text}' is ambiguous (day-first or month-first?); pass the date order "
-                "(--date-order dmy or mdy)",
+                f"'{text}' is ambiguous (day-first or month-first?): choose the date order "
+                "(day first, dmy, or month first, mdy)",
             )
         zone = match.groupdict().get("zone")
         if zone:
@@ -136,3 +136,16 @@ def combine(date_iso: str, time_parts: tuple[int, int, int]) -> str:
     """Join a parsed date (a time already in it is replaced) and a separate time column."""
     day = date.fromisoformat(date_iso[:10])
     return datetime(day.year, day.month, day.day, *time_parts).isoformat()
+
+
+def readable_time(iso: str | None) -> str:
+    """A stored timestamp as people write it: ``2020-05-28T18:20:00`` -> ``28 May 2020 18:20``
+    (no time part when there is none); empty for no value, the text itself when it is not ISO."""
+    if not iso:
+        return ""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return str(iso)
+    day = f"{moment.day} {moment:%b %Y}"
+    return day if len(iso) <= 10 else f"{day} {moment:%H:%M}"

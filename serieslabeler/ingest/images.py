@@ -86,7 +86,7 @@ def _check_image(row: MetadataRow, entry: SourceEntry, workspace: Workspace, sta
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         return Problem(entry.name, f"rejected as a decompression bomb ({error})")
     except UnidentifiedImageError:
-        return Problem(entry.name, "not an image (Pillow cannot identify it)")
+        return Problem(entry.name, "not an image, or an image format that cannot be read")
     except (OSError, SyntaxError, ValueError) as error:
         return Problem(entry.name, f"corrupt image ({error})")
     sha = sha256_hex(data)

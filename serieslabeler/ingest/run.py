@@ -34,6 +34,8 @@ from serieslabeler.ingest.tables import (
 from serieslabeler.progress import Progress
 from serieslabeler.store.workspace import STAGING_PREFIX, Workspace
 
+SKIP_HINT = "Fix these, or skip the bad rows and files: the good part is ingested and the rest listed."
+
 
 @dataclass
 class IngestReport:
@@ -224,7 +226,7 @@ def ingest(
         duplicates = [p for p in image_problems if p.message.startswith("same content")]
         problems += [p for p in image_problems if p not in duplicates]
         if problems and not skip_bad:
-            raise InputError(problems, hint="Fix these, or pass --skip-bad to ingest the good part and list the rest.")
+            raise InputError(problems, hint=SKIP_HINT)
         report = IngestReport(skipped=problems + duplicates)
         kinds = attribute_kinds(workspace, [c.row for c in checked], mapping)
         write_catalog(workspace, checked, kinds, mapping, report)

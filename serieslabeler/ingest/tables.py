@@ -16,6 +16,8 @@ ATTRIBUTE_KINDS = ("numeric", "categorical")
 # Python's csv module stops at 131,072 characters per field; notes can be longer, but a field of
 # megabytes is a broken quote swallowing the rest of the file: refused past this cap.
 MAX_FIELD_CHARS = 1_000_000
+ROLES = ("subject", "date", "time", "label", "file")
+ROLE_NAMES = {"subject": "Subject", "date": "Date", "time": "Time", "label": "Ground truth", "file": "File name", "attribute": "an attribute"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,10 @@ class ColumnMapping:
     kinds: dict[str, str] = field(default_factory=dict)
     file: str | None = None
     date_order: str | None = None
+
+    def roles(self) -> dict[str, str | None]:
+        """Role -> column, attributes included (``attribute:NAME``), for the one-column-one-role check."""
+        return {**{role: getattr(self, role) for role in ROLES}, **{f"attribute:{a}": a for a in self.attributes}}
 
     def mapped_columns(self) -> list[str]:
         named = [self.subject, self.date, self.time, self.label, self.file, *self.attributes]
@@ -116,6 +122,9 @@ def refuse_duplicate_columns(path: Path, columns: list[str]) -> None:
 
 
 def check_columns(table: CsvTable, mapping: ColumnMapping) -> None:
+    conflicts = role_conflicts(mapping.roles())
+    if conflicts:
+        raise InputError([Problem(str(table.path.name), c) for c in conflicts])
     missing = [c for c in mapping.mapped_columns() if c not in table.columns]
     if missing:
         raise InputError(
@@ -129,6 +138,15 @@ def check_columns(table: CsvTable, mapping: ColumnMapping) -> None:
         raise PipelineError(f"date order must be dmy or mdy, not '{mapping.date_order}'")
 
 
+def role_conflicts(roles: dict[str, str | None]) -> list[str]:
+    """One message per column chosen for more than one role (``roles``: role -> column or None)."""
+    by_column: dict[str, list[str]] = {}
+    for role, column in roles.items():
+        if column:
+            by_column.setdefault(column, []).append(ROLE_NAMES.get(role.partition(":")[0], role))
+    return [f"column '{column}' is chosen as both {' and '.join(names)}: one column, one role" for column, names in by_column.items() if len(names) > 1]
+
+
 def guess_file_column(table: CsvTable, names: Iterable[str]) -> str:
     """The column whose values name the most image files (used when ``--file`` is not given)."""
     keys = {key for name in names for key in (name, PurePosixPath(name).name)}
@@ -140,7 +158,7 @@ def guess_file_column(table: CsvTable, names: Iterable[str]) -> str:
     if best is None:
         raise InputError(
             [Problem(str(table.path), "no column names the image files")],
-            hint="Name the column that holds the file names with --file COLUMN.",
+            hint="Choose the column that holds the file names.",
         )
     return best
 

@@ -23,7 +23,7 @@ from .log import (
 )
 from .pseudo import accept_pseudo, add_pseudo_labels, reject_pseudo
 from .records import SOURCES, LabelEvent, LabelState
-from .review import REVIEW_MODES, representatives, review_order
+from .review import REVIEW_MODES, next_open_cluster, representatives, review_order
 from .series import (
     Boundary,
     boundary_changes,
@@ -86,6 +86,7 @@ __all__ = [
     "LabelEvent",
     "REVIEW_MODES",
     "review_order",
+    "next_open_cluster",
     "representatives",
     "Boundary",
     "require_order",

@@ -5,7 +5,7 @@ import numpy as np
 
 from serieslabeler.clustering.runs import load_clustering, space_matrix
 from serieslabeler.errors import PipelineError
-from serieslabeler.labels.clusters import cluster_members
+from serieslabeler.labels.clusters import cluster_members, cluster_status
 from serieslabeler.sampling import greedy_k_center
 from serieslabeler.store.workspace import Workspace
 
@@ -50,3 +50,11 @@ def representatives(workspace: Workspace, clustering_id: int, cluster: int, n: i
     centre = int(np.argmin(distances))
     picks = greedy_k_center(X, n - 1, np.random.default_rng(random_state), anchors=X[[centre]])
     return np.concatenate([[ids[centre]], ids[picks]])
+
+
+def next_open_cluster(workspace: Workspace, clustering_id: int, after: int) -> int | None:
+    """The next cluster still open after ``after`` in cluster order (wrapping around), or None
+    when every other cluster is labeled or skipped."""
+    still_open = [row["cluster"] for row in cluster_status(workspace, clustering_id) if row["state"] == "open" and row["cluster"] != after]
+    later = [c for c in still_open if c > after]
+    return (later or still_open or [None])[0]

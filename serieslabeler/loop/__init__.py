@@ -14,6 +14,15 @@ from serieslabeler.models.evaluation import (
     subject_names,
 )
 
+from .guidance import (
+    Coverage,
+    NextStep,
+    Suggestion,
+    model_for_current_labels,
+    next_step,
+    sample_coverage,
+    suggested_label,
+)
 from .iterate import (
     AWAITING,
     DONE,
@@ -52,6 +61,13 @@ from .threshold import (
 )
 
 __all__ = [
+    "Coverage",
+    "NextStep",
+    "Suggestion",
+    "model_for_current_labels",
+    "next_step",
+    "sample_coverage",
+    "suggested_label",
     "EVALUATION_TEST_SIZE",
     "Evaluation",
     "evaluate_model",

@@ -13,7 +13,7 @@ from serieslabeler.labels.series import require_order
 from serieslabeler.models.base import image_subjects
 from serieslabeler.models.monotone import decode_series
 from serieslabeler.models.predictions import load_predictions, unlabeled_image_ids
-from serieslabeler.sampling import save_sample
+from serieslabeler.sampling import find_sample, save_sample
 from serieslabeler.store.queries import image_times
 from serieslabeler.store.workspace import Workspace
 
@@ -106,7 +106,8 @@ def route_predictions(
     monotone: bool = False,
 ) -> Routing:
     """Route a model's stored predictions for ``image_ids`` (default: its predicted images that
-    are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below.
+    are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below
+    (routing again with the same model and threshold reuses that sample instead of copying it).
 
     ``monotone=True`` (an ordered vocabulary) first decodes each subject's predictions as the most
     probable non-decreasing stage sequence; a decoded label's confidence is its posterior
@@ -136,5 +137,5 @@ def route_predictions(
             event_id = event.id
         if (~confident).any():
             params = {"model": model_id, "threshold": threshold, "smoothing_window": smoothing_window, "monotone": monotone}
-            sample_id = save_sample(workspace, "routed", params, ids[~confident]).id
+            sample_id = find_sample(workspace, "routed", ids[~confident], params) or save_sample(workspace, "routed", params, ids[~confident]).id
     return Routing(model_id, threshold, smoothing_window, ids[confident], ids[~confident], sample_id, event_id, monotone)

@@ -38,9 +38,12 @@ def summarize(workspace: Workspace) -> dict:
 
 
 def subject_ranges(workspace: Workspace) -> list[dict]:
+    """Per subject: images, first and last photo, ``days`` (the span from the first photo to the
+    last, the one meaning of "days" everywhere) and the number of calendar days with photos."""
     rows = workspace.db.execute(
         "SELECT s.name AS subject, COUNT(*) AS images, MIN(i.taken_at) AS first, MAX(i.taken_at) AS last, "
-        "COUNT(DISTINCT substr(i.taken_at, 1, 10)) AS days "
+        "ROUND(julianday(MAX(i.taken_at)) - julianday(MIN(i.taken_at)), 1) AS days, "
+        "COUNT(DISTINCT substr(i.taken_at, 1, 10)) AS days_with_photos "
         "FROM images i JOIN subjects s ON s.id = i.subject_id GROUP BY s.id ORDER BY s.name"
     )
     return [dict(r) for r in rows]

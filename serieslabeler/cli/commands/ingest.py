@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from serieslabeler.cli.base import Result, add_common
-from serieslabeler.ingest.run import ingest
+from serieslabeler.errors import InputError
+from serieslabeler.ingest.run import SKIP_HINT, ingest
 from serieslabeler.ingest.tables import ColumnMapping, parse_attribute_spec
 from serieslabeler.progress import ProgressLine
 from serieslabeler.store.summary import format_summary, summarize
@@ -32,6 +33,19 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run_info)
 
 
+def command_line_hints(error: InputError) -> list[str]:
+    """The options that fix an ingest error (the library's messages name no options: the app shows them too)."""
+    text = str(error)
+    hints = []
+    if "date order" in text:
+        hints.append("Pass --date-order dmy or mdy.")
+    if "file names" in error.hint:
+        hints.append("Name it with --file COLUMN.")
+    if error.hint.startswith(SKIP_HINT):
+        hints.append("Pass --skip-bad to ingest the good part.")
+    return hints
+
+
 def run_ingest(args) -> Result:
     names, kinds = parse_attribute_spec(args.attributes)
     mapping = ColumnMapping(
@@ -45,7 +59,11 @@ def run_ingest(args) -> Result:
         date_order=args.date_order,
     )
     with Workspace.create(args.workspace) as workspace:
-        report = ingest(workspace, args.images, args.metadata, mapping, args.skip_bad, ProgressLine("checking images"))
+        try:
+            report = ingest(workspace, args.images, args.metadata, mapping, args.skip_bad, ProgressLine("checking images"))
+        except InputError as error:
+            error.hint = " ".join([error.hint, *command_line_hints(error)]).strip()
+            raise
     data = {"ok": True, **report.to_dict()}
     text = (
         f"ingested into {args.workspace}: {report.added} added, {report.updated} updated, "

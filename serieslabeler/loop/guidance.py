@@ -1,0 +1,114 @@
+"""What the app and the command line tell a labeler, computed in one place so they agree: the
+model's suggestion for a cluster (never applied by itself), the step after the last cluster,
+and which stages a sample covers."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.labels.clusters import cluster_members, cluster_status
+from serieslabeler.models.predictions import load_predictions
+from serieslabeler.sampling import latest_predicting_model
+from serieslabeler.store.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The latest model's most common prediction for a cluster's members.
+
+    ``confidence``: the mean probability the model gave that label over the members predicted so;
+    ``share``: the fraction of the cluster's predicted members that got it."""
+
+    label: str
+    confidence: float
+    share: float
+    model_id: int
+
+    def describe(self) -> str:
+        return f"{self.label} (model {self.model_id}: {self.share:.0%} of the images, mean confidence {self.confidence:.2f})"
+
+
+def suggested_label(workspace: Workspace, clustering_id: int, cluster: int) -> Suggestion | None:
+    """The label the latest model suggests for a cluster, or None without predictions for it."""
+    try:
+        model_id = latest_predicting_model(workspace)
+    except PipelineError:
+        return None
+    members, _ = cluster_members(workspace, clustering_id, cluster)
+    predictions = load_predictions(workspace, model_id, members)
+    if len(predictions.image_ids) == 0:
+        return None
+    top = np.argmax(predictions.proba, axis=1)
+    votes = Counter(top.tolist())
+    winner, count = min(votes.items(), key=lambda item: (-item[1], item[0]))
+    chosen = top == winner
+    return Suggestion(str(predictions.classes[winner]), float(predictions.proba[chosen, winner].mean()), count / len(top), model_id)
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """What to do once every cluster of a clustering is labeled or skipped."""
+
+    action: str  # "train" or "cluster"
+    message: str
+
+
+def next_step(workspace: Workspace, clustering_id: int) -> NextStep | None:
+    """None while a cluster is still open; then train when labels were made since the latest
+    model, else cluster what is left unlabeled."""
+    status = cluster_status(workspace, clustering_id)
+    if not status or any(row["state"] == "open" for row in status):
+        return None
+    db = workspace.db
+    last_label = db.execute("SELECT MAX(at) FROM label_events WHERE action IN ('label_cluster', 'label_images')").fetchone()[0]
+    last_model = db.execute("SELECT MAX(created_at) FROM models").fetchone()[0]
+    skipped = sum(row["state"] == "skipped" for row in status)
+    if last_label and (last_model is None or last_label > last_model):
+        return NextStep("train", f"Every cluster is done ({len(status) - skipped} labeled, {skipped} skipped): train a classifier on these labels.")
+    return NextStep("cluster", "Every cluster is done and the latest model knows these labels: cluster the images still unlabeled.")
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which stages (ground truth, else labels made in the tool) a sample holds, against the collection."""
+
+    source: str  # "ground truth" or "labels"
+    in_sample: dict[str, int]
+    in_collection: dict[str, int]
+
+    def describe(self) -> str:
+        parts = [f"{stage} {self.in_sample.get(stage, 0)} of {total}" for stage, total in self.in_collection.items()]
+        missing = [stage for stage in self.in_collection if not self.in_sample.get(stage)]
+        tail = f"; no image of {', '.join(missing)}" if missing else ""
+        return f"By {self.source}, the sample holds {', '.join(parts)}{tail}."
+
+
+def sample_coverage(workspace: Workspace, image_ids) -> Coverage | None:
+    """The stages a set of images (a sample, or a preview of one) covers, by ground truth when
+    there is some, else by accepted labels; None when neither exists."""
+    ids = [int(i) for i in image_ids]
+    for source, table, condition in (("ground truth", "ground_truth", ""), ("labels", "current_labels", "AND status='accepted'")):
+        totals = dict(workspace.db.execute(f"SELECT label, COUNT(*) FROM {table} WHERE 1=1 {condition} GROUP BY label ORDER BY label").fetchall())
+        if totals:
+            held = Counter(row[0] for row in workspace.query_in(f"SELECT label FROM {table} WHERE image_id IN ({{}}) {condition}", ids))
+            return Coverage(source, dict(held), totals)
+    return None
+
+
+def model_for_current_labels(workspace: Workspace, mode: str, feature_set: str | None, seed: int, params: dict | None = None) -> int | None:
+    """A model already trained with these settings since the label log last changed (training
+    again would repeat its work), or None."""
+    last_change = workspace.db.execute("SELECT MAX(at) FROM label_events").fetchone()[0] or ""
+    rows = workspace.db.execute(
+        "SELECT id, feature_set, params FROM models WHERE mode=? AND created_at >= ? ORDER BY id DESC", (mode, last_change)
+    ).fetchall()
+    wanted = {**(params or {}), "seed": seed}
+    for row in rows:
+        stored = json.loads(row["params"])
+        if (feature_set is None or row["feature_set"] == feature_set) and all(stored.get(k) == v for k, v in wanted.items()):
+            return int(row["id"])
+    return None
