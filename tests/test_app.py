@@ -109,7 +109,7 @@ def test_a_missing_workspace_is_a_message_not_a_traceback(sample, tmp_path):
 
 def test_workspace_picker_creates_a_new_workspace_and_keeps_it_in_the_address(sample, tmp_path):
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
-    next(t for t in app.text_input if t.label == "Folder on this server").set_value(str(tmp_path / "fresh"))
+    next(t for t in app.text_input if t.label == "Folder under the root").set_value(str(tmp_path / "fresh"))
     button_create = next(b for b in app.button if b.key == "create_typed")
     button_create.click().run()
     assert_clean(app)

@@ -202,7 +202,7 @@ def test_the_display_setting_is_kept_per_person_in_the_workspace(sample):
     app.slider(key="display_brightness").set_value(2.0).run()
     assert_clean(app)
     with Workspace.open(sample) as workspace:
-        assert '"brightness": 2.0' in workspace.get_meta("display:app")
+        assert '"brightness": 2.0' in workspace.get_meta("display:local")
     again = run_page("label")
     assert again.slider(key="display_brightness").value == 2.0, "a new session starts from the person's setting"
 

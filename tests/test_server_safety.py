@@ -15,6 +15,7 @@ import pytest
 from conftest import BANANAS, BANANAS_MAPPING, ROOT, SAMPLE, cli, served_on
 from streamlit.testing.v1 import AppTest
 
+from serieslabeler.labels import add_labels
 from serieslabeler.store import Workspace
 
 APP = ROOT / "dashboard" / "app.py"
@@ -31,6 +32,22 @@ def served(sample_workspace, monkeypatch):
     monkeypatch.delenv("LABELER_IMPORT_ROOTS", raising=False)
     with served_on("127.0.0.1"):
         yield sample_workspace
+
+
+def folder_input(app: AppTest):
+    return next(t for t in app.text_input if t.label == "Folder under the root")
+
+
+def choose_label(app: AppTest, name: str) -> None:
+    """Pick the label in the Label page's picker (it starts empty: a click never applies a default)."""
+    with Workspace.open(served_root(app)) as workspace:
+        add_labels(workspace, [name], author="test")
+    app.run()
+    next(s for s in app.selectbox if s.key and s.key.startswith("label_")).set_value(name).run()
+
+
+def served_root(app: AppTest):
+    return Path(os.environ["LABELER_WORKSPACE"])
 
 
 def app_run(**params) -> AppTest:
@@ -111,11 +128,11 @@ def test_ws_relative_to_the_root_opens(served):
 def test_create_outside_the_root_is_refused_and_makes_nothing(served, tmp_path_factory):
     target = tmp_path_factory.mktemp("elsewhere") / "new"
     app = app_run()
-    app.text_input[0].set_value(str(target))
+    folder_input(app).set_value(str(target))
     next(b for b in app.button if b.key == "create_typed").click().run()
     assert "outside" in app.error[0].value
     assert not target.exists()
-    app.text_input[0].set_value("../../" + target.name)
+    folder_input(app).set_value("../../" + target.name)
     next(b for b in app.button if b.key == "create_typed").click().run()
     assert "outside" in app.error[0].value
 
@@ -457,6 +474,7 @@ def test_the_label_page_refuses_a_stale_tab_and_then_shows_the_change(served):
 
     tab = page_run("label", clustering=1, cluster=0)
     assert not tab.error
+    choose_label(tab, "R")
     with Workspace.open(served) as workspace:
         label_cluster(workspace, 1, 0, "R", author="Bob")
     next(b for b in tab.button if b.label.startswith("Label ")).click().run()
@@ -476,6 +494,7 @@ def test_in_password_mode_each_visitor_is_the_author_of_their_labels(served, mon
     app.button[0].click().run()
     app.switch_page("app_pages/label.py").run()
     assert not app.exception and not app.error
+    choose_label(app, "R")
     next(b for b in app.button if b.label.startswith("Label ")).click().run()
     next(b for b in app.button if b.label == "Undo").click().run()
     with Workspace.open(served) as workspace:
