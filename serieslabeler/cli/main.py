@@ -13,6 +13,7 @@ import sys
 
 from serieslabeler.cli.base import Result, report_error
 from serieslabeler.cli.commands import (
+    audit,
     cluster,
     demo,
     embed,
@@ -24,7 +25,7 @@ from serieslabeler.cli.commands import (
 )
 from serieslabeler.errors import PipelineError
 
-COMMAND_MODULES = (cluster, demo, embed, ingest, label, sample, train, vae)
+COMMAND_MODULES = (audit, cluster, demo, embed, ingest, label, sample, train, vae)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,17 @@
 """The active-learning loop: routing by confidence, threshold tuning, evaluation on held-out subjects, iterations."""
 
+from .audit import (
+    DEFAULT_AUDIT_SIZE,
+    Audit,
+    AuditItem,
+    answer_audit,
+    audit_report,
+    audited_precision,
+    audited_threshold,
+    draw_audit,
+    load_audit,
+)
+from .calibrate import calibrated_proba, calibration_path, load_calibration, save_calibration
 from .evaluate import (
     EVALUATION_TEST_SIZE,
     Evaluation,
@@ -43,18 +55,45 @@ from .routing import (
     thresholds_for,
 )
 from .threshold import (
+    POOL_SAMPLE,
     TRUTH_SOURCES,
+    OutOfFold,
+    Pool,
     ThresholdChoice,
     ThresholdCurve,
     ThresholdTuning,
     curve_at,
+    interval_at,
+    model_oof,
     precision_coverage_curve,
+    representativeness_weights,
+    routed_pool,
     threshold_for_precision,
     tune_thresholds,
     validation_curves,
 )
 
 __all__ = [
+    "DEFAULT_AUDIT_SIZE",
+    "Audit",
+    "AuditItem",
+    "answer_audit",
+    "audit_report",
+    "audited_precision",
+    "audited_threshold",
+    "draw_audit",
+    "load_audit",
+    "calibrated_proba",
+    "calibration_path",
+    "load_calibration",
+    "save_calibration",
+    "POOL_SAMPLE",
+    "OutOfFold",
+    "Pool",
+    "interval_at",
+    "model_oof",
+    "representativeness_weights",
+    "routed_pool",
     "EVALUATION_TEST_SIZE",
     "Evaluation",
     "ground_truth",

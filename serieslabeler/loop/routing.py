@@ -9,6 +9,7 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.pseudo import add_pseudo_labels
+from serieslabeler.loop.calibrate import calibrated_proba
 from serieslabeler.models.base import image_subjects
 from serieslabeler.models.predictions import load_predictions, unlabeled_image_ids
 from serieslabeler.sampling import save_sample
@@ -107,7 +108,10 @@ def route_predictions(
     iteration: int | None = None,
 ) -> Routing:
     """Route a model's stored predictions for ``image_ids`` (default: its predicted images that
-    are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below."""
+    are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below.
+
+    Confidences are calibrated with the model's stored calibration first (when it has one:
+    :mod:`serieslabeler.loop.calibrate`), so the threshold means what the curves say."""
 
     check_threshold(threshold)
     if image_ids is None:
@@ -116,8 +120,9 @@ def route_predictions(
     ids = predictions.image_ids
     if len(ids) == 0:
         raise PipelineError(f"model {model_id} has no predictions for these images; run 'serieslabeler predict --model {model_id}' first")
+    proba = calibrated_proba(workspace, model_id, predictions.proba)
     labels, confidence = smooth_along_series(
-        predictions.proba, predictions.classes, image_subjects(workspace, ids), image_times(workspace, ids), smoothing_window
+        proba, predictions.classes, image_subjects(workspace, ids), image_times(workspace, ids), smoothing_window
     )
     # a model that knows a single class is certain of everything and informative about nothing
     confident = route_mask(labels, confidence, threshold) & (len(predictions.classes) > 1)

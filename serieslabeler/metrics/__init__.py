@@ -47,8 +47,12 @@ from .intervals import (
     proportion_intervals,
     wilson_interval,
 )
+from .shift import effective_sample_size, importance_weights, nearest_other_subject_distance
 
 __all__ = [
+    "effective_sample_size",
+    "importance_weights",
+    "nearest_other_subject_distance",
     "AUDIT_CONFIDENCE",
     "TOO_FEW",
     "allocate_sample",

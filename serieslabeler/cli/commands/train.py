@@ -81,6 +81,8 @@ def register(subparsers) -> None:
     parser.add_argument("--truth", default="labels", choices=["labels", "ground_truth"], help="validation labels (default: your accepted labels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the curves to this .json file")
+    parser.add_argument("--lower-bound", action="store_true",
+                        help="target the lower end of the 95%% interval (the audit's, when an answered audit exists), not the estimate")
     parser.set_defaults(run=run_thresholds)
 
     parser = subparsers.add_parser(
@@ -246,7 +248,7 @@ def run_evaluate(args) -> Result:
 def run_thresholds(args) -> Result:
 
     with Workspace.open(args.workspace) as workspace:
-        tuning = validation_curves(workspace, args.model, args.target, args.truth, args.seed)
+        tuning = validation_curves(workspace, args.model, args.target, args.truth, args.seed, args.lower_bound)
     data = tuning.to_dict()
     if args.out:
         from pathlib import Path
@@ -254,7 +256,27 @@ def run_thresholds(args) -> Result:
         write_atomic(Path(args.out), json.dumps(data, indent=1).encode())
     header = (f"model {tuning.details['model_id']} ({tuning.details['feature_set']}), {tuning.details['images']} images of "
               f"{tuning.details['subjects']} subjects ({tuning.details['truth']}; {tuning.details['split']})")
-    return Result({"ok": True, **data}, header + "\n" + tuning.format())
+    return Result({"ok": True, **data}, "\n".join([header, *trust_lines(tuning.details), tuning.format()]))
+
+
+def trust_lines(details: dict) -> list[str]:
+    """What the curve is measured against, the calibration, and the audit, in words."""
+    measured = details["measured_on"]
+    lines = [f"measured on {measured['labels']}: {measured['images']} images, {measured['estimator']}; "
+             f"effective sample size {measured['effective_n']:.0f} for {measured['pool_images']} unlabeled predicted images"]
+    calibration = details.get("calibration")
+    if calibration:
+        lines.append(f"calibration ({calibration['method']}): ECE {calibration['ece_before']:.3f} before, "
+                     f"{calibration['ece_after']:.3f} after (out of fold)")
+    audit = details.get("audit")
+    if audit:
+        overall = audit["overall"]
+        lines.append(f"audit {audit['audit_id']}: {audit['answered']} of {audit['drawn']} answered, precision of the "
+                     f"{audit['routed']} routed labels {overall['estimate']:.1%} (95% interval {overall['low']:.1%}-{overall['high']:.1%})")
+    suggested = details.get("suggested", {})
+    if suggested.get("source") == "audit":
+        lines.append(f"suggested threshold from the audit's lower bound: {suggested['threshold']:.3f}")
+    return lines
 
 
 def run_iterate(args) -> Result:
