@@ -45,6 +45,7 @@ from .monotone import (
     stages_from_boundaries,
 )
 from .oracle import CentreAnswer, ClusterAnswer, Oracle
+from .review_context import ReviewContext, review_context
 from .routing import (
     Routing,
     check_threshold,
@@ -74,6 +75,8 @@ from .threshold import (
 )
 
 __all__ = [
+    "ReviewContext",
+    "review_context",
     "DEFAULT_AUDIT_SIZE",
     "Audit",
     "AuditItem",

@@ -48,7 +48,7 @@ from serieslabeler.loop.calibrate import normalized, save_calibration
 from serieslabeler.loop.evaluate import ground_truth
 from serieslabeler.metrics.calibration import calibration_report
 from serieslabeler.metrics.intervals import proportion_intervals
-from serieslabeler.metrics.shift import effective_sample_size, importance_weights, nearest_other_subject_distance
+from serieslabeler.metrics.shift import effective_sample_size, importance_weights, nearest_other_subject_distance, unit_rows
 from serieslabeler.models.base import CV_FOLDS, ModelRecord, image_subjects, training_data
 from serieslabeler.models.features import ensure_features
 from serieslabeler.models.files import latest_model_id, load_model_record
@@ -354,8 +354,9 @@ def representativeness_weights(workspace: Workspace, record: ModelRecord, oof: O
     _, X_labeled = store.load(record.feature_set, oof.image_ids)
     ensure_features(workspace, record.feature_set, pool.image_ids)
     _, X_pool = store.load(record.feature_set, pool.image_ids)
-    centre, scale = X_labeled.mean(axis=0), X_labeled.std(axis=0) + 1e-6
-    X_labeled, X_pool = (X_labeled - centre) / scale, (X_pool - centre) / scale
+    # cosine geometry: standardizing by the labeled set's spread blows up the features that are
+    # (nearly) constant on a few labels, and every pool image then looks infinitely far away
+    X_labeled, X_pool = unit_rows(X_labeled), unit_rows(X_pool)
     pool_subjects = image_subjects(workspace, pool.image_ids)
     labeled_distance = nearest_other_subject_distance(X_labeled, oof.subjects, X_labeled, oof.subjects)
     pool_distance = nearest_other_subject_distance(X_pool, pool_subjects, X_labeled, oof.subjects)

@@ -47,12 +47,13 @@ from .intervals import (
     proportion_intervals,
     wilson_interval,
 )
-from .shift import effective_sample_size, importance_weights, nearest_other_subject_distance
+from .shift import effective_sample_size, importance_weights, nearest_other_subject_distance, unit_rows
 
 __all__ = [
     "effective_sample_size",
     "importance_weights",
     "nearest_other_subject_distance",
+    "unit_rows",
     "AUDIT_CONFIDENCE",
     "TOO_FEW",
     "allocate_sample",

@@ -76,6 +76,13 @@ def _finite_columns(values: np.ndarray) -> np.ndarray:
     return values
 
 
+def unit_rows(X) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero): Euclidean distance then orders as cosine."""
+    X = np.asarray(X, dtype=np.float32)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norms > 0, norms, 1.0)
+
+
 def effective_sample_size(weights) -> float:
     """Kish's effective sample size ``(sum w)^2 / sum w^2`` (0 for no weights)."""
     weights = np.asarray(weights, dtype=float)
