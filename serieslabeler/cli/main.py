@@ -19,13 +19,14 @@ from serieslabeler.cli.commands import (
     embed,
     ingest,
     label,
+    report,
     sample,
     train,
     vae,
 )
 from serieslabeler.errors import PipelineError
 
-COMMAND_MODULES = (audit, cluster, demo, embed, ingest, label, sample, train, vae)
+COMMAND_MODULES = (audit, cluster, demo, embed, ingest, label, report, sample, train, vae)
 
 
 def build_parser() -> argparse.ArgumentParser:
