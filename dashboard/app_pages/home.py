@@ -4,7 +4,8 @@ from __future__ import annotations
 import streamlit as st
 from serieslabeler_app import common as ui
 
-from serieslabeler.store import summarize
+from serieslabeler.loop import IterateConfig, demo_to_undo, run_demo, undo_demo
+from serieslabeler.store import queries, summarize
 
 STEPS = (
     ("collection.py", "1. Collection", "images", "Add images and their metadata CSV."),
@@ -52,6 +53,28 @@ def render(workspace) -> None:
     st.subheader("Subjects")
     st.caption("Each subject's images and the dates they span.")
     st.dataframe(info["subjects_detail"], hide_index=True, width="stretch")
+    with ui.errors_shown():
+        demo_section(workspace)
+
+
+def demo_section(workspace) -> None:
+    """The ground truth plays the expert for a few rounds (only for a collection with ground truth)."""
+    if not queries.has_ground_truth(workspace):
+        return
+    st.subheader("Demo")
+    st.caption("Let the ground truth play the expert for a few rounds and watch labels grow, interactions stay few and "
+               "the per-class F-score climb on the Metrics page. Demo events are marked (author 'demo') and undo as one.")
+    left, middle, right = st.columns([1, 1, 1])
+    rounds = int(left.number_input("Rounds", 1, 20, 3, key="demo_rounds"))
+    if middle.button("Run the demo", type="primary"):
+        bar = st.progress(0.0, text=f"Demo: round 0 of {rounds}")
+        results = run_demo(workspace, IterateConfig(metadata={"days": 0.5}),
+                           rounds, on_round=lambda done, total: bar.progress(done / total, text=f"Demo: round {done} of {total}"))
+        st.success(ui.plain(results[-1].message))
+        ui.page_link("metrics.py", "See the Metrics page", ":material/monitoring:")
+    if right.button("Undo the demo", disabled=not demo_to_undo(workspace)):
+        events = undo_demo(workspace, author=ui.author())
+        st.success(f"The demo is undone ({len(events)} events).")
 
 
 ui.run_page(render)

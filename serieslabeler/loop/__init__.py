@@ -12,6 +12,7 @@ from .audit import (
     load_audit,
 )
 from .calibrate import calibrated_proba, calibration_path, load_calibration, save_calibration
+from .demo import DEMO_AUTHOR, demo_to_undo, run_demo, undo_demo
 from .evaluate import (
     EVALUATION_TEST_SIZE,
     Evaluation,
@@ -75,6 +76,10 @@ from .threshold import (
 )
 
 __all__ = [
+    "DEMO_AUTHOR",
+    "demo_to_undo",
+    "run_demo",
+    "undo_demo",
     "ReviewContext",
     "review_context",
     "DEFAULT_AUDIT_SIZE",

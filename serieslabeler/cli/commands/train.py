@@ -7,6 +7,7 @@ import json
 from serieslabeler.cli.base import Result, add_common, parse_key_values
 from serieslabeler.cli.commands.vae import parse_options
 from serieslabeler.errors import PipelineError
+from serieslabeler.loop.demo import run_demo
 from serieslabeler.loop.evaluate import evaluate_model
 from serieslabeler.loop.iterate import IterateConfig, iterate, list_iterations
 from serieslabeler.loop.routing import route_predictions
@@ -105,6 +106,7 @@ def register(subparsers) -> None:
     add_threshold_arguments(parser, required=False)
     parser.add_argument("--target-precision", type=float, help="tune the threshold to reach this precision on your labels")
     parser.add_argument("--oracle", action="store_true", help="let the ground truth label the clusters (demos)")
+    parser.add_argument("--rounds", type=int, help="with --oracle: run this many rounds as a demo (events by author 'demo'; 'undo --demo' undoes them)")
     parser.add_argument("--purity", type=float, default=0.8, help="oracle: least share of the modal class to label a cluster")
     parser.add_argument("--no-hold-out", action="store_true", help="also sample the subjects held out for evaluation")
     parser.add_argument("--seed", type=int, default=0)
@@ -281,15 +283,30 @@ def trust_lines(details: dict) -> list[str]:
 
 def run_iterate(args) -> Result:
 
-    config = IterateConfig(
+    config = iterate_config(args)
+    if args.rounds is not None:
+        return run_demo_rounds(args, config)
+    with Workspace.open(args.workspace) as workspace:
+        result = iterate(workspace, config, oracle=args.oracle, progress=ProgressLine("working"))
+    return Result({"ok": True, **result.to_dict()}, result.message)
+
+
+def run_demo_rounds(args, config: IterateConfig) -> Result:
+    """``iterate --oracle --rounds N``: the demo (see :mod:`serieslabeler.loop.demo`)."""
+    if not args.oracle:
+        raise PipelineError("--rounds runs the ground-truth oracle: add --oracle")
+    with Workspace.open(args.workspace) as workspace:
+        results = run_demo(workspace, config, args.rounds, progress=ProgressLine("working"))
+    return Result({"ok": True, "rounds": [r.to_dict() for r in results]}, "\n".join(r.message for r in results))
+
+
+def iterate_config(args) -> IterateConfig:
+    return IterateConfig(
         features=args.features, weights=args.weights, strategy=args.strategy, subjects=args.subjects, size=args.size,
         algorithm=args.algorithm, k=args.k, overcluster=args.overcluster, metadata=parse_key_values(args.metadata, "--metadata"),
         mode=args.mode, train_params=mode_options(args), threshold=threshold_of(args, 0.9), target_precision=args.target_precision,
         smoothing_window=args.smooth, purity=args.purity, hold_out=not args.no_hold_out, seed=args.seed, device=args.device,
     )
-    with Workspace.open(args.workspace) as workspace:
-        result = iterate(workspace, config, oracle=args.oracle, progress=ProgressLine("working"))
-    return Result({"ok": True, **result.to_dict()}, result.message)
 
 
 def run_simulate(args) -> Result:
