@@ -88,6 +88,7 @@ class Outcome:
     interval: tuple[float | None, float | None]
     audit_coverage: float | None
     audit_promise: float | None
+    floor: float | None
 
 
 def bananas_workspace(folder: Path) -> tuple[Path, Setting]:
@@ -205,6 +206,7 @@ def one_seed(base: Path, setting: Setting, seed: int, target: float, audits: int
             (after.choice.low, after.choice.high),
             audit_coverage(truth[routed_after], pool.labels[routed_after], audits, seed),
             one_audit(truth[routed_after], pool.labels[routed_after], seed),
+            after.choice.floor,
         )
 
 
@@ -220,8 +222,8 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
     print(f"\n## {setting.name}: target precision {target:.0%}, {len(outcomes)} seeds, {seconds:.0f} s")
     print("| seed | labels | promised before | routed right before (n) | gap before | promised after [95% interval] | "
           "routed right after (n) | gap after | within 5 pts | ECE pool raw -> calibrated | ECE labels OOF before -> after | "
-          "effective n | audit coverage | one audit's estimate (gap) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "effective n | audit coverage | one audit's estimate (gap) | floor after (gap) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for o in outcomes:
         gap_after = None if o.promised["after"] is None or o.actual["after"] is None else abs(o.promised["after"] - o.actual["after"])
         within = "-" if gap_after is None else ("yes" if gap_after <= 0.05 else "no")
@@ -231,7 +233,7 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
               f"{_gap(o.promised['before'], o.actual['before'])} | {_pct(o.promised['after'])}{interval} | "
               f"{_pct(o.actual['after'])} ({o.routed['after']}) | {_gap(o.promised['after'], o.actual['after'])} | {within} | "
               f"{o.ece_pool[0]:.3f} -> {o.ece_pool[1]:.3f} | {o.ece_oof[0]:.3f} -> {o.ece_oof[1]:.3f} | {o.effective_n:.0f} | {coverage} | "
-              f"{_pct(o.audit_promise)} ({_gap(o.audit_promise, o.actual['after'])}) |")
+              f"{_pct(o.audit_promise)} ({_gap(o.audit_promise, o.actual['after'])}) | {_pct(o.floor)} ({_gap(o.floor, o.actual['after'])}) |")
     gaps = [abs(o.promised[k] - o.actual[k]) for o in outcomes for k in ("before",) if o.promised[k] is not None and o.actual[k] is not None]
     gaps_after = [abs(o.promised["after"] - o.actual["after"]) for o in outcomes if o.promised["after"] is not None and o.actual["after"] is not None]
     coverages = [o.audit_coverage for o in outcomes if o.audit_coverage is not None]

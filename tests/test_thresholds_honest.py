@@ -97,6 +97,7 @@ def test_thresholds_json_says_what_it_measures_and_calibrates(workspace):
     assert calibration["ece_after"] < calibration["ece_before"]
     assert len(calibration["bins_before"]) == len(calibration["bins_after"]) == 10
     assert data["trusted"]["source"] == "curve" and data["audit"] is None
+    assert data["choice"]["floor"] is None or data["choice"]["floor"] <= data["choice"]["precision"]
     curve = data["overall"]
     assert len(curve["low"]) == len(curve["thresholds"]) and all(lo <= p + 1e-9 for lo, p in zip(curve["low"], curve["precision"]))
     stored = json.loads((workspace.models_dir / f"model-{data['model_id']}.calibration.json").read_text())
@@ -169,3 +170,14 @@ def test_audit_input_errors_name_the_problem(workspace):
     answer_audit(workspace, [first], correct=True)
     code, data = cli("audit", "--workspace", workspace.root, "answer", "--images", str(first), "--correct")
     assert code == 2 and "answered already" in data["error"]
+
+
+def test_the_floor_counts_images_unlike_the_labels_as_wrong():
+    from serieslabeler.loop import precision_floor
+
+    # 4 labeled images of the labeled subjects (confidence 0.9) and 4 left unlabeled there (0.9):
+    # half of what those subjects hold at 0.9 is typical. The pool: those 4, and 4 of other subjects.
+    floor = precision_floor([0.5, 0.95], [0.8, 0.8], [0.9] * 4, [0.9] * 8, [True] * 4 + [False] * 4)
+    # at 0.5: 8 routed, of which 4 * 0.5 = 2 typical -> 2/8 of them at precision 0.8
+    assert floor[0] == pytest.approx(0.25 * 0.8)
+    assert floor[1] == pytest.approx(0.8)  # nothing routed at 0.95: nothing to discount

@@ -18,6 +18,7 @@ from serieslabeler.loop import (
     calibrated_proba,
     curve_at,
     draw_audit,
+    floor_at,
     interval_at,
     last_event_id,
     load_audit,
@@ -151,8 +152,10 @@ def threshold_section(workspace, model_id: int) -> None:
     overall = tuning.overall
     precision, coverage = curve_at(overall, threshold)
     low, high = interval_at(overall, threshold)
+    floor = floor_at(overall, threshold)
     row[3].metric("Estimated precision at threshold", "-" if precision is None else f"{precision:.1%}",
-                  help="-" if low is None else f"95% interval {low:.1%} to {high:.1%}; coverage {coverage:.1%} of the unlabeled predicted images.")
+                  help="-" if low is None else f"95% interval {low:.1%} to {high:.1%}; coverage {coverage:.1%} of the unlabeled predicted images."
+                  + ("" if floor is None else f" Guaranteed by the labels alone (if every image unlike them were wrong): {floor:.1%}."))
     rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color="red").encode(x="threshold:Q")
     left, right = st.columns(2)
     with left:

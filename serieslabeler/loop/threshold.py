@@ -32,13 +32,19 @@ precision where the routed labels were right 40% of the time, and each is handle
    predictions (:mod:`serieslabeler.loop.calibrate`); thresholds are in calibrated units and
    routing applies the stored calibration.
 
+4. *What the labels cannot see.* Weighting only reweights labeled images; kinds of image no
+   label resembles (a class never named, the hard images the expert left out) stay invisible.
+   :func:`precision_floor` says what the labels alone can guarantee: the precision if every
+   routed image unlike the labels were wrong. The estimate and the floor bracket the truth
+   only under assumptions; the audit needs none.
+
 A random audit of the routed labels (:mod:`serieslabeler.loop.audit`) needs none of these
 assumptions; when one has answers it is reported as the trusted estimate, and the threshold
 suggestion can target the lower bound of its interval.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -79,6 +85,7 @@ class ThresholdCurve:
     effective_n: np.ndarray | None = None
     low: np.ndarray | None = None
     high: np.ndarray | None = None
+    floor: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         out = {
@@ -89,7 +96,7 @@ class ThresholdCurve:
             "coverage": self.coverage.tolist(),
             "count": self.count.tolist(),
         }
-        for name in ("effective_n", "low", "high"):
+        for name in ("effective_n", "low", "high", "floor"):
             values = getattr(self, name)
             out[name] = None if values is None else values.tolist()
         return out
@@ -111,6 +118,7 @@ class ThresholdChoice:
     low: float | None = None
     high: float | None = None
     lower_bound: bool = False
+    floor: float | None = None
 
 
 @dataclass
@@ -220,6 +228,12 @@ def interval_at(curve: ThresholdCurve, threshold: float) -> tuple[float | None, 
     return float(curve.low[position]), float(curve.high[position])
 
 
+def floor_at(curve: ThresholdCurve, threshold: float) -> float | None:
+    """The precision floor (:func:`precision_floor`) at any threshold (None when not measured)."""
+    position = _position(curve, threshold)
+    return None if position is None or curve.floor is None else float(curve.floor[position])
+
+
 def threshold_for_precision(curve: ThresholdCurve, target: float = 0.95, lower_bound: bool = False) -> ThresholdChoice:
     """The lowest threshold whose precision (or, with ``lower_bound``, the lower end of its 95%
     interval) reaches ``target``: the largest coverage at that precision."""
@@ -233,6 +247,8 @@ def threshold_for_precision(curve: ThresholdCurve, target: float = 0.95, lower_b
     trust = {} if curve.low is None else {
         "effective_n": float(curve.effective_n[best]), "low": float(curve.low[best]), "high": float(curve.high[best])
     }
+    if curve.floor is not None:
+        trust["floor"] = float(curve.floor[best])
     return ThresholdChoice(
         target, float(curve.thresholds[best]), float(curve.precision[best]), float(curve.coverage[best]), curve.label,
         lower_bound=lower_bound, **trust,
@@ -272,6 +288,33 @@ def tune_thresholds(
         per_class_choice={label: threshold_for_precision(c, target, lower_bound) for label, c in per_class.items()},
         details=details or {},
     )
+
+
+def precision_floor(thresholds, precision, labeled_confidence, pool_confidence, pool_in_labeled_subjects) -> np.ndarray:
+    """The precision of the routed images if those unlike any label were all wrong (a floor).
+
+    The labeled subjects were sampled at random, so their images show what the collection is
+    made of: the labeled (typical) ones and the rest, which the expert left unlabeled (skipped
+    clusters, misfits) and which are now in the pool. At threshold ``t``, ``r(t)`` is the share of
+    the labeled subjects' images at or above ``t`` that are labeled; the pool images of labeled
+    subjects are all of the other kind, those of other subjects are typical in share ``r(t)``.
+    The weighted precision speaks for the typical share only; the floor counts the rest as wrong
+    (a Manski-style bound: what the labels alone can guarantee, whatever the unlabeled kind is).
+    """
+    thresholds = np.asarray(thresholds, dtype=float)
+    labeled = np.sort(np.asarray(labeled_confidence, dtype=float))
+    pool = np.asarray(pool_confidence, dtype=float)
+    inside = np.asarray(pool_in_labeled_subjects, dtype=bool)
+
+    def at_or_above(values: np.ndarray) -> np.ndarray:
+        values = np.sort(values)
+        return len(values) - np.searchsorted(values, thresholds, side="left")
+
+    typical, untypical, others = at_or_above(labeled), at_or_above(pool[inside]), at_or_above(pool[~inside])
+    share = np.divide(typical, typical + untypical, out=np.ones(len(thresholds)), where=typical + untypical > 0)
+    routed = untypical + others
+    typical_routed = np.divide(share * others, routed, out=np.ones(len(thresholds)), where=routed > 0)
+    return typical_routed * np.asarray(precision, dtype=float)
 
 
 TRUTH_SOURCES = ("labels", "ground_truth")
@@ -399,6 +442,11 @@ def validation_curves(
         oof.labels, oof.predicted, confidence, target, details, weights,
         pool.labels if len(pool.image_ids) else None, pool_confidence if len(pool.image_ids) else None, lower_bound,
     )
+    if correct_for_selection:
+        in_labeled = np.isin(image_subjects(workspace, pool.image_ids), oof.subjects)
+        floor = precision_floor(tuning.overall.thresholds, tuning.overall.precision, confidence, pool_confidence, in_labeled)
+        tuning.overall = replace(tuning.overall, floor=floor)
+        tuning.choice = threshold_for_precision(tuning.overall, target, lower_bound)
     tuning.details["audit"] = audited_precision(workspace, record.id)
     tuning.details["trusted"] = _trusted_estimate(tuning)
     tuning.details["suggested"] = {"threshold": tuning.choice.threshold, "source": "curve"}
