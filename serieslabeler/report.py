@@ -91,11 +91,11 @@ def _collection(info: dict) -> str:
 
 def _effort(workspace: Workspace, info: dict) -> str:
     interactions = interaction_count(workspace)
-    labeled = sum(info["labels_by_source"].values())
+    labeled = workspace.db.execute("SELECT COUNT(*) FROM current_labels WHERE status='accepted'").fetchone()[0]
     minutes = effort_since(workspace, 0)["minutes"]
     per = f"{labeled / interactions:.1f}" if interactions else "-"
-    pairs = [("interactions", interactions), ("labeled images", labeled), ("images per interaction", per), ("minutes labeling", minutes)]
-    sources = _table(["source", "labels"], [[k, v] for k, v in info["labels_by_source"].items()])
+    pairs = [("interactions", interactions), ("accepted labels", labeled), ("labels per interaction", per), ("minutes labeling", minutes)]
+    sources = _table(["source", "labels (pending pseudo-labels included)"], [[k, v] for k, v in info["labels_by_source"].items()])
     return _figures(pairs) + sources + "<p class='caption'>Minutes: the gaps between labeling actions, each capped at 5 minutes.</p>"
 
 
