@@ -53,7 +53,11 @@ from serieslabeler.loop import (
     tune_thresholds,
     validation_curves,
 )
-from serieslabeler.metrics import audit_precision, expected_calibration_error, stratified_audit_sample
+from serieslabeler.metrics import (
+    audit_precision,
+    expected_calibration_error,
+    stratified_audit_sample,
+)
 from serieslabeler.models import load_model_record, predict, train_model
 from serieslabeler.sampling import draw_sample
 from serieslabeler.store import FeatureStore, Workspace

@@ -2,7 +2,14 @@
 and the review grid's context and confirmation, through the real app (AppTest)."""
 from __future__ import annotations
 
-from test_app import assert_clean, button, label_two_clusters_by_their_majority, metric, run_page, sample  # noqa: F401
+from test_app import (
+    assert_clean,
+    button,
+    label_two_clusters_by_their_majority,
+    metric,
+    run_page,
+    sample,  # noqa: F401 (a fixture)
+)
 
 from serieslabeler.labels import current_labels, interaction_count
 from serieslabeler.store import Workspace
@@ -17,7 +24,7 @@ def trained_and_routed(sample_root):
     return app
 
 
-def test_the_page_says_what_the_curve_is_measured_on_and_shows_calibration(sample):
+def test_the_page_says_what_the_curve_is_measured_on_and_shows_calibration(sample):  # noqa: F811 (the imported fixture)
     app = trained_and_routed(sample)
     captions = " ".join(c.value for c in app.caption)
     assert "Measured against your accepted labels" in captions and "Effective sample size" in captions
@@ -26,7 +33,7 @@ def test_the_page_says_what_the_curve_is_measured_on_and_shows_calibration(sampl
     assert len(app.get("vega_lite_chart")) >= 3  # curve, histogram, reliability diagram
 
 
-def test_an_audit_is_drawn_answered_and_reported_on_the_page(sample):
+def test_an_audit_is_drawn_answered_and_reported_on_the_page(sample):  # noqa: F811 (the imported fixture)
     app = trained_and_routed(sample)
     next(s for s in app.slider if s.label == "Confidence threshold").set_value(0.0).run()
     button(app, "Route").click().run()
@@ -49,7 +56,7 @@ def test_an_audit_is_drawn_answered_and_reported_on_the_page(sample):
         assert (current_labels(workspace)["source"] == "pseudo").sum() >= 6
 
 
-def test_accepting_the_rest_of_a_class_names_the_count_and_needs_a_confirmation(sample):
+def test_accepting_the_rest_of_a_class_names_the_count_and_needs_a_confirmation(sample):  # noqa: F811 (the imported fixture)
     app = trained_and_routed(sample)
     next(s for s in app.slider if s.label == "Confidence threshold").set_value(0.0).run()
     button(app, "Route").click().run()

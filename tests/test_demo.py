@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from conftest import cli
-from test_app import assert_clean, button, run_page, sample  # noqa: F401
+from test_app import assert_clean, button, run_page, sample  # noqa: F401 (a fixture)
 
 from serieslabeler.labels import current_labels, events, label_images
 from serieslabeler.store import Workspace
@@ -35,7 +35,7 @@ def test_a_demo_undo_never_takes_someone_elses_work(bananas_embedded):
     assert code == 2 and "add --oracle" in data["error"]
 
 
-def test_the_home_page_runs_and_undoes_the_demo(sample):
+def test_the_home_page_runs_and_undoes_the_demo(sample):  # noqa: F811 (the imported fixture)
     app = run_page("home")
     assert_clean(app)
     assert button(app, "Undo the demo").disabled

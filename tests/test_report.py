@@ -4,7 +4,13 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 from conftest import cli
-from test_app import assert_clean, button, label_two_clusters_by_their_majority, run_page, sample  # noqa: F401
+from test_app import (
+    assert_clean,
+    button,
+    label_two_clusters_by_their_majority,
+    run_page,
+    sample,  # noqa: F401 (a fixture)
+)
 
 from serieslabeler.labels import label_images
 from serieslabeler.loop import answer_audit, draw_audit, ground_truth
@@ -80,7 +86,7 @@ def test_the_report_from_the_command_line_has_every_section(bananas_embedded, tm
     assert code == 2 and "HTML file" in data["error"] and not (tmp_path / "report.pdf").exists()
 
 
-def test_the_report_from_the_metrics_page_button(sample):
+def test_the_report_from_the_metrics_page_button(sample):  # noqa: F811 (the imported fixture)
     label_two_clusters_by_their_majority(sample)
     with Workspace.open(sample) as ws:
         model = train_model(ws, "head")

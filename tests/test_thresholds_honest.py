@@ -20,7 +20,11 @@ from serieslabeler.loop import (
     model_oof,
     validation_curves,
 )
-from serieslabeler.metrics import effective_sample_size, importance_weights, nearest_other_subject_distance
+from serieslabeler.metrics import (
+    effective_sample_size,
+    importance_weights,
+    nearest_other_subject_distance,
+)
 from serieslabeler.models import grouped_folds, load_model_record, predict, train_model
 from serieslabeler.sampling import draw_sample
 from serieslabeler.store import Workspace
@@ -129,7 +133,7 @@ def test_audit_answers_become_labels_and_count_as_interactions(workspace):
     audit = data["audit"]
     items = audit["items"]
     assert len(items) == 12 and audit["routed"] > 12
-    assert set(i["predicted"] for i in items) == set(audit["population"])  # every class drawn
+    assert {i["predicted"] for i in items} == set(audit["population"])  # every class drawn
     truth = dict(zip(*ground_truth(workspace)[:2]))
     right = [i["image_id"] for i in items if truth[i["image_id"]] == i["predicted"]]
     wrong = [i for i in items if truth[i["image_id"]] != i["predicted"]]

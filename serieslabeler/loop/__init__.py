@@ -11,7 +11,12 @@ from .audit import (
     draw_audit,
     load_audit,
 )
-from .calibrate import calibrated_proba, calibration_path, load_calibration, save_calibration
+from .calibrate import (
+    calibrated_proba,
+    calibration_path,
+    load_calibration,
+    save_calibration,
+)
 from .demo import DEMO_AUTHOR, demo_to_undo, run_demo, undo_demo
 from .evaluate import (
     EVALUATION_TEST_SIZE,
@@ -67,9 +72,9 @@ from .threshold import (
     curve_at,
     floor_at,
     interval_at,
-    precision_floor,
     model_oof,
     precision_coverage_curve,
+    precision_floor,
     representativeness_weights,
     routed_pool,
     threshold_for_precision,

@@ -20,7 +20,11 @@ import numpy as np
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import label_images
 from serieslabeler.labels.pseudo import accept_pseudo
-from serieslabeler.metrics.audit import audit_precision, stratified_audit_sample, threshold_for_lower_bound
+from serieslabeler.metrics.audit import (
+    audit_precision,
+    stratified_audit_sample,
+    threshold_for_lower_bound,
+)
 from serieslabeler.store.workspace import Workspace
 
 DEFAULT_AUDIT_SIZE = 30

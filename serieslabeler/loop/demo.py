@@ -7,12 +7,17 @@ catalog's ``meta`` (``demo_after_event``), so :func:`undo_demo` can undo all of 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import undo
 from serieslabeler.labels.records import LabelEvent
-from serieslabeler.loop.iterate import IterateConfig, IterationResult, iterate, last_event_id
+from serieslabeler.loop.iterate import (
+    IterateConfig,
+    IterationResult,
+    iterate,
+    last_event_id,
+)
 from serieslabeler.progress import Progress
 from serieslabeler.store.queries import has_ground_truth
 from serieslabeler.store.workspace import Workspace

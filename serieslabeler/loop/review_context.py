@@ -34,7 +34,7 @@ def review_context(workspace: Workspace, image_ids, feature_set: str | None = No
     by_id = {r[0]: r for r in rows}
     neighbours = _nearest_labeled(workspace, ids, feature_set)
     return [
-        ReviewContext(i, by_id[i][1], str(by_id[i][2])[:10], int(round(by_id[i][3] or 0)), *neighbours.get(i, (None, None)))
+        ReviewContext(i, by_id[i][1], str(by_id[i][2])[:10], round(by_id[i][3] or 0), *neighbours.get(i, (None, None)))
         for i in ids
     ]
 

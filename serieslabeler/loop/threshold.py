@@ -54,8 +54,18 @@ from serieslabeler.loop.calibrate import normalized, save_calibration
 from serieslabeler.loop.evaluate import ground_truth
 from serieslabeler.metrics.calibration import calibration_report
 from serieslabeler.metrics.intervals import proportion_intervals
-from serieslabeler.metrics.shift import effective_sample_size, importance_weights, nearest_other_subject_distance, unit_rows
-from serieslabeler.models.base import CV_FOLDS, ModelRecord, image_subjects, training_data
+from serieslabeler.metrics.shift import (
+    effective_sample_size,
+    importance_weights,
+    nearest_other_subject_distance,
+    unit_rows,
+)
+from serieslabeler.models.base import (
+    CV_FOLDS,
+    ModelRecord,
+    image_subjects,
+    training_data,
+)
 from serieslabeler.models.features import ensure_features
 from serieslabeler.models.files import latest_model_id, load_model_record
 from serieslabeler.models.head import HeadClassifier, grouped_oof_proba

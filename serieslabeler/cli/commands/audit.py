@@ -12,7 +12,13 @@ from serieslabeler.cli.base import Result, add_common
 from serieslabeler.cli.commands.label import _split
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import interaction_count
-from serieslabeler.loop.audit import DEFAULT_AUDIT_SIZE, answer_audit, audit_report, draw_audit, load_audit
+from serieslabeler.loop.audit import (
+    DEFAULT_AUDIT_SIZE,
+    answer_audit,
+    audit_report,
+    draw_audit,
+    load_audit,
+)
 from serieslabeler.store.workspace import Workspace
 
 

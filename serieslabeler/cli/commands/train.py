@@ -264,8 +264,8 @@ def run_thresholds(args) -> Result:
 def trust_lines(details: dict) -> list[str]:
     """What the curve is measured against, the calibration, and the audit, in words."""
     measured = details["measured_on"]
-    lines = [f"measured on {measured['labels']}: {measured['images']} images, {measured['estimator']}; "
-             f"effective sample size {measured['effective_n']:.0f} for {measured['pool_images']} unlabeled predicted images"]
+    lines = [(f"measured on {measured['labels']}: {measured['images']} images, {measured['estimator']}; "
+              f"effective sample size {measured['effective_n']:.0f} for {measured['pool_images']} unlabeled predicted images")]
     calibration = details.get("calibration")
     if calibration:
         lines.append(f"calibration ({calibration['method']}): ECE {calibration['ece_before']:.3f} before, "
