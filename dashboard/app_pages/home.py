@@ -8,7 +8,8 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler.ingest import IMAGE_EXTENSIONS, read_csv, readable_time
-from serieslabeler.store import Workspace, summarize
+from serieslabeler.loop import IterateConfig, demo_to_undo, run_demo, undo_demo
+from serieslabeler.store import Workspace, queries, summarize
 
 STEPS = (
     ("collection.py", "1. Collection", "images", "Add images and their metadata CSV."),
@@ -99,6 +100,28 @@ def render(workspace) -> None:
     subjects = pd.DataFrame(info["subjects_detail"], columns=["subject", "images", "first", "last", "days", "days_with_photos"])
     subjects[["first", "last"]] = subjects[["first", "last"]].map(readable_time)
     st.dataframe(subjects.rename(columns={"first": "first photo", "last": "last photo", "days_with_photos": "days with photos"}), hide_index=True, width="stretch")
+    with ui.errors_shown():
+        demo_section(workspace)
+
+
+def demo_section(workspace) -> None:
+    """The ground truth plays the expert for a few rounds (only for a collection with ground truth)."""
+    if not queries.has_ground_truth(workspace):
+        return
+    st.subheader("Demo")
+    st.caption("Let the ground truth play the expert for a few rounds and watch labels grow, interactions stay few and "
+               "the per-class F-score climb on the Metrics page. Demo events are marked (author 'demo') and undo as one.")
+    left, middle, right = st.columns([1, 1, 1])
+    rounds = int(left.number_input("Rounds", 1, 20, 3, key="demo_rounds"))
+    if middle.button("Run the demo", type="primary"):
+        bar = st.progress(0.0, text=f"Demo: round 0 of {rounds}")
+        results = run_demo(workspace, IterateConfig(metadata={"days": 0.5}),
+                           rounds, on_round=lambda done, total: bar.progress(done / total, text=f"Demo: round {done} of {total}"))
+        st.success(ui.plain(results[-1].message))
+        ui.page_link("metrics.py", "See the Metrics page", ":material/monitoring:")
+    if right.button("Undo the demo", disabled=not demo_to_undo(workspace)):
+        events = undo_demo(workspace, author=ui.author())
+        st.success(f"The demo is undone ({len(events)} events).")
 
 
 ui.run_page(render)

@@ -9,6 +9,7 @@ from serieslabeler_app import common as ui
 from serieslabeler.labels import session_stats
 from serieslabeler.loop import stored_evaluation
 from serieslabeler.models import list_models
+from serieslabeler.report import write_report
 from serieslabeler.store import queries
 
 
@@ -89,6 +90,18 @@ def speed_section(workspace) -> None:
     download(sessions, "labeling_sessions")
 
 
+def stakeholder_report(workspace) -> None:
+    """One self-contained HTML file of the workspace's state, kept in its reports/ folder and offered for download."""
+    st.caption("Collection, effort, per-class quality on held-out subjects, learning curves, the threshold with its audited "
+               "precision, and example images: one HTML file that opens offline.")
+    path = workspace.root / "reports" / "report.html"
+    if st.button("Build the stakeholder report"):
+        with st.spinner("Building the report..."):
+            write_report(workspace, path)
+    if path.is_file():
+        st.download_button("Download report.html", path.read_bytes(), "report.html", "text/html", on_click="ignore", key="download_report")
+
+
 def render(workspace) -> None:
     ui.page_header("Metrics", "Per-class precision, recall and F1 on held-out subjects (never a random image split), how each model improves, and the labeling effort.")
     models = list_models(workspace)
@@ -108,6 +121,9 @@ def render(workspace) -> None:
         learning_curves(workspace, models, truth)
     st.subheader("Labeling speed")
     speed_section(workspace)
+    st.subheader("Report for stakeholders")
+    with ui.errors_shown():
+        stakeholder_report(workspace)
 
 
 ui.run_page(render)

@@ -11,12 +11,22 @@ from serieslabeler_app import common as ui
 from serieslabeler.embed import DEVICES
 from serieslabeler.labels import accept_pseudo, current_labels, reject_pseudo
 from serieslabeler.loop import (
+    DEFAULT_AUDIT_SIZE,
     TRUTH_SOURCES,
     ThresholdTuning,
+    answer_audit,
+    audit_report,
     curve_at,
+    draw_audit,
+    floor_at,
+    interval_at,
+    last_event_id,
+    load_audit,
     model_for_current_labels,
+    review_context,
     route_mask,
     route_predictions,
+    unlabeled_confidences,
     validation_curves,
 )
 from serieslabeler.models import (
@@ -27,7 +37,6 @@ from serieslabeler.models import (
     load_model_record,
     predict,
     train_model,
-    unlabeled_predictions,
 )
 from serieslabeler.store import Workspace, queries
 
@@ -44,12 +53,13 @@ TRUTH_NAMES = {"labels": "your labels", "ground_truth": "the ground truth"}
 
 
 @st.cache_data(show_spinner="Reading the validation set...", max_entries=16)
-def curves(root: str, model_id: int, truth: str, target: float) -> ThresholdTuning:
-    """Precision/coverage curves from the out-of-fold probabilities stored with the model when it
-    was trained (folds drawn with its seed; a new label changes neither them nor the curves)."""
+def curves(root: str, model_id: int, truth: str, target: float, lower_bound: bool, labels_version: int) -> ThresholdTuning:
+    """Precision/coverage curves from the out-of-fold probabilities stored with the model (folds
+    drawn with its seed), weighted to stand for the images still to route (those change with the
+    labels: cached per label log position; the stored probabilities are never recomputed)."""
     with Workspace.open(root) as workspace:
         seed = int(load_model_record(workspace, model_id).params.get("seed", 0))
-        return validation_curves(workspace, model_id, target, truth, seed)
+        return validation_curves(workspace, model_id, target, truth, seed, lower_bound=lower_bound)
 
 
 def train_section(workspace) -> None:
@@ -129,20 +139,22 @@ def confidence_histogram(predicted, confidence) -> pd.DataFrame:
 
 
 def threshold_section(workspace, model_id: int) -> None:
-    predicted, confidence = unlabeled_predictions(workspace, model_id)
+    predicted, confidence = unlabeled_confidences(workspace, model_id)
     if not len(predicted):
         st.info(f"Model {model_id} has no predictions for the unlabeled images yet: press **Predict** above.")
         return
     truth_sources = [t for t in TRUTH_SOURCES if t == "labels" or queries.has_ground_truth(workspace)]
-    row = st.columns([1, 1, 2])
+    row = st.columns([1, 1, 1, 2])
     truth = row[0].selectbox(
         "Validation truth", truth_sources, format_func=TRUTH_NAMES.get,
-        help="Your labels: your accepted labels, predicted out of fold by subject; the ground truth: the CSV's known labels.",
+        help="Your labels: your accepted labels, predicted out of fold by subject and weighted to stand for the unlabeled images; the ground truth: the CSV's known labels.",
     )
     target = row[1].slider("Target precision", 0.5, 1.0, 0.95, 0.01, help="The suggested threshold is the lowest one reaching it.")
-    tuning = curves(str(workspace.root), model_id, truth, target)
-    suggested = tuning.choice.threshold
-    threshold = row[2].slider("Confidence threshold", 0.0, 1.0, float(round(suggested, 2)) if suggested is not None else 0.9, 0.01, help="Predictions at or above it become pseudo-labels; the rest go to clustering.")
+    lower_bound = row[2].toggle("Target the lower bound", help="Suggest the lowest threshold whose 95% interval (the audit's, when one has answers) lies above the target, not just its estimate.")
+    tuning = curves(str(workspace.root), model_id, truth, target, lower_bound, last_event_id(workspace))
+    suggested = tuning.details.get("suggested", {}).get("threshold")
+    threshold = row[3].slider("Confidence threshold", 0.0, 1.0, float(round(suggested, 2)) if suggested is not None else 0.9, 0.01, help="Predictions whose calibrated confidence is at or above it become pseudo-labels; the rest go to clustering.")
+    measured_on(tuning)
     per_class = st.toggle("Per-class thresholds", help="A threshold per predicted class (start: each class's suggested one).")
     chosen: float | dict = threshold
     if per_class:
@@ -159,26 +171,127 @@ def threshold_section(workspace, model_id: int) -> None:
     row[2].metric("Sent to clustering", int((~routed).sum()))
     overall = tuning.overall
     precision, coverage = curve_at(overall, threshold)
-    row[3].metric("Validation precision at threshold", "-" if precision is None else f"{precision:.1%}", help=f"Coverage {coverage:.1%} of the validation set.")
+    low, high = interval_at(overall, threshold)
+    floor = floor_at(overall, threshold)
+    row[3].metric("Estimated precision at threshold", "-" if precision is None else f"{precision:.1%}",
+                  help="-" if low is None else f"95% interval {low:.1%} to {high:.1%}; coverage {coverage:.1%} of the unlabeled predicted images."
+                  + ("" if floor is None else f" Guaranteed by the labels alone (if every image unlike them were wrong): {floor:.1%}."))
+    rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color="red").encode(x="threshold:Q")
     left, right = st.columns(2)
     with left:
-        st.markdown("**Precision and coverage** (validation set)")
-        curve = pd.DataFrame({"threshold": overall.thresholds, "precision": overall.precision, "coverage": overall.coverage}).melt("threshold", var_name="measure")
-        lines = alt.Chart(curve).mark_line().encode(x=alt.X("threshold:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1])), color="measure:N")
-        rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color="red").encode(x="threshold:Q")
-        st.altair_chart(lines + rule, width="stretch")
+        st.markdown("**Precision (with its 95% interval) and coverage**")
+        st.altair_chart(curve_chart(overall) + rule, width="stretch")
     with right:
-        st.markdown("**Confidence of the predictions** (unlabeled images)")
+        st.markdown("**Calibrated confidence of the predictions** (unlabeled images)")
         histogram = confidence_histogram(predicted, confidence)
         bars = alt.Chart(histogram).mark_bar().encode(x=alt.X("confidence:Q", bin=alt.Bin(step=HISTOGRAM_STEP), scale=alt.Scale(domain=[0, 1])), y=alt.Y("sum(images):Q", title="images"), color="predicted:N")
         st.altair_chart(bars + rule, width="stretch")
+    calibration_section(tuning.details.get("calibration"))
     if st.button("Route", type="primary", help="Pseudo-label the confident predictions (pending review) and save the rest as the next sample to cluster."):
         routing = route_predictions(workspace, model_id, chosen)
         summary = routing.summary()
         st.success(f"{summary['pseudo_labeled']} pseudo-labeled (pending review), {summary['to_cluster']} saved as sample {summary['routed_sample']} to cluster next.")
 
 
-def review_section(workspace) -> None:
+def measured_on(tuning: ThresholdTuning) -> None:
+    """Which labels the curve is measured against, how many, and how far to trust it."""
+    measured = tuning.details["measured_on"]
+    st.caption(ui.plain(
+        f"Measured against {measured['labels']}: {measured['images']} images of {measured['subjects']} subjects, "
+        f"each predicted by a model that never saw its subject ({tuning.details['split']}). Estimator: {measured['estimator']}. "
+        f"Effective sample size {measured['effective_n']:.0f} of {measured['images']}; the interval says how far to trust the curve."
+    ))
+    trusted = tuning.details.get("trusted") or {}
+    if trusted.get("source") == "audit":
+        st.info(f"Audited precision of the routed labels: {trusted['estimate']:.1%} (95% interval {trusted['low']:.1%} to "
+                f"{trusted['high']:.1%}, {trusted['n']} answers). Trust this before the curve.")
+
+
+def curve_chart(curve) -> alt.Chart:
+    frame = pd.DataFrame({"threshold": curve.thresholds, "precision": curve.precision, "coverage": curve.coverage,
+                          "low": curve.low, "high": curve.high})
+    base = alt.Chart(frame).encode(x=alt.X("threshold:Q", scale=alt.Scale(domain=[0, 1])))
+    band = base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q", scale=alt.Scale(domain=[0, 1]), title="share"), y2="high:Q")
+    lines = alt.Chart(frame.melt("threshold", ["precision", "coverage"], var_name="measure")).mark_line().encode(
+        x="threshold:Q", y="value:Q", color="measure:N")
+    return band + lines
+
+
+def reliability_chart(calibration: dict) -> alt.Chart:
+    rows = [{"calibration": stage, "confidence": b["mean_confidence"], "accuracy": b["accuracy"], "images": b["count"]}
+            for stage in ("before", "after") for b in calibration[f"bins_{stage}"] if b["count"]]
+    points = alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
+        x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1]), title="mean confidence in the bin"),
+        y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="share right"),
+        color=alt.Color("calibration:N", sort=["before", "after"]), tooltip=["calibration", "confidence", "accuracy", "images"])
+    diagonal = alt.Chart(pd.DataFrame({"confidence": [0, 1], "accuracy": [0, 1]})).mark_line(strokeDash=[4, 4], color="gray").encode(
+        x="confidence:Q", y="accuracy:Q")
+    return diagonal + points
+
+
+def calibration_section(calibration: dict | None) -> None:
+    if not calibration:
+        st.caption("No calibration: the model knows a single class, or the labels changed since it was trained (train again).")
+        return
+    left, right = st.columns([1, 2])
+    left.metric("ECE before calibration", f"{calibration['ece_before']:.3f}")
+    left.metric("ECE after calibration", f"{calibration['ece_after']:.3f}", help="Measured out of fold on your labels.")
+    left.caption(ui.plain(f"Method: {calibration['method']}, fitted on {calibration['n']} out-of-fold predictions; applied when routing."))
+    with right:
+        st.markdown("**Reliability** (dashed: perfectly calibrated)")
+        st.altair_chart(reliability_chart(calibration), width="stretch")
+
+
+def audit_section(workspace) -> None:
+    """Draw a random audit of the pending pseudo-labels, answer it, read the precision off it."""
+    row = st.columns([1, 1, 2])
+    size = int(row[0].number_input("Audit size", 1, 1000, DEFAULT_AUDIT_SIZE, help="Images drawn at random, stratified by predicted class."))
+    seed = int(row[1].number_input("Audit seed", 0, 10_000, 0))
+    if row[2].button("Draw an audit of the pending pseudo-labels"):
+        audit = draw_audit(workspace, size, seed, author=ui.author())
+        st.success(f"Audit {audit.id}: {len(audit.items)} images drawn from {sum(audit.population.values())} pending pseudo-labels.")
+    if workspace.db.execute("SELECT COUNT(*) FROM audits").fetchone()[0] == 0:
+        st.caption("No audit yet. An audit is the one precision estimate that needs no assumption about how the labels were chosen.")
+        return
+    audit = load_audit(workspace)
+    report = audit_report(audit)
+    if report is not None:
+        overall = report["overall"]
+        cells = st.columns(3)
+        cells[0].metric("Audited precision", f"{overall['estimate']:.1%}", help=f"95% Wilson interval {overall['low']:.1%} to {overall['high']:.1%}")
+        cells[1].metric("95% interval", f"{overall['low']:.0%} to {overall['high']:.0%}")
+        cells[2].metric("Answered", f"{report['answered']} of {report['drawn']}")
+        st.dataframe(pd.DataFrame([{"class": k, **v} for k, v in report["per_class"].items()]), hide_index=True)
+    todo = [item for item in audit.items if item.answer is None]
+    if not todo:
+        return
+    st.caption(f"Audit {audit.id}: is each pseudo-label right? Each answer is a label (1 interaction).")
+    classes = sorted(audit.population)
+    answers = {}
+    grid = st.grid(6, min_column_width=120, gap="xsmall")
+    for picture, item in zip(ui.thumbnails(workspace, [i.image_id for i in todo]), todo):
+        with grid.cell():
+            st.image(picture, caption=f"{item.predicted} {item.confidence:.2f}", width="stretch")
+            answers[item.image_id] = st.selectbox("answer", ["-", "correct", *[f"is {c}" for c in classes if c != item.predicted]],
+                                                  key=f"audit_{audit.id}_{item.image_id}", label_visibility="collapsed")
+    if st.button("Save the audit answers", type="primary"):
+        save_audit_answers(workspace, answers)
+
+
+def save_audit_answers(workspace, answers: dict[int, str]) -> None:
+    correct = [i for i, a in answers.items() if a == "correct"]
+    if correct:
+        answer_audit(workspace, correct, correct=True, author=ui.author())
+    corrected: dict[str, list[int]] = {}
+    for image_id, answer in answers.items():
+        if answer.startswith("is "):
+            corrected.setdefault(answer[3:], []).append(image_id)
+    for label, image_ids in corrected.items():
+        answer_audit(workspace, image_ids, label=label, author=ui.author())
+    st.rerun()  # the report above now includes these answers
+
+
+def review_section(workspace, model_id: int | None) -> None:
     labels = current_labels(workspace)
     pending = labels[labels["status"] == "pending"]
     if pending.empty:
@@ -188,17 +301,24 @@ def review_section(workspace) -> None:
     st.dataframe(counts.rename("pending").reset_index(), hide_index=True)
     label = st.selectbox("Class to review", list(counts.index))
     of_class = pending[pending["label"] == label].sort_values("confidence")
-    st.caption(f"Least confident first. Tick the images that are wrong; they go back to the pool, the rest of the class is accepted. Showing {min(REVIEW_LIMIT, len(of_class))} of {len(of_class)}.")
+    st.caption(f"Least confident first. Tick the images that are wrong; they go back to the pool. Showing {min(REVIEW_LIMIT, len(of_class))} of {len(of_class)}.")
     shown = of_class.head(REVIEW_LIMIT)
+    feature_set = next((m["feature_set"] for m in list_models(workspace) if m["id"] == model_id), None)
+    context = review_context(workspace, shown["image_id"], feature_set)
     wrong = []
-    grid = st.grid(8, min_column_width=110, gap="xsmall")
-    for picture, item in zip(ui.thumbnails(workspace, shown["image_id"]), shown.itertuples(index=False)):
+    grid = st.grid(6, min_column_width=130, gap="xsmall")
+    for picture, item, where in zip(ui.thumbnails(workspace, shown["image_id"]), shown.itertuples(index=False), context):
         with grid.cell():
-            st.image(picture, caption=f"{item.confidence:.2f}", width="stretch")
+            st.image(picture, width="stretch")
+            neighbour = "no labeled neighbour" if where.neighbour_id is None else f"nearest labeled: #{where.neighbour_id} {where.neighbour_label}"
+            st.caption(ui.plain(f"{where.subject}, {where.date} (day {where.day})  \n{item.label} {item.confidence:.2f}  \n{neighbour}"))
             if st.checkbox("wrong", key=f"wrong_{item.image_id}"):
                 wrong.append(int(item.image_id))
+    rest = len(of_class) - len(wrong)
+    unseen = len(of_class) - len(shown)
+    sure = st.checkbox(f"Yes: label {rest} images as {label}" + (f" ({unseen} of them not shown here)" if unseen else ""), key=f"confirm_{label}")
     left, right = st.columns(2)
-    if left.button(f"Reject {len(wrong)} ticked, accept the rest of this class", type="primary"):
+    if left.button(f"Reject {len(wrong)} ticked, accept the other {rest} of class {label}", type="primary", disabled=not sure):
         if wrong:
             reject_pseudo(workspace, wrong, author=ui.author())
         event = accept_pseudo(workspace, label=label, author=ui.author())
@@ -218,9 +338,12 @@ def render(workspace) -> None:
     if model_id is not None:
         with ui.errors_shown():
             threshold_section(workspace, model_id)
+    st.subheader("Audit the routed pseudo-labels")
+    with ui.errors_shown():
+        audit_section(workspace)
     st.subheader("Review pseudo-labels")
     with ui.errors_shown():
-        review_section(workspace)
+        review_section(workspace, model_id)
 
 
 ui.run_page(render)

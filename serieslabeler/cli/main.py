@@ -14,11 +14,13 @@ import sys
 
 from serieslabeler.cli.base import Result, report_error
 from serieslabeler.cli.commands import (
+    audit,
     cluster,
     demo,
     embed,
     ingest,
     label,
+    report,
     sample,
     series,
     train,
@@ -27,7 +29,7 @@ from serieslabeler.cli.commands import (
 )
 from serieslabeler.errors import PipelineError
 
-COMMAND_MODULES = (cluster, demo, embed, ingest, label, sample, series, train, vae, weather)
+COMMAND_MODULES = (audit, cluster, demo, embed, ingest, label, report, sample, series, train, vae, weather)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -168,7 +168,9 @@ class IterationResult:
         return {"iteration": self.iteration.to_dict(), "message": self.message}
 
 
-def iterate(workspace: Workspace, config: IterateConfig, oracle: bool = False, progress: Progress | None = None) -> IterationResult:
+def iterate(
+    workspace: Workspace, config: IterateConfig, oracle: bool = False, progress: Progress | None = None, author: str = "oracle"
+) -> IterationResult:
     """Run (or resume) one round of the loop.
 
     A new round draws a sample (the previous round's routed images if any are still unlabeled,
@@ -186,7 +188,7 @@ def iterate(workspace: Workspace, config: IterateConfig, oracle: bool = False, p
         if not oracle:
             return IterationResult(current, _what_to_label(current))
     if oracle:
-        label_with_oracle(workspace, current.clustering_id, config.purity, current.id, _excluded_ids(workspace, config))
+        label_with_oracle(workspace, current.clustering_id, config.purity, current.id, _excluded_ids(workspace, config), author)
     elif last_event_id(workspace) <= current.record["start_event"]:
         return IterationResult(current, _what_to_label(current))
     return IterationResult(*_finish_round(workspace, current, config, progress))
@@ -293,11 +295,13 @@ def _finish_round(workspace: Workspace, current: IterationRecord, config: Iterat
     return saved, message
 
 
-def label_with_oracle(workspace: Workspace, clustering_id: int, purity: float = 0.8, iteration: int | None = None, hidden=()) -> dict:
+def label_with_oracle(
+    workspace: Workspace, clustering_id: int, purity: float = 0.8, iteration: int | None = None, hidden=(), author: str = "oracle"
+) -> dict:
     """Let the ground truth play the expert on every cluster of a clustering (for demos).
 
     Uses :class:`serieslabeler.simulation.engine.Oracle` over the ground truth of the images not ``hidden``
-    (the held-out evaluation images), and records real label events (author ``oracle``).
+    (the held-out evaluation images), and records real label events (by ``author``, default ``oracle``).
     """
 
     ids, truth, _ = ground_truth(workspace)
@@ -309,9 +313,9 @@ def label_with_oracle(workspace: Workspace, clustering_id: int, purity: float = 
         members = clustering.image_ids[clustering.clusters == cluster]
         answer = oracle.answer_cluster(members)
         if answer.label is None:
-            skip_cluster(workspace, clustering_id, cluster, author="oracle", iteration=iteration, reason="no dominant class")
+            skip_cluster(workspace, clustering_id, cluster, author=author, iteration=iteration, reason="no dominant class")
             counts["skipped"] += 1
         else:
-            label_cluster(workspace, clustering_id, cluster, answer.label, answer.excluded, author="oracle", iteration=iteration)
+            label_cluster(workspace, clustering_id, cluster, answer.label, answer.excluded, author=author, iteration=iteration)
             counts["labeled"] += 1
     return dict(counts)

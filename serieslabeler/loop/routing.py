@@ -10,6 +10,7 @@ import numpy as np
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.pseudo import add_pseudo_labels
 from serieslabeler.labels.series import require_order
+from serieslabeler.loop.calibrate import calibrated_proba
 from serieslabeler.models.base import image_subjects
 from serieslabeler.models.monotone import decode_series
 from serieslabeler.models.predictions import load_predictions, unlabeled_image_ids
@@ -109,7 +110,9 @@ def route_predictions(
     are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below
     (routing again with the same model and threshold reuses that sample instead of copying it).
 
-    ``monotone=True`` (an ordered vocabulary) first decodes each subject's predictions as the most
+    Confidences are calibrated with the model's stored calibration first (when it has one:
+    :mod:`serieslabeler.loop.calibrate`), so the threshold means what the curves say.
+    ``monotone=True`` (an ordered vocabulary) then decodes each subject's predictions as the most
     probable non-decreasing stage sequence; a decoded label's confidence is its posterior
     probability, and that is what the threshold applies to (instead of smoothing).
     """
@@ -121,11 +124,12 @@ def route_predictions(
     ids = predictions.image_ids
     if len(ids) == 0:
         raise PipelineError(f"model {model_id} has no predictions for these images; run 'serieslabeler predict --model {model_id}' first")
+    proba = calibrated_proba(workspace, model_id, predictions.proba)
     subjects, times = image_subjects(workspace, ids), image_times(workspace, ids)
     if monotone:
-        labels, confidence = decode_series(predictions.proba, predictions.classes, require_order(workspace), subjects, times)
+        labels, confidence = decode_series(proba, predictions.classes, require_order(workspace), subjects, times)
     else:
-        labels, confidence = smooth_along_series(predictions.proba, predictions.classes, subjects, times, smoothing_window)
+        labels, confidence = smooth_along_series(proba, predictions.classes, subjects, times, smoothing_window)
     # a model that knows a single class is certain of everything and informative about nothing
     confident = route_mask(labels, confidence, threshold) & (len(predictions.classes) > 1)
     event_id = sample_id = None

@@ -11,22 +11,77 @@ Per class, the curve is over the images *predicted* as that class (a per-class t
 them): precision is the share of them that truly are that class, coverage the share of them
 auto-labeled. Coverage falls as the threshold rises, so the threshold reaching a target
 precision with the largest coverage is the lowest threshold whose precision reaches the target.
+
+**Measured honestly** (:func:`validation_curves`). Three things made the old curve promise 82%
+precision where the routed labels were right 40% of the time, and each is handled here:
+
+1. *Who scores an image.* Every labeled image is predicted out of fold by a head fitted on the
+   other folds' subjects (GroupKFold by subject), never by a model that saw it or its subject
+   (:func:`model_oof`, the one place that obtains a model's out-of-fold probabilities).
+2. *Which images the labels are.* Cluster labels are the typical images; what gets routed is
+   the rest. Each labeled image is weighted by how representative it is of the routed pool
+   (the unlabeled images the model predicted): importance weights ``p_pool(x) / p_labeled(x)``
+   on two covariates, the out-of-fold confidence and the distance to the nearest labeled image
+   of another subject (:mod:`serieslabeler.metrics.shift`). Precision at a threshold is the
+   weighted share right among labeled images at or above it; coverage is the share of the
+   *pool* at or above it. The effective sample size (Kish) of the images above the threshold
+   gives a 95% Wilson interval: how far to trust the figure. Weighting cannot invent images
+   that were never labeled: where the pool holds images unlike any label, the weights grow,
+   the effective sample size falls and the interval widens, which is the honest answer.
+3. *What the confidence means.* Confidences are calibrated on the same out-of-fold
+   predictions (:mod:`serieslabeler.loop.calibrate`); thresholds are in calibrated units and
+   routing applies the stored calibration.
+
+4. *What the labels cannot see.* Weighting only reweights labeled images; kinds of image no
+   label resembles (a class never named, the hard images the expert left out) stay invisible.
+   :func:`precision_floor` says what the labels alone can guarantee: the precision if every
+   routed image unlike the labels were wrong. The estimate and the floor bracket the truth
+   only under assumptions; the audit needs none.
+
+A random audit of the routed labels (:mod:`serieslabeler.loop.audit`) needs none of these
+assumptions; when one has answers it is reported as the trusted estimate, and the threshold
+suggestion can target the lower bound of its interval.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from serieslabeler.errors import PipelineError
-from serieslabeler.models.base import CV_FOLDS
-from serieslabeler.models.evaluation import out_of_fold
+from serieslabeler.loop.audit import audited_precision, audited_threshold
+from serieslabeler.loop.calibrate import normalized, save_calibration
+from serieslabeler.metrics.calibration import calibration_report
+from serieslabeler.metrics.intervals import proportion_intervals
+from serieslabeler.metrics.shift import (
+    effective_sample_size,
+    importance_weights,
+    nearest_other_subject_distance,
+    unit_rows,
+)
+from serieslabeler.models.base import (
+    ModelRecord,
+    image_subjects,
+)
+from serieslabeler.models.evaluation import OutOfFold, out_of_fold
+from serieslabeler.models.features import ensure_features
 from serieslabeler.models.files import latest_model_id, load_model_record
+from serieslabeler.models.predictions import load_predictions, unlabeled_image_ids
+from serieslabeler.store.features import FeatureStore
+from serieslabeler.store.workspace import Workspace
+
+POOL_SAMPLE = 5000
+
 
 
 @dataclass(frozen=True)
 class ThresholdCurve:
-    """Precision and coverage at each candidate threshold (ascending), for all images or one class."""
+    """Precision and coverage at each candidate threshold (ascending), for all images or one class.
+
+    ``precision`` is weighted when the images carry weights (see the module docstring);
+    ``effective_n`` is the effective number of images at or above each threshold and
+    ``low``/``high`` the 95% Wilson interval of the precision computed on it.
+    """
 
     thresholds: np.ndarray
     precision: np.ndarray
@@ -34,9 +89,13 @@ class ThresholdCurve:
     count: np.ndarray
     total: int
     label: str | None = None
+    effective_n: np.ndarray | None = None
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+    floor: np.ndarray | None = None
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "label": self.label,
             "total": self.total,
             "thresholds": self.thresholds.tolist(),
@@ -44,17 +103,29 @@ class ThresholdCurve:
             "coverage": self.coverage.tolist(),
             "count": self.count.tolist(),
         }
+        for name in ("effective_n", "low", "high", "floor"):
+            values = getattr(self, name)
+            out[name] = None if values is None else values.tolist()
+        return out
 
 
 @dataclass(frozen=True)
 class ThresholdChoice:
-    """The lowest threshold reaching ``target`` precision (``threshold`` None: never reached)."""
+    """The lowest threshold reaching ``target`` precision (``threshold`` None: never reached).
+
+    With ``lower_bound`` the target is for the lower end of the 95% interval, not the estimate.
+    """
 
     target: float
     threshold: float | None
     precision: float | None
     coverage: float
     label: str | None = None
+    effective_n: float | None = None
+    low: float | None = None
+    high: float | None = None
+    lower_bound: bool = False
+    floor: float | None = None
 
 
 @dataclass
@@ -83,10 +154,12 @@ class ThresholdTuning:
     def format(self) -> str:
         lines = [_describe_choice(self.choice)]
         lines += ["  " + _describe_choice(c) for c in self.per_class_choice.values()]
-        lines.append("threshold  precision  coverage   (overall)")
+        lines.append("threshold  precision  95% interval   coverage   (overall)")
         for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99):
             p, c = curve_at(self.overall, t)
-            lines.append(f"{t:9.2f}  {_pct(p):>9}  {_pct(c):>8}")
+            low, high = interval_at(self.overall, t)
+            span = "-" if low is None else f"{_pct(low)}-{_pct(high)}"
+            lines.append(f"{t:9.2f}  {_pct(p):>9}  {span:>13}  {_pct(c):>8}")
         return "\n".join(lines)
 
 
@@ -96,100 +169,301 @@ def _pct(value: float | None) -> str:
 
 def _describe_choice(choice: ThresholdChoice) -> str:
     who = "overall" if choice.label is None else f"class {choice.label}"
+    goal = f"{'lower bound of the 95% interval' if choice.lower_bound else 'precision'} {_pct(choice.target)}"
     if choice.threshold is None:
-        return f"{who}: no threshold reaches {_pct(choice.target)} precision"
+        return f"{who}: no threshold reaches {goal}"
+    trust = "" if choice.low is None else f" [95% interval {_pct(choice.low)}-{_pct(choice.high)}, effective n {choice.effective_n:.0f}]"
     return (
-        f"{who}: threshold {choice.threshold:.3f} reaches precision {_pct(choice.precision)} "
-        f"with coverage {_pct(choice.coverage)} (target {_pct(choice.target)})"
+        f"{who}: threshold {choice.threshold:.3f} reaches precision {_pct(choice.precision)}{trust} "
+        f"with coverage {_pct(choice.coverage)} (target: {goal})"
     )
 
 
-def precision_coverage_curve(correct, confidence, label: str | None = None) -> ThresholdCurve:
+def precision_coverage_curve(correct, confidence, label: str | None = None, weights=None, pool_confidence=None) -> ThresholdCurve:
     """The curve at every distinct confidence value (each one a threshold).
 
-    ``correct[i]`` says whether prediction ``i`` is right; ``confidence[i]`` is its top-1 probability.
+    ``correct[i]`` says whether prediction ``i`` is right; ``confidence[i]`` is its top-1
+    probability; ``weights[i]`` how many routed images it stands for (default 1). With
+    ``pool_confidence`` (the confidences of the images routing acts on) coverage is the share of
+    those at or above the threshold; otherwise the share of the scored images.
     """
     correct = np.asarray(correct, dtype=bool)
     confidence = np.asarray(confidence, dtype=float)
+    weights = np.ones(len(confidence)) if weights is None else np.asarray(weights, dtype=float)
     total = len(confidence)
     if total == 0:
         empty = np.zeros(0)
-        return ThresholdCurve(empty, empty, empty, empty.astype(np.int64), 0, label)
+        return ThresholdCurve(empty, empty, empty, empty.astype(np.int64), 0, label, empty, empty, empty)
     order = np.argsort(-confidence, kind="stable")
-    sorted_conf = confidence[order]
-    hits = np.cumsum(correct[order])
-    thresholds = np.unique(sorted_conf)
+    hits = np.cumsum(weights[order] * correct[order])
+    mass = np.cumsum(weights[order])
+    squares = np.cumsum(weights[order] ** 2)
+    thresholds = np.unique(confidence)
     # images at or above threshold t = the first (number of confidences >= t) of the sorted list
     count = total - np.searchsorted(np.sort(confidence), thresholds, side="left")
-    precision = hits[count - 1] / count
-    return ThresholdCurve(thresholds, precision.astype(float), count / total, count.astype(np.int64), total, label)
+    last = count - 1
+    precision = np.divide(hits[last], mass[last], out=np.zeros(len(last)), where=mass[last] > 0)
+    effective_n = np.divide(mass[last] ** 2, squares[last], out=np.zeros(len(last)), where=squares[last] > 0)
+    low, high = proportion_intervals(np.minimum(precision * effective_n, effective_n), effective_n)
+    if pool_confidence is None:
+        coverage = count / total
+    else:
+        pool = np.sort(np.asarray(pool_confidence, dtype=float))
+        coverage = (len(pool) - np.searchsorted(pool, thresholds, side="left")) / max(1, len(pool))
+    return ThresholdCurve(thresholds, precision.astype(float), coverage.astype(float), count.astype(np.int64), total, label,
+                          effective_n, low, high)
+
+
+def _position(curve: ThresholdCurve, threshold: float) -> int | None:
+    position = int(np.searchsorted(curve.thresholds, threshold, side="left"))
+    return None if position >= len(curve.thresholds) else position
 
 
 def curve_at(curve: ThresholdCurve, threshold: float) -> tuple[float | None, float]:
     """Precision and coverage at any threshold (precision None when nothing is auto-labeled)."""
-    position = np.searchsorted(curve.thresholds, threshold, side="left")
-    if position >= len(curve.thresholds):
+    position = _position(curve, threshold)
+    if position is None:
         return None, 0.0
     return float(curve.precision[position]), float(curve.coverage[position])
 
 
-def threshold_for_precision(curve: ThresholdCurve, target: float = 0.95) -> ThresholdChoice:
-    """The lowest threshold whose precision reaches ``target``: the largest coverage at that precision."""
+def interval_at(curve: ThresholdCurve, threshold: float) -> tuple[float | None, float | None]:
+    """The 95% interval of the precision at any threshold (None when nothing is auto-labeled)."""
+    position = _position(curve, threshold)
+    if position is None or curve.low is None:
+        return None, None
+    return float(curve.low[position]), float(curve.high[position])
+
+
+def floor_at(curve: ThresholdCurve, threshold: float) -> float | None:
+    """The precision floor (:func:`precision_floor`) at any threshold (None when not measured)."""
+    position = _position(curve, threshold)
+    return None if position is None or curve.floor is None else float(curve.floor[position])
+
+
+def threshold_for_precision(curve: ThresholdCurve, target: float = 0.95, lower_bound: bool = False) -> ThresholdChoice:
+    """The lowest threshold whose precision (or, with ``lower_bound``, the lower end of its 95%
+    interval) reaches ``target``: the largest coverage at that precision."""
     if not 0.0 < target <= 1.0:
         raise PipelineError(f"target precision must be in (0, 1], not {target}")
-    reaching = np.flatnonzero(curve.precision >= target)
+    measure = curve.low if lower_bound and curve.low is not None else curve.precision
+    reaching = np.flatnonzero(measure >= target)
     if len(reaching) == 0:
-        return ThresholdChoice(target, None, None, 0.0, curve.label)
+        return ThresholdChoice(target, None, None, 0.0, curve.label, lower_bound=lower_bound)
     best = reaching[0]
+    trust = {} if curve.low is None else {
+        "effective_n": float(curve.effective_n[best]), "low": float(curve.low[best]), "high": float(curve.high[best])
+    }
+    if curve.floor is not None:
+        trust["floor"] = float(curve.floor[best])
     return ThresholdChoice(
-        target, float(curve.thresholds[best]), float(curve.precision[best]), float(curve.coverage[best]), curve.label
+        target, float(curve.thresholds[best]), float(curve.precision[best]), float(curve.coverage[best]), curve.label,
+        lower_bound=lower_bound, **trust,
     )
 
 
-def tune_thresholds(y_true, y_pred, confidence, target: float = 0.95, details: dict | None = None) -> ThresholdTuning:
-    """Curves overall and per predicted class, and the thresholds reaching ``target`` precision."""
+def tune_thresholds(
+    y_true, y_pred, confidence, target: float = 0.95, details: dict | None = None, weights=None,
+    pool_labels=None, pool_confidence=None, lower_bound: bool = False,
+) -> ThresholdTuning:
+    """Curves overall and per predicted class, and the thresholds reaching ``target`` precision.
+
+    ``weights``: how many routed images each scored image stands for; ``pool_labels`` and
+    ``pool_confidence``: the predictions routing acts on, for the coverage (see
+    :func:`precision_coverage_curve`).
+    """
     y_true = np.asarray([str(v) for v in y_true])
     y_pred = np.asarray([str(v) for v in y_pred])
     confidence = np.asarray(confidence, dtype=float)
+    weights = np.ones(len(confidence)) if weights is None else np.asarray(weights, dtype=float)
     correct = y_true == y_pred
-    overall = precision_coverage_curve(correct, confidence)
+    has_pool = pool_confidence is not None
+    pool_labels = np.asarray([str(v) for v in pool_labels]) if has_pool else None
+    pool_confidence = np.asarray(pool_confidence, dtype=float) if has_pool else None
+    overall = precision_coverage_curve(correct, confidence, None, weights, pool_confidence)
     per_class = {
-        label: precision_coverage_curve(correct[y_pred == label], confidence[y_pred == label], label)
+        label: precision_coverage_curve(
+            correct[y_pred == label], confidence[y_pred == label], label, weights[y_pred == label],
+            pool_confidence[pool_labels == label] if has_pool else None,
+        )
         for label in sorted(set(y_pred))
     }
     return ThresholdTuning(
         overall=overall,
         per_class=per_class,
-        choice=threshold_for_precision(overall, target),
-        per_class_choice={label: threshold_for_precision(c, target) for label, c in per_class.items()},
+        choice=threshold_for_precision(overall, target, lower_bound),
+        per_class_choice={label: threshold_for_precision(c, target, lower_bound) for label, c in per_class.items()},
         details=details or {},
     )
+
+
+def precision_floor(thresholds, precision, labeled_confidence, pool_confidence, pool_in_labeled_subjects) -> np.ndarray:
+    """The precision of the routed images if those unlike any label were all wrong (a floor).
+
+    The labeled subjects were sampled at random, so their images show what the collection is
+    made of: the labeled (typical) ones and the rest, which the expert left unlabeled (skipped
+    clusters, misfits) and which are now in the pool. At threshold ``t``, ``r(t)`` is the share of
+    the labeled subjects' images at or above ``t`` that are labeled; the pool images of labeled
+    subjects are all of the other kind, those of other subjects are typical in share ``r(t)``.
+    The weighted precision speaks for the typical share only; the floor counts the rest as wrong
+    (a Manski-style bound: what the labels alone can guarantee, whatever the unlabeled kind is).
+    """
+    thresholds = np.asarray(thresholds, dtype=float)
+    labeled = np.sort(np.asarray(labeled_confidence, dtype=float))
+    pool = np.asarray(pool_confidence, dtype=float)
+    inside = np.asarray(pool_in_labeled_subjects, dtype=bool)
+
+    def at_or_above(values: np.ndarray) -> np.ndarray:
+        values = np.sort(values)
+        return len(values) - np.searchsorted(values, thresholds, side="left")
+
+    typical, untypical, others = at_or_above(labeled), at_or_above(pool[inside]), at_or_above(pool[~inside])
+    share = np.divide(typical, typical + untypical, out=np.ones(len(thresholds)), where=typical + untypical > 0)
+    routed = untypical + others
+    typical_routed = np.divide(share * others, routed, out=np.ones(len(thresholds)), where=routed > 0)
+    return typical_routed * np.asarray(precision, dtype=float)
 
 
 TRUTH_SOURCES = ("labels", "ground_truth")
 
 
+# --- a model's out-of-fold predictions -------------------------------------------------------
+def model_oof(workspace: Workspace, record: ModelRecord, truth: str = "labels", seed: int = 0) -> OutOfFold:
+    """The model's grouped out-of-fold probabilities on its validation set: the one place they
+    are obtained. They are the ones stored with the model when it was trained
+    (:func:`serieslabeler.models.evaluation.out_of_fold`: every image predicted by a head fitted
+    on the other folds' subjects, GroupKFold by subject; ``labels``: the labels it learned from),
+    so a new label changes neither them nor the curves."""
+    return out_of_fold(workspace, record.id, truth, seed)
+
+
+# --- the routed pool and the weights that make the labels represent it -----------------------
+@dataclass
+class Pool:
+    """The predictions routing acts on: the model's stored predictions of the unlabeled images."""
+
+    image_ids: np.ndarray
+    labels: np.ndarray
+    proba: np.ndarray = field(repr=False)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.proba.max(axis=1) if len(self.proba) else np.zeros(0)
+
+
+def routed_pool(workspace: Workspace, model_id: int, seed: int = 0, limit: int = POOL_SAMPLE) -> Pool:
+    """The model's predictions of the unlabeled images (a seeded sample of ``limit`` of them)."""
+    ids = unlabeled_image_ids(workspace)
+    if len(ids) > limit:
+        ids = np.sort(np.random.default_rng(seed).choice(ids, size=limit, replace=False))
+    predictions = load_predictions(workspace, model_id, ids)
+    return Pool(predictions.image_ids, predictions.labels, normalized(predictions.proba) if len(predictions) else predictions.proba)
+
+
+def representativeness_weights(workspace: Workspace, record: ModelRecord, oof: OutOfFold, pool: Pool, seed: int = 0) -> np.ndarray:
+    """Importance weights of the labeled images for the routed pool (module docstring, point 2)."""
+    store = FeatureStore(workspace)
+    _, X_labeled = store.load(record.feature_set, oof.image_ids)
+    ensure_features(workspace, record.feature_set, pool.image_ids)
+    _, X_pool = store.load(record.feature_set, pool.image_ids)
+    # cosine geometry: standardizing by the labeled set's spread blows up the features that are
+    # (nearly) constant on a few labels, and every pool image then looks infinitely far away
+    X_labeled, X_pool = unit_rows(X_labeled), unit_rows(X_pool)
+    pool_subjects = image_subjects(workspace, pool.image_ids)
+    labeled_distance = nearest_other_subject_distance(X_labeled, oof.subjects, X_labeled, oof.subjects)
+    pool_distance = nearest_other_subject_distance(X_pool, pool_subjects, X_labeled, oof.subjects)
+    labeled = np.c_[oof.proba.max(axis=1), np.log1p(labeled_distance)]
+    routed = np.c_[pool.confidence, np.log1p(pool_distance)]
+    return importance_weights(labeled, routed, random_state=seed)
+
+
+# --- the curves in a workspace -----------------------------------------------------------------
 def validation_curves(
-    workspace, model_id: int | None = None, target: float = 0.95, truth: str = "labels", seed: int = 0
+    workspace, model_id: int | None = None, target: float = 0.95, truth: str = "labels", seed: int = 0,
+    lower_bound: bool = False,
 ) -> ThresholdTuning:
-    """Threshold curves for a model's feature set and head parameters on a labeled validation set.
+    """Threshold curves for a model, measured as the module docstring says.
 
-    ``truth="labels"``: the accepted labels (what an analyst has); ``"ground_truth"``: the
-    ground-truth column. Every image is predicted out of fold by a head classifier fitted on the
-    other folds' subjects (:func:`serieslabeler.models.predictions.grouped_oof_proba`, GroupKFold by subject). For a
-    fine-tuned model the head is refitted on its ``model-<id>`` features. The out-of-fold
-    probabilities are the ones stored with the model when it was trained
-    (:func:`serieslabeler.models.evaluation.out_of_fold`; ``labels``: the labels it learned from).
+    ``truth="labels"``: the accepted labels (what an analyst has), corrected for how they were
+    chosen, and the calibration fitted on them is stored with the model; ``"ground_truth"``:
+    the ground-truth column (every image, so no correction), for checking the tool. With an
+    answered audit of the model's routed labels, its precision is reported as the trusted
+    estimate, and ``lower_bound`` then targets the audit interval's lower bound.
     """
-
     if truth not in TRUTH_SOURCES:
         raise PipelineError(f"truth must be one of {', '.join(TRUTH_SOURCES)}, not '{truth}'")
     record = load_model_record(workspace, latest_model_id(workspace) if model_id is None else model_id)
-    oof = out_of_fold(workspace, record.id, truth, seed)
-    labels, proba, classes = oof.labels, oof.proba, oof.classes
+    oof = model_oof(workspace, record, truth, seed)
+    calibration, calibration_summary = _calibrate(workspace, record, oof, store=truth == "labels", seed=seed)
+    confidence = calibration.calibrated_confidence(oof.proba) if calibration is not None else oof.proba.max(axis=1)
+    pool = routed_pool(workspace, record.id, seed)
+    correct_for_selection = truth == "labels" and len(pool.image_ids) > 0 and len(oof.classes) > 1
+    weights = representativeness_weights(workspace, record, oof, pool, seed) if correct_for_selection else np.ones(len(oof.labels))
+    pool_confidence = calibration.calibrated_confidence(pool.proba) if calibration is not None and len(pool.image_ids) else pool.confidence
     details = {
         "model_id": record.id, "feature_set": record.feature_set, "truth": truth, "images": len(oof.image_ids),
-        "subjects": len(np.unique(oof.subjects)),
-        "split": f"{min(CV_FOLDS, len(np.unique(oof.subjects)))}-fold GroupKFold by subject, out-of-fold predictions",
+        "subjects": len(np.unique(oof.subjects)), "split": oof.split,
+        "measured_on": _measured_on(truth, oof, weights, pool, correct_for_selection),
+        "calibration": calibration_summary,
+        "lower_bound": lower_bound,
     }
-    return tune_thresholds(labels, classes[np.argmax(proba, axis=1)], proba.max(axis=1), target, details)
+    tuning = tune_thresholds(
+        oof.labels, oof.predicted, confidence, target, details, weights,
+        pool.labels if len(pool.image_ids) else None, pool_confidence if len(pool.image_ids) else None, lower_bound,
+    )
+    if correct_for_selection:
+        in_labeled = np.isin(image_subjects(workspace, pool.image_ids), oof.subjects)
+        floor = precision_floor(tuning.overall.thresholds, tuning.overall.precision, confidence, pool_confidence, in_labeled)
+        tuning.overall = replace(tuning.overall, floor=floor)
+        tuning.choice = threshold_for_precision(tuning.overall, target, lower_bound)
+    tuning.details["audit"] = audited_precision(workspace, record.id)
+    tuning.details["trusted"] = _trusted_estimate(tuning)
+    tuning.details["suggested"] = {"threshold": tuning.choice.threshold, "source": "curve"}
+    if lower_bound and tuning.details["audit"] is not None:
+        audit = audited_threshold(workspace, record.id, target)
+        tuning.details["audit_threshold"] = audit
+        if audit["threshold"] is not None:
+            tuning.details["suggested"] = {"threshold": audit["threshold"], "source": "audit"}
+    return tuning
+
+
+def _calibrate(workspace: Workspace, record: ModelRecord, oof: OutOfFold, store: bool, seed: int):
+    """The calibrator fitted on the out-of-fold predictions (stored with the model for routing
+    when ``store``) and its before/after report; ``(None, None)`` for a single class, or when the
+    labels' classes are no longer the model's (labels changed since it was trained)."""
+    if len(oof.classes) < 2 or [str(c) for c in oof.classes] != [str(c) for c in record.classes]:
+        return None, None
+    calibrator, report = calibration_report(oof.proba, oof.class_index, method="auto", random_state=seed)
+    if store:
+        save_calibration(workspace, record.id, calibrator, report.to_dict())
+    summary = {**report.to_dict(), "fitted_on": "the grouped out-of-fold predictions; ece_after measured out of fold",
+               "applied_when_routing": store}
+    return calibrator, summary
+
+
+def _measured_on(truth: str, oof: OutOfFold, weights: np.ndarray, pool: Pool, corrected: bool) -> dict:
+    """Which labels the curve is measured against, how many, and how the selection was corrected."""
+    what = "your accepted labels" if truth == "labels" else "the ground-truth column"
+    if corrected:
+        estimator = ("importance-weighted: each labeled image weighted by p_pool/p_labeled of (out-of-fold confidence, "
+                     "distance to the nearest labeled image of another subject), estimated by logistic regression")
+    elif truth == "labels":
+        estimator = "unweighted: no predictions of the unlabeled pool yet to correct for (predict first)"
+    else:
+        estimator = "unweighted (the ground truth is not chosen by clustering)"
+    return {
+        "labels": what, "images": len(oof.image_ids), "subjects": len(np.unique(oof.subjects)),
+        "by_label": {str(k): int(v) for k, v in zip(*np.unique(oof.labels, return_counts=True))},
+        "pool_images": len(pool.image_ids), "estimator": estimator,
+        "effective_n": effective_sample_size(weights), "max_weight": float(weights.max()) if len(weights) else None,
+    }
+
+
+def _trusted_estimate(tuning: ThresholdTuning) -> dict:
+    """The figure to trust: the audit when it has answers, else the weighted curve at the choice."""
+    audit = tuning.details.get("audit")
+    if audit is not None:
+        return {"source": "audit", **audit["overall"]}
+    choice = tuning.choice
+    return {"source": "curve", "threshold": choice.threshold, "estimate": choice.precision, "low": choice.low,
+            "high": choice.high, "effective_n": choice.effective_n}

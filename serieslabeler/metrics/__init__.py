@@ -47,6 +47,14 @@ from .intervals import (
     proportion_intervals,
     wilson_interval,
 )
+from .shift import (
+    DISTANCE_CHUNK,
+    WEIGHT_CLIP_QUANTILE,
+    effective_sample_size,
+    importance_weights,
+    nearest_other_subject_distance,
+    unit_rows,
+)
 
 __all__ = [
     "AUDIT_CONFIDENCE",
@@ -86,4 +94,10 @@ __all__ = [
     "clopper_pearson_interval",
     "ProportionEstimate",
     "estimate_proportion",
+    "DISTANCE_CHUNK",
+    "WEIGHT_CLIP_QUANTILE",
+    "nearest_other_subject_distance",
+    "importance_weights",
+    "unit_rows",
+    "effective_sample_size",
 ]

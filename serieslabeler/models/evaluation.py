@@ -77,6 +77,19 @@ class OutOfFold:
     proba: np.ndarray
     classes: np.ndarray
 
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.classes[np.argmax(self.proba, axis=1)]
+
+    @property
+    def class_index(self) -> np.ndarray:
+        column = {c: j for j, c in enumerate(self.classes)}
+        return np.array([column[v] for v in self.labels], dtype=np.intp)
+
+    @property
+    def split(self) -> str:
+        return f"{min(CV_FOLDS, len(np.unique(self.subjects)))}-fold GroupKFold by subject, out-of-fold predictions"
+
 
 def head_options(record: ModelRecord) -> dict:
     """The head classifier's parameters a model was trained with."""

@@ -36,6 +36,7 @@ from .arrays import (
 )
 from .features import DTYPES, SAFE_NAME, FeatureSet, FeatureStore
 from .migrations import (
+    AUDITS,
     INITIAL_SCHEMA,
     MIGRATIONS,
     PER_IMAGE_LOOKUPS,
@@ -80,8 +81,6 @@ from .workspace import (
 )
 
 __all__ = [
-    "STAGING_PREFIX",
-    "remove_abandoned_staging",
     "FORMAT",
     "META_KEY",
     "CHECKED_LIBRARIES",
@@ -123,6 +122,7 @@ __all__ = [
     "PER_IMAGE_LOOKUPS",
     "WEATHER_TABLE",
     "STORED_EVALUATIONS",
+    "AUDITS",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "schema_version",
@@ -153,9 +153,11 @@ __all__ = [
     "attribute_summaries",
     "format_summary",
     "CATALOG",
+    "STAGING_PREFIX",
     "sha256_hex",
     "write_atomic",
     "atomic_path",
     "Workspace",
+    "remove_abandoned_staging",
     "write_error",
 ]

@@ -262,11 +262,35 @@ CREATE TABLE model_evaluations (
 ) WITHOUT ROWID;
 """
 
+# Audits of routed pseudo-labels (issue 17): a seeded, class-stratified random sample of the
+# pending pseudo-labels with what each predicted, and the expert's answer once given.
+AUDITS = """
+CREATE TABLE IF NOT EXISTS audits (
+    id INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    author TEXT NOT NULL,
+    model_id INTEGER REFERENCES models(id),
+    size INTEGER NOT NULL,
+    seed INTEGER,
+    population TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS audit_items (
+    audit_id INTEGER NOT NULL REFERENCES audits(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    predicted TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    answer TEXT,
+    event_id INTEGER REFERENCES label_events(id),
+    PRIMARY KEY (audit_id, image_id)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS = (
     Migration(1, "initial catalog", INITIAL_SCHEMA),
     Migration(2, "per-image lookups, undo by author, series labels", PER_IMAGE_LOOKUPS),
     Migration(3, "daily weather for accumulated degree-days", WEATHER_TABLE),
     Migration(4, "stored clustering sizes and evaluations, model evaluations", STORED_EVALUATIONS),
+    Migration(5, "audits of routed pseudo-labels", AUDITS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -6,6 +6,7 @@ from serieslabeler import labels
 from serieslabeler.cli.base import Result, add_common
 from serieslabeler.errors import PipelineError
 from serieslabeler.export import export_labels
+from serieslabeler.loop.demo import undo_demo
 from serieslabeler.progress import ProgressLine
 from serieslabeler.store.workspace import Workspace
 
@@ -43,6 +44,7 @@ def register(subparsers) -> None:
     _actor(parser)
     parser.add_argument("--n", type=int, default=1, help="how many events to undo (default 1)")
     _any_author(parser, "undo")
+    parser.add_argument("--demo", action="store_true", help="undo the whole demo ('iterate --oracle --rounds N') as one")
     parser.set_defaults(run=run_undo)
 
     parser = subparsers.add_parser("redo", help="re-apply the last undone event")
@@ -163,6 +165,9 @@ def _describe(event: labels.LabelEvent) -> str:
 
 def run_undo(args) -> Result:
     with Workspace.open(args.workspace) as workspace:
+        if args.demo:
+            events = undo_demo(workspace, author=args.author)
+            return _event_result(workspace, events, f"undid the demo: {len(events)} events")
         events = labels.undo(workspace, args.n, author=args.author, session_id=args.session, any_author=args.any_author)
         return _event_result(workspace, events, "\n".join(_describe(e) for e in events))
 

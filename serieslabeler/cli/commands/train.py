@@ -7,6 +7,7 @@ import json
 from serieslabeler.cli.base import Result, add_common, parse_key_values
 from serieslabeler.cli.commands.vae import parse_options
 from serieslabeler.errors import PipelineError
+from serieslabeler.loop.demo import run_demo
 from serieslabeler.loop.iterate import IterateConfig, iterate, list_iterations
 from serieslabeler.loop.routing import route_predictions
 from serieslabeler.loop.threshold import validation_curves
@@ -83,6 +84,8 @@ def register(subparsers) -> None:
     parser.add_argument("--truth", default="labels", choices=["labels", "ground_truth"], help="validation labels (default: your accepted labels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the curves to this .json file")
+    parser.add_argument("--lower-bound", action="store_true",
+                        help="target the lower end of the 95%% interval (the audit's, when an answered audit exists), not the estimate")
     parser.set_defaults(run=run_thresholds)
 
     parser = subparsers.add_parser(
@@ -105,6 +108,7 @@ def register(subparsers) -> None:
     add_threshold_arguments(parser, required=False)
     parser.add_argument("--target-precision", type=float, help="tune the threshold to reach this precision on your labels")
     parser.add_argument("--oracle", action="store_true", help="let the ground truth label the clusters (demos)")
+    parser.add_argument("--rounds", type=int, help="with --oracle: run this many rounds as a demo (events by author 'demo'; 'undo --demo' undoes them)")
     parser.add_argument("--purity", type=float, default=0.8, help="oracle: least share of the modal class to label a cluster")
     parser.add_argument("--no-hold-out", action="store_true", help="also sample the subjects held out for evaluation")
     parser.add_argument("--seed", type=int, default=0)
@@ -255,7 +259,7 @@ def run_evaluate(args) -> Result:
 def run_thresholds(args) -> Result:
 
     with Workspace.open(args.workspace) as workspace:
-        tuning = validation_curves(workspace, args.model, args.target, args.truth, args.seed)
+        tuning = validation_curves(workspace, args.model, args.target, args.truth, args.seed, args.lower_bound)
     data = tuning.to_dict()
     if args.out:
         from pathlib import Path
@@ -263,20 +267,55 @@ def run_thresholds(args) -> Result:
         write_atomic(Path(args.out), json.dumps(data, indent=1).encode())
     header = (f"model {tuning.details['model_id']} ({tuning.details['feature_set']}), {tuning.details['images']} images of "
               f"{tuning.details['subjects']} subjects ({tuning.details['truth']}; {tuning.details['split']})")
-    return Result({"ok": True, **data}, header + "\n" + tuning.format())
+    return Result({"ok": True, **data}, "\n".join([header, *trust_lines(tuning.details), tuning.format()]))
+
+
+def trust_lines(details: dict) -> list[str]:
+    """What the curve is measured against, the calibration, and the audit, in words."""
+    measured = details["measured_on"]
+    lines = [(f"measured on {measured['labels']}: {measured['images']} images, {measured['estimator']}; "
+              f"effective sample size {measured['effective_n']:.0f} for {measured['pool_images']} unlabeled predicted images")]
+    calibration = details.get("calibration")
+    if calibration:
+        lines.append(f"calibration ({calibration['method']}): ECE {calibration['ece_before']:.3f} before, "
+                     f"{calibration['ece_after']:.3f} after (out of fold)")
+    audit = details.get("audit")
+    if audit:
+        overall = audit["overall"]
+        lines.append(f"audit {audit['audit_id']}: {audit['answered']} of {audit['drawn']} answered, precision of the "
+                     f"{audit['routed']} routed labels {overall['estimate']:.1%} (95% interval {overall['low']:.1%}-{overall['high']:.1%})")
+    suggested = details.get("suggested", {})
+    if suggested.get("source") == "audit":
+        lines.append(f"suggested threshold from the audit's lower bound: {suggested['threshold']:.3f}")
+    return lines
 
 
 def run_iterate(args) -> Result:
 
-    config = IterateConfig(
+    config = iterate_config(args)
+    if args.rounds is not None:
+        return run_demo_rounds(args, config)
+    with Workspace.open(args.workspace) as workspace:
+        result = iterate(workspace, config, oracle=args.oracle, progress=ProgressLine("working"))
+    return Result({"ok": True, **result.to_dict()}, result.message)
+
+
+def run_demo_rounds(args, config: IterateConfig) -> Result:
+    """``iterate --oracle --rounds N``: the demo (see :mod:`serieslabeler.loop.demo`)."""
+    if not args.oracle:
+        raise PipelineError("--rounds runs the ground-truth oracle: add --oracle")
+    with Workspace.open(args.workspace) as workspace:
+        results = run_demo(workspace, config, args.rounds, progress=ProgressLine("working"))
+    return Result({"ok": True, "rounds": [r.to_dict() for r in results]}, "\n".join(r.message for r in results))
+
+
+def iterate_config(args) -> IterateConfig:
+    return IterateConfig(
         features=args.features, weights=args.weights, strategy=args.strategy, subjects=args.subjects, size=args.size,
         algorithm=args.algorithm, k=args.k, overcluster=args.overcluster, metadata=parse_key_values(args.metadata, "--metadata"),
         mode=args.mode, train_params=mode_options(args), threshold=threshold_of(args, 0.9), target_precision=args.target_precision,
         smoothing_window=args.smooth, purity=args.purity, hold_out=not args.no_hold_out, seed=args.seed, device=args.device,
     )
-    with Workspace.open(args.workspace) as workspace:
-        result = iterate(workspace, config, oracle=args.oracle, progress=ProgressLine("working"))
-    return Result({"ok": True, **result.to_dict()}, result.message)
 
 
 def run_simulate(args) -> Result:

@@ -1,0 +1,271 @@
+"""Threshold honesty: the precision the tool promises at its chosen threshold vs the precision of
+the labels it then routes, before and after issue 17, and how often an audit's interval holds.
+
+On two collections, per seed, labels are made the way a user makes them: a structure-aware
+sample (all images of a few subjects), clustered (k-means, k = 3 x the classes; bananas with the
+``days`` field at 0.5 of the variance), each cluster named by the ground truth when one class
+holds 80% of it, misfits clicked out (:func:`serieslabeler.loop.label_with_oracle`, the
+:class:`~serieslabeler.loop.Oracle`). A head is trained on them and predicts every unlabeled
+image (the pool). Then, for ``--target`` precision:
+
+- *before*: the old estimate: out-of-fold precision of the labels, unweighted, raw confidences
+  (``tune_thresholds`` on :func:`serieslabeler.loop.model_oof`); the pool images at or above the
+  chosen threshold are routed;
+- *after*: :func:`serieslabeler.loop.validation_curves` (weighted for how the labels were
+  chosen, calibrated); the pool is routed with the stored calibration applied, as ``route`` does.
+
+For each: the promised precision, the precision of the routed images against the ground truth,
+and how many were routed. ECE is measured on the pool against the ground truth, with raw and
+with calibrated confidences (and, as the tool reports it, out of fold on the labels). Finally,
+200 simulated audits (30 images, class-stratified, seeded) of the images routed *after*: the
+share whose 95% interval holds the routed images' true precision, and the estimate of one such
+audit (what the tool reports as the trusted figure once an audit is answered) against the truth.
+
+Collections: bananas (``tests/data/bananas``, 220 images, 11 fruits x 20 days, ripeness U/R/V/O,
+``efficientnet_lite0`` features as ``bench/labeling_effort.py`` embeds them; samples of 6
+fruits) and scikit-learn's digits (1797 8x8 images, the 64 pixels as features, pseudo-subjects
+of 30 consecutive images as in ``bench/labeling_effort.py``; samples of 15 of the 60).
+
+Usage::
+
+    .venv/bin/python bench/threshold_honesty.py [--seeds 5] [--target 0.8] [--only bananas|digits] [--audits 200]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from serieslabeler.clustering import run_clustering
+from serieslabeler.embed import embed_workspace
+from serieslabeler.ingest import ColumnMapping, ingest
+from serieslabeler.loop import (
+    calibrated_proba,
+    ground_truth,
+    label_with_oracle,
+    model_oof,
+    routed_pool,
+    tune_thresholds,
+    validation_curves,
+)
+from serieslabeler.metrics import (
+    audit_precision,
+    expected_calibration_error,
+    stratified_audit_sample,
+)
+from serieslabeler.models import load_model_record, predict, train_model
+from serieslabeler.sampling import draw_sample
+from serieslabeler.store import FeatureStore, Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+BANANAS = ROOT / "tests" / "data" / "bananas"
+BANANAS_MAPPING = ColumnMapping(
+    subject="fruit", date="date", time="time", label="ripeness", attributes=("group", "day", "hour"), file="file"
+)
+DIGITS_BLOCK = 30
+AUDIT_SIZE = 30
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    feature_set: str
+    subjects: int
+    metadata: dict
+
+
+@dataclass
+class Outcome:
+    seed: int
+    labels: int
+    promised: dict
+    actual: dict
+    routed: dict
+    ece_pool: tuple[float, float]
+    ece_oof: tuple[float, float]
+    effective_n: float
+    interval: tuple[float | None, float | None]
+    audit_coverage: float | None
+    audit_promise: float | None
+    floor: float | None
+
+
+def bananas_workspace(folder: Path) -> tuple[Path, Setting]:
+    with Workspace.create(folder) as workspace:
+        ingest(workspace, BANANAS / "images", BANANAS / "metadata.csv", BANANAS_MAPPING)
+        feature_set = embed_workspace(workspace, "efficientnet_lite0").feature_set
+    return folder, Setting("bananas (ripeness, efficientnet_lite0)", feature_set, 6, {"days": 0.5})
+
+
+def digits_workspace(folder: Path) -> tuple[Path, Setting]:
+    """The digits as a collection: one PNG per image (its index in a text chunk, so no two files
+    are identical), a CSV with pseudo-subject, day and label, and the pixels as a feature set."""
+    from PIL import Image, PngImagePlugin
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = folder.parent / "digits_images"
+    images.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index, (pixels, target) in enumerate(zip(data.images, data.target)):
+        info = PngImagePlugin.PngInfo()
+        info.add_text("index", str(index))
+        picture = Image.fromarray((pixels * 15).astype(np.uint8)).resize((32, 32), Image.NEAREST).convert("RGB")
+        picture.save(images / f"d{index:04d}.png", pnginfo=info)
+        block, day = divmod(index, DIGITS_BLOCK)
+        rows.append({"file": f"d{index:04d}.png", "writer": f"w{block:02d}", "date": f"2020-01-{1 + day:02d}", "digit": str(target)})
+    with open(folder.parent / "digits.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with Workspace.create(folder) as workspace:
+        ingest(workspace, images, folder.parent / "digits.csv", ColumnMapping(subject="writer", date="date", label="digit", file="file"))
+        by_file = dict(workspace.db.execute("SELECT file_name, id FROM images").fetchall())
+        ids = np.array([by_file[r["file"]] for r in rows], dtype=np.int64)
+        store = FeatureStore(workspace)
+        store.register("pixels", "pixels", "none", data.data.shape[1])
+        store.append("pixels", ids, data.data.astype(np.float32))
+    return folder, Setting("digits (pixels, pseudo-subjects of 30)", "pixels", 15, {})
+
+
+def label_like_a_user(workspace: Workspace, setting: Setting, seed: int) -> None:
+    classes = len(np.unique(ground_truth(workspace)[1]))
+    sample = draw_sample(workspace, "subjects", subjects=setting.subjects, seed=seed)
+    clustering = run_clustering(workspace, setting.feature_set, "kmeans", min(3 * classes, sample.size),
+                                metadata=setting.metadata or None, sample_id=sample.id, seed=seed)
+    label_with_oracle(workspace, clustering.id, 0.8)
+
+
+def routed_mask(predicted: np.ndarray, confidence: np.ndarray, threshold: float | None) -> np.ndarray:
+    """What ``route`` pseudo-labels: nothing without a threshold or for a one-class model."""
+    if threshold is None or len(np.unique(predicted)) < 2:
+        return np.zeros(len(predicted), dtype=bool)
+    return confidence >= threshold
+
+
+def routed_precision(truth: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, threshold: float | None) -> tuple[float | None, int]:
+    routed = routed_mask(predicted, confidence, threshold)
+    return (float((truth[routed] == predicted[routed]).mean()) if routed.any() else None), int(routed.sum())
+
+
+def audit_coverage(truth: np.ndarray, predicted: np.ndarray, audits: int, seed: int) -> float | None:
+    """Share of simulated audits whose 95% interval holds the routed images' true precision."""
+    if len(predicted) <= AUDIT_SIZE:
+        return None
+    true_precision = float((truth == predicted).mean())
+    classes, counts = np.unique(predicted, return_counts=True)
+    population = dict(zip(classes.tolist(), counts.tolist()))
+    held = 0
+    for k in range(audits):
+        chosen = stratified_audit_sample(predicted, AUDIT_SIZE, random_state=seed * 10_000 + k)
+        overall = audit_precision(predicted[chosen], truth[chosen], population_counts=population)["overall"]
+        held += overall["low"] <= true_precision <= overall["high"]
+    return held / audits
+
+
+def one_audit(truth: np.ndarray, predicted: np.ndarray, seed: int) -> float | None:
+    """The precision one 30-image audit of the routed images reports (what the tool then trusts)."""
+    if len(predicted) <= AUDIT_SIZE:
+        return None
+    classes, counts = np.unique(predicted, return_counts=True)
+    chosen = stratified_audit_sample(predicted, AUDIT_SIZE, random_state=seed)
+    return audit_precision(predicted[chosen], truth[chosen], population_counts=dict(zip(classes.tolist(), counts.tolist())))["overall"]["estimate"]
+
+
+def one_seed(base: Path, setting: Setting, seed: int, target: float, audits: int, folder: Path) -> Outcome:
+    target_folder = folder / f"seed{seed}"
+    with Workspace.open(base) as source:
+        source.copy_to(target_folder).close()
+    with Workspace.open(target_folder) as workspace:
+        label_like_a_user(workspace, setting, seed)
+        model = train_model(workspace, "head", feature_set=setting.feature_set, seed=seed)
+        predict(workspace, model.id)
+        record = load_model_record(workspace, model.id)
+        oof = model_oof(workspace, record, seed=seed)
+        before = tune_thresholds(oof.labels, oof.predicted, oof.proba.max(axis=1), target)
+        after = validation_curves(workspace, model.id, target, seed=seed)
+        pool = routed_pool(workspace, model.id, seed, limit=10**9)
+        truth_by_id = dict(zip(*ground_truth(workspace)[:2]))
+        truth = np.array([truth_by_id[i] for i in pool.image_ids])
+        raw = pool.confidence
+        calibrated = calibrated_proba(workspace, model.id, pool.proba).max(axis=1)
+        actual_before, n_before = routed_precision(truth, pool.labels, raw, before.choice.threshold)
+        actual_after, n_after = routed_precision(truth, pool.labels, calibrated, after.choice.threshold)
+        correct = truth == pool.labels
+        calibration = after.details["calibration"] or {}
+        routed_after = routed_mask(pool.labels, calibrated, after.choice.threshold)
+        return Outcome(
+            seed, len(oof.labels),
+            {"before": before.choice.precision, "after": after.choice.precision},
+            {"before": actual_before, "after": actual_after},
+            {"before": n_before, "after": n_after},
+            (expected_calibration_error(raw, correct), expected_calibration_error(np.clip(calibrated, 0, 1), correct)),
+            (calibration.get("ece_before", float("nan")), calibration.get("ece_after", float("nan"))),
+            after.details["measured_on"]["effective_n"],
+            (after.choice.low, after.choice.high),
+            audit_coverage(truth[routed_after], pool.labels[routed_after], audits, seed),
+            one_audit(truth[routed_after], pool.labels[routed_after], seed),
+            after.choice.floor,
+        )
+
+
+def _pct(value: float | None) -> str:
+    return "   -  " if value is None else f"{100 * value:5.1f}%"
+
+
+def _gap(promised: float | None, actual: float | None) -> str:
+    return "   -  " if promised is None or actual is None else f"{100 * (promised - actual):+5.1f}"
+
+
+def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: float) -> None:
+    print(f"\n## {setting.name}: target precision {target:.0%}, {len(outcomes)} seeds, {seconds:.0f} s")
+    print("| seed | labels | promised before | routed right before (n) | gap before | promised after [95% interval] | "
+          "routed right after (n) | gap after | within 5 pts | ECE pool raw -> calibrated | ECE labels OOF before -> after | "
+          "effective n | audit coverage | one audit's estimate (gap) | floor after (gap) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for o in outcomes:
+        gap_after = None if o.promised["after"] is None or o.actual["after"] is None else abs(o.promised["after"] - o.actual["after"])
+        within = "-" if gap_after is None else ("yes" if gap_after <= 0.05 else "no")
+        interval = "" if o.interval[0] is None else f" [{_pct(o.interval[0])}-{_pct(o.interval[1])}]"
+        coverage = "-" if o.audit_coverage is None else f"{100 * o.audit_coverage:.1f}%"
+        print(f"| {o.seed} | {o.labels} | {_pct(o.promised['before'])} | {_pct(o.actual['before'])} ({o.routed['before']}) | "
+              f"{_gap(o.promised['before'], o.actual['before'])} | {_pct(o.promised['after'])}{interval} | "
+              f"{_pct(o.actual['after'])} ({o.routed['after']}) | {_gap(o.promised['after'], o.actual['after'])} | {within} | "
+              f"{o.ece_pool[0]:.3f} -> {o.ece_pool[1]:.3f} | {o.ece_oof[0]:.3f} -> {o.ece_oof[1]:.3f} | {o.effective_n:.0f} | {coverage} | "
+              f"{_pct(o.audit_promise)} ({_gap(o.audit_promise, o.actual['after'])}) | {_pct(o.floor)} ({_gap(o.floor, o.actual['after'])}) |")
+    gaps = [abs(o.promised[k] - o.actual[k]) for o in outcomes for k in ("before",) if o.promised[k] is not None and o.actual[k] is not None]
+    gaps_after = [abs(o.promised["after"] - o.actual["after"]) for o in outcomes if o.promised["after"] is not None and o.actual["after"] is not None]
+    coverages = [o.audit_coverage for o in outcomes if o.audit_coverage is not None]
+    audit_gaps = [abs(o.audit_promise - o.actual["after"]) for o in outcomes if o.audit_promise is not None and o.actual["after"] is not None]
+    print(f"mean |gap| before {100 * np.mean(gaps) if gaps else float('nan'):.1f} pts, after "
+          f"{100 * np.mean(gaps_after) if gaps_after else float('nan'):.1f} pts; seeds within 5 pts after: "
+          f"{sum(g <= 0.05 for g in gaps_after)}/{len(outcomes)}; mean audit coverage "
+          f"{100 * np.mean(coverages) if coverages else float('nan'):.1f}%; one audit within 5 pts: "
+          f"{sum(g <= 0.05 for g in audit_gaps)}/{len(audit_gaps)} (mean |gap| {100 * np.mean(audit_gaps) if audit_gaps else float('nan'):.1f} pts)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--target", type=float, default=0.8)
+    parser.add_argument("--audits", type=int, default=200)
+    parser.add_argument("--only", choices=["bananas", "digits"])
+    args = parser.parse_args()
+    makers = {"bananas": bananas_workspace, "digits": digits_workspace}
+    if args.only:
+        makers = {args.only: makers[args.only]}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make in makers.items():
+            base, setting = make(Path(tmp) / name / "base")
+            start = time.perf_counter()
+            outcomes = [one_seed(base, setting, seed, args.target, args.audits, Path(tmp) / name) for seed in range(args.seeds)]
+            report(setting, outcomes, args.target, time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""A demo that runs itself: the ground truth plays the expert for a few rounds of the loop.
+
+Every label event of a demo is marked: the oracle's are recorded with author ``demo``, and the
+model's pseudo-labels made during it follow them. The demo's first event is remembered in the
+catalog's ``meta`` (``demo_after_event``), so :func:`undo_demo` can undo all of it as one action
+(as long as nobody labeled anything after it began: their work is never undone with it).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from serieslabeler.errors import PipelineError
+from serieslabeler.labels.log import undo
+from serieslabeler.labels.records import LabelEvent
+from serieslabeler.loop.iterate import (
+    IterateConfig,
+    IterationResult,
+    iterate,
+    last_event_id,
+)
+from serieslabeler.progress import Progress
+from serieslabeler.store.queries import has_ground_truth
+from serieslabeler.store.workspace import Workspace
+
+DEMO_AUTHOR = "demo"
+DEMO_META = "demo_after_event"
+DEMO_AUTHORS = (DEMO_AUTHOR, "model")
+
+
+def demo_to_undo(workspace: Workspace) -> bool:
+    """Whether a demo ran here and is not undone yet."""
+    return workspace.get_meta(DEMO_META) is not None
+
+
+def run_demo(
+    workspace: Workspace, config: IterateConfig, rounds: int = 3, on_round: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
+) -> list[IterationResult]:
+    """Run ``rounds`` oracle rounds of :func:`serieslabeler.loop.iterate`; ``on_round(done, rounds)`` after each."""
+    if rounds < 1:
+        raise PipelineError(f"a demo needs at least 1 round, not {rounds}")
+    if not has_ground_truth(workspace):
+        raise PipelineError(f"{workspace.root} has no ground truth for the demo's oracle; ingest a label column with '--label COL'")
+    if workspace.get_meta(DEMO_META) is None:
+        workspace.set_meta(DEMO_META, str(last_event_id(workspace)))
+    results = []
+    for done in range(1, rounds + 1):
+        results.append(iterate(workspace, config, oracle=True, progress=progress, author=DEMO_AUTHOR))
+        if on_round is not None:
+            on_round(done, rounds)
+    return results
+
+
+def _live_events_after(workspace: Workspace, event_id: int) -> list:
+    return workspace.db.execute(
+        "SELECT id, author FROM label_events e WHERE e.id > ? AND e.action != 'undo' AND NOT EXISTS "
+        "(SELECT 1 FROM label_events u WHERE u.action='undo' AND u.reverses=e.id) ORDER BY e.id", (event_id,),
+    ).fetchall()
+
+
+def undo_demo(workspace: Workspace, author: str = "cli") -> list[LabelEvent]:
+    """Undo every event of the demo (newest first) as one action; the demo marker is cleared."""
+    start = workspace.get_meta(DEMO_META)
+    if not demo_to_undo(workspace):
+        raise PipelineError(f"no demo to undo in {workspace.root}")
+    events = _live_events_after(workspace, int(start))
+    others = [e for e in events if e["author"] not in DEMO_AUTHORS]
+    if others:
+        raise PipelineError(f"event {others[0]['id']} by {others[0]['author']} came after the demo began; "
+                            "undo it first (a demo undo never takes someone's work with it)")
+    with workspace.transaction():
+        done = undo(workspace, n=len(events), author=author) if events else []
+        workspace.db.execute("DELETE FROM meta WHERE key=?", (DEMO_META,))
+    return done

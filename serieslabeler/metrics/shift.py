@@ -1,0 +1,90 @@
+"""Correcting a labeled set for how it was chosen: importance weights for covariate shift.
+
+Labels made through clusters are the typical images (near a cluster's centre, the ones the
+expert could name at a glance); the images that get routed are what is left, the harder ones.
+A precision measured on the labels is then a precision on easy images. If the chance that a
+prediction is right depends on the image only through a few covariates (here: the model's
+confidence, and how far the image lies from every labeled image of another subject), the
+pool's precision is the labeled set's precision with each labeled image weighted by
+``p_pool(x) / p_labeled(x)`` (Shimodaira, 2000). The density ratio is estimated with a
+probabilistic classifier that tells pool from labeled images on those covariates
+(``P(pool | x) / P(labeled | x)`` times ``n_labeled / n_pool``), which needs no density
+estimates and no binning. Weights are clipped (a handful of labeled images would otherwise
+carry the whole estimate) and the effective sample size ``(sum w)^2 / sum w^2`` says how many
+labeled images the weighted estimate is worth.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DISTANCE_CHUNK = 512
+WEIGHT_CLIP_QUANTILE = 0.98
+
+
+def nearest_other_subject_distance(X_query, query_subjects, X_reference, reference_subjects) -> np.ndarray:
+    """Each query row's Euclidean distance to the nearest reference row of a *different* subject.
+
+    A subject's own images are near-duplicates of each other; the distance to another subject's
+    labeled images says how typical an image is of what the labels cover. ``inf`` when every
+    reference row belongs to the query's subject.
+    """
+    X_query = np.asarray(X_query, dtype=np.float32)
+    X_reference = np.asarray(X_reference, dtype=np.float32)
+    query_subjects, reference_subjects = np.asarray(query_subjects), np.asarray(reference_subjects)
+    reference_norms = (X_reference**2).sum(axis=1)
+    out = np.empty(len(X_query))
+    for start in range(0, len(X_query), DISTANCE_CHUNK):
+        part = slice(start, start + DISTANCE_CHUNK)
+        rows = X_query[part]
+        squared = (rows**2).sum(axis=1)[:, None] - 2.0 * rows @ X_reference.T + reference_norms[None, :]
+        squared[query_subjects[part][:, None] == reference_subjects[None, :]] = np.inf
+        out[part] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+    return out
+
+
+def importance_weights(labeled_covariates, pool_covariates, clip_quantile: float = WEIGHT_CLIP_QUANTILE, random_state: int | None = 0) -> np.ndarray:
+    """Weights (mean 1) that make the labeled rows represent the pool rows (module docstring).
+
+    Covariates are standardized on both sets together; a logistic regression separates pool
+    from labeled rows; infinite values (no other subject to compare with) take the largest
+    finite value of their column.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    labeled = np.asarray(labeled_covariates, dtype=float).reshape(len(labeled_covariates), -1)
+    pool = np.asarray(pool_covariates, dtype=float).reshape(len(pool_covariates), -1)
+    if len(labeled) == 0 or len(pool) == 0:
+        return np.ones(len(labeled))
+    both = _finite_columns(np.vstack([labeled, pool]))
+    scaled = StandardScaler().fit_transform(both)
+    is_pool = np.r_[np.zeros(len(labeled)), np.ones(len(pool))]
+    model = LogisticRegression(C=1.0, random_state=random_state).fit(scaled, is_pool)
+    p_pool = np.clip(model.predict_proba(scaled[: len(labeled)])[:, 1], 1e-6, 1 - 1e-6)
+    weights = p_pool / (1.0 - p_pool) * (len(labeled) / len(pool))
+    weights = np.minimum(weights, np.quantile(weights, clip_quantile))
+    return weights / weights.mean()
+
+
+def _finite_columns(values: np.ndarray) -> np.ndarray:
+    """Replace non-finite entries by the largest finite value of their column (0 if none)."""
+    values = values.copy()
+    for j in range(values.shape[1]):
+        column = values[:, j]
+        finite = np.isfinite(column)
+        column[~finite] = column[finite].max() if finite.any() else 0.0
+    return values
+
+
+def unit_rows(X) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero): Euclidean distance then orders as cosine."""
+    X = np.asarray(X, dtype=np.float32)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norms > 0, norms, 1.0)
+
+
+def effective_sample_size(weights) -> float:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2`` (0 for no weights)."""
+    weights = np.asarray(weights, dtype=float)
+    total = float((weights**2).sum())
+    return float(weights.sum() ** 2 / total) if total > 0 else 0.0

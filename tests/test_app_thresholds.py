@@ -1,0 +1,74 @@
+"""The Train & route page: what the curve is measured on, calibration before/after, the audit,
+and the review grid's context and confirmation, through the real app (AppTest)."""
+from __future__ import annotations
+
+from test_app import (
+    assert_clean,
+    button,
+    label_two_clusters_by_their_majority,
+    metric,
+    run_page,
+    sample,  # noqa: F401 (a fixture)
+)
+
+from serieslabeler.labels import current_labels, interaction_count
+from serieslabeler.store import Workspace
+
+
+def trained_and_routed(sample_root):
+    label_two_clusters_by_their_majority(sample_root)
+    app = run_page("train")
+    button(app, "Train on the accepted labels").click().run()
+    button(app, "Predict the unlabeled images").click().run()
+    assert_clean(app)
+    return app
+
+
+def test_the_page_says_what_the_curve_is_measured_on_and_shows_calibration(sample):  # noqa: F811 (the imported fixture)
+    app = trained_and_routed(sample)
+    captions = " ".join(c.value for c in app.caption)
+    assert "Measured against your accepted labels" in captions and "Effective sample size" in captions
+    assert float(metric(app, "ECE after calibration")) >= 0 and float(metric(app, "ECE before calibration")) >= 0
+    assert metric(app, "Estimated precision at threshold")
+    assert len(app.get("vega_lite_chart")) >= 3  # curve, histogram, reliability diagram
+
+
+def test_an_audit_is_drawn_answered_and_reported_on_the_page(sample):  # noqa: F811 (the imported fixture)
+    app = trained_and_routed(sample)
+    next(s for s in app.slider if s.label == "Confidence threshold").set_value(0.0).run()
+    button(app, "Route").click().run()
+    next(n for n in app.number_input if n.label == "Audit size").set_value(6).run()
+    button(app, "Draw an audit").click().run()
+    assert_clean(app)
+    answers = [s for s in app.selectbox if s.key and s.key.startswith("audit_")]
+    assert len(answers) == 6
+    with Workspace.open(sample) as workspace:
+        before = interaction_count(workspace)
+    for box in answers:
+        box.set_value("correct")
+    app.run()
+    button(app, "Save the audit answers").click().run()
+    assert_clean(app)
+    assert metric(app, "Answered") == "6 of 6"
+    assert metric(app, "Audited precision") == "100.0%"
+    with Workspace.open(sample) as workspace:
+        assert interaction_count(workspace) - before == 6
+        assert (current_labels(workspace)["source"] == "pseudo").sum() >= 6
+
+
+def test_accepting_the_rest_of_a_class_names_the_count_and_needs_a_confirmation(sample):  # noqa: F811 (the imported fixture)
+    app = trained_and_routed(sample)
+    next(s for s in app.slider if s.label == "Confidence threshold").set_value(0.0).run()
+    button(app, "Route").click().run()
+    captions = " ".join(c.value for c in app.caption).replace("\\", "")  # ui.plain escapes markdown
+    assert "nearest labeled: #" in captions and "(day " in captions
+    accept = button(app, "Reject 0 ticked, accept the other")
+    assert accept.disabled
+    confirm = next(c for c in app.checkbox if c.label.startswith("Yes: label "))
+    count = int(confirm.label.split()[2])
+    confirm.check().run()
+    accept = button(app, "Reject 0 ticked, accept the other")
+    assert not accept.disabled
+    accept.click().run()
+    assert_clean(app)
+    assert any(f"{count} accepted" in s.value for s in app.success)

@@ -1,0 +1,187 @@
+"""Honest threshold curves (grouped out-of-fold, weighted for how labels were chosen), calibration
+stored with the model and applied when routing, and the audit of routed pseudo-labels, on real
+bananas features through the workspace and the CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import cli
+
+from serieslabeler.clustering import run_clustering
+from serieslabeler.labels import current_labels, interaction_count
+from serieslabeler.loop import (
+    answer_audit,
+    draw_audit,
+    ground_truth,
+    label_with_oracle,
+    load_calibration,
+    model_oof,
+    validation_curves,
+)
+from serieslabeler.metrics import (
+    effective_sample_size,
+    importance_weights,
+    nearest_other_subject_distance,
+)
+from serieslabeler.models import grouped_folds, load_model_record, predict, train_model
+from serieslabeler.sampling import draw_sample
+from serieslabeler.store import Workspace
+
+FEATURES = "efficientnet_lite0@imagenet"
+
+
+@pytest.fixture
+def workspace(bananas_embedded):
+    with Workspace.open(bananas_embedded) as ws:
+        yield ws
+
+
+def label_like_a_user(ws: Workspace, subjects: int = 6, seed: int = 0) -> None:
+    """Cluster a structure-aware sample and let the ground truth name clusters at 80% purity."""
+    sample = draw_sample(ws, "subjects", subjects=subjects, seed=seed)
+    clustering = run_clustering(ws, FEATURES, "kmeans", 12, metadata={"days": 0.5}, sample_id=sample.id, seed=seed)
+    label_with_oracle(ws, clustering.id, 0.8)
+
+
+def routed(ws: Workspace, threshold: float = 0.5, **train) -> int:
+    model = train_model(ws, "head", feature_set=FEATURES, **train)
+    predict(ws, model.id)
+    return model.id
+
+
+def test_grouped_folds_never_share_a_subject(workspace):
+    _, _, subjects = ground_truth(workspace)
+    folds = grouped_folds(subjects, 5, seed=3)
+    assert len(folds) == 5
+    for split in folds:
+        assert not set(subjects[split.train]) & set(subjects[split.test])
+    assert sorted(np.concatenate([s.test for s in folds]).tolist()) == list(range(len(subjects)))
+
+
+def test_out_of_fold_scores_come_from_models_that_never_saw_the_subject(workspace):
+    label_like_a_user(workspace)
+    model_id = routed(workspace)
+    oof = model_oof(workspace, load_model_record(workspace, model_id))
+    assert len(oof.image_ids) == len(oof.labels) == len(oof.proba)
+    assert np.allclose(oof.proba.sum(axis=1), 1.0)
+    assert "GroupKFold by subject" in oof.split
+
+
+def test_weights_favour_labeled_images_that_look_like_the_pool():
+    rng = np.random.default_rng(0)
+    labeled = rng.normal(0.0, 1.0, (400, 1))
+    pool = rng.normal(1.5, 1.0, (400, 1))
+    weights = importance_weights(labeled, pool)
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[labeled[:, 0] > 1.5].mean() > 3 * weights[labeled[:, 0] < 0].mean()
+    assert effective_sample_size(np.ones(10)) == pytest.approx(10) and effective_sample_size([1, 0, 0]) == pytest.approx(1)
+
+
+def test_distance_ignores_the_images_own_subject():
+    X = np.array([[0.0], [0.1], [5.0]])
+    subjects = np.array([1, 1, 2])
+    assert nearest_other_subject_distance(X, subjects, X, subjects).tolist() == pytest.approx([5.0, 4.9, 4.9])
+
+
+def test_thresholds_json_says_what_it_measures_and_calibrates(workspace):
+    label_like_a_user(workspace)
+    # C=100 on 1280 features: a nearly unregularized logistic regression, confident far beyond its accuracy
+    routed(workspace, C=100.0)
+    code, data = cli("thresholds", "--workspace", workspace.root, "--target", "0.8")
+    assert code == 0, data
+    for key in ("choice", "per_class_choice", "overall", "per_class", "images", "split"):  # the existing keys stay
+        assert key in data
+    measured = data["measured_on"]
+    assert measured["labels"] == "your accepted labels" and measured["images"] == data["images"]
+    assert measured["pool_images"] > 0 and "importance-weighted" in measured["estimator"]
+    assert 1 <= measured["effective_n"] <= measured["images"]
+    calibration = data["calibration"]
+    assert calibration["ece_after"] < calibration["ece_before"]
+    assert len(calibration["bins_before"]) == len(calibration["bins_after"]) == 10
+    assert data["trusted"]["source"] == "curve" and data["audit"] is None
+    assert data["choice"]["floor"] is None or data["choice"]["floor"] <= data["choice"]["precision"]
+    curve = data["overall"]
+    assert len(curve["low"]) == len(curve["thresholds"]) and all(lo <= p + 1e-9 for lo, p in zip(curve["low"], curve["precision"]))
+    stored = json.loads((workspace.models_dir / f"model-{data['model_id']}.calibration.json").read_text())
+    assert stored["calibrator"]["method_"] == calibration["method"]
+
+
+def test_routing_applies_the_stored_calibration(workspace):
+    label_like_a_user(workspace)
+    model_id = routed(workspace, C=100.0)
+    validation_curves(workspace, model_id, 0.8)
+    calibrator, _ = load_calibration(workspace, model_id)
+    code, data = cli("route", "--workspace", workspace.root, "--threshold", "0.0")
+    assert code == 0 and data["pseudo_labeled"] > 0
+    pending = current_labels(workspace).query("status == 'pending'")
+    from serieslabeler.models import load_predictions
+
+    predictions = load_predictions(workspace, model_id, pending["image_id"].to_numpy())
+    proba = predictions.proba / predictions.proba.sum(axis=1, keepdims=True)
+    assert np.allclose(pending["confidence"].to_numpy(), calibrator.transform(proba).max(axis=1))
+    assert not np.allclose(pending["confidence"].to_numpy(), predictions.confidence)
+
+
+def test_audit_answers_become_labels_and_count_as_interactions(workspace):
+    label_like_a_user(workspace)
+    routed(workspace)
+    assert cli("route", "--workspace", workspace.root, "--threshold", "0.0")[0] == 0
+    code, data = cli("audit", "--workspace", workspace.root, "draw", "--size", "12", "--seed", "4")
+    assert code == 0, data
+    audit = data["audit"]
+    items = audit["items"]
+    assert len(items) == 12 and audit["routed"] > 12
+    assert {i["predicted"] for i in items} == set(audit["population"])  # every class drawn
+    truth = dict(zip(*ground_truth(workspace)[:2]))
+    right = [i["image_id"] for i in items if truth[i["image_id"]] == i["predicted"]]
+    wrong = [i for i in items if truth[i["image_id"]] != i["predicted"]]
+    before = interaction_count(workspace)
+    if right:
+        code, data = cli("audit", "--workspace", workspace.root, "answer", "--images", ",".join(map(str, right)), "--correct")
+        assert code == 0, data
+    for item in wrong:
+        code, data = cli("audit", "--workspace", workspace.root, "answer", "--images", str(item["image_id"]), "--label", truth[item["image_id"]])
+        assert code == 0, data
+    assert interaction_count(workspace) - before == 12  # one per audited image
+    labels = current_labels(workspace).set_index("image_id")
+    for item in items:
+        assert labels.loc[item["image_id"], "status"] == "accepted"
+        assert labels.loc[item["image_id"], "label"] == truth[item["image_id"]]
+    code, data = cli("audit", "--workspace", workspace.root, "report")
+    assert code == 0
+    overall = data["report"]["overall"]
+    assert data["report"]["answered"] == 12 and data["report"]["complete"]
+    assert overall["low"] <= overall["estimate"] <= overall["high"]
+    assert overall["successes"] == len(right)
+    code, data = cli("thresholds", "--workspace", workspace.root, "--target", "0.5", "--lower-bound")
+    assert code == 0 and data["trusted"]["source"] == "audit" and data["audit"]["answered"] == 12
+    assert data["lower_bound"] and data["audit_threshold"]["target"] == 0.5
+
+
+def test_audit_input_errors_name_the_problem(workspace):
+    code, data = cli("audit", "--workspace", workspace.root, "draw")
+    assert code == 2 and "no pending pseudo-labels" in data["error"]
+    label_like_a_user(workspace)
+    routed(workspace)
+    cli("route", "--workspace", workspace.root, "--threshold", "0.0")
+    audit = draw_audit(workspace, 5, seed=1)
+    outsider = int(current_labels(workspace).query("status == 'accepted'")["image_id"].iloc[0])
+    code, data = cli("audit", "--workspace", workspace.root, "answer", "--images", str(outsider), "--correct")
+    assert code == 2 and f"image {outsider} is not in audit {audit.id}" in data["error"]
+    first = audit.items[0].image_id
+    answer_audit(workspace, [first], correct=True)
+    code, data = cli("audit", "--workspace", workspace.root, "answer", "--images", str(first), "--correct")
+    assert code == 2 and "answered already" in data["error"]
+
+
+def test_the_floor_counts_images_unlike_the_labels_as_wrong():
+    from serieslabeler.loop import precision_floor
+
+    # 4 labeled images of the labeled subjects (confidence 0.9) and 4 left unlabeled there (0.9):
+    # half of what those subjects hold at 0.9 is typical. The pool: those 4, and 4 of other subjects.
+    floor = precision_floor([0.5, 0.95], [0.8, 0.8], [0.9] * 4, [0.9] * 8, [True] * 4 + [False] * 4)
+    # at 0.5: 8 routed, of which 4 * 0.5 = 2 typical -> 2/8 of them at precision 0.8
+    assert floor[0] == pytest.approx(0.25 * 0.8)
+    assert floor[1] == pytest.approx(0.8)  # nothing routed at 0.95: nothing to discount
