@@ -32,9 +32,16 @@ from .files import (
     network_path,
     save_model,
 )
-from .finetune import FINETUNE_DEFAULTS, train_finetune
+from .configs import (
+    MODE_CONFIGS,
+    FinetuneConfig,
+    HeadConfig,
+    ModeConfig,
+    OverclusterConfig,
+    VAEConfig,
+)
+from .finetune import train_finetune
 from .foc import (
-    OVERCLUSTER_DEFAULTS,
     EpochLoss,
     FuzzyOvercluster,
     clustering_consistency,
@@ -46,7 +53,6 @@ from .head import HeadClassifier, LinearSoftmax, align_proba, grouped_oof_proba
 from .losses import inverse_cross_entropy, mutual_information
 from .modes import (
     ModeInputs,
-    check_options,
     grouped_holdout,
     holdout_metrics,
     mode_inputs,
@@ -80,9 +86,9 @@ from .torch_loop import (
     load_image_array,
     make_augment,
     run_batches,
-    seed_everything,
     semi_supervised_batches,
     softmax,
+    torch_generator,
 )
 from .training import MODES, grouped_validation, train_head, train_model
 from .vae import (
@@ -98,8 +104,6 @@ from .vae import (
     split_latent_cluster,
 )
 from .vae_rounds import (
-    CENTRE_OPTIONS,
-    VAE_DEFAULTS,
     CentrePicture,
     CentreRound,
     decoded_centres,
@@ -136,12 +140,16 @@ __all__ = [
     "NetworkLoader",
     "network_loader",
     "load_network",
-    "FINETUNE_DEFAULTS",
+    "FinetuneConfig",
+    "HeadConfig",
+    "ModeConfig",
+    "MODE_CONFIGS",
+    "OverclusterConfig",
+    "VAEConfig",
     "train_finetune",
     "EpochLoss",
     "FuzzyOvercluster",
     "consistency",
-    "OVERCLUSTER_DEFAULTS",
     "train_overcluster",
     "save_overclustering",
     "clustering_consistency",
@@ -151,7 +159,6 @@ __all__ = [
     "grouped_oof_proba",
     "mutual_information",
     "inverse_cross_entropy",
-    "check_options",
     "ModeInputs",
     "mode_inputs",
     "grouped_holdout",
@@ -169,7 +176,7 @@ __all__ = [
     "random_split",
     "make_split",
     "INPUTS",
-    "seed_everything",
+    "torch_generator",
     "encode_labels",
     "check_input",
     "Standardizer",
@@ -197,8 +204,6 @@ __all__ = [
     "centre_pictures",
     "CentreDecision",
     "centre_training_labels",
-    "VAE_DEFAULTS",
-    "CENTRE_OPTIONS",
     "CentreRound",
     "vae_centres",
     "CentrePicture",

@@ -12,6 +12,7 @@ from serieslabeler.loop.iterate import IterateConfig, iterate, list_iterations
 from serieslabeler.loop.routing import route_predictions
 from serieslabeler.loop.threshold import validation_curves
 from serieslabeler.metrics.classification import ClassificationReport
+from serieslabeler.models.configs import FinetuneConfig, HeadConfig
 from serieslabeler.models.files import latest_model_id, list_models
 from serieslabeler.models.predictions import predict
 from serieslabeler.models.training import train_model
@@ -26,10 +27,11 @@ from serieslabeler.simulation.records import (
 from serieslabeler.store.queries import sample_ids
 from serieslabeler.store.workspace import Workspace, write_atomic
 
-HEAD_OPTIONS = ("kind", "C", "hidden", "max_iter")
+# the options each mode takes as flags of their own: its config's fields (finetune's num_workers only through the library)
+HEAD_OPTIONS = HeadConfig.names()
 
 
-FINETUNE_OPTIONS = ("backbone", "weights", "epochs", "patience", "batch_size", "lr", "head_lr", "image_size", "val_share")
+FINETUNE_OPTIONS = tuple(name for name in FinetuneConfig.names() if name != "num_workers")
 
 
 # overcluster and vae (issue 9): these shared options, plus any of their own through --option NAME=VALUE
