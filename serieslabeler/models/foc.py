@@ -171,7 +171,7 @@ class FuzzyOvercluster(ClassifierMixin, TorchEstimator):
         import torch
 
         rng = np.random.default_rng(self.random_state)
-        augment = make_augment(self.input, self.noise, self.dropout, self.flip, torch_generator(self.random_state, self.device_))
+        augment = make_augment(self.input, self.noise, self.dropout, self.flip, torch_generator(rng, self.device_))
         optimizer = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         data = torch.from_numpy(self.scaler_.transform(X)).to(self.device_)
         targets = torch.from_numpy(codes).to(self.device_)

@@ -16,16 +16,16 @@ INPUTS = ("features", "images")
 
 
 # --- shared torch building blocks --------------------------------------------------------
-def torch_generator(random_state: int | None, device="cpu"):
-    """A local ``torch.Generator`` on ``device``: seeded by ``random_state``, else from the OS."""
+def torch_generator(rng: np.random.Generator, device="cpu"):
+    """A local ``torch.Generator`` on ``device``, seeded from ``rng``.
+
+    Seeded from the estimator's numpy generator rather than with ``random_state`` itself: the
+    network's initialisation starts from ``random_state`` (:func:`serieslabeler.embed.backbones.seeded_init`),
+    and the same seed here would give the augmentations the very numbers the weights were drawn from.
+    """
     import torch
 
-    generator = torch.Generator(device=device)
-    if random_state is None:
-        generator.seed()
-    else:
-        generator.manual_seed(random_state)
-    return generator
+    return torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
 
 
 def encode_labels(y, n: int) -> tuple[np.ndarray, np.ndarray]:

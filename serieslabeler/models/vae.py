@@ -197,7 +197,7 @@ class LatentVAE(ClassifierMixin, TransformerMixin, TorchEstimator):
         import torch
 
         rng = np.random.default_rng(self.random_state)
-        generator = torch_generator(self.random_state, self.device_)
+        generator = torch_generator(rng, self.device_)
         phase = "labeled" if (codes >= 0).any() else "unsupervised"
         optimizer = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
         data = torch.from_numpy(self.scaler_.transform(X)).to(self.device_)

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -199,8 +200,6 @@ class SimulationResult:
 
 def write_result(result: SimulationResult, path) -> None:
     """Save the curves: ``.csv`` (one row per evaluation) or ``.json`` (table, runs and curves)."""
-    from pathlib import Path
-
 
     path = Path(path)
     if path.suffix == ".json":

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -97,7 +98,6 @@ def check_weights(weights: Mapping[str, float] | None, available: Mapping[str, s
 def metadata_frame(workspace: Workspace, image_ids, fields=None, absolute_dates: bool = False):
     """A pandas DataFrame indexed by image id: one column per field (numeric as float with NaN
     for missing values, categorical as strings or None), in the order of ``image_ids``."""
-    import pandas as pd
 
     attributes = _attributes(workspace)
     fields = list(metadata_fields(workspace)) if fields is None else list(fields)
@@ -244,7 +244,6 @@ def _present(value) -> bool:
 
 def _elapsed_days(workspace: Workspace, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Days since each image's subject's first image, and since the collection's first image."""
-    import pandas as pd
 
     rows = workspace.query_in(
         "SELECT i.id, i.taken_at, f.first FROM images i JOIN "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from serieslabeler.cli.base import Result, add_common, parse_key_values
 from serieslabeler.cli.commands.vae import parse_options
@@ -192,7 +193,6 @@ def threshold_of(args, default: float | None = None):
 
 
 def run_train(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         model = train_model(workspace, args.mode, feature_set=args.features, seed=args.seed, device=args.device,
                             progress=ProgressLine("training"), **training_params(args))
@@ -204,12 +204,10 @@ def run_train(args) -> Result:
 
 
 def _model_id(workspace, model: int | None) -> int:
-
     return latest_model_id(workspace) if model is None else model
 
 
 def run_predict(args) -> Result:
-
     if args.address and args.engine != "ray":
         raise PipelineError("--address goes with --engine ray")
     with Workspace.open(args.workspace) as workspace:
@@ -224,7 +222,6 @@ def run_predict(args) -> Result:
 
 
 def run_route(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         image_ids = None if args.sample is None else sample_ids(workspace, args.sample)
         routing = route_predictions(workspace, _model_id(workspace, args.model), threshold_of(args), image_ids, args.smooth)
@@ -236,7 +233,6 @@ def run_route(args) -> Result:
 
 
 def run_evaluate(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         evaluation = evaluate_model(workspace, args.model, args.test_size, args.seed)
     table = ClassificationReport.from_dict(evaluation.report).format()
@@ -246,13 +242,10 @@ def run_evaluate(args) -> Result:
 
 
 def run_thresholds(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         tuning = validation_curves(workspace, args.model, args.target, args.truth, args.seed)
     data = tuning.to_dict()
     if args.out:
-        from pathlib import Path
-
         write_atomic(Path(args.out), json.dumps(data, indent=1).encode())
     header = (f"model {tuning.details['model_id']} ({tuning.details['feature_set']}), {tuning.details['images']} images of "
               f"{tuning.details['subjects']} subjects ({tuning.details['truth']}; {tuning.details['split']})")
@@ -260,7 +253,6 @@ def run_thresholds(args) -> Result:
 
 
 def run_iterate(args) -> Result:
-
     config = IterateConfig(
         features=args.features, weights=args.weights, strategy=args.strategy, subjects=args.subjects, size=args.size,
         algorithm=args.algorithm, k=args.k, overcluster=args.overcluster, metadata=parse_key_values(args.metadata, "--metadata"),
@@ -273,7 +265,6 @@ def run_iterate(args) -> Result:
 
 
 def run_simulate(args) -> Result:
-
     scenarios = [s.strip() for s in args.scenarios.split(",")] if args.scenarios else list(SCENARIOS)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -290,7 +281,6 @@ def run_simulate(args) -> Result:
 
 
 def run_models(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         models = list_models(workspace)
     lines = [f"model {m['id']}: {m['mode']} on {m['feature_set']}, {m['training_set']} labels, classes {', '.join(m['classes'])} "
@@ -299,7 +289,6 @@ def run_models(args) -> Result:
 
 
 def run_iterations(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         records = list_iterations(workspace)
     lines = [f"iteration {r.id} ({r.status}): sample {r.sample_id}, clustering {r.clustering_id}, model {r.model_id}, "
