@@ -18,13 +18,14 @@ from serieslabeler.cli.commands import (
     embed,
     ingest,
     label,
+    metrics,
     sample,
     train,
     vae,
 )
 from serieslabeler.errors import PipelineError
 
-COMMAND_MODULES = (cluster, demo, embed, ingest, label, sample, train, vae)
+COMMAND_MODULES = (cluster, demo, embed, ingest, label, metrics, sample, train, vae)
 
 
 def build_parser() -> argparse.ArgumentParser:

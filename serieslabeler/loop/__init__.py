@@ -23,6 +23,7 @@ from .iterate import (
     load_iteration,
     save_iteration,
 )
+from .learning import LearningPoint, learning_curve
 from .monotone import (
     UNLABELED,
     MonotoneDecoding,
@@ -61,6 +62,8 @@ __all__ = [
     "held_out_subjects",
     "subject_names",
     "evaluate_model",
+    "LearningPoint",
+    "learning_curve",
     "IDLE_MINUTES",
     "AWAITING",
     "DONE",

@@ -15,6 +15,7 @@ from .metadata import (
 )
 from .reduce import (
     FFT_FROM,
+    MAX_DRAWN,
     MAX_FIT,
     MIN_POINTS,
     PCA_COMPONENTS,
@@ -23,6 +24,7 @@ from .reduce import (
     MapModel,
     TSNEMapper,
     create_map,
+    drawn_rows,
     fit_pca,
     latest_map,
     list_maps,
@@ -54,6 +56,8 @@ __all__ = [
     "TSNEMapper",
     "MapModel",
     "create_map",
+    "drawn_rows",
+    "MAX_DRAWN",
     "save_map",
     "load_map",
     "latest_map",

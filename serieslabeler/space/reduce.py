@@ -54,6 +54,10 @@ MAX_FIT = 25_000
 PLACE_CHUNK = 100_000
 
 
+# the most points a map view draws (the browser slows down beyond)
+MAX_DRAWN = 5000
+
+
 @dataclass
 class Map:
     """A saved t-SNE map: image ``ids[i]`` is drawn at ``coords[i]``."""
@@ -65,6 +69,16 @@ class Map:
     coords: np.ndarray
     created_at: str = ""
     path: Path | None = field(default=None, repr=False)
+
+
+def drawn_rows(n: int, max_points: int = MAX_DRAWN) -> np.ndarray:
+    """The rows of an ``n``-point map to draw: all of them, or a fixed random subset of ``max_points``.
+
+    The subset is seeded (0), so every view of the same map shows the same points.
+    """
+    if n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, max_points, replace=False))
 
 
 def fit_pca(X: np.ndarray, n_components: int = PCA_COMPONENTS, random_state: int = 0):
