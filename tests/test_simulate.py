@@ -50,6 +50,7 @@ def test_oracle_names_a_centre_from_its_modal_share_for_one_interaction():
         oracle.answer_centre([1, 99])
 
 
+@pytest.mark.slow
 def test_network_scenarios_label_groups_and_the_vae_names_centres_without_clicking_out(digits):
     config = SimulationConfig(budget=0.05, chunk=10, cluster_batch=40, network_epochs=2)
     runs = {scenario: run_scenario(digits, scenario, seed=0, config=config) for scenario in NETWORK_SCENARIOS}
@@ -99,7 +100,8 @@ def test_result_table_csv_and_sampling_comparison(digits, tmp_path):
     assert csv_text.splitlines()[0].startswith("collection,scenario,seed") and len(csv_text.splitlines()) == len(result.rows()) + 1
     assert "scenario" in result.format()
     comparison = compare_sampling(digits, subjects=5, seeds=[0, 1])
-    assert set(comparison) >= {"random", "subjects"} and 0 < comparison["random"]["accuracy"] <= 1
+    assert set(comparison) >= {"random", "subjects"}
+    assert comparison["random"]["accuracy"] > 0.8 and comparison["subjects"]["accuracy"] > 0.8  # measured 0.90 and 0.90
 
 
 def test_cli_simulate_on_bananas(bananas_embedded, tmp_path):
