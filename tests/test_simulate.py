@@ -66,13 +66,15 @@ def test_network_scenarios_label_groups_and_the_vae_names_centres_without_clicki
     assert again.curve == runs["vae"].curve
 
 
-def test_oracle_never_sees_test_images(digits):
-    for scenario in SCENARIOS:
-        run = run_scenario(digits, scenario, seed=3, config=FAST)
-        assert run.oracle_asked, scenario
-        assert not run.oracle_asked & set(run.test_ids.tolist()), f"{scenario}: the oracle saw test images"
-        assert not set(digits.subjects[list(run.oracle_asked)]) & set(digits.subjects[run.test_ids]), scenario
-        assert run.curve and run.curve[-1].interactions <= FAST.budget * run.pool_size + 20
+@pytest.mark.parametrize(
+    "scenario", [pytest.param(s, marks=pytest.mark.slow) if s in NETWORK_SCENARIOS else s for s in SCENARIOS]
+)
+def test_oracle_never_sees_test_images(digits, scenario):
+    run = run_scenario(digits, scenario, seed=3, config=FAST)
+    assert run.oracle_asked, scenario
+    assert not run.oracle_asked & set(run.test_ids.tolist()), f"{scenario}: the oracle saw test images"
+    assert not set(digits.subjects[list(run.oracle_asked)]) & set(digits.subjects[run.test_ids]), scenario
+    assert run.curve and run.curve[-1].interactions <= FAST.budget * run.pool_size + 20
 
 
 def test_simulation_is_deterministic_under_a_seed(digits):
