@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
+from sklearn.metrics import pairwise_distances_argmin_min
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.ingest.weather_store import degree_days
@@ -209,7 +210,6 @@ def pick_coreset(
     size: int | None = None,
     features: str | None = None,
 ) -> np.ndarray:
-
     if not features:
         raise PipelineError("strategy 'coreset' needs a feature set (--features NAME, e.g. efficientnet_lite0)")
     store = FeatureStore(workspace)
@@ -228,7 +228,6 @@ def greedy_k_center(X: np.ndarray, size: int, rng: np.random.Generator, anchors:
 
     Memory is O(len(X)): one running minimum distance per row.
     """
-    from sklearn.metrics import pairwise_distances_argmin_min
 
     X = np.asarray(X, dtype=np.float32)
     if anchors is not None and len(anchors):

@@ -1,13 +1,21 @@
 """Read-only views of the catalog, joined for display and scripts (the app's tables and charts)."""
 from __future__ import annotations
 
-from serieslabeler.clustering.runs import latest_clustering
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from serieslabeler.clustering.evaluate import ClusteringEvaluation, ground_truth
+from serieslabeler.clustering.runs import (
+    latest_clustering,
+)
 from serieslabeler.errors import PipelineError
 from serieslabeler.ingest.dates import readable_time
 from serieslabeler.labels.clusters import cluster_status
 from serieslabeler.sampling import latest_predicting_model
 from serieslabeler.space.metadata import metadata_frame
-from serieslabeler.store.queries import IMAGE_COLUMNS, id_array
+from serieslabeler.store.queries import IMAGE_COLUMNS, id_array, image_table
+from serieslabeler.store.summary import summarize
 from serieslabeler.store.workspace import Workspace
 
 
@@ -16,7 +24,6 @@ def latest_clustering_id(workspace: Workspace) -> int | None:
 
 
 def latest_predicting_model_id(workspace: Workspace) -> int | None:
-
     try:
         return latest_predicting_model(workspace)
     except PipelineError:
@@ -43,7 +50,6 @@ def image_details(workspace: Workspace, image_ids, clustering_id: int | None = N
 
     One query through the tables' keys for exactly these images (a page shows 200 or 5,000 of a
     million): its cost follows the number of images shown, not the collection's size."""
-    import pandas as pd
 
     ids = [int(i) for i in image_ids]
     clustering_id = clustering_id or latest_clustering_id(workspace)
@@ -95,7 +101,60 @@ STATUS_COLUMNS = ["cluster", "size", "labeled", "top_label", "top_count", "state
 
 def cluster_table(workspace: Workspace, clustering_id: int):
     """``serieslabeler.labels.log.cluster_status`` as a DataFrame (one row per cluster)."""
-    import pandas as pd
-
-
     return pd.DataFrame(cluster_status(workspace, clustering_id), columns=STATUS_COLUMNS)
+
+
+def clustering_table(workspace: Workspace, clustering_id: int, evaluation: ClusteringEvaluation) -> pd.DataFrame:
+    """One row per cluster: its labeling state (:func:`cluster_table`) and, with ground truth,
+    its majority true class, how many members have one, and its purity."""
+    table = cluster_table(workspace, clustering_id).rename(columns={"top_label": "top label", "top_count": "top label count"})
+    if not evaluation.per_cluster:
+        return table
+    purity = pd.DataFrame([asdict(p) for p in evaluation.per_cluster]).rename(columns={"majority": "majority (truth)", "size": "with truth"})
+    return table.merge(purity, on="cluster", how="left")
+
+
+@dataclass(frozen=True)
+class StageCoverage:
+    """One ground-truth stage: its images in a selection and in the whole collection."""
+
+    stage: str
+    images: int
+    in_collection: int
+
+
+@dataclass(frozen=True)
+class SampleCoverage:
+    """What a selection of images covers: subjects, time since each subject's first photo, stages."""
+
+    images: int
+    subjects: int
+    days_covered: float | None
+    per_subject: dict[str, int]
+    days: list[float]
+    stages: list[StageCoverage]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sample_coverage(workspace: Workspace, image_ids) -> SampleCoverage:
+    """Subjects, days and ground-truth stages covered by ``image_ids`` (a sample or a preview).
+
+    ``days_covered``: the most days since a subject's first photo among them; ``stages``:
+    most frequent first (ties by name), each with its count in the collection.
+    """
+    table = image_table(workspace, image_ids)
+    days = metadata_frame(workspace, image_ids, ["days"])["days"].to_numpy(dtype=float)
+    truth = pd.Series(list(ground_truth(workspace, image_ids).values()), dtype=object)
+    in_collection = summarize(workspace)["ground_truth"]
+    counts = truth.value_counts()
+    stages = sorted(((str(stage), int(n)) for stage, n in counts.items()), key=lambda item: (-item[1], item[0]))
+    return SampleCoverage(
+        images=len(table),
+        subjects=int(table["subject"].nunique()),
+        days_covered=float(days.max()) if len(days) else None,
+        per_subject={str(k): int(v) for k, v in table.groupby("subject").size().items()},
+        days=days.tolist(),
+        stages=[StageCoverage(stage, n, int(in_collection.get(stage, 0))) for stage, n in stages],
+    )

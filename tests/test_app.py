@@ -300,6 +300,7 @@ def number_input(app: AppTest, label: str):
     return next(n for n in app.number_input if n.label == label)
 
 
+@pytest.mark.slow
 def test_train_page_trains_an_overcluster_model_and_offers_its_overclusters(sample):
     from serieslabeler.models import list_models
 
@@ -317,6 +318,7 @@ def test_train_page_trains_an_overcluster_model_and_offers_its_overclusters(samp
     assert "overclusters are clustering" in app.info[0].value
 
 
+@pytest.mark.slow
 def test_vae_centres_page_names_splits_and_trains(sample):
     from serieslabeler.models import list_models
 
@@ -351,6 +353,7 @@ def test_vae_centres_page_names_splits_and_trains(sample):
         assert model["mode"] == "vae" and model["classes"] == ["O", "R"] and model["params"]["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_vae_centres_page_shows_an_image_vae_its_decoded_centres(sample):
     app = run_page("centres")
     number_input(app, "Centres (0: from the elbow)").set_value(2).run()

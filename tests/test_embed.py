@@ -15,6 +15,7 @@ from serieslabeler.embed import (
     load_backbone,
     load_image,
     resolve_weights,
+    seeded_init,
 )
 from serieslabeler.errors import PipelineError
 from serieslabeler.store import FeatureStore, Workspace
@@ -107,8 +108,8 @@ def saved_resnet18(path, seed: int = 1):
     import torch
     import torchvision
 
-    torch.manual_seed(seed)
-    network = torchvision.models.resnet18(weights=None)
+    with seeded_init(seed):
+        network = torchvision.models.resnet18(weights=None)
     torch.save(network.state_dict(), path)
     network.fc = torch.nn.Identity()
     return network

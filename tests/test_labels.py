@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -157,7 +158,8 @@ def test_interactions_and_session_rates(ws):
     assert stats.interactions == 9
     assert stats.images_labeled == (len(ids) - 3) + 2 + 2  # cluster members, the 2 by hand, the 2 accepted
     assert stats.images_per_interaction == pytest.approx(stats.images_labeled / 9)
-    assert stats.ended_at is not None and stats.minutes >= 0
+    started, ended = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (stats.started_at, stats.ended_at))
+    assert stats.minutes == pytest.approx((ended - started).total_seconds() / 60) and stats.minutes < 5
     with pytest.raises(PipelineError, match="ended"):
         labels.label_images(ws, ids[:1], "Foot", session_id=session)
     with pytest.raises(PipelineError, match="no labeling session 42"):

@@ -6,7 +6,7 @@ import pytest
 from conftest import cli
 
 from serieslabeler.errors import PipelineError
-from serieslabeler.labels import current_labels, label_images
+from serieslabeler.labels import current_labels, interaction_count, label_images
 from serieslabeler.loop import (
     AWAITING,
     IterateConfig,
@@ -121,8 +121,12 @@ def test_iterate_stops_for_labels_then_trains_predicts_and_routes(workspace):
     done = iterate(workspace, config)
     record = done.iteration.record
     assert done.iteration.status == "done" and done.iteration.model_id is not None
-    assert record["interactions"] > 0 and record["labels_added"].get("cluster", 0) > 0
-    assert record["routing"]["pseudo_labeled"] + record["routing"]["to_cluster"] > 0
+    labels = current_labels(workspace)
+    assert record["interactions"] == interaction_count(workspace)  # measured 8
+    assert record["labels_added"]["cluster"] == int((labels["source"] == "cluster").sum()) > 10  # measured 19
+    routed = record["routing"]["pseudo_labeled"] + record["routing"]["to_cluster"]
+    outside_held_out = workspace.query_in("SELECT id FROM images WHERE subject_id NOT IN ({})", held.tolist())
+    assert routed == len({r[0] for r in outside_held_out} - set(labels["image_id"].tolist()))  # measured 141
     assert record["evaluation"]["held_out_subjects"] and "stored model" in record["evaluation"]["method"]
 
     second = iterate(workspace, config, oracle=True)

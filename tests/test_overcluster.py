@@ -106,6 +106,7 @@ def test_batches_hold_the_unlabeled_share_and_cover_both_sets():
         next(semi_supervised_batches(codes, 16, 1.0, np.random.default_rng(0)))
 
 
+@pytest.mark.slow
 def test_training_on_digits_features_lowers_the_loss_and_gives_overclusters(digits):
     X, y, partial = digits
     model = FuzzyOvercluster(epochs=8, batch_size=64, random_state=0, device="cpu").fit(X, partial)
@@ -124,6 +125,7 @@ def test_training_on_digits_features_lowers_the_loss_and_gives_overclusters(digi
     np.testing.assert_allclose(restored.predict_proba(X[:20]), model.predict_proba(X[:20]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_on_small_images_with_the_conv_backbone_lowers_the_loss(digits):
     X, _, partial = digits
     images = (X / 16.0).reshape(-1, 1, 8, 8)
@@ -166,6 +168,7 @@ def label_with_ground_truth(root, every: int = 3) -> dict[int, str]:
     return truth
 
 
+@pytest.mark.slow
 def test_train_mode_overcluster_saves_a_model_and_its_overclusters(sample_workspace):
     from serieslabeler.clustering import load_clustering
     from serieslabeler.models import (
@@ -184,13 +187,13 @@ def test_train_mode_overcluster_saves_a_model_and_its_overclusters(sample_worksp
     model = data["model"]
     assert model["mode"] == "overcluster" and model["feature_set"] == "efficientnet_lite0@imagenet"
     assert model["metrics"]["overclusters"] == 3 * len(model["classes"])
-    assert model["metrics"]["validation"] is not None
+    assert model["metrics"]["validation"]["top1"] > 0.45  # measured 0.67 on held-out subjects (4 stages)
     with Workspace.open(sample_workspace) as workspace:
         clustering = load_clustering(workspace, model["metrics"]["clustering_id"])
         assert clustering.algorithm == "overcluster" and clustering.feature_set == "efficientnet_lite0@imagenet"
         assert sorted(clustering.image_ids) == sorted(truth) and np.all(clustering.distances >= 0)
         assert clustering.k == model["metrics"]["overclusters_used"] == len(np.unique(clustering.clusters))
-        assert 0 <= clustering_consistency(workspace, clustering.id, "ground_truth") <= 1
+        assert clustering_consistency(workspace, clustering.id, "ground_truth") > 0.65  # measured 0.825
         assert clustering_consistency(workspace, clustering.id) == pytest.approx(model["metrics"]["consistency_training"])
         assert isinstance(load_classifier(workspace, load_model_record(workspace, model["id"])), FuzzyOvercluster)
         predictions = predict(workspace, model["id"])
@@ -200,6 +203,7 @@ def test_train_mode_overcluster_saves_a_model_and_its_overclusters(sample_worksp
     assert code == 2 and "does not take option(s) ratio" in data["error"]
 
 
+@pytest.mark.slow
 def test_train_mode_overcluster_on_pixels_saves_a_network_whose_features_predict(sample_workspace):
     from serieslabeler.models import predict
     from serieslabeler.store import FeatureStore, Workspace

@@ -60,6 +60,7 @@ def add_bananas_rows(workspace_path, folder, start: int, stop: int) -> None:
     assert code == 0 and data["added"] == stop - start, data
 
 
+@pytest.mark.slow
 def test_ray_engine_gives_the_default_paths_features(local_ray, small_collection, tmp_path):
     with Workspace.open(small_collection) as template:
         template.copy_to(tmp_path / "default").close()
@@ -83,6 +84,7 @@ def test_ray_engine_gives_the_default_paths_features(local_ray, small_collection
     assert code == 0 and (again["computed"], again["cached"]) == (0, RAY_IMAGES)
 
 
+@pytest.mark.slow
 def test_ray_engine_names_an_unreadable_image_and_keeps_the_others(local_ray, small_collection, tmp_path):
     from serieslabeler.embed import embed_with_ray
 
@@ -193,6 +195,7 @@ def test_mapper_fits_everything_below_max_fit():
 
 
 
+@pytest.mark.slow
 def test_predict_on_ray_computes_a_fine_tuned_networks_features_like_the_default_path(local_ray, small_collection, tmp_path):
     from serieslabeler.labels import label_images
     from serieslabeler.models import train_model

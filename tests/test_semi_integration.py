@@ -3,6 +3,7 @@ VAE's latent space, the loop's --mode, and the menu."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import cli
 
 from serieslabeler.cli.commands.train import MODE_OPTIONS
@@ -11,6 +12,7 @@ from serieslabeler.models import MODES, network_path, predict, train_model
 from serieslabeler.store import FeatureStore, Workspace
 
 
+@pytest.mark.slow
 def test_a_head_on_vae_latents_predicts_images_added_after_the_vae(sample_workspace):
     from serieslabeler.labels import label_images
     from serieslabeler.models import vae_centres
@@ -35,6 +37,7 @@ def test_a_head_on_vae_latents_predicts_images_added_after_the_vae(sample_worksp
         assert store.info(round_.latents).dim == 4
 
 
+@pytest.mark.slow
 def test_iterate_takes_every_training_mode_and_its_options(sample_workspace):
     assert set(MODE_OPTIONS) == set(MODES)
     code, data = cli("iterate", "--workspace", sample_workspace, "--mode", "overcluster", "--option", "epochs=2",

@@ -102,6 +102,7 @@ def test_training_needs_labels_and_a_known_mode(workspace):
     assert set(MODES) >= {"head", "finetune"}
 
 
+@pytest.mark.slow
 def test_finetune_on_cpu_registers_its_features(workspace):
     """A tiny fine-tune (ResNet-18 with random weights, 32 images, 1 epoch, 32 px) runs on the CPU."""
     ids, _, subjects = ground_truth(workspace)

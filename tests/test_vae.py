@@ -50,6 +50,7 @@ def test_centre_labels_weigh_members_by_their_distance_relative_to_the_cluster_m
         centre_training_labels(clusters, {0: CentreDecision("Arm", 1.5)})
 
 
+@pytest.mark.slow
 def test_unsupervised_then_labeled_training_lowers_the_losses(digits):
     X, y = digits
     model = LatentVAE(pretrain_epochs=6, epochs=6, device="cpu").fit_unsupervised(X)
@@ -69,6 +70,7 @@ def test_unsupervised_then_labeled_training_lowers_the_losses(digits):
     np.testing.assert_allclose(restored.predict_proba(X[:10]), model.predict_proba(X[:10]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_decoded_centres_have_the_image_shape_and_nearest_members_belong_to_them(image_vae):
     model, images = image_vae
     assert model.history_[-1].total < model.history_[0].total
@@ -82,6 +84,7 @@ def test_decoded_centres_have_the_image_shape_and_nearest_members_belong_to_them
     assert all(clusters.assignments[row] == c for c, row in zip(pictures.clusters, pictures.nearest))
 
 
+@pytest.mark.slow
 def test_a_top_down_split_divides_one_cluster_and_keeps_the_others(image_vae):
     model, images = image_vae
     Z = model.transform(images)
@@ -107,6 +110,7 @@ def test_labels_of_a_single_class_or_before_pretraining_are_refused(digits):
 
 
 # --- in a workspace: centres to name, then the vae training mode ----------------------------
+@pytest.mark.slow
 def test_vae_centres_are_named_split_and_continued_by_train_mode_vae(sample_workspace, tmp_path):
     from serieslabeler.clustering import split_cluster
     from serieslabeler.labels import label_cluster
@@ -144,6 +148,7 @@ def test_vae_centres_are_named_split_and_continued_by_train_mode_vae(sample_work
         assert len(predict(workspace, model["id"], image_ids=[1, 2, 3])) == 3
 
 
+@pytest.mark.slow
 def test_an_image_vae_decodes_its_centres_to_pictures_of_the_input_size(sample_workspace, tmp_path):
     from tests.conftest import cli
 
@@ -158,6 +163,7 @@ def test_an_image_vae_decodes_its_centres_to_pictures_of_the_input_size(sample_w
             assert picture.size == (128, 128) and picture.mode == "RGB"
 
 
+@pytest.mark.slow
 def test_latents_of_images_added_after_phase_one_are_computed_on_request(sample_workspace):
     from serieslabeler.models import store_latents, vae_centres
     from serieslabeler.store import FeatureStore, Workspace

@@ -17,7 +17,7 @@ from serieslabeler.embed import DEVICES
 from serieslabeler.labels import label_cluster
 from serieslabeler.loop import suggested_label
 from serieslabeler.models import (
-    VAE_DEFAULTS,
+    VAEConfig,
     decoded_centres,
     latent_clusterings,
     train_model,
@@ -40,15 +40,15 @@ def settings(workspace) -> dict:
 def pretrain_section(workspace, choice: dict) -> None:
     row = st.columns(4)
     k = row[0].number_input("Centres (0: from the elbow)", 0, 100, 0, help="k of the k-means on the latent vectors.")
-    latent_dim = row[1].number_input("Latent dimensions", 2, 256, VAE_DEFAULTS["latent_dim"])
-    epochs = row[2].number_input("Epochs without labels", 1, 1000, VAE_DEFAULTS["pretrain_epochs"], key="vae_pretrain_epochs")
+    latent_dim = row[1].number_input("Latent dimensions", 2, 256, VAEConfig.latent_dim)
+    epochs = row[2].number_input("Epochs without labels", 1, 1000, VAEConfig.pretrain_epochs, key="vae_pretrain_epochs")
     source = row[3].selectbox("The VAE reads", ["features", "images"], help=(
         "features: the feature vectors (fast; each centre is shown by its most typical image); images: the pixels, "
         "through the features' CNN (slow without a GPU; each centre is shown decoded)."
     ))
     options = {"latent_dim": int(latent_dim), "pretrain_epochs": int(epochs), "input": source}
     if source == "images":
-        options["image_size"] = int(st.number_input("Image size (px)", 32, 224, VAE_DEFAULTS["image_size"], 16))
+        options["image_size"] = int(st.number_input("Image size (px)", 32, 224, VAEConfig.image_size, 16))
     if st.button("Train the VAE and cluster its latents", type="primary", disabled=choice["feature_set"] is None):
         bar = ui.ProgressBar("Training the VAE", unit="steps")
         round_ = vae_centres(workspace, choice["feature_set"], int(k) or None, seed=choice["seed"], device=choice["device"],
@@ -111,9 +111,9 @@ def centre_grid(workspace, clustering_id: int, seed: int) -> None:
 def train_section(workspace, clustering: dict, choice: dict) -> None:
     record, _ = vae_model_of(workspace, clustering["feature_set"])
     row = st.columns(3)
-    epochs = row[0].number_input("Epochs with labels", 1, 1000, VAE_DEFAULTS["epochs"], key="vae_train_epochs")
-    gamma = row[1].number_input("Weight of the labels (gamma)", 0.0, 100.0, VAE_DEFAULTS["gamma"], 0.5)
-    ratio = row[2].slider("Unlabeled share of a batch", 0.0, 0.95, VAE_DEFAULTS["unlabeled_ratio"], 0.05, key="vae_unlabeled_ratio")
+    epochs = row[0].number_input("Epochs with labels", 1, 1000, VAEConfig.epochs, key="vae_train_epochs")
+    gamma = row[1].number_input("Weight of the labels (gamma)", 0.0, 100.0, VAEConfig.gamma, 0.5)
+    ratio = row[2].slider("Unlabeled share of a batch", 0.0, 0.95, VAEConfig.unlabeled_ratio, 0.05, key="vae_unlabeled_ratio")
     if st.button("Train on the named centres", type="primary", help=f"Continue VAE model {record.id} with a classifier on the accepted labels (mode vae)."):
         bar = ui.ProgressBar("Training", unit="epochs")
         model = train_model(workspace, "vae", seed=choice["seed"], device=choice["device"], progress=bar, init_model=record.id,

@@ -18,7 +18,7 @@ from serieslabeler.clustering import (
     suggest_k,
 )
 from serieslabeler.space import SPACES
-from serieslabeler.store import Workspace
+from serieslabeler.store import FeatureStore, Workspace
 
 SPACE_NAMES = {"full": "features + metadata", "pca": "PCA of features + metadata", "tsne": "t-SNE map coordinates"}
 K_RANGE = (2, 15)
@@ -48,8 +48,6 @@ def settings(workspace) -> dict | None:
 def choose_k(workspace, choice: dict) -> None:
     if not st.toggle("Show the elbow and silhouette charts", help=f"Clusters for every k from {K_RANGE[0]} to {K_RANGE[1]} (nothing is saved)."):
         return
-    from serieslabeler.store import FeatureStore
-
     images = FeatureStore(workspace).info(choice["feature_set"]).count
     curves = k_curves(
         str(workspace.root), choice["feature_set"], choice["algorithm"], choice["space"],
@@ -67,25 +65,21 @@ def choose_k(workspace, choice: dict) -> None:
 
 def show_clustering(workspace, clustering_id: int) -> None:
     evaluation = evaluate_clustering(workspace, clustering_id)
-    status = catalog.cluster_table(workspace, clustering_id)
+    table = catalog.clustering_table(workspace, clustering_id, evaluation)
     row = st.columns(5)
     row[0].metric("Images", evaluation.images)
-    row[1].metric("Clusters", len(status))
+    row[1].metric("Clusters", len(table))
     if evaluation.purity is not None:
         row[2].metric("Purity", f"{evaluation.purity:.2f}", help="Share of images whose cluster's majority ground-truth class is their own.")
         row[3].metric("Adjusted Rand", f"{evaluation.adjusted_rand:.2f}")
     if evaluation.silhouette is not None:
         row[4].metric("Silhouette", f"{evaluation.silhouette:.2f}")
-    table = status.rename(columns={"top_label": "top label", "top_count": "top label count"})
-    if evaluation.per_cluster:
-        purity = pd.DataFrame(evaluation.per_cluster).rename(columns={"majority": "majority (truth)", "size": "with truth"})
-        table = table.merge(purity, on="cluster", how="left")
     st.dataframe(table, hide_index=True, width="stretch")
     st.altair_chart(
         alt.Chart(table).mark_bar().encode(x="cluster:O", y="size:Q", color=alt.Color("state:N"), tooltip=list(table.columns)),
         width="stretch",
     )
-    clusters = status["cluster"].tolist()
+    clusters = table["cluster"].tolist()
     left, middle, right = st.columns(3)
     with left:
         chosen = st.selectbox("Cluster", clusters, key="split_cluster", help="Split it in two with k-means (k=2).")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import altair as alt
-import numpy as np
 import streamlit as st
 from serieslabeler_app import common as ui
 
@@ -11,13 +10,13 @@ from serieslabeler.embed import BACKBONES, DEVICES, embed_workspace
 from serieslabeler.labels import label_images
 from serieslabeler.space import (
     create_map,
+    drawn_rows,
     list_maps,
     load_map,
     metadata_fields,
     metadata_frame,
 )
 
-MAX_POINTS = 5000
 TOOLTIP_IMAGES_UP_TO = 1500
 GRID_LIMIT = 48
 COLOR_FIXED = ("cluster", "subject", "days", "label", "prediction confidence", "ground truth")
@@ -61,11 +60,10 @@ def map_section(workspace) -> None:
 
 
 def map_frame(workspace, saved):
-    """The points to draw (at most ``MAX_POINTS``, a seeded random subset beyond that) with what they show."""
-    keep = np.arange(len(saved.ids))
-    if len(keep) > MAX_POINTS:
-        keep = np.sort(np.random.default_rng(0).choice(keep, MAX_POINTS, replace=False))
-        st.caption(f"Showing {MAX_POINTS} of {len(saved.ids)} points (a fixed random subset).")
+    """The points to draw (:func:`serieslabeler.space.drawn_rows`) with what they show."""
+    keep = drawn_rows(len(saved.ids))
+    if len(keep) < len(saved.ids):
+        st.caption(f"Showing {len(keep)} of {len(saved.ids)} points (a fixed random subset).")
     ids = saved.ids[keep]
     frame = catalog.image_details(workspace, ids)
     frame["x"], frame["y"] = saved.coords[keep, 0], saved.coords[keep, 1]

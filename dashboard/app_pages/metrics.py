@@ -7,10 +7,19 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler.labels import session_stats
-from serieslabeler.loop import stored_evaluation
+from serieslabeler.loop import (
+    learning_curve,
+    stored_evaluation,
+)
 from serieslabeler.models import list_models
 from serieslabeler.report import write_report
 from serieslabeler.store import queries
+
+CURVE_COLUMNS = {
+    "model_id": "model", "labeled_images": "labeled images", "interactions": "interactions",
+    "validation_macro_f": "validation macro F", "validation_top1": "validation top-1",
+    "held_out_macro_f": "held-out macro F", "held_out_top1": "held-out top-1",
+}
 
 
 def download(frame: pd.DataFrame, name: str) -> None:
@@ -48,22 +57,9 @@ def report_section(report: dict, note: str) -> None:
         download(cells, "confusion")
 
 
-def learning_curves(workspace, models: list[dict], truth: bool) -> None:
-    rows = []
-    for model in reversed(models):
-        validation = model["metrics"].get("validation") or {}
-        row = {
-            "model": model["id"],
-            "labeled images": model["metrics"].get("train_size"),
-            "interactions": queries.interactions_until(workspace, model["created_at"]),
-            "validation macro F": validation.get("macro", {}).get("F"),
-            "validation top-1": validation.get("top1"),
-        }
-        if truth:
-            report = stored_evaluation(workspace, model["id"])["report"]
-            row.update({"held-out macro F": report["macro"]["F"], "held-out top-1": report["top1"]})
-        rows.append(row)
-    table = pd.DataFrame(rows)
+def learning_curves(workspace) -> None:
+    points = learning_curve(workspace, held_out=lambda model_id: stored_evaluation(workspace, model_id))
+    table = pd.DataFrame([p.to_dict() for p in points]).rename(columns=CURVE_COLUMNS).dropna(axis=1, how="all")
     measures = [c for c in table.columns if "macro F" in c or "top-1" in c]
     st.caption("One point per model, oldest first: scores against the labeled images and against the interactions spent to get there.")
     left, right = st.columns(2)
@@ -118,7 +114,7 @@ def render(workspace) -> None:
         elif by_id[model_id]["metrics"].get("validation"):
             report_section(by_id[model_id]["metrics"]["validation"], "No ground truth here: scores of out-of-fold predictions on your own labels, folds grouped by subject.")
         st.subheader("Learning curves")
-        learning_curves(workspace, models, truth)
+        learning_curves(workspace)
     st.subheader("Labeling speed")
     speed_section(workspace)
     st.subheader("Report for stakeholders")

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
 
-from serieslabeler.clustering import ground_truth
+from serieslabeler import views as catalog
 from serieslabeler.ingest import readable_time
 from serieslabeler.loop import sample_coverage
 from serieslabeler.sampling import (
@@ -17,8 +17,7 @@ from serieslabeler.sampling import (
     find_sample,
     list_samples,
 )
-from serieslabeler.space import metadata_frame
-from serieslabeler.store import queries, summarize
+from serieslabeler.store import queries
 
 DESCRIPTIONS = {
     "subjects": "Structure-aware: a few subjects at random and all of their photos across time (the method's default).",
@@ -55,22 +54,20 @@ def strategy_options(workspace) -> tuple[str, dict]:
 
 def show_selection(workspace, image_ids) -> None:
     """What a sample holds: subjects, images per time bin, ground-truth stages covered."""
-    table = queries.image_table(workspace, image_ids)
-    table["days"] = metadata_frame(workspace, image_ids, ["days"])["days"].to_numpy()
-    truth = ground_truth(workspace, image_ids)
+    coverage = catalog.sample_coverage(workspace, image_ids)
     row = st.columns(3)
-    row[0].metric("Images", len(table))
-    row[1].metric("Subjects", table["subject"].nunique())
-    row[2].metric("Days", f"{table['days'].max():.0f}" if len(table) else "-", help="The span covered: days since a subject's first photo, at most.")
+    row[0].metric("Images", coverage.images)
+    row[1].metric("Subjects", coverage.subjects)
+    row[2].metric("Days covered", "-" if coverage.days_covered is None else f"{coverage.days_covered:.0f}")
     left, middle, right = st.columns(3)
     with left:
         st.markdown("**Images per subject**")
-        counts = table.groupby("subject").size().reset_index(name="images")
+        counts = pd.DataFrame({"subject": list(coverage.per_subject), "images": list(coverage.per_subject.values())})
         st.altair_chart(alt.Chart(counts).mark_bar().encode(x="images:Q", y=alt.Y("subject:N", sort="-x"), tooltip=["subject", "images"]), width="stretch")
     with middle:
         st.markdown("**Images per time bin**")
         st.altair_chart(
-            alt.Chart(table).mark_bar().encode(
+            alt.Chart(pd.DataFrame({"days": coverage.days})).mark_bar().encode(
                 x=alt.X("days:Q", bin=alt.Bin(maxbins=DEFAULT_TIME_BINS), title="days since the subject's first photo"),
                 y=alt.Y("count():Q", title="images"),
             ),
@@ -78,11 +75,10 @@ def show_selection(workspace, image_ids) -> None:
         )
     with right:
         st.markdown("**Stages covered**")
-        coverage = sample_coverage(workspace, image_ids)
-        st.caption(ui.plain(coverage.describe()) if coverage else "No ground truth or labels yet: which stages the sample covers is unknown.")
-        if truth:
-            stages = pd.Series(truth).value_counts().rename_axis("stage").reset_index(name="images")
-            stages["in the collection"] = stages["stage"].map(summarize(workspace)["ground_truth"])
+        described = sample_coverage(workspace, image_ids)
+        st.caption(ui.plain(described.describe()) if described else "No ground truth or labels yet: which stages the sample covers is unknown.")
+        if coverage.stages:
+            stages = pd.DataFrame([vars(s) for s in coverage.stages]).rename(columns={"in_collection": "in the collection"})
             st.dataframe(stages, hide_index=True, width="stretch")
 
 

@@ -30,9 +30,8 @@ from serieslabeler.loop import (
     validation_curves,
 )
 from serieslabeler.models import (
+    MODE_CONFIGS,
     MODES,
-    OVERCLUSTER_DEFAULTS,
-    VAE_DEFAULTS,
     list_models,
     load_model_record,
     predict,
@@ -98,22 +97,22 @@ def mode_options(mode: str) -> dict:
     """The main options of the semi-supervised modes (the others' defaults suit the page)."""
     if mode not in ("overcluster", "vae"):
         return {}
-    defaults = OVERCLUSTER_DEFAULTS if mode == "overcluster" else VAE_DEFAULTS
+    defaults = MODE_CONFIGS[mode]()
     row = st.columns(3)
     params = {
-        "epochs": int(row[0].number_input("Epochs", 1, 1000, defaults["epochs"], key=f"{mode}_epochs")),
+        "epochs": int(row[0].number_input("Epochs", 1, 1000, defaults.epochs, key=f"{mode}_epochs")),
         "unlabeled_ratio": row[1].slider(
-            "Unlabeled share of a batch", 0.0, 0.95, defaults["unlabeled_ratio"], 0.05, key=f"{mode}_unlabeled_ratio",
+            "Unlabeled share of a batch", 0.0, 0.95, defaults.unlabeled_ratio, 0.05, key=f"{mode}_unlabeled_ratio",
             help="Unlabeled images fill this share of every batch (bounds the training time).",
         ),
     }
     if mode == "overcluster":
         params["overcluster_factor"] = int(row[2].number_input(
-            "Overclusters per class", 2, 20, defaults["overcluster_factor"], key="overcluster_factor",
+            "Overclusters per class", 2, 20, defaults.overcluster_factor, key="overcluster_factor",
             help="The overclustering head has this many outputs per labeled class.",
         ))
     else:
-        params["gamma"] = row[2].number_input("Weight of the labels (gamma)", 0.0, 100.0, defaults["gamma"], 0.5, key="vae_gamma")
+        params["gamma"] = row[2].number_input("Weight of the labels (gamma)", 0.0, 100.0, defaults.gamma, 0.5, key="vae_gamma")
     return params
 
 

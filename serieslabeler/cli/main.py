@@ -20,6 +20,7 @@ from serieslabeler.cli.commands import (
     embed,
     ingest,
     label,
+    metrics,
     report,
     sample,
     series,
@@ -29,7 +30,7 @@ from serieslabeler.cli.commands import (
 )
 from serieslabeler.errors import PipelineError
 
-COMMAND_MODULES = (audit, cluster, demo, embed, ingest, label, report, sample, series, train, vae, weather)
+COMMAND_MODULES = (audit, cluster, demo, embed, ingest, label, metrics, report, sample, series, train, vae, weather)
 
 
 def build_parser() -> argparse.ArgumentParser:

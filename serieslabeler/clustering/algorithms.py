@@ -4,6 +4,15 @@ from __future__ import annotations
 import importlib.util
 
 import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+from sklearn.cluster import (
+    AgglomerativeClustering,
+    KMeans,
+    MiniBatchKMeans,
+    SpectralClustering,
+)
+from sklearn.neighbors import NearestNeighbors, kneighbors_graph
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.sampling import check_options
@@ -50,7 +59,6 @@ def kmeans_labels(
     large = len(X) * k >= FAISS_WORK or len(X) > FAISS_THRESHOLD if faiss_threshold is None else len(X) > faiss_threshold
     if large and faiss_available():
         return _faiss_kmeans(X, k, seed, n_init), {"backend": "faiss"}
-    from sklearn.cluster import KMeans
 
     model = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
     return model.fit_predict(X), {"backend": "sklearn"}
@@ -74,7 +82,6 @@ def micro_cluster_labels(X: np.ndarray, m: int, seed: int = 0) -> tuple[np.ndarr
     scikit-learn's mini-batch k-means (full k-means with a thousand centres is far too slow)."""
     if faiss_available():
         return _faiss_kmeans(X, m, seed, 1), "faiss"
-    from sklearn.cluster import MiniBatchKMeans
 
     model = MiniBatchKMeans(n_clusters=m, n_init=1, batch_size=4096, random_state=seed)
     return model.fit_predict(X), "sklearn-minibatch"
@@ -92,8 +99,6 @@ def agglomerative_labels(
 ) -> tuple[np.ndarray, dict]:
     """Agglomerative labels and ``{"linkage", "connectivity"}``: dense up to ``dense_limit``
     images, on a kNN graph up to ``centroid_limit``, on k-means centroids above (module docstring)."""
-    from sklearn.cluster import AgglomerativeClustering
-
     if linkage not in LINKAGES:
         raise PipelineError(f"unknown linkage '{linkage}'; choose one of {', '.join(LINKAGES)}")
     if len(X) > centroid_limit:
@@ -107,8 +112,6 @@ def agglomerative_labels(
 
 def _agglomerate_centroids(X: np.ndarray, k: int, seed: int, linkage: str, micro_clusters: int) -> tuple[np.ndarray, dict]:
     """Agglomerative clustering of ``micro_clusters`` k-means centroids; each row takes its group's cluster."""
-    from sklearn.cluster import AgglomerativeClustering
-
     m = min(len(X), max(micro_clusters, k))
     groups, backend = micro_cluster_labels(X, m, seed)
     present, groups = np.unique(groups, return_inverse=True)
@@ -125,10 +128,6 @@ def knn_connectivity(X: np.ndarray, neighbors: int = NEIGHBORS):
     Separate components are joined through their representatives (the member nearest the
     component's mean), each to the nearest other representative, until one component is left.
     """
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
-    from sklearn.neighbors import NearestNeighbors, kneighbors_graph
-
     graph = kneighbors_graph(X, n_neighbors=min(neighbors, len(X) - 1), include_self=False)
     count, component = connected_components(graph, directed=False)
     while count > 1:
@@ -154,8 +153,6 @@ def spectral_labels(X: np.ndarray, k: int, seed: int = 0, neighbors: int = NEIGH
     Clusters are read off the spectral embedding with QR pivoting (``cluster_qr``): no random
     restarts, and faster than k-means on the embedding.
     """
-    from sklearn.cluster import SpectralClustering
-
     n_neighbors = min(neighbors, len(X) - 1)
     model = SpectralClustering(
         n_clusters=k, affinity="nearest_neighbors", n_neighbors=n_neighbors, random_state=seed, assign_labels="cluster_qr"
@@ -204,8 +201,6 @@ def centre_distances(X: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def cluster_means(X: np.ndarray, index: np.ndarray, count: int) -> np.ndarray:
     """``(count, d)`` float64 means of the rows of each group ``index`` (0..count-1), in row chunks."""
-    from scipy.sparse import csr_matrix
-
     sums = np.zeros((count, X.shape[1]))
     for part in row_chunks(len(X)):
         rows = index[part]

@@ -16,6 +16,7 @@ from .backbones import (
     finetune_preprocess,
     load_backbone,
     resolve_weights,
+    seeded_init,
 )
 from .distributed import (
     BLOCK_BATCHES,
@@ -70,6 +71,7 @@ __all__ = [
     "Backbone",
     "backbone_spec",
     "resolve_weights",
+    "seeded_init",
     "load_backbone",
     "finetune_preprocess",
     "LOCAL_CPUS",

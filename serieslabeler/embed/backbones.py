@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -140,14 +142,32 @@ def resolve_weights(backbone: str, weights: str = "default") -> WeightsChoice:
     return WeightsChoice(backbone, f"file-{_sha256_file(path)[:12]}", path.resolve())
 
 
+@contextmanager
+def seeded_init(random_state: int | None, device=None) -> Iterator[None]:
+    """Inside the block, torch's default generators start from ``random_state``; outside, nothing changed.
+
+    Layer initialisation and dropout draw from torch's global generator and take no
+    ``generator`` argument; forking it keeps the caller's random state untouched (no global
+    seeding) while a network built here is the same for the same ``random_state``. The CUDA
+    generator of ``device`` is forked too when it is a GPU. Everything else draws from a
+    local generator (:func:`serieslabeler.models.torch_loop.torch_generator`).
+    """
+    import torch
+
+    devices = [device] if device is not None and torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type="cuda"):
+        if random_state is not None:
+            torch.manual_seed(random_state)
+        yield
+
+
 def load_backbone(backbone: str, weights: str | WeightsChoice = "default") -> Backbone:
     """Build the network, load its weights and cut off the classification head."""
     import torch
 
     choice = weights if isinstance(weights, WeightsChoice) else resolve_weights(backbone, weights)
     spec = backbone_spec(backbone)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_SEED)
+    with seeded_init(RANDOM_SEED):
         module = _construct(backbone)
     _set_submodule(module, spec.head, torch.nn.Identity())
     for name in spec.ignored:

@@ -25,6 +25,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.records import LabelEvent, LabelState
@@ -337,8 +338,6 @@ LABEL_COLUMNS = ["image_id", "label", "source", "confidence", "status", "event_i
 
 
 def _frame(rows, columns: list[str]):
-    import pandas as pd
-
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 

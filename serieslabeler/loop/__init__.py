@@ -65,6 +65,7 @@ from .iterate import (
     load_iteration,
     save_iteration,
 )
+from .learning import HeldOut, LearningPoint, learning_curve
 from .oracle import CentreAnswer, ClusterAnswer, Oracle, SeriesAnswer
 from .review_context import ReviewContext, review_context
 from .routing import (
@@ -145,6 +146,9 @@ __all__ = [
     "IterationResult",
     "iterate",
     "label_with_oracle",
+    "LearningPoint",
+    "HeldOut",
+    "learning_curve",
     "ClusterAnswer",
     "CentreAnswer",
     "SeriesAnswer",

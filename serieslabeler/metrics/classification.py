@@ -5,13 +5,18 @@ The averages follow the table layout used in the Plud paper: *AP* (average preci
 *AR* (average recall) and *F* (average F1) over classes, either unweighted (``macro``) or
 weighted by each class's support (``weighted``). Averages run over the classes that occur in
 the truth (support > 0); a class that is never predicted has precision 0 (not undefined),
-so a model cannot raise its AP by ignoring a hard class.
+so a model cannot raise its AP by ignoring a hard class. The confusion matrix, per-class
+scores and accuracy are scikit-learn's (``sklearn.metrics``); top-k accuracy is computed here
+because scikit-learn's rejects a true class that has no probability column (here: a miss)
+and needs a 1-D score for two classes.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from sklearn import metrics
 
 
 @dataclass(frozen=True)
@@ -77,12 +82,20 @@ def confusion_matrix(y_true, y_pred, classes) -> np.ndarray:
     """Counts with rows = true class, columns = predicted class, in the order of ``classes``.
 
     Labels outside ``classes`` are ignored (they have no row or column)."""
-    index = {c: i for i, c in enumerate(classes)}
-    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    for t, p in zip(y_true, y_pred):
-        if t in index and p in index:
-            matrix[index[t], index[p]] += 1
-    return matrix
+    y_true, y_pred = _within(y_true, y_pred, classes)
+    if len(y_true) == 0:
+        return np.zeros((len(classes), len(classes)), dtype=np.int64)
+    with warnings.catch_warnings():  # one class is a valid report (scikit-learn warns it might be a mistake)
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        return metrics.confusion_matrix(y_true, y_pred, labels=list(classes)).astype(np.int64)
+
+
+def _within(y_true, y_pred, classes) -> tuple[np.ndarray, np.ndarray]:
+    """The (truth, prediction) pairs whose two labels are both among ``classes``."""
+    y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    known = set(classes)
+    keep = np.array([t in known and p in known for t, p in zip(y_true, y_pred)], dtype=bool)
+    return y_true[keep].astype(str), y_pred[keep].astype(str)
 
 
 def top_k_accuracy(y_true, proba: np.ndarray, proba_classes, k: int) -> float:
@@ -97,13 +110,6 @@ def top_k_accuracy(y_true, proba: np.ndarray, proba_classes, k: int) -> float:
     return float(np.mean(np.any(top == true_column[:, None], axis=1)))
 
 
-def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(numerator), dtype=float)
-    nonzero = denominator > 0
-    out[nonzero] = numerator[nonzero] / denominator[nonzero]
-    return out
-
-
 def classification_report(y_true, y_pred, classes=None, proba: np.ndarray | None = None, proba_classes=None) -> ClassificationReport:
     """Every figure for predictions ``y_pred`` (and, if given, probabilities for top-k).
 
@@ -116,12 +122,7 @@ def classification_report(y_true, y_pred, classes=None, proba: np.ndarray | None
         raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
     classes = sorted(set(y_true) | set(y_pred)) if classes is None else [str(c) for c in classes]
     matrix = confusion_matrix(y_true, y_pred, classes)
-    true_positive = np.diag(matrix).astype(float)
-    support = matrix.sum(axis=1)
-    predicted = matrix.sum(axis=0)
-    precision = _safe_divide(true_positive, predicted.astype(float))
-    recall = _safe_divide(true_positive, support.astype(float))
-    f1 = _safe_divide(2 * precision * recall, precision + recall)
+    precision, recall, f1, support = _per_class_scores(y_true, y_pred, classes)
     present = support > 0
     weights = support[present] / support[present].sum() if present.any() else np.zeros(0)
 
@@ -129,7 +130,7 @@ def classification_report(y_true, y_pred, classes=None, proba: np.ndarray | None
         return float(np.average(values[present], weights=w)) if present.any() else float("nan")
 
     n = len(y_true)
-    top1 = float(np.mean(np.array(y_true) == np.array(y_pred))) if n else float("nan")
+    top1 = float(metrics.accuracy_score(y_true, y_pred)) if n else float("nan")
     top3 = None
     if proba is not None:
         top3 = top_k_accuracy(y_true, proba, classes if proba_classes is None else [str(c) for c in proba_classes], 3)
@@ -146,6 +147,18 @@ def classification_report(y_true, y_pred, classes=None, proba: np.ndarray | None
         confusion=matrix.tolist(),
         n=n,
     )
+
+
+def _per_class_scores(y_true, y_pred, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's precision, recall, F1 and support per class (0 where undefined)."""
+    within_true, within_pred = _within(y_true, y_pred, classes)
+    if len(within_true) == 0:
+        zeros = np.zeros(len(classes))
+        return zeros, zeros, zeros, zeros.astype(np.int64)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        within_true, within_pred, labels=list(classes), average=None, zero_division=0
+    )
+    return precision, recall, f1, support.astype(np.int64)
 
 
 def macro_f1(y_true, y_pred, classes=None) -> float:

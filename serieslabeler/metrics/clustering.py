@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import (
+    adjusted_rand_score,
+    normalized_mutual_info_score,
+    silhouette_score,
+)
 
 SILHOUETTE_SAMPLE = 5000
 
@@ -56,7 +62,6 @@ def hungarian_accuracy(truth, clusters) -> float:
     With more clusters than classes (overclustering), only as many clusters as there are
     classes are matched; images in the unmatched clusters count as errors.
     """
-    from scipy.optimize import linear_sum_assignment
 
     table, _, _ = contingency(truth, clusters)
     rows, cols = linear_sum_assignment(table, maximize=True)
@@ -64,20 +69,15 @@ def hungarian_accuracy(truth, clusters) -> float:
 
 
 def adjusted_rand(truth, clusters) -> float:
-    from sklearn.metrics import adjusted_rand_score
-
     return float(adjusted_rand_score(*_check_pair(truth, clusters)))
 
 
 def nmi(truth, clusters) -> float:
-    from sklearn.metrics import normalized_mutual_info_score
-
     return float(normalized_mutual_info_score(*_check_pair(truth, clusters)))
 
 
 def silhouette(X: np.ndarray, clusters, sample_size: int = SILHOUETTE_SAMPLE, seed: int = 0) -> float | None:
     """Mean silhouette (Euclidean) on at most ``sample_size`` images; ``None`` for fewer than 2 clusters."""
-    from sklearn.metrics import silhouette_score
 
     clusters = np.asarray(clusters)
     n_clusters = len(np.unique(clusters))

@@ -12,6 +12,18 @@ from .base import (
     image_subjects,
     training_data,
 )
+from .configs import (
+    FALSE_WORDS,
+    KIND_NAMES,
+    MODE_CONFIGS,
+    TRUE_WORDS,
+    FinetuneConfig,
+    HeadConfig,
+    ModeConfig,
+    OverclusterConfig,
+    SemiSupervisedConfig,
+    VAEConfig,
+)
 from .evaluation import (
     EVALUATION_TEST_SIZE,
     HEAD_OPTIONS,
@@ -53,9 +65,8 @@ from .files import (
     network_path,
     save_model,
 )
-from .finetune import FINETUNE_DEFAULTS, train_finetune
+from .finetune import train_finetune
 from .foc import (
-    OVERCLUSTER_DEFAULTS,
     EpochLoss,
     FuzzyOvercluster,
     clustering_consistency,
@@ -75,7 +86,6 @@ from .head import (
 from .losses import inverse_cross_entropy, mutual_information
 from .modes import (
     ModeInputs,
-    check_options,
     grouped_holdout,
     holdout_metrics,
     mode_inputs,
@@ -129,9 +139,9 @@ from .torch_loop import (
     load_image_array,
     make_augment,
     run_batches,
-    seed_everything,
     semi_supervised_batches,
     softmax,
+    torch_generator,
 )
 from .training import MODES, grouped_validation, train_head, train_model
 from .vae import (
@@ -147,8 +157,6 @@ from .vae import (
     split_latent_cluster,
 )
 from .vae_rounds import (
-    CENTRE_OPTIONS,
-    VAE_DEFAULTS,
     CentrePicture,
     CentreRound,
     decoded_centres,
@@ -169,6 +177,16 @@ __all__ = [
     "training_data",
     "image_subjects",
     "default_feature_set",
+    "TRUE_WORDS",
+    "FALSE_WORDS",
+    "KIND_NAMES",
+    "ModeConfig",
+    "HeadConfig",
+    "FinetuneConfig",
+    "SemiSupervisedConfig",
+    "OverclusterConfig",
+    "VAEConfig",
+    "MODE_CONFIGS",
     "EVALUATION_TEST_SIZE",
     "OOF_TRUTHS",
     "HEAD_OPTIONS",
@@ -204,12 +222,10 @@ __all__ = [
     "NetworkLoader",
     "network_loader",
     "load_network",
-    "FINETUNE_DEFAULTS",
     "train_finetune",
     "EpochLoss",
     "FuzzyOvercluster",
     "consistency",
-    "OVERCLUSTER_DEFAULTS",
     "train_overcluster",
     "save_overclustering",
     "clustering_consistency",
@@ -222,7 +238,6 @@ __all__ = [
     "grouped_oof_proba",
     "mutual_information",
     "inverse_cross_entropy",
-    "check_options",
     "ModeInputs",
     "mode_inputs",
     "grouped_holdout",
@@ -256,7 +271,7 @@ __all__ = [
     "classifier_to_arrays",
     "classifier_from_arrays",
     "INPUTS",
-    "seed_everything",
+    "torch_generator",
     "encode_labels",
     "check_input",
     "Standardizer",
@@ -284,8 +299,6 @@ __all__ = [
     "centre_pictures",
     "CentreDecision",
     "centre_training_labels",
-    "VAE_DEFAULTS",
-    "CENTRE_OPTIONS",
     "CentreRound",
     "vae_centres",
     "CentrePicture",

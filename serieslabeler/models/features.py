@@ -14,6 +14,7 @@ from serieslabeler.embed.local import (
     resolve_device,
 )
 from serieslabeler.errors import PipelineError
+from serieslabeler.models.configs import VAEConfig
 from serieslabeler.models.files import (
     load_classifier,
     load_model_record,
@@ -26,15 +27,18 @@ from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.workspace import Workspace
 
 
-def image_backbone(workspace, feature_set: str, options: dict) -> tuple[str, str]:
-    """The ImageNet CNN (and weights) an image-input mode trains: the options', else the feature set's."""
+def image_backbone(workspace, feature_set: str, options) -> tuple[str, str]:
+    """The ImageNet CNN (and weights) an image-input mode trains: the options', else the feature set's.
 
-    if options["backbone"]:
-        return options["backbone"], options["weights"] or "random"
+    ``options``: a mode config with ``backbone`` and ``weights`` (:mod:`serieslabeler.models.configs`).
+    """
+
+    if options.backbone:
+        return options.backbone, options.weights or "random"
     info = FeatureStore(workspace).info(feature_set)
     if info.backbone in BACKBONES:
-        return info.backbone, options["weights"] or info.weights
-    return "resnet18", options["weights"] or "random"
+        return info.backbone, options.weights or info.weights
+    return "resnet18", options.weights or "random"
 
 
 def image_preprocess(backbone: str, image_size: int):
@@ -118,18 +122,18 @@ def latent_set_name(model_id: int) -> str:
     return f"model-{model_id}"
 
 
-def _input_backbone(workspace, feature_set: str, options: dict) -> tuple[str, str | None]:
+def _input_backbone(workspace, feature_set: str, options) -> tuple[str, str | None]:
 
-    if options["input"] == "images":
+    if options.input == "images":
         return image_backbone(workspace, feature_set, options)
-    return options["backbone"] or "mlp", None
+    return options.backbone or "mlp", None
 
 
-def _all_inputs(workspace, feature_set: str, image_ids, options: dict, backbone: str, progress: Progress | None) -> np.ndarray:
+def _all_inputs(workspace, feature_set: str, image_ids, options, backbone: str, progress: Progress | None) -> np.ndarray:
 
-    if options["input"] == "features":
+    if options.input == "features":
         return FeatureStore(workspace).load(feature_set, image_ids)[1]
-    return load_image_array(workspace, image_ids, image_preprocess(backbone, options["image_size"]), progress)
+    return load_image_array(workspace, image_ids, image_preprocess(backbone, options.image_size), progress)
 
 
 def vae_model_of(workspace, feature_set: str):
@@ -159,5 +163,5 @@ def store_latents(workspace, model_id: int, image_ids, device: str = "cpu", prog
         return 0
     if model.input == "features":
         ensure_features(workspace, record.feature_set, todo, device, progress)
-    X = _all_inputs(workspace, record.feature_set, todo, record.params, model.backbone_, progress)
+    X = _all_inputs(workspace, record.feature_set, todo, VAEConfig.from_record(record.params), model.backbone_, progress)
     return FeatureStore(workspace).append(latents, todo, model.transform(X))

@@ -1,51 +1,51 @@
 """models.finetune"""
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import numpy as np
 
-from serieslabeler.embed.backbones import BACKBONES, finetune_preprocess, load_backbone
+from serieslabeler.embed.backbones import (
+    BACKBONES,
+    finetune_preprocess,
+    load_backbone,
+    seeded_init,
+)
 from serieslabeler.embed.local import BatchNormalizer, ImageDataset, resolve_device
 from serieslabeler.errors import PipelineError
 from serieslabeler.metrics.classification import classification_report
 from serieslabeler.models.base import Trained, TrainingData
+from serieslabeler.models.configs import FinetuneConfig
 from serieslabeler.models.head import LinearSoftmax
 from serieslabeler.models.splits import grouped_split
 from serieslabeler.progress import Progress
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.workspace import Workspace
 
+
 # --- mode: finetune ---------------------------------------------------------------------------
-FINETUNE_DEFAULTS = {
-    "backbone": None, "weights": None, "epochs": 5, "patience": 2, "batch_size": 32,
-    "lr": 1e-4, "head_lr": 1e-3, "image_size": None, "val_share": 0.2, "num_workers": 0,
-}
-
-
 def train_finetune(workspace: Workspace, data: TrainingData, feature_set: str, params: dict, seed: int, device: str, progress: Progress | None) -> Trained:
     """The backbone of ``feature_set`` (or ``backbone``/``weights``) with a new linear head, trained end to end."""
-    import torch
-
-
-    options = {**FINETUNE_DEFAULTS, **params}
-    unknown = set(options) - set(FINETUNE_DEFAULTS)
-    if unknown:
-        raise PipelineError(f"mode 'finetune' does not take option(s) {', '.join(sorted(unknown))}; it takes {', '.join(FINETUNE_DEFAULTS)}")
-    if not options["backbone"]:
+    options = FinetuneConfig.from_params(params)
+    classes = np.unique(data.labels)
+    codes = np.searchsorted(classes, data.labels)
+    if not options.backbone:
         info = FeatureStore(workspace).info(feature_set)
         if info.backbone not in _known_backbones():
             raise PipelineError(f"feature set '{feature_set}' has no known backbone to fine-tune; pass backbone=NAME")
-        options["backbone"], options["weights"] = info.backbone, options["weights"] or info.weights
-    options["weights"] = options["weights"] or "default"
+        options = replace(options, backbone=info.backbone, weights=options.weights or info.weights)
+    options = replace(options, weights=options.weights or "default")
     device = resolve_device(device)
-    torch.manual_seed(seed)
-    backbone = load_backbone(options["backbone"], options["weights"])
-    options["image_size"] = int(options["image_size"] or backbone.spec.preprocess.crop)
-    classes = np.unique(data.labels)
-    codes = np.searchsorted(classes, data.labels)
-    trainer = _FineTuner(workspace, backbone, len(classes), options, device, seed)
-    split = grouped_split(data.subjects, options["val_share"], seed) if len(np.unique(data.subjects)) >= 2 else None
+    split = grouped_split(data.subjects, options.val_share, seed) if len(np.unique(data.subjects)) >= 2 else None
     train_rows = np.arange(len(codes)) if split is None else split.train
-    history = trainer.fit(data.image_ids, codes, data.weights, train_rows, None if split is None else split.test, progress)
+    # the head's initialisation and the backbone's dropout draw from torch's generator, forked
+    # and seeded here; batch order and augmentations from the trainer's own generator
+    with seeded_init(seed, device):
+        backbone = load_backbone(options.backbone, options.weights)
+        options = replace(options, image_size=int(options.image_size or backbone.spec.preprocess.crop))
+        trainer = _FineTuner(workspace, backbone, len(classes), options, device, seed)
+        history = trainer.fit(data.image_ids, codes, data.weights, train_rows, None if split is None else split.test, progress)
     metrics: dict = {"history": history}
     if split is not None:
         proba = trainer.proba(data.image_ids[split.test])
@@ -57,12 +57,12 @@ def train_finetune(workspace: Workspace, data: TrainingData, feature_set: str, p
     head = trainer.head
     classifier = LinearSoftmax(head.weight.detach().cpu().numpy(), head.bias.detach().cpu().numpy(), classes)
     network = {
-        "backbone": options["backbone"],
+        "backbone": options.backbone,
         "weights": backbone.weights.identity,
-        "image_size": options["image_size"],
+        "image_size": options.image_size,
         "state_dict": {k: v.cpu() for k, v in trainer.net.state_dict().items()},
     }
-    return Trained(classifier, None, options, metrics, network)
+    return Trained(classifier, None, options.to_dict(), metrics, network)
 
 
 def _known_backbones() -> tuple[str, ...]:
@@ -73,39 +73,37 @@ def _known_backbones() -> tuple[str, ...]:
 class _FineTuner:
     """Training loop state for one fine-tuning run."""
 
-    def __init__(self, workspace: Workspace, backbone, n_classes: int, options: dict, device: str, seed: int):
+    def __init__(self, workspace: Workspace, backbone, n_classes: int, options: FinetuneConfig, device: str, seed: int):
         import torch
-
 
         self.workspace = workspace
         self.options = options
         self.device = device
         self.net = backbone.module.to(device)
         self.head = torch.nn.Linear(backbone.spec.dim, n_classes).to(device)
-        self.train_preprocess = finetune_preprocess(backbone.spec, options["image_size"], square=True)
-        self.eval_preprocess = finetune_preprocess(backbone.spec, options["image_size"], square=False)
+        self.train_preprocess = finetune_preprocess(backbone.spec, options.image_size, square=True)
+        self.eval_preprocess = finetune_preprocess(backbone.spec, options.image_size, square=False)
         self.normalize = BatchNormalizer(backbone.spec.preprocess, device)
         self.generator = torch.Generator().manual_seed(seed)
         self.optimizer = torch.optim.AdamW([
-            {"params": self.net.parameters(), "lr": options["lr"]},
-            {"params": self.head.parameters(), "lr": options["head_lr"]},
+            {"params": self.net.parameters(), "lr": options.lr},
+            {"params": self.head.parameters(), "lr": options.head_lr},
         ])
 
     def _loader(self, image_ids, preprocess, shuffle: bool):
         from torch.utils.data import DataLoader
 
-
         dataset = ImageDataset(image_ids, self.workspace.image_paths(image_ids), preprocess)
-        batch_size = int(self.options["batch_size"])
+        batch_size = self.options.batch_size
         # a training batch of one image breaks batch normalization: drop a last batch of one
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) % batch_size == 1,
-                          num_workers=int(self.options["num_workers"]), generator=self.generator)
+                          num_workers=self.options.num_workers, generator=self.generator)
 
     def _augment(self, images):
         """Random crop of ``image_size`` from the square, horizontal flip, brightness +-10%."""
         import torch
 
-        size = self.options["image_size"]
+        size = self.options.image_size
         n, _, height, width = images.shape
         tops = torch.randint(0, height - size + 1, (n,), generator=self.generator)
         lefts = torch.randint(0, width - size + 1, (n,), generator=self.generator)
@@ -123,15 +121,13 @@ class _FineTuner:
         return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
 
     def fit(self, image_ids, codes, weights, train_rows, val_rows, progress: Progress | None) -> list[dict]:
-        import copy
-
         import torch
 
         codes_t = torch.as_tensor(codes, dtype=torch.long)
         weights_t = torch.as_tensor(weights, dtype=torch.float32)
         row_of = {int(i): r for r, i in enumerate(image_ids)}
         loader = self._loader(image_ids[train_rows], self.train_preprocess, shuffle=True)
-        epochs, patience = int(self.options["epochs"]), int(self.options["patience"])
+        epochs, patience = self.options.epochs, self.options.patience
         history, best, best_loss, waited = [], None, float("inf"), 0
         for epoch in range(epochs):
             self.net.train()

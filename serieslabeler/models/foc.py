@@ -28,20 +28,22 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+from sklearn.base import ClassifierMixin
 
 from serieslabeler.clustering.algorithms import centre_distances, number_by_size
 from serieslabeler.clustering.runs import Clustering, load_clustering, save_clustering
+from serieslabeler.embed.backbones import seeded_init
 from serieslabeler.embed.local import resolve_device
 from serieslabeler.errors import PipelineError
 from serieslabeler.models.base import Trained
+from serieslabeler.models.configs import OverclusterConfig
 from serieslabeler.models.features import image_backbone
 from serieslabeler.models.head import LinearSoftmax
 from serieslabeler.models.losses import inverse_cross_entropy, mutual_information
 from serieslabeler.models.modes import (
-    check_options,
     grouped_holdout,
     holdout_metrics,
     mode_inputs,
@@ -56,9 +58,9 @@ from serieslabeler.models.torch_loop import (
     encode_labels,
     make_augment,
     run_batches,
-    seed_everything,
     semi_supervised_batches,
     softmax,
+    torch_generator,
 )
 from serieslabeler.progress import Progress
 from serieslabeler.space.spaces import build_space, space_options
@@ -93,7 +95,7 @@ class EpochLoss:
     mutual_information: float
 
 
-class FuzzyOvercluster(TorchEstimator):
+class FuzzyOvercluster(ClassifierMixin, TorchEstimator):
     """FOC classifier: a normal head and an overclustering head on one backbone.
 
     ``fit(X, y)`` with ``y`` one label per image (None / "" / -1 where unlabeled);
@@ -142,8 +144,6 @@ class FuzzyOvercluster(TorchEstimator):
         self.random_state = random_state
 
     def fit(self, X, y, sample_weight=None, progress: Progress | None = None) -> "FuzzyOvercluster":
-        import torch
-
         X = check_input(X, self.input, minimum=2)
         self.classes_, codes = encode_labels(y, len(X))
         if len(self.classes_) < 2:
@@ -152,14 +152,26 @@ class FuzzyOvercluster(TorchEstimator):
                 "label some clusters first"
             )
         weights = np.ones(len(X), np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
-        rng = seed_everything(self.random_state)
         self.device_ = resolve_device(self.device)
         self.input_shape_ = tuple(X.shape[1:])
         self.n_overclusters_ = self.n_overclusters or self.overcluster_factor * len(self.classes_)
         self.backbone_ = self.backbone or ("mlp" if self.input == "features" else "conv")
         self.scaler_ = Standardizer(self.input).fit(X)
-        self.net_ = self._build_net().to(self.device_)
-        augment = make_augment(self.input, self.noise, self.dropout, self.flip)
+        if self.input == "features":
+            self.n_features_in_ = X.shape[1]
+        # the network's initialisation and any dropout of an ImageNet trunk draw from torch's
+        # generator, forked and seeded here; batches and augmentations from local generators
+        with seeded_init(self.random_state, self.device_):
+            self.net_ = self._build_net().to(self.device_)
+            self._train(X, codes, weights, progress)
+        self.net_.eval()
+        return self
+
+    def _train(self, X: np.ndarray, codes: np.ndarray, weights: np.ndarray, progress: Progress | None) -> None:
+        import torch
+
+        rng = np.random.default_rng(self.random_state)
+        augment = make_augment(self.input, self.noise, self.dropout, self.flip, torch_generator(rng, self.device_))
         optimizer = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         data = torch.from_numpy(self.scaler_.transform(X)).to(self.device_)
         targets = torch.from_numpy(codes).to(self.device_)
@@ -182,8 +194,6 @@ class FuzzyOvercluster(TorchEstimator):
             self.history_.append(EpochLoss(epoch, *(float(v) for v in sums / max(batches, 1))))
             if progress:
                 progress(epoch + 1, self.epochs)
-        self.net_.eval()
-        return self
 
     def _build_net(self, pretrained: bool = True):
         weights = self.backbone_weights if pretrained else None
@@ -262,14 +272,6 @@ def consistency(clusters: Sequence, labels: Sequence) -> float:
 
 
 # --- in a workspace: the ``overcluster`` training mode ------------------------------------
-OVERCLUSTER_DEFAULTS = {
-    "input": "features", "backbone": None, "weights": None, "image_size": 64,
-    "n_overclusters": None, "overcluster_factor": 5, "unlabeled_ratio": 0.5, "max_unlabeled": 5000,
-    "epochs": 40, "batch_size": 64, "lr": 1e-3, "hidden": 256, "mi_weight": 1.0, "inverse_weight": 1.0,
-    "validate": True,
-}
-
-
 def train_overcluster(workspace, data, feature_set: str, params: dict, seed: int, device: str, progress: Progress | None):
     """Training mode ``overcluster`` (:data:`serieslabeler.models.predictions.MODES`): FOC on the accepted labels.
 
@@ -278,23 +280,23 @@ def train_overcluster(workspace, data, feature_set: str, params: dict, seed: int
     offers them, split and merge them like any other; the id is in the model's metrics.
     """
 
-    options = check_options("overcluster", OVERCLUSTER_DEFAULTS, params)
+    options = OverclusterConfig.from_params(params)
     inputs = mode_inputs(workspace, data, feature_set, options, seed, device, progress)
-    backbone, weights = (options["backbone"] or "mlp", None)
-    if options["input"] == "images":
+    backbone, weights = (options.backbone or "mlp", None)
+    if options.input == "images":
         backbone, weights = image_backbone(workspace, feature_set, options)
 
     def make() -> FuzzyOvercluster:
         return FuzzyOvercluster(
-            n_overclusters=options["n_overclusters"], overcluster_factor=options["overcluster_factor"],
-            unlabeled_ratio=options["unlabeled_ratio"], input=options["input"], backbone=backbone,
-            backbone_weights=weights, hidden=options["hidden"], epochs=options["epochs"],
-            batch_size=options["batch_size"], lr=options["lr"], mi_weight=options["mi_weight"],
-            inverse_weight=options["inverse_weight"], device=device, random_state=seed,
+            n_overclusters=options.n_overclusters, overcluster_factor=options.overcluster_factor,
+            unlabeled_ratio=options.unlabeled_ratio, input=options.input, backbone=backbone,
+            backbone_weights=weights, hidden=options.hidden, epochs=options.epochs,
+            batch_size=options.batch_size, lr=options.lr, mi_weight=options.mi_weight,
+            inverse_weight=options.inverse_weight, device=device, random_state=seed,
         )
 
     metrics: dict = {"validation": None, "validation_note": "needs labels of at least 2 subjects and 2 classes"}
-    holdout = grouped_holdout(inputs, seed) if options["validate"] else None
+    holdout = grouped_holdout(inputs, seed) if options.validate else None
     if holdout is not None:
         train, test = holdout
         probe = make().fit(inputs.X[train], inputs.labels[train], inputs.weights[train])
@@ -312,12 +314,12 @@ def train_overcluster(workspace, data, feature_set: str, params: dict, seed: int
         consistency_training=consistency(clusters[: inputs.n_labeled], inputs.labels[: inputs.n_labeled]),
         unlabeled_pool=len(inputs.image_ids) - inputs.n_labeled,
     )
-    options.update(backbone=backbone, weights=weights)
-    if options["input"] == "features":
-        return Trained(model, feature_set, options, metrics)
+    options = replace(options, backbone=backbone, weights=weights)
+    if options.input == "features":
+        return Trained(model, feature_set, options.to_dict(), metrics)
     head = model.net_.classes
     classifier = LinearSoftmax(head.weight.detach().cpu().numpy(), head.bias.detach().cpu().numpy(), model.classes_)
-    return Trained(classifier, None, options, metrics, trunk_network(model.net_.backbone, backbone, weights, options["image_size"]))
+    return Trained(classifier, None, options.to_dict(), metrics, trunk_network(model.net_.backbone, backbone, weights, options.image_size))
 
 
 def save_overclustering(workspace, feature_set: str, image_ids, clusters, confidence, seed: int = 0):

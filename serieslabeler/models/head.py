@@ -4,6 +4,17 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
+from threadpoolctl import threadpool_limits
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.models.base import CV_FOLDS
@@ -70,9 +81,12 @@ def fit_logistic_torch(X: np.ndarray, y: np.ndarray, classes: np.ndarray, sample
 
 
 # --- the head classifier on arrays -----------------------------------------------------------
-class HeadClassifier:
+class HeadClassifier(ClassifierMixin, BaseEstimator):
     """A classifier on feature vectors: standardize, then logistic regression or a small MLP.
 
+    A scikit-learn estimator (``get_params``, ``set_params``, ``clone``; inputs checked by
+    ``validate_data``). Text labels (str or object arrays) are read as strings, so ``classes_``
+    are the label names as a string array.
     ``sample_weight`` (label confidence) weights each image's loss. With a single class in
     the training labels it predicts that class with probability 1. Fitting and predicting use
     one BLAS thread: the solver's many small matrix products gain nothing from more, and on a
@@ -92,19 +106,20 @@ class HeadClassifier:
         self.random_state = random_state
 
     def fit(self, X, y, sample_weight=None) -> "HeadClassifier":
-        from sklearn.preprocessing import StandardScaler
-        from threadpoolctl import threadpool_limits
-
         if self.kind not in self.KINDS:
             raise PipelineError(f"unknown head classifier '{self.kind}'; choose one of {', '.join(self.KINDS)}")
-        X = np.asarray(X, dtype=np.float32)
-        y = np.asarray([str(v) for v in y])
-        if len(y) == 0:
+        if y is not None and len(np.asarray(y)) == 0:
             raise PipelineError("no labeled images to train on; label some clusters or images first")
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        y = y.astype(str) if y.dtype.kind in "OUS" else y
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
         self.classes_ = np.unique(y)
         self.scaler_ = StandardScaler().fit(X)
         if len(self.classes_) == 1:
             self.model_ = None
+            self.n_iter_ = 0
             return self
         if self.kind == "logreg" and len(y) >= LARGE_FIT and cuda_available():
             self.model_ = fit_logistic_torch(self.scaler_.transform(X), y, self.classes_, sample_weight, self.C, self.max_iter)
@@ -112,30 +127,27 @@ class HeadClassifier:
         self.model_ = self._make_model()
         with threadpool_limits(1):
             self.model_.fit(self.scaler_.transform(X), y, sample_weight=sample_weight)
+        self.n_iter_ = int(np.max(self.model_.n_iter_))
         return self
 
     def _make_model(self):
         if self.kind == "mlp":
-            from sklearn.neural_network import MLPClassifier
-
             return MLPClassifier(
                 hidden_layer_sizes=(self.hidden,), alpha=1.0 / self.C, max_iter=self.max_iter, random_state=self.random_state
             )
-        from sklearn.linear_model import LogisticRegression
-
         return LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
 
     def predict_proba(self, X) -> np.ndarray:
-        from threadpoolctl import threadpool_limits
-
-        X = np.asarray(X, dtype=np.float32)
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
         if self.model_ is None:
             return np.ones((len(X), 1))
         with threadpool_limits(1):
             return self.model_.predict_proba(self.scaler_.transform(X))
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class LinearSoftmax:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from serieslabeler.embed.backbones import resolve_weights
-from serieslabeler.errors import PipelineError
 from serieslabeler.metrics.classification import classification_report
 from serieslabeler.models.base import image_subjects
 from serieslabeler.models.features import (
@@ -15,47 +14,9 @@ from serieslabeler.models.features import (
     image_preprocess,
 )
 from serieslabeler.models.splits import grouped_split
-from serieslabeler.models.torch_loop import INPUTS, load_image_array
+from serieslabeler.models.torch_loop import load_image_array
 from serieslabeler.progress import Progress
 from serieslabeler.store.features import FeatureStore
-
-
-def check_options(mode: str, defaults: dict, params: dict) -> dict:
-    """``params`` over ``defaults``, each value converted to its default's type.
-
-    Values may come from the command line as strings or floats (``epochs=10.0``); options
-    without a typed default (None) become whole numbers, numbers or stay strings.
-    """
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise PipelineError(f"mode '{mode}' does not take option(s) {', '.join(unknown)}; it takes {', '.join(defaults)}")
-    options = {}
-    for name, default in defaults.items():
-        value = params.get(name, default)
-        try:
-            options[name] = _coerce(default, value)
-        except ValueError:
-            raise PipelineError(f"mode '{mode}': option {name}={value!r} is not a {type(default).__name__}") from None
-    return options
-
-
-def _coerce(default, value):
-    if value is None or isinstance(default, str):
-        return value if value is None else str(value)
-    if isinstance(default, bool):
-        return value.strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
-    if isinstance(default, int):
-        number = float(value)
-        if not number.is_integer():
-            raise ValueError(value)
-        return int(number)
-    if isinstance(default, float):
-        return float(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return value
-    return int(number) if number.is_integer() else number
 
 
 @dataclass(frozen=True)
@@ -70,8 +31,8 @@ class ModeInputs:
     n_labeled: int
 
 
-def mode_inputs(workspace, data, feature_set: str, options: dict, seed: int, device: str, progress: Progress | None) -> ModeInputs:
-    """The labeled images plus up to ``max_unlabeled`` random unlabeled ones of ``feature_set``.
+def mode_inputs(workspace, data, feature_set: str, options, seed: int, device: str, progress: Progress | None) -> ModeInputs:
+    """The labeled images plus up to ``options.max_unlabeled`` random unlabeled ones of ``feature_set``.
 
     ``input="features"``: their vectors; ``input="images"``: their pixels in [0, 1] at
     ``image_size``. Pool images are those the feature set covers, so the model's clusters
@@ -81,16 +42,14 @@ def mode_inputs(workspace, data, feature_set: str, options: dict, seed: int, dev
     ensure_features(workspace, feature_set, data.image_ids, device, progress)
     store = FeatureStore(workspace)
     pool = np.setdiff1d(store.ids(feature_set), data.image_ids)
-    if len(pool) > options["max_unlabeled"]:
-        pool = np.sort(np.random.default_rng(seed).choice(pool, options["max_unlabeled"], replace=False))
+    if len(pool) > options.max_unlabeled:
+        pool = np.sort(np.random.default_rng(seed).choice(pool, options.max_unlabeled, replace=False))
     ids = np.concatenate([np.asarray(data.image_ids, dtype=np.int64), pool])
-    if options["input"] == "features":
+    if options.input == "features":
         X = store.load(feature_set, ids)[1]
-    elif options["input"] == "images":
-        backbone, _ = image_backbone(workspace, feature_set, options)
-        X = load_image_array(workspace, ids, image_preprocess(backbone, options["image_size"]), progress)
     else:
-        raise PipelineError(f"option input must be one of {', '.join(INPUTS)}, not '{options['input']}'")
+        backbone, _ = image_backbone(workspace, feature_set, options)
+        X = load_image_array(workspace, ids, image_preprocess(backbone, options.image_size), progress)
     labels = np.concatenate([np.asarray(data.labels, dtype=object), np.full(len(pool), None, dtype=object)])
     weights = np.concatenate([np.asarray(data.weights, dtype=np.float32), np.zeros(len(pool), np.float32)])
     subjects = np.concatenate([np.asarray(data.subjects), image_subjects(workspace, pool)]) if len(pool) else np.asarray(data.subjects)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
 from serieslabeler.errors import PipelineError
 
@@ -56,7 +57,6 @@ def grouped_split(groups, test_size: float = 0.25, seed: int = 0) -> Split:
 
     ``test_size`` is the share of *subjects* held out; at least one subject lands on each side.
     """
-    from sklearn.model_selection import GroupShuffleSplit
 
     groups = _check_groups(groups, 2)
     n_groups = len(np.unique(groups))
@@ -71,7 +71,6 @@ def grouped_folds(groups, n_splits: int = 5, seed: int | None = None) -> list[Sp
 
     Fewer subjects than ``n_splits`` gives one fold per subject (leave-one-subject-out).
     """
-    from sklearn.model_selection import GroupKFold
 
     groups = _check_groups(groups, 2)
     n_splits = min(n_splits, len(np.unique(groups)))

@@ -5,6 +5,7 @@ import math
 from collections.abc import Iterator
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from serieslabeler.embed.backbones import BACKBONES, load_backbone
 from serieslabeler.embed.local import load_image, resolve_device
@@ -15,12 +16,16 @@ INPUTS = ("features", "images")
 
 
 # --- shared torch building blocks --------------------------------------------------------
-def seed_everything(random_state: int | None) -> np.random.Generator:
+def torch_generator(rng: np.random.Generator, device="cpu"):
+    """A local ``torch.Generator`` on ``device``, seeded from ``rng``.
+
+    Seeded from the estimator's numpy generator rather than with ``random_state`` itself: the
+    network's initialisation starts from ``random_state`` (:func:`serieslabeler.embed.backbones.seeded_init`),
+    and the same seed here would give the augmentations the very numbers the weights were drawn from.
+    """
     import torch
 
-    if random_state is not None:
-        torch.manual_seed(random_state)
-    return np.random.default_rng(random_state)
+    return torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
 
 
 def encode_labels(y, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -151,17 +156,22 @@ def _imagenet_trunk(kind: str, weights: str | None):
 
 
 class FeatureAugment:
-    """Two views of a feature vector: dropout of random dimensions plus Gaussian noise."""
+    """Two views of a feature vector: dropout of random dimensions plus Gaussian noise.
 
-    def __init__(self, noise: float = 0.1, dropout: float = 0.2):
+    Draws from ``generator`` (a ``torch.Generator`` on the inputs' device; torch's global one when None).
+    """
+
+    def __init__(self, noise: float = 0.1, dropout: float = 0.2, generator=None):
         self.noise = noise
         self.dropout = dropout
+        self.generator = generator
 
     def __call__(self, x):
         import torch
 
-        keep = (torch.rand_like(x) >= self.dropout).to(x.dtype) / (1 - self.dropout)
-        return x * keep + self.noise * torch.randn_like(x)
+        draw = {"generator": self.generator, "device": x.device, "dtype": x.dtype}
+        keep = (torch.rand(x.shape, **draw) >= self.dropout).to(x.dtype) / (1 - self.dropout)
+        return x * keep + self.noise * torch.randn(x.shape, **draw)
 
 
 class ImageAugment:
@@ -173,11 +183,12 @@ class ImageAugment:
     factors in ``[1 - jitter, 1 + jitter]``.
     """
 
-    def __init__(self, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True, jitter: float = 0.3):
+    def __init__(self, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True, jitter: float = 0.3, generator=None):
         self.scale = scale
         self.ratio = ratio
         self.flip = flip
         self.jitter = jitter
+        self.generator = generator
 
     def __call__(self, x):
         import torch
@@ -186,13 +197,13 @@ class ImageAugment:
         n = len(x)
 
         def uniform(low, high):
-            return torch.empty(n, device=x.device).uniform_(low, high)
+            return torch.empty(n, device=x.device).uniform_(low, high, generator=self.generator)
 
         area, ratio = uniform(*self.scale), uniform(*np.log(self.ratio)).exp()
         sx, sy = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
         tx, ty = (1 - sx) * uniform(-1, 1), (1 - sy) * uniform(-1, 1)
         if self.flip:
-            sx = torch.where(torch.rand(n, device=x.device) < 0.5, -sx, sx)
+            sx = torch.where(torch.rand(n, device=x.device, generator=self.generator) < 0.5, -sx, sx)
         zero = torch.zeros(n, device=x.device)
         theta = torch.stack([torch.stack([sx, zero, tx], 1), torch.stack([zero, sy, ty], 1)], 1)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -209,8 +220,8 @@ class ImageAugment:
         return out.clamp(0, 1)
 
 
-def make_augment(input: str, noise: float, dropout: float, flip: bool):
-    return FeatureAugment(noise, dropout) if input == "features" else ImageAugment(flip=flip)
+def make_augment(input: str, noise: float, dropout: float, flip: bool, generator=None):
+    return FeatureAugment(noise, dropout, generator) if input == "features" else ImageAugment(flip=flip, generator=generator)
 
 
 def semi_supervised_batches(
@@ -279,16 +290,17 @@ def load_image_array(workspace, image_ids, preprocess, progress: Progress | None
     return out
 
 
-class TorchEstimator:
-    """Pickling for estimators holding a fitted torch network in ``net_``.
+class TorchEstimator(BaseEstimator):
+    """A scikit-learn estimator holding a fitted torch network in ``net_``.
 
-    The network is stored as its state dict and rebuilt by ``_build_net(pretrained=False)``
+    Parameters and ``get_params``/``set_params``/``clone`` are scikit-learn's. For pickling, the
+    network is stored as its state dict and rebuilt by ``_build_net(pretrained=False)``
     on load, so a saved model needs no class defined at module level and loads on the GPU
     when one is there (on the CPU otherwise, or when ``device="cpu"`` was asked for).
     """
 
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself, not a copy
         state.pop("device_", None)
         net = state.pop("net_", None)
         if net is not None:
@@ -311,18 +323,6 @@ class TorchEstimator:
 
     def _build_net(self, pretrained: bool = True):
         raise NotImplementedError
-
-    def set_params(self, **params) -> "TorchEstimator":
-        """Change configuration (scikit-learn style), e.g. before continuing training."""
-        import inspect
-
-        known = set(inspect.signature(type(self).__init__).parameters) - {"self"}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise PipelineError(f"{type(self).__name__} has no parameter(s) {', '.join(unknown)}")
-        for name, value in params.items():
-            setattr(self, name, value)
-        return self
 
     def to_device(self, device: str) -> "TorchEstimator":
         """Move the fitted network to ``device`` (``cpu``, ``cuda`` or ``auto``)."""

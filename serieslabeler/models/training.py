@@ -16,6 +16,7 @@ from serieslabeler.models.base import (
     default_feature_set,
     training_data,
 )
+from serieslabeler.models.configs import HeadConfig
 from serieslabeler.models.evaluation import OutOfFold, record_evaluations
 from serieslabeler.models.features import embed_with_model, ensure_features
 from serieslabeler.models.files import save_model
@@ -70,19 +71,16 @@ def train_model(
 # --- mode: head -------------------------------------------------------------------------------
 def train_head(workspace: Workspace, data: TrainingData, feature_set: str, params: dict, seed: int, device: str, progress: Progress | None) -> Trained:
     """Logistic regression (or ``kind="mlp"``) on cached vectors of ``feature_set``."""
-    options = {"kind": "logreg", "C": 0.1, "hidden": 128, "max_iter": 2000, **params}
-    unknown = set(options) - {"kind", "C", "hidden", "max_iter"}
-    if unknown:
-        raise PipelineError(f"mode 'head' does not take option(s) {', '.join(sorted(unknown))}; it takes kind, C, hidden, max_iter")
+    options = HeadConfig.from_params(params)
     ensure_features(workspace, feature_set, data.image_ids, device, progress)
     _, X = FeatureStore(workspace).load(feature_set, data.image_ids)
 
     def make() -> HeadClassifier:
-        return HeadClassifier(options["kind"], float(options["C"]), int(options["hidden"]), int(options["max_iter"]), seed)
+        return options.classifier(seed)
 
     metrics, oof_proba = grouped_validation(X, data, make, seed)
     classifier = make().fit(X, data.labels, sample_weight=data.weights)
-    return Trained(classifier, feature_set, options, metrics, oof_proba=oof_proba)
+    return Trained(classifier, feature_set, options.to_dict(), metrics, oof_proba=oof_proba)
 
 
 def grouped_validation(X: np.ndarray, data: TrainingData, make: Callable[[], HeadClassifier], seed: int) -> tuple[dict, tuple | None]:

@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.base import ClassifierMixin, TransformerMixin
 
 from serieslabeler.clustering.algorithms import (
     centre_distances,
@@ -12,6 +13,7 @@ from serieslabeler.clustering.algorithms import (
     within_cluster_sum_of_squares,
 )
 from serieslabeler.clustering.suggest import elbow
+from serieslabeler.embed.backbones import seeded_init
 from serieslabeler.embed.local import resolve_device
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.clusters import cluster_confidences
@@ -22,9 +24,9 @@ from serieslabeler.models.torch_loop import (
     check_input,
     encode_labels,
     run_batches,
-    seed_everything,
     semi_supervised_batches,
     softmax,
+    torch_generator,
 )
 from serieslabeler.progress import Progress
 
@@ -71,9 +73,13 @@ def _vae_net(input: str, input_shape: tuple[int, ...], hidden: int, latent_dim: 
             out = self.decoder(z)
             return out[..., : input_shape[-2], : input_shape[-1]] if out.ndim == 4 else out
 
-        def forward(self, x):
+        def forward(self, x, generator=None):
             mu, logvar = self.encode(x)
-            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+            if self.training:
+                noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+                z = mu + noise * (0.5 * logvar).exp()
+            else:
+                z = mu
             return self.decode(z), mu, logvar, self.classifier(mu)
 
     return VAENet()
@@ -91,7 +97,7 @@ class VAEEpochLoss:
     classification: float
 
 
-class LatentVAE(TorchEstimator):
+class LatentVAE(ClassifierMixin, TransformerMixin, TorchEstimator):
     """A VAE with a classification head on its latent mean.
 
     ``input="features"``: vectors ``(n, d)``, standardized, Gaussian reconstruction loss.
@@ -145,16 +151,18 @@ class LatentVAE(TorchEstimator):
     def fit_unsupervised(self, X, epochs: int | None = None, progress: Progress | None = None) -> "LatentVAE":
         """Build a fresh network and train the VAE term alone."""
         X = check_input(X, self.input, minimum=2)
-        self._rng = seed_everything(self.random_state)
         self.device_ = resolve_device(self.device)
         self.input_shape_ = tuple(X.shape[1:])
+        if self.input == "features":
+            self.n_features_in_ = X.shape[1]
         self.backbone_ = self.backbone or ("mlp" if self.input == "features" else "conv")
         self.classes_ = np.array([], dtype=object)
         self.scaler_ = Standardizer(self.input).fit(X)
-        self.net_ = self._build_net().to(self.device_)
         self.history_: list[VAEEpochLoss] = []
         codes = np.full(len(X), -1, dtype=np.int64)
-        self._train(X, codes, np.ones(len(X), np.float32), self.pretrain_epochs if epochs is None else epochs, progress)
+        with seeded_init(self.random_state, self.device_):
+            self.net_ = self._build_net().to(self.device_)
+            self._train(X, codes, np.ones(len(X), np.float32), self.pretrain_epochs if epochs is None else epochs, progress)
         return self
 
     def fit_labeled(self, X, y, sample_weight=None, epochs: int | None = None, progress: Progress | None = None) -> "LatentVAE":
@@ -174,9 +182,10 @@ class LatentVAE(TorchEstimator):
         self.classes_, codes = encode_labels(y, len(X))
         if len(self.classes_) < 2:
             raise PipelineError(f"the classification term needs labels of at least 2 classes, got {len(self.classes_)}")
-        self.net_.classifier = nn.Linear(self.latent_dim, len(self.classes_)).to(self.device_)
         weights = np.ones(len(X), np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
-        self._train(X, codes, weights, self.epochs if epochs is None else epochs, progress)
+        with seeded_init(self.random_state, self.device_):
+            self.net_.classifier = nn.Linear(self.latent_dim, len(self.classes_)).to(self.device_)
+            self._train(X, codes, weights, self.epochs if epochs is None else epochs, progress)
         return self
 
     def _build_net(self, pretrained: bool = True):
@@ -184,8 +193,11 @@ class LatentVAE(TorchEstimator):
         return _vae_net(self.input, self.input_shape_, self.hidden, self.latent_dim, len(self.classes_), self.backbone_, weights)
 
     def _train(self, X: np.ndarray, codes: np.ndarray, weights: np.ndarray, epochs: int, progress: Progress | None) -> None:
+        """``epochs`` of one phase; batches and the latent noise come from generators seeded by ``random_state``."""
         import torch
 
+        rng = np.random.default_rng(self.random_state)
+        generator = torch_generator(rng, self.device_)
         phase = "labeled" if (codes >= 0).any() else "unsupervised"
         optimizer = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
         data = torch.from_numpy(self.scaler_.transform(X)).to(self.device_)
@@ -195,11 +207,11 @@ class LatentVAE(TorchEstimator):
         for epoch in range(epochs):
             self.net_.train()
             sums, batches = np.zeros(4), 0
-            for index in semi_supervised_batches(codes, self.batch_size, self.unlabeled_ratio, self._rng):
+            for index in semi_supervised_batches(codes, self.batch_size, self.unlabeled_ratio, rng):
                 if len(index) < 2:
                     continue
                 index = torch.from_numpy(index).to(self.device_)
-                parts = self._batch_loss(data[index], targets[index], weight_tensor[index])
+                parts = self._batch_loss(data[index], targets[index], weight_tensor[index], generator)
                 optimizer.zero_grad()
                 parts[0].backward()
                 optimizer.step()
@@ -211,11 +223,11 @@ class LatentVAE(TorchEstimator):
                 progress(epoch + 1, epochs)
         self.net_.eval()
 
-    def _batch_loss(self, x, codes, weights):
+    def _batch_loss(self, x, codes, weights, generator):
         import torch
         import torch.nn.functional as F
 
-        decoded, mu, logvar, logits = self.net_(x)
+        decoded, mu, logvar, logits = self.net_(x, generator)
         size = x[0].numel()
         if self.input == "images":
             reconstruction = F.binary_cross_entropy_with_logits(decoded, x, reduction="sum") / len(x)

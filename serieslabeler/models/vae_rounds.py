@@ -27,7 +27,8 @@ exactly step 5), a split is ``split_cluster`` on that clustering (k=2 in latent 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,6 +40,7 @@ from serieslabeler.clustering.runs import (
 from serieslabeler.clustering.suggest import suggest_k
 from serieslabeler.errors import PipelineError
 from serieslabeler.models.base import Trained, TrainingData, default_feature_set
+from serieslabeler.models.configs import VAEConfig
 from serieslabeler.models.features import (
     _all_inputs,
     _input_backbone,
@@ -48,7 +50,6 @@ from serieslabeler.models.features import (
 from serieslabeler.models.files import load_classifier, load_model_record, save_model
 from serieslabeler.models.head import LinearSoftmax
 from serieslabeler.models.modes import (
-    check_options,
     grouped_holdout,
     holdout_metrics,
     mode_inputs,
@@ -58,18 +59,8 @@ from serieslabeler.models.vae import LatentVAE, centre_pictures
 from serieslabeler.progress import Progress
 from serieslabeler.store.features import FeatureStore
 
+
 # --- in a workspace: centres to name (phase 1) and the ``vae`` training mode (phase 2) -----
-VAE_DEFAULTS = {
-    "input": "features", "backbone": None, "weights": None, "image_size": 64,
-    "latent_dim": 16, "hidden": 256, "beta": 1.0, "gamma": 1.0, "pretrain_epochs": 30, "epochs": 30,
-    "batch_size": 64, "lr": 1e-3, "unlabeled_ratio": 0.5, "max_unlabeled": 5000, "validate": True,
-    "init_model": None,
-}
-
-
-CENTRE_OPTIONS = ("input", "backbone", "weights", "image_size", "latent_dim", "hidden", "beta", "pretrain_epochs", "batch_size", "lr")
-
-
 @dataclass(frozen=True)
 class CentreRound:
     """Phase 1 in a workspace: the unsupervised VAE (a model), its latents, their clustering."""
@@ -85,12 +76,12 @@ class CentreRound:
         return dict(vars(self))
 
 
-def _vae_for(options: dict, backbone: str, weights: str | None, seed: int, device: str) -> LatentVAE:
+def _vae_for(options: VAEConfig, backbone: str, weights: str | None, seed: int, device: str) -> LatentVAE:
     return LatentVAE(
-        input=options["input"], backbone=backbone, backbone_weights=weights, latent_dim=options["latent_dim"],
-        hidden=options["hidden"], beta=options["beta"], gamma=options["gamma"], pretrain_epochs=options["pretrain_epochs"],
-        epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
-        unlabeled_ratio=options["unlabeled_ratio"], device=device, random_state=seed,
+        input=options.input, backbone=backbone, backbone_weights=weights, latent_dim=options.latent_dim,
+        hidden=options.hidden, beta=options.beta, gamma=options.gamma, pretrain_epochs=options.pretrain_epochs,
+        epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
+        unlabeled_ratio=options.unlabeled_ratio, device=device, random_state=seed,
     )
 
 
@@ -116,8 +107,7 @@ def vae_centres(
     ``train --mode vae`` continues this VAE with the classification term.
     """
 
-    options = check_options("vae", {name: VAE_DEFAULTS[name] for name in CENTRE_OPTIONS}, params)
-    options = {**VAE_DEFAULTS, **options}
+    options = VAEConfig.from_params(params, only=VAEConfig.CENTRE_OPTIONS)
     store = FeatureStore(workspace)
     feature_set = store.resolve(feature_set) if feature_set else default_feature_set(workspace)
     image_ids = store.ids(feature_set)
@@ -127,11 +117,11 @@ def vae_centres(
     X = _all_inputs(workspace, feature_set, image_ids, options, backbone, progress)
     model = _vae_for(options, backbone, weights, seed, device).fit_unsupervised(X, progress=progress)
     metrics = {"history": [vars(h) for h in model.history_], "phase": "unsupervised", "images": len(image_ids)}
-    options.update(backbone=backbone, weights=weights)
+    options = replace(options, backbone=backbone, weights=weights)
     empty = np.empty(0)
     record = save_model(
-        workspace, "vae", Trained(model, feature_set, options, metrics), TrainingData(empty.astype(np.int64), empty, empty, empty),
-        {**options, "seed": seed},
+        workspace, "vae", Trained(model, feature_set, options.to_dict(), metrics), TrainingData(empty.astype(np.int64), empty, empty, empty),
+        {**options.to_dict(), "seed": seed},
     )
     latents = latent_set_name(record.id)
     store.register(latents, "vae", latents, model.latent_dim, params={"model_id": record.id, "latent_of": feature_set})
@@ -193,11 +183,8 @@ def train_vae(workspace, data, feature_set: str, params: dict, seed: int, device
     clusters the expert named), on that model's input; without one, pretrains a new VAE on
     ``feature_set`` first. Validation: a quarter of the labeled subjects held out.
     """
-    import copy
-
-
-    options = check_options("vae", VAE_DEFAULTS, params)
-    init_model = options["init_model"] if options["init_model"] is not None else latest_vae_model(workspace)
+    options = VAEConfig.from_params(params)
+    init_model = options.init_model if options.init_model is not None else latest_vae_model(workspace)
     model = None
     if init_model is not None:
         record = load_model_record(workspace, init_model)
@@ -205,16 +192,16 @@ def train_vae(workspace, data, feature_set: str, params: dict, seed: int, device
         if record.mode != "vae" or not isinstance(model, LatentVAE):
             raise PipelineError(f"init_model {init_model} is not a VAE to continue; name a model made by 'vae-centres'")
         feature_set = record.feature_set
-        options.update({name: record.params[name] for name in CENTRE_OPTIONS if name in record.params})
-        model.set_params(gamma=options["gamma"], epochs=options["epochs"], unlabeled_ratio=options["unlabeled_ratio"])
+        options = replace(options, **{name: record.params[name] for name in VAEConfig.CENTRE_OPTIONS if name in record.params})
+        model.set_params(gamma=options.gamma, epochs=options.epochs, unlabeled_ratio=options.unlabeled_ratio)
         model.to_device(device)
     inputs = mode_inputs(workspace, data, feature_set, options, seed, device, progress)
     if model is None:
         backbone, weights = _input_backbone(workspace, feature_set, options)
-        options.update(backbone=backbone, weights=weights)
+        options = replace(options, backbone=backbone, weights=weights)
         model = _vae_for(options, backbone, weights, seed, device).fit_unsupervised(inputs.X, progress=progress)
     metrics: dict = {"validation": None, "validation_note": "needs labels of at least 2 subjects and 2 classes"}
-    holdout = grouped_holdout(inputs, seed) if options["validate"] else None
+    holdout = grouped_holdout(inputs, seed) if options.validate else None
     if holdout is not None:
         train, test = holdout
         probe = copy.deepcopy(model).fit_labeled(inputs.X[train], inputs.labels[train], inputs.weights[train])
@@ -225,10 +212,10 @@ def train_vae(workspace, data, feature_set: str, params: dict, seed: int, device
         history=[vars(h) for h in model.history_[pretrained:]], init_model=init_model,
         unlabeled_pool=len(inputs.image_ids) - inputs.n_labeled,
     )
-    options["init_model"] = init_model
-    if options["input"] == "features":
-        return Trained(model, feature_set, options, metrics)
-    return Trained(_latent_head(model), None, options, metrics, _encoder_network(model, options))
+    options = replace(options, init_model=init_model)
+    if options.input == "features":
+        return Trained(model, feature_set, options.to_dict(), metrics)
+    return Trained(_latent_head(model), None, options.to_dict(), metrics, _encoder_network(model, options))
 
 
 def _latent_head(model: LatentVAE):
@@ -240,8 +227,8 @@ def _latent_head(model: LatentVAE):
     return LinearSoftmax(weight, bias, model.classes_)
 
 
-def _encoder_network(model: LatentVAE, options: dict) -> dict:
+def _encoder_network(model: LatentVAE, options: VAEConfig) -> dict:
 
     if not hasattr(model.net_.encoder, "trunk"):
         raise PipelineError(f"an image VAE in a workspace needs an ImageNet encoder (backbone=resnet18, ...), not '{model.backbone_}'")
-    return trunk_network(model.net_.encoder, model.backbone_, model.backbone_weights or "random", options["image_size"])
+    return trunk_network(model.net_.encoder, model.backbone_, model.backbone_weights or "random", options.image_size)

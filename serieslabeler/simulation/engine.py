@@ -48,6 +48,7 @@ import contextlib
 from collections.abc import Iterator
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.metrics.classification import classification_report
@@ -101,7 +102,6 @@ def run_scenario(collection: Collection, scenario: str, seed: int = 0, config: S
 def _one_thread(torch: bool = False) -> Iterator[None]:
     """Many fits on small arrays (and, with ``torch``, small networks): one BLAS (and torch)
     thread is faster, and immune to a busy machine (2 torch threads made a fit 7x slower)."""
-    from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
         if not torch:

@@ -6,6 +6,7 @@ import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -268,8 +269,6 @@ def json_safe(value):
 
 def write_result(result: SimulationResult, path) -> None:
     """Save the curves: ``.csv`` (one row per evaluation) or ``.json`` (table, runs and curves)."""
-    from pathlib import Path
-
 
     path = Path(path)
     if path.suffix == ".json":

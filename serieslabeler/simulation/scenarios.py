@@ -1,6 +1,7 @@
 """simulation.scenarios"""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -75,7 +76,6 @@ class _Run:
         return y, weights
 
     def fit(self):
-
         if not self.labels:
             return None
         index, labels, weights = self.labeled()
@@ -84,7 +84,6 @@ class _Run:
         return HeadClassifier(C=self.config.C, random_state=self.seed).fit(self.c.X[index], labels, sample_weight=weights)
 
     def predictions(self, model, index: np.ndarray):
-
         return Predictions(None, index, model.classes_, model.predict_proba(self.c.X[index]))
 
     # tasks
@@ -93,7 +92,6 @@ class _Run:
             self.evaluate()
 
     def evaluate(self) -> None:
-
         self.evaluated_at = self.interactions
         model = self.fit()
         truth = self.c.truth[self.test]
@@ -253,7 +251,6 @@ def _scenario_cluster_uncertain(run: _Run) -> None:
 
 
 def _metadata_space(run: _Run, index: np.ndarray) -> np.ndarray:
-
     if run.c.days is None or run.config.metadata_weight <= 0:
         return run.c.X[index]
     appender = MetadataAppender({"days": run.config.metadata_weight}, {"days": "numeric"})
@@ -378,8 +375,6 @@ def _scenario_overcluster(run: _Run) -> None:
 
 def _scenario_vae(run: _Run) -> None:
     """Name the VAE's latent cluster centres top-down; its own head is the classifier evaluated."""
-    import copy
-
 
     X = run.c.X[run.pool]
     epochs = run.config.network_epochs

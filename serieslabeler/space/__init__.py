@@ -5,6 +5,7 @@ from .metadata import (
     DEGREE_DAYS,
     DERIVED,
     FEATURES,
+    FLOAT_TYPES,
     SECONDS_PER_DAY,
     FeatureMatrix,
     MetadataAppender,
@@ -16,6 +17,7 @@ from .metadata import (
 )
 from .reduce import (
     FFT_FROM,
+    MAX_DRAWN,
     MAX_FIT,
     MIN_POINTS,
     PCA_COMPONENTS,
@@ -24,6 +26,7 @@ from .reduce import (
     MapModel,
     TSNEMapper,
     create_map,
+    drawn_rows,
     fit_pca,
     latest_map,
     list_maps,
@@ -44,6 +47,7 @@ from .stored import (
 
 __all__ = [
     "FEATURES",
+    "FLOAT_TYPES",
     "DERIVED",
     "DEGREE_DAYS",
     "SECONDS_PER_DAY",
@@ -60,7 +64,9 @@ __all__ = [
     "FFT_FROM",
     "MAX_FIT",
     "PLACE_CHUNK",
+    "MAX_DRAWN",
     "Map",
+    "drawn_rows",
     "fit_pca",
     "TSNEMapper",
     "MapModel",

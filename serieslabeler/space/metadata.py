@@ -36,6 +36,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.ingest.weather_store import degree_days, has_weather
@@ -44,6 +47,10 @@ from serieslabeler.store.queries import id_array
 from serieslabeler.store.workspace import Workspace
 
 FEATURES = "features"
+
+
+# the dtypes the feature block is read in (float32 features stay float32: no copy of a million rows)
+FLOAT_TYPES = (np.float32, np.float64)
 
 
 DERIVED = {"days": "numeric", "date": "numeric"}
@@ -99,7 +106,6 @@ def check_weights(weights: Mapping[str, float] | None, available: Mapping[str, s
 def metadata_frame(workspace: Workspace, image_ids, fields=None, absolute_dates: bool = False):
     """A pandas DataFrame indexed by image id: one column per field (numeric as float with NaN
     for missing values, categorical as strings or None), in the order of ``image_ids``."""
-    import pandas as pd
 
     attributes = _attributes(workspace)
     fields = list(metadata_fields(workspace)) if fields is None else list(fields)
@@ -147,12 +153,13 @@ def build_matrix(
     return FeatureMatrix(ids, X, appender.blocks_, name, weights, appender)
 
 
-class MetadataAppender:
+class MetadataAppender(TransformerMixin, BaseEstimator):
     """Scale image features and append weighted, normalized metadata (module docstring).
 
-    scikit-learn conventions: configuration in ``__init__``, the learned encoding (means,
-    categories, block scales) in attributes ending in ``_`` set by :meth:`fit`. ``metadata``
-    is any mapping of field name -> column (a pandas DataFrame works) aligned with ``X``.
+    A scikit-learn transformer: configuration in ``__init__``, the learned encoding (means,
+    categories, block scales) in attributes ending in ``_`` set by :meth:`fit`, ``X`` checked
+    by ``validate_data`` (float32 and float64 kept as they are). ``metadata`` is any mapping
+    of field name -> column (a pandas DataFrame works) aligned with ``X``.
     """
 
     def __init__(self, weights: Mapping[str, float] | None = None, kinds: Mapping[str, str] | None = None):
@@ -160,7 +167,7 @@ class MetadataAppender:
         self.kinds = kinds
 
     def fit(self, X, metadata: Mapping | None = None) -> "MetadataAppender":
-        X = np.asarray(X)
+        X = validate_data(self, X, dtype=FLOAT_TYPES)
         kinds = dict(self.kinds or {})
         weights = check_weights(self.weights, kinds or dict.fromkeys(self.weights or {}, "numeric"))
         self.weights_ = weights
@@ -176,7 +183,8 @@ class MetadataAppender:
 
     def transform(self, X, metadata: Mapping | None = None) -> np.ndarray:
         """The float32 matrix, computed in float64 row chunks: a million rows need no float64 copy."""
-        X = np.asarray(X)
+        check_is_fitted(self, "blocks_")
+        X = validate_data(self, X, dtype=FLOAT_TYPES, reset=False)
         out = np.empty((len(X), max(block.stop for block in self.blocks_.values())), np.float32)
         features = self.blocks_[FEATURES]
         for rows in row_chunks(len(X)):
@@ -246,7 +254,6 @@ def _present(value) -> bool:
 
 def _elapsed_days(workspace: Workspace, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Days since each image's subject's first image, and since the collection's first image."""
-    import pandas as pd
 
     rows = workspace.db.execute(
         "SELECT i.id, i.taken_at, (SELECT MIN(f.taken_at) FROM images f WHERE f.subject_id = i.subject_id) "

@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.progress import Progress
@@ -55,6 +58,10 @@ MAX_FIT = 25_000
 PLACE_CHUNK = 100_000
 
 
+# the most points a map view draws (the browser slows down beyond)
+MAX_DRAWN = 5000
+
+
 @dataclass
 class Map:
     """A saved t-SNE map: image ``ids[i]`` is drawn at ``coords[i]``."""
@@ -68,17 +75,25 @@ class Map:
     path: Path | None = field(default=None, repr=False)
 
 
+def drawn_rows(n: int, max_points: int = MAX_DRAWN) -> np.ndarray:
+    """The rows of an ``n``-point map to draw: all of them, or a fixed random subset of ``max_points``.
+
+    The subset is seeded (0), so every view of the same map shows the same points.
+    """
+    if n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, max_points, replace=False))
+
+
 def fit_pca(X: np.ndarray, n_components: int = PCA_COMPONENTS, random_state: int = 0):
     """A fitted scikit-learn PCA with ``min(n_components, n_samples, n_features)`` components."""
-    from sklearn.decomposition import PCA
-
     components = max(1, min(n_components, X.shape[0], X.shape[1]))
     return PCA(n_components=components, random_state=random_state).fit(X)
 
 
-class TSNEMapper:
-    """PCA then openTSNE, scikit-learn style: ``fit_transform`` makes the map, ``transform``
-    places new rows into it.
+class TSNEMapper(TransformerMixin, BaseEstimator):
+    """PCA then openTSNE, a scikit-learn transformer: ``fit_transform`` makes the map,
+    ``transform`` places new rows into it.
 
     ``negative_gradient_method``: ``"fft"``, ``"bh"``, or ``"auto"`` (FFT from
     ``FFT_FROM`` points on, Barnes-Hut below). ``perplexity`` is lowered to ``(n - 1) / 3``
@@ -116,7 +131,7 @@ class TSNEMapper:
     def fit_transform(self, X) -> np.ndarray:
         from openTSNE import TSNE
 
-        X = np.asarray(X, dtype=np.float32)
+        X = validate_data(self, X, dtype=np.float32)
         if len(X) < MIN_POINTS:
             raise PipelineError(f"a t-SNE map needs at least {MIN_POINTS} images, not {len(X)}")
         if self.perplexity <= 0:
@@ -144,7 +159,8 @@ class TSNEMapper:
 
     def transform(self, X) -> np.ndarray:
         """Place rows into the fitted map (openTSNE ``transform``), ``PLACE_CHUNK`` rows at a time."""
-        X = np.asarray(X, dtype=np.float32)
+        check_is_fitted(self, "embedding_")
+        X = validate_data(self, X, dtype=np.float32, reset=False)
         coords = np.empty((len(X), 2), dtype=np.float32)
         for start in range(0, len(X), PLACE_CHUNK):
             part = slice(start, start + PLACE_CHUNK)

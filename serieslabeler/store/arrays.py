@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import LabelBinarizer, StandardScaler
 
 from serieslabeler.errors import PipelineError
 
@@ -261,8 +265,6 @@ def logistic_to_arrays(model) -> tuple[Arrays, dict]:
 
 
 def logistic_from_arrays(arrays: Arrays, meta: dict):
-    from sklearn.linear_model import LogisticRegression
-
     _require_kind(meta, "sklearn.LogisticRegression")
     model = LogisticRegression(**meta["params"])
     model.coef_ = take(arrays, "coef_")
@@ -291,9 +293,6 @@ def mlp_to_arrays(model) -> tuple[Arrays, dict]:
 def mlp_from_arrays(arrays: Arrays, meta: dict):
     """The classifier back, ready for ``predict``/``predict_proba`` (not for further training:
     the optimiser's state is not saved)."""
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.preprocessing import LabelBinarizer
-
     _require_kind(meta, "sklearn.MLPClassifier")
     params = dict(meta["params"])
     params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
@@ -329,8 +328,6 @@ def standard_scaler_to_arrays(model) -> tuple[Arrays, dict]:
 
 
 def standard_scaler_from_arrays(arrays: Arrays, meta: dict):
-    from sklearn.preprocessing import StandardScaler
-
     _require_kind(meta, "sklearn.StandardScaler")
     model = StandardScaler(**meta["params"])
     for name in SCALER_ARRAYS:
@@ -355,8 +352,6 @@ def pca_to_arrays(model) -> tuple[Arrays, dict]:
 
 
 def pca_from_arrays(arrays: Arrays, meta: dict):
-    from sklearn.decomposition import PCA
-
     _require_kind(meta, "sklearn.PCA")
     model = PCA(**meta["params"])
     for name in PCA_ARRAYS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.store.workspace import Workspace
@@ -22,7 +23,6 @@ def id_array(image_ids) -> str:
 def image_table(workspace: Workspace, image_ids=None, subject: str | None = None):
     """One row per image: image_id, file, subject, taken_at; all images (by subject and time),
     one subject's, or those of ``image_ids`` in that order."""
-    import pandas as pd
 
     columns = "SELECT i.id AS image_id, i.file_name AS file, s.name AS subject, i.taken_at FROM "
     sql = columns + "images i JOIN subjects s ON s.id = i.subject_id"
@@ -44,8 +44,6 @@ def subject_names(workspace: Workspace) -> list[str]:
 
 def images_per_subject_day(workspace: Workspace):
     """How many images each subject has on each calendar day (the collection's timeline)."""
-    import pandas as pd
-
     rows = workspace.db.execute(
         "SELECT s.name AS subject, substr(i.taken_at, 1, 10) AS day, COUNT(*) AS images FROM images i "
         "JOIN subjects s ON s.id = i.subject_id GROUP BY s.id, day ORDER BY s.name, day"

@@ -1,6 +1,8 @@
 """``cluster``, ``suggest-k``, ``split``, ``merge``, ``link`` and ``clusterings``."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from serieslabeler.cli.base import Result, add_common, parse_key_values
 from serieslabeler.clustering.algorithms import (
     ALGORITHMS,
@@ -104,7 +106,6 @@ def space_arguments(args) -> dict:
 
 
 def run_cluster(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         k = args.k if args.k is not None else overcluster_k(workspace, args.overcluster)
         clustering = run_clustering(workspace, args.features, args.algorithm, k, **space_arguments(args))
@@ -112,7 +113,6 @@ def run_cluster(args) -> Result:
 
 
 def run_split(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         child = split_cluster(workspace, args.clustering, args.cluster, args.seed)
         into = child.params["split"]["into"]
@@ -120,7 +120,6 @@ def run_split(args) -> Result:
 
 
 def run_merge(args) -> Result:
-
     try:
         clusters = [int(c) for c in args.clusters.split(",")]
     except ValueError:
@@ -152,7 +151,6 @@ def describe(workspace: Workspace, clustering, headline: str) -> Result:
 
 
 def run_suggest_k(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         suggestion = suggest_k(
             workspace, args.features, range(args.k_min, args.k_max + 1), args.algorithm,
@@ -166,9 +164,6 @@ def run_suggest_k(args) -> Result:
 
 
 def run_link(args) -> Result:
-    from dataclasses import asdict
-
-
     with Workspace.open(args.workspace) as workspace:
         links = link_across_days(workspace, args.clustering, mutual=not args.any)
     changes = [link for link in links if link.cluster != link.next_cluster]
@@ -178,7 +173,6 @@ def run_link(args) -> Result:
 
 
 def run_clusterings(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         rows = list_clusterings(workspace)
     lines = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from serieslabeler.cli.base import Result, add_common, parse_key_values
 from serieslabeler.cli.commands.vae import parse_options
@@ -12,6 +13,7 @@ from serieslabeler.loop.iterate import IterateConfig, iterate, list_iterations
 from serieslabeler.loop.routing import route_predictions
 from serieslabeler.loop.threshold import validation_curves
 from serieslabeler.metrics.classification import ClassificationReport
+from serieslabeler.models.configs import FinetuneConfig, HeadConfig
 from serieslabeler.models.evaluation import evaluate_model
 from serieslabeler.models.files import latest_model_id, list_models
 from serieslabeler.models.predictions import predict
@@ -28,10 +30,11 @@ from serieslabeler.simulation.records import (
 from serieslabeler.store.queries import sample_ids
 from serieslabeler.store.workspace import Workspace, write_atomic
 
-HEAD_OPTIONS = ("kind", "C", "hidden", "max_iter")
+# the options each mode takes as flags of their own: its config's fields (finetune's num_workers only through the library)
+HEAD_OPTIONS = HeadConfig.names()
 
 
-FINETUNE_OPTIONS = ("backbone", "weights", "epochs", "patience", "batch_size", "lr", "head_lr", "image_size", "val_share")
+FINETUNE_OPTIONS = tuple(name for name in FinetuneConfig.names() if name != "num_workers")
 
 
 # overcluster and vae (issue 9): these shared options, plus any of their own through --option NAME=VALUE
@@ -198,7 +201,6 @@ def threshold_of(args, default: float | None = None):
 
 
 def run_train(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         model = train_model(workspace, args.mode, feature_set=args.features, seed=args.seed, device=args.device,
                             progress=ProgressLine("training"), **training_params(args))
@@ -210,12 +212,10 @@ def run_train(args) -> Result:
 
 
 def _model_id(workspace, model: int | None) -> int:
-
     return latest_model_id(workspace) if model is None else model
 
 
 def run_predict(args) -> Result:
-
     if args.address and args.engine != "ray":
         raise PipelineError("--address goes with --engine ray")
     with Workspace.open(args.workspace) as workspace:
@@ -230,7 +230,6 @@ def run_predict(args) -> Result:
 
 
 def run_route(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         image_ids = None if args.sample is None else sample_ids(workspace, args.sample)
         routing = route_predictions(
@@ -244,7 +243,6 @@ def run_route(args) -> Result:
 
 
 def run_evaluate(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         evaluation = evaluate_model(workspace, args.model, args.test_size, args.seed)
     table = ClassificationReport.from_dict(evaluation.report).format()
@@ -257,13 +255,10 @@ def run_evaluate(args) -> Result:
 
 
 def run_thresholds(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         tuning = validation_curves(workspace, args.model, args.target, args.truth, args.seed, args.lower_bound)
     data = tuning.to_dict()
     if args.out:
-        from pathlib import Path
-
         write_atomic(Path(args.out), json.dumps(data, indent=1).encode())
     header = (f"model {tuning.details['model_id']} ({tuning.details['feature_set']}), {tuning.details['images']} images of "
               f"{tuning.details['subjects']} subjects ({tuning.details['truth']}; {tuning.details['split']})")
@@ -291,7 +286,6 @@ def trust_lines(details: dict) -> list[str]:
 
 
 def run_iterate(args) -> Result:
-
     config = iterate_config(args)
     if args.rounds is not None:
         return run_demo_rounds(args, config)
@@ -319,7 +313,6 @@ def iterate_config(args) -> IterateConfig:
 
 
 def run_simulate(args) -> Result:
-
     order = [s.strip() for s in args.order.split(",") if s.strip()] if args.order else None
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -342,7 +335,6 @@ def run_simulate(args) -> Result:
 
 
 def run_models(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         models = list_models(workspace)
     lines = [f"model {m['id']}: {m['mode']} on {m['feature_set']}, {m['training_set']} labels, classes {', '.join(m['classes'])} "
@@ -351,7 +343,6 @@ def run_models(args) -> Result:
 
 
 def run_iterations(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         records = list_iterations(workspace)
     lines = [f"iteration {r.id} ({r.status}): sample {r.sample_id}, clustering {r.clustering_id}, model {r.model_id}, "

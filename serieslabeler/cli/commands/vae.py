@@ -1,6 +1,12 @@
 """``vae-centres``: the VAE's latent cluster centres, for the expert to name (phase 1 of mode ``vae``)."""
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
 from serieslabeler.cli.base import Result, add_common
 from serieslabeler.errors import PipelineError
 from serieslabeler.models.vae_rounds import decoded_centres, vae_centres
@@ -46,7 +52,6 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
 
 
 def run_vae_centres(args) -> Result:
-
     with Workspace.open(args.workspace) as workspace:
         data: dict = {"ok": True}
         if args.clustering is None:
@@ -87,13 +92,6 @@ def workspace_names(workspace: Workspace, image_ids: list[int]) -> list[str]:
 
 def write_picture(folder: str, clustering_id: int, picture):
     """A decoded centre as a PNG (at least 128 px wide, nearest-neighbour enlarged)."""
-    import io
-    from pathlib import Path
-
-    import numpy as np
-    from PIL import Image
-
-
     pixels = (np.clip(picture.decoded, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
     image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
     scale = max(1, 128 // image.width)
