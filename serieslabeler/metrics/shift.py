@@ -16,6 +16,8 @@ labeled images the weighted estimate is worth.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 DISTANCE_CHUNK = 512
 WEIGHT_CLIP_QUANTILE = 0.98
@@ -49,9 +51,6 @@ def importance_weights(labeled_covariates, pool_covariates, clip_quantile: float
     from labeled rows; infinite values (no other subject to compare with) take the largest
     finite value of their column.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     labeled = np.asarray(labeled_covariates, dtype=float).reshape(len(labeled_covariates), -1)
     pool = np.asarray(pool_covariates, dtype=float).reshape(len(pool_covariates), -1)
     if len(labeled) == 0 or len(pool) == 0:

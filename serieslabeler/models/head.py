@@ -1,6 +1,7 @@
 """models.head"""
 from __future__ import annotations
 
+import importlib.util
 from typing import Callable
 
 import numpy as np
@@ -25,8 +26,6 @@ LARGE_FIT = 20_000
 
 
 def cuda_available() -> bool:
-    import importlib.util
-
     if importlib.util.find_spec("torch") is None:
         return False
     import torch
@@ -43,7 +42,6 @@ def fit_logistic_torch(X: np.ndarray, y: np.ndarray, classes: np.ndarray, sample
     result, so prediction (``predict_proba``) and the saved file are the same as before.
     """
     import torch
-    from sklearn.linear_model import LogisticRegression
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # on a CPU it is slower than scikit-learn's lbfgs
     features = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
