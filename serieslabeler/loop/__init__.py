@@ -84,6 +84,7 @@ from .threshold import (
     ThresholdChoice,
     ThresholdCurve,
     ThresholdTuning,
+    compute_representativeness_weights,
     curve_at,
     floor_at,
     interval_at,
@@ -180,5 +181,6 @@ __all__ = [
     "Pool",
     "routed_pool",
     "representativeness_weights",
+    "compute_representativeness_weights",
     "validation_curves",
 ]

@@ -44,6 +44,7 @@ suggestion can target the lower bound of its interval.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -63,10 +64,10 @@ from serieslabeler.models.base import (
     ModelRecord,
     image_subjects,
 )
-from serieslabeler.models.evaluation import OutOfFold, out_of_fold
+from serieslabeler.models.evaluation import OutOfFold, out_of_fold, stored_value
 from serieslabeler.models.features import ensure_features
 from serieslabeler.models.files import latest_model_id, load_model_record
-from serieslabeler.models.predictions import load_predictions, unlabeled_image_ids
+from serieslabeler.models.predictions import load_predictions
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.workspace import Workspace
 
@@ -352,8 +353,13 @@ class Pool:
 
 
 def routed_pool(workspace: Workspace, model_id: int, seed: int = 0, limit: int = POOL_SAMPLE) -> Pool:
-    """The model's predictions of the unlabeled images (a seeded sample of ``limit`` of them)."""
-    ids = unlabeled_image_ids(workspace)
+    """The model's predictions of the images it was not trained on (a seeded sample of ``limit``
+    of them): what routing acts on. Fixed by the model and its predictions, so a new label
+    elsewhere changes neither the pool nor the curves weighted to it."""
+    trained_on = np.asarray(load_model_record(workspace, model_id).training_set, dtype=np.int64)
+    predicted = np.array([r[0] for r in workspace.db.execute(
+        "SELECT image_id FROM predictions WHERE model_id=? ORDER BY image_id", (int(model_id),))], dtype=np.int64)
+    ids = np.setdiff1d(predicted, trained_on)
     if len(ids) > limit:
         ids = np.sort(np.random.default_rng(seed).choice(ids, size=limit, replace=False))
     predictions = load_predictions(workspace, model_id, ids)
@@ -361,7 +367,16 @@ def routed_pool(workspace: Workspace, model_id: int, seed: int = 0, limit: int =
 
 
 def representativeness_weights(workspace: Workspace, record: ModelRecord, oof: OutOfFold, pool: Pool, seed: int = 0) -> np.ndarray:
-    """Importance weights of the labeled images for the routed pool (module docstring, point 2)."""
+    """Importance weights of the labeled images for the routed pool (module docstring, point 2),
+    computed once per model, labeled set and pool and stored with the model (a page view reads
+    them and loads no features)."""
+    key = hashlib.sha256(np.concatenate([oof.image_ids, [-1], pool.image_ids]).astype(np.int64).tobytes()).hexdigest()[:16]
+    weights = stored_value(workspace, record.id, f"representativeness-{key}-seed{seed}",
+                           lambda: compute_representativeness_weights(workspace, record, oof, pool, seed).tolist())
+    return np.asarray(weights, dtype=float)
+
+
+def compute_representativeness_weights(workspace: Workspace, record: ModelRecord, oof: OutOfFold, pool: Pool, seed: int = 0) -> np.ndarray:
     store = FeatureStore(workspace)
     _, X_labeled = store.load(record.feature_set, oof.image_ids)
     ensure_features(workspace, record.feature_set, pool.image_ids)

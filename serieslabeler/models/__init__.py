@@ -43,6 +43,7 @@ from .evaluation import (
     save_oof,
     store_evaluation,
     stored_evaluation,
+    stored_value,
     subject_names,
 )
 from .features import (
@@ -205,6 +206,7 @@ __all__ = [
     "evaluation_name",
     "store_evaluation",
     "stored_evaluation",
+    "stored_value",
     "record_evaluations",
     "image_backbone",
     "image_preprocess",

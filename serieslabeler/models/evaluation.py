@@ -15,6 +15,7 @@ gets them computed on first request and stored then (when the workspace is writa
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -247,11 +248,16 @@ def store_evaluation(workspace: Workspace, model_id: int, name: str, value: dict
 def stored_evaluation(workspace: Workspace, model_id: int, test_size: float = EVALUATION_TEST_SIZE, seed: int = 0) -> dict:
     """A model's held-out evaluation (:meth:`Evaluation.to_dict`) as stored when it was trained;
     computed (and stored) for a model trained before that, or for another split."""
-    name = evaluation_name(test_size, seed)
+    return stored_value(workspace, model_id, evaluation_name(test_size, seed), lambda: evaluate_model(workspace, model_id, test_size, seed).to_dict())
+
+
+def stored_value(workspace: Workspace, model_id: int, name: str, compute: Callable[[], object]):
+    """What is stored with a model under ``name`` (JSON), computed and stored on first use (only
+    read on a read-only workspace): work done once per model, never once per page view."""
     row = workspace.db.execute("SELECT value FROM model_evaluations WHERE model_id=? AND name=?", (int(model_id), name)).fetchone()
     if row is not None:
         return json.loads(row[0])
-    value = evaluate_model(workspace, model_id, test_size, seed).to_dict()
+    value = compute()
     if not workspace.read_only:
         store_evaluation(workspace, model_id, name, value)
     return value
