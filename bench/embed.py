@@ -29,19 +29,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from serieslabeler.demo import SAMPLE_MAPPING
 from serieslabeler.embed import (
     default_workers,
     embed_workspace,
     load_backbone,
     resolve_device,
 )
-from serieslabeler.ingest import ColumnMapping, ingest
+from serieslabeler.ingest import ingest
 from serieslabeler.store import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
 BANANAS = ROOT / "tests" / "data" / "bananas"
-MAPPING = ColumnMapping(subject="fruit", date="date", time="time", label="ripeness", attributes=("group", "day", "hour"), file="file")
+MAPPING = SAMPLE_MAPPING  # the bundled sample's columns: the full collection has the same
 
 
 def repeat_images(workspace: Workspace, total: int) -> int:

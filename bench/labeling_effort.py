@@ -40,8 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
+from serieslabeler.demo import SAMPLE_MAPPING
 from serieslabeler.embed import embed_workspace
-from serieslabeler.ingest import ColumnMapping, ingest
+from serieslabeler.ingest import ingest
 from serieslabeler.simulation import (
     NETWORK_SCENARIOS,
     ORDERED_SCENARIOS,
@@ -57,9 +58,7 @@ from serieslabeler.store import Workspace
 ROOT = Path(__file__).resolve().parent.parent
 
 BANANAS = ROOT / "tests" / "data" / "bananas"
-MAPPING = ColumnMapping(
-    subject="fruit", date="date", time="time", label="ripeness", attributes=("group", "day", "hour"), file="file"
-)
+MAPPING = SAMPLE_MAPPING  # the bundled sample's columns: the full collection has the same
 DIGITS_BLOCK = 30
 RIPENESS = ("U", "R", "V", "O")
 TARGET_SHARE, TARGET_IMAGES, TARGET_PRECISION = 0.10, 10.0, 0.95

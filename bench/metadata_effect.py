@@ -30,17 +30,16 @@ from serieslabeler.clustering import (
     evaluate_clustering,
     run_clustering,
 )
+from serieslabeler.demo import SAMPLE_MAPPING
 from serieslabeler.embed import embed_workspace
-from serieslabeler.ingest import ColumnMapping, ingest
+from serieslabeler.ingest import ingest
 from serieslabeler.sampling import draw_sample
 from serieslabeler.store import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
 BANANAS = ROOT / "tests" / "data" / "bananas"
-MAPPING = ColumnMapping(
-    subject="fruit", date="date", time="time", label="ripeness", attributes=("group", "day", "hour"), file="file"
-)
+MAPPING = SAMPLE_MAPPING  # the bundled sample's columns: the full collection has the same
 FEATURES = "efficientnet_lite0@imagenet"
 K = 4
 ALGORITHMS = {"kmeans": {}, "agglomerative": {"linkage": "ward"}}

@@ -53,15 +53,15 @@ BANANAS = ROOT / "tests" / "data" / "bananas"
 
 def bananas(workspace_dir: Path):
     """``(X, y, subjects)``: EfficientNet-Lite0 features of the bananas, ingested and embedded once."""
+    from serieslabeler.demo import SAMPLE_MAPPING
     from serieslabeler.embed import embed_workspace
-    from serieslabeler.ingest import ColumnMapping, ingest
+    from serieslabeler.ingest import ingest
     from serieslabeler.models import image_subjects
     from serieslabeler.store import FeatureStore, Workspace
 
     workspace = Workspace.create(workspace_dir)
     if workspace.image_count() == 0:
-        mapping = ColumnMapping(subject="fruit", date="date", time="time", label="ripeness", attributes=("group", "day", "hour"), file="file")
-        ingest(workspace, BANANAS / "images", BANANAS / "metadata.csv", mapping)
+        ingest(workspace, BANANAS / "images", BANANAS / "metadata.csv", SAMPLE_MAPPING)
     report = embed_workspace(workspace, "efficientnet_lite0", device="cpu")
     ids, X = FeatureStore(workspace).load(report.feature_set)
     truth = dict(workspace.db.execute("SELECT image_id, label FROM ground_truth").fetchall())

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from serieslabeler.clustering import run_clustering
+from serieslabeler.demo import SAMPLE_MAPPING
 from serieslabeler.embed import embed_workspace
 from serieslabeler.ingest import ColumnMapping, ingest
 from serieslabeler.loop import (
@@ -64,9 +65,7 @@ from serieslabeler.store import FeatureStore, Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 BANANAS = ROOT / "tests" / "data" / "bananas"
-BANANAS_MAPPING = ColumnMapping(
-    subject="fruit", date="date", time="time", label="ripeness", attributes=("group", "day", "hour"), file="file"
-)
+BANANAS_MAPPING = SAMPLE_MAPPING  # the bundled sample's columns: the full collection has the same
 DIGITS_BLOCK = 30
 AUDIT_SIZE = 30
 
