@@ -69,10 +69,12 @@ from serieslabeler_app.widgets import (
     metadata_weights,
     plain,
     sample_picker,
+    seen_event,
     show_error,
 )
 
 __all__ = [
+    "seen_event",
     "ROOT",
     "PAGES_DIR",
     "WS_PARAM",

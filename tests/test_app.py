@@ -19,6 +19,7 @@ from serieslabeler.labels import (
     interaction_count,
     label_cluster,
     review_order,
+    undo,
 )
 from serieslabeler.space import list_maps
 from serieslabeler.store import Workspace
@@ -341,6 +342,15 @@ def test_vae_centres_page_names_splits_and_trains(sample):
         labels = current_labels(workspace)
         assert set(labels["label"]) == {"O", "R"} and labels["confidence"].max() <= 0.8
         assert interaction_count(workspace) == 2
+    app.selectbox(key=f"centre_label_{first}_2").set_value("V").run()
+    with Workspace.open(sample) as workspace:
+        label_cluster(workspace, first, 2, "U", author="Bob")
+    app.button(key=f"name_{first}_2").click().run()
+    assert "Bob did label cluster as 'U'" in app.error[0].value, "a centre card someone changed since is refused"
+    with Workspace.open(sample) as workspace:
+        assert set(current_labels(workspace)["label"]) == {"O", "R", "U"}, "Bob's label is kept"
+        undo(workspace, author="Bob")
+    app.run()
     app.button(key=f"split_{first}_2").click().run()
     assert_clean(app)
     child = int(param(app, "clustering"))

@@ -14,7 +14,7 @@ from serieslabeler_app import common as ui
 from serieslabeler import views as catalog
 from serieslabeler.clustering import split_cluster
 from serieslabeler.embed import DEVICES
-from serieslabeler.labels import label_cluster
+from serieslabeler.labels import cluster_members, label_cluster
 from serieslabeler.loop import suggested_label
 from serieslabeler.models import (
     VAEConfig,
@@ -98,8 +98,9 @@ def centre_grid(workspace, clustering_id: int, seed: int) -> None:
             label = ui.label_picker(workspace, f"centre_label_{key}", suggestion=suggested_label(workspace, clustering_id, picture.cluster))
             confidence = st.slider("Confidence", 0.0, 1.0, 1.0, 0.05, key=f"centre_confidence_{key}", help="p_c of this centre's label.")
             left, right = st.columns(2)
+            seen = ui.seen_event(workspace, cluster_members(workspace, clustering_id, picture.cluster)[0], clustering_id, picture.cluster)
             if left.button("Name", key=f"name_{key}", type="primary", disabled=label is None):
-                label_cluster(workspace, clustering_id, picture.cluster, label, author=ui.author(), cluster_confidence=confidence)
+                label_cluster(workspace, clustering_id, picture.cluster, label, author=ui.author(), cluster_confidence=confidence, expected_event_id=seen)
                 st.toast(f"Cluster {picture.cluster} named {label}.")
                 st.rerun()
             if right.button("Split", key=f"split_{key}", disabled=picture.size < 2, help="Re-cluster it with k=2 in latent space."):

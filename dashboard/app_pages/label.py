@@ -15,7 +15,6 @@ from serieslabeler.labels import (
     end_session,
     interaction_count,
     label_cluster,
-    latest_event_touching,
     open_session,
     redo,
     review_order,
@@ -95,16 +94,6 @@ def progress_header(workspace, status, cluster: int, session_id: int) -> None:
     row[4].metric("Interactions (all)", interaction_count(workspace))
 
 
-def seen_event(workspace, clustering_id: int, cluster: int, members) -> int:
-    """The latest event touching the cluster that this tab showed at its previous run (what a
-    click refers to), remembering the one shown now for the next click."""
-    key = f"seen_{ui.workspace_path()}_{clustering_id}_{cluster}"
-    latest = latest_event_touching(workspace, members, clustering_id, cluster)
-    seen = st.session_state.get(key, latest)
-    st.session_state[key] = latest
-    return seen
-
-
 def action_bar(workspace, status, clustering_id: int, cluster: int, members, excluded: set[int], session_id: int) -> None:
     clusters = status["cluster"].tolist()
     position = clusters.index(cluster)
@@ -128,7 +117,7 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
     do_redo = bar.button("Redo", shortcut="Shift+U", icon=":material/redo:")
     anyone = bar.checkbox("Others' too", key="undo_any_author", help="Off: Undo and Redo act on your own latest actions. On: on anyone's (the log records whose).")
     author = ui.author()
-    seen = seen_event(workspace, clustering_id, cluster, members)
+    seen = ui.seen_event(workspace, members, clustering_id, cluster)
     if do_label and label is not None:
         label_cluster(workspace, clustering_id, cluster, label, excluded=sorted(excluded), author=author, session_id=session_id, expected_event_id=seen)
         st.toast(f"Cluster {cluster} labeled {label}.")

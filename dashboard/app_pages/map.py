@@ -151,8 +151,9 @@ def label_selection(workspace, image_ids: list[int]) -> None:
     left, right = st.columns([2, 1], vertical_alignment="bottom")
     with left:
         label = ui.label_picker(workspace, "map_label")
+    seen = ui.seen_event(workspace, image_ids)
     if right.button(f"Label these {len(image_ids)}", type="primary", disabled=label is None):
-        event = label_images(workspace, image_ids, label, author=ui.author())
+        event = label_images(workspace, image_ids, label, author=ui.author(), expected_event_id=seen)
         st.success(f"Labeled {event.changed} images as {ui.plain(label)}.")
 
 
