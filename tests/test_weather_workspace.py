@@ -1,6 +1,7 @@
 """Degree-days through the workspace: the weather command, the 'add' metadata field, bad tables."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import numpy as np
@@ -81,3 +82,41 @@ def test_time_stratified_sampling_in_degree_day_bins(bananas_workspace, tmp_path
     code, data = cli("sample", "--workspace", bananas_workspace, "--strategy", "time-stratified", "--size", "20", "--time", "add",
                      "--bins", "4")
     assert code == 0 and data["size"] == 20 and data["params"]["time"] == "add", data
+
+
+@contextlib.contextmanager
+def collection_page(workspace, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT, served_on
+
+    monkeypatch.setenv("LABELER_ROOT", str(workspace.parent))
+    monkeypatch.delenv("LABELER_PASSWORD", raising=False)
+    app = AppTest.from_file(str(ROOT / "dashboard" / "app_pages" / "collection.py"), default_timeout=120)
+    app.query_params["ws"] = str(workspace)
+    with served_on("127.0.0.1"):
+        yield app.run()
+
+
+def upload_weather(app, path) -> None:
+    app.file_uploader(key="weather_csv").set_value((path.name, path.read_bytes(), "text/csv")).run()
+    app.button(key="weather_import").click().run()
+
+
+def test_the_collection_page_imports_a_weather_table(bananas_workspace, tmp_path, monkeypatch):
+    with collection_page(bananas_workspace, monkeypatch) as app:
+        upload_weather(app, weather_csv(tmp_path))
+        assert not app.exception and not app.error, [e.value for e in app.error]
+        assert "21 days of weather for 1 site(s)" in app.success[0].value
+    with Workspace.open(bananas_workspace) as workspace:
+        assert first_four_add(workspace) == [12.0, 12.0, 20.0, 30.0]
+    assert not any((bananas_workspace.parent / ".uploads").glob("*/*.csv")), "the upload is removed once imported"
+
+
+def test_the_collection_page_refuses_a_table_with_a_gap_and_stores_nothing(bananas_workspace, tmp_path, monkeypatch):
+    with collection_page(bananas_workspace, monkeypatch) as app:
+        upload_weather(app, weather_csv(tmp_path, skip={"2020-05-30"}))
+        assert not app.exception
+        assert "2020-05-30" in app.error[0].value
+    with Workspace.open(bananas_workspace) as workspace:
+        assert "add" not in metadata_fields(workspace)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
 
-from serieslabeler.ingest import read_csv, readable_time
+from serieslabeler.ingest import read_csv, readable_time, store_weather
 from serieslabeler.store import Workspace, queries, summarize
 
 BAR_HEIGHT = 36
@@ -122,11 +122,44 @@ def add_images(workspace) -> None:
     ui.ingest_section(lambda: Workspace.open(workspace.root), images, metadata, mapping, key="collection")
 
 
+ONE_SITE = "(one site for every image)"
+
+
+def add_weather(workspace) -> None:
+    """A daily temperature table: time since placement becomes accumulated degree-days (``add``),
+    usable like ``days`` (clustering weight, map colour, series axis)."""
+    st.caption(
+        "Forensic time: accumulated degree-days (the sum of daily mean temperatures above a base since each "
+        "subject's first photo). Give one row per day with the date and the mean (or min and max) temperature in °C; "
+        "a missing day is reported, never filled in."
+    )
+    upload = st.file_uploader("Daily weather (CSV)", type=["csv"], key="weather_csv")
+    left, right = st.columns(2)
+    sites = [ONE_SITE, *summarize(workspace)["attributes"]]
+    site = left.selectbox("Site", sites, key="weather_site", help="An image attribute naming each photo's site; the table needs a column of the same name.")
+    base = right.number_input("Base temperature (°C)", value=0.0, step=1.0, key="weather_base")
+    if upload is None or not st.button("Import the weather", type="primary", key="weather_import"):
+        return
+    path = ui.stage_upload(upload)
+    try:
+        report = store_weather(workspace, path, None if site == ONE_SITE else site, float(base))
+    finally:
+        ui.discard_upload(path)
+    st.success(
+        f"{report.days} days of weather for {len(report.keys)} site(s); degree-days reach {report.max_add:.0f}. "
+        "Choose 'add' as a metadata weight, a map colour or the Series page's time axis."
+    )
+    for gap in report.gaps:
+        st.warning(ui.plain(f"No temperature from {gap['first']} to {gap['last']} (site '{gap['key']}'); outside every subject's photos, so not needed."))
+
+
 def render(workspace) -> None:
     ui.page_header("Collection", "The photos and their metadata: what is here, and adding more.")
-    holds, add = st.tabs(["What it holds", "Add images"])
+    holds, add, weather = st.tabs(["What it holds", "Add images", "Weather"])
     with add, ui.errors_shown():
         add_images(workspace)
+    with weather, ui.errors_shown():
+        add_weather(workspace)
     with holds:
         overview(workspace)
 
