@@ -1,11 +1,12 @@
 """Read-only views of the catalog, joined for display and scripts (the app's tables and charts)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from serieslabeler.clustering.evaluate import ClusteringEvaluation, ground_truth
+from serieslabeler.clustering.evaluate import ClusteringEvaluation
 from serieslabeler.clustering.runs import (
     latest_clustering,
 )
@@ -15,7 +16,6 @@ from serieslabeler.labels.clusters import cluster_status
 from serieslabeler.sampling import latest_predicting_model
 from serieslabeler.space.metadata import metadata_frame
 from serieslabeler.store.queries import IMAGE_COLUMNS, id_array, image_table
-from serieslabeler.store.summary import summarize
 from serieslabeler.store.workspace import Workspace
 
 
@@ -133,23 +133,44 @@ class SampleCoverage:
     per_subject: dict[str, int]
     days: list[float]
     stages: list[StageCoverage]
+    stages_source: str | None = None  # "ground truth", else "labels" (accepted ones); None: neither
+    missing: list[str] = field(default_factory=list)  # stages of the collection with no image here
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe_stages(self) -> str | None:
+        """The stages held, in words: what a caption may honestly promise about the sample."""
+        if self.stages_source is None:
+            return None
+        parts = [f"{s.stage} {s.images} of {s.in_collection}" for s in self.stages]
+        tail = f"; no image of {', '.join(self.missing)}" if self.missing else ""
+        return f"By {self.stages_source}, the sample holds {', '.join(parts) or 'no staged image'}{tail}."
+
+
+def stage_counts(workspace: Workspace, image_ids) -> tuple[str | None, Counter, dict[str, int]]:
+    """``(source, counts among image_ids, counts in the collection)`` of the stages, by ground
+    truth when there is some, else by accepted labels; ``(None, {}, {})`` when neither exists."""
+    ids = [int(i) for i in image_ids]
+    for source, table, condition in (("ground truth", "ground_truth", ""), ("labels", "current_labels", "AND status='accepted'")):
+        totals = dict(workspace.db.execute(f"SELECT label, COUNT(*) FROM {table} WHERE 1=1 {condition} GROUP BY label ORDER BY label").fetchall())
+        if totals:
+            held = Counter(row[0] for row in workspace.query_in(f"SELECT label FROM {table} WHERE image_id IN ({{}}) {condition}", ids))
+            return source, held, totals
+    return None, Counter(), {}
+
 
 def sample_coverage(workspace: Workspace, image_ids) -> SampleCoverage:
-    """Subjects, days and ground-truth stages covered by ``image_ids`` (a sample or a preview).
+    """Subjects, days and stages covered by ``image_ids`` (a sample or a preview).
 
-    ``days_covered``: the most days since a subject's first photo among them; ``stages``:
-    most frequent first (ties by name), each with its count in the collection.
+    ``days_covered``: the most days since a subject's first photo among them; ``stages``: by
+    ground truth, else by accepted labels, most frequent first (ties by name), each with its
+    count in the collection; ``missing``: the collection's stages with no image among them.
     """
     table = image_table(workspace, image_ids)
     days = metadata_frame(workspace, image_ids, ["days"])["days"].to_numpy(dtype=float)
-    truth = pd.Series(list(ground_truth(workspace, image_ids).values()), dtype=object)
-    in_collection = summarize(workspace)["ground_truth"]
-    counts = truth.value_counts()
-    stages = sorted(((str(stage), int(n)) for stage, n in counts.items()), key=lambda item: (-item[1], item[0]))
+    source, held, in_collection = stage_counts(workspace, image_ids)
+    stages = sorted(((str(stage), int(n)) for stage, n in held.items()), key=lambda item: (-item[1], item[0]))
     return SampleCoverage(
         images=len(table),
         subjects=int(table["subject"].nunique()),
@@ -157,4 +178,6 @@ def sample_coverage(workspace: Workspace, image_ids) -> SampleCoverage:
         per_subject={str(k): int(v) for k, v in table.groupby("subject").size().items()},
         days=days.tolist(),
         stages=[StageCoverage(stage, n, int(in_collection.get(stage, 0))) for stage, n in stages],
+        stages_source=source,
+        missing=[stage for stage in in_collection if not held.get(stage)],
     )

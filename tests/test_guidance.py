@@ -18,13 +18,13 @@ from serieslabeler.labels import (
 from serieslabeler.loop import (
     model_for_current_labels,
     next_step,
-    sample_coverage,
     suggested_label,
 )
 from serieslabeler.models import predict, train_model
 from serieslabeler.progress import human_size
 from serieslabeler.sampling import draw_sample, find_sample, list_samples
-from serieslabeler.store import Workspace
+from serieslabeler.store import Workspace, summarize
+from serieslabeler.views import sample_coverage
 
 FEATURES = "efficientnet_lite0@imagenet"
 
@@ -82,9 +82,12 @@ def test_next_cluster_and_next_step_after_the_last_cluster(workspace):
 def test_sample_coverage_says_which_stages_a_sample_holds(workspace):
     sample = draw_sample(workspace, "subjects", subjects=1, seed=0)
     coverage = sample_coverage(workspace, sample.image_ids)
-    assert coverage.source == "ground truth" and sum(coverage.in_sample.values()) == 20
-    assert coverage.in_collection == {"O": coverage.in_collection["O"], **coverage.in_collection} and sum(coverage.in_collection.values()) == 220
-    assert coverage.describe().startswith("By ground truth, the sample holds O ")
+    assert coverage.stages_source == "ground truth" and sum(s.images for s in coverage.stages) == 20
+    totals = summarize(workspace)["ground_truth"]
+    assert {s.stage: s.in_collection for s in coverage.stages} == {s.stage: totals[s.stage] for s in coverage.stages}
+    assert sorted([s.stage for s in coverage.stages] + coverage.missing) == sorted(totals)
+    words = coverage.describe_stages()
+    assert words.startswith("By ground truth, the sample holds ") and all(f"{s.stage} {s.images} of {s.in_collection}" in words for s in coverage.stages)
     assert find_sample(workspace, "subjects", sample.image_ids) == sample.id
     assert find_sample(workspace, "random", sample.image_ids) is None
 

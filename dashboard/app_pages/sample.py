@@ -8,7 +8,6 @@ from serieslabeler_app import common as ui
 
 from serieslabeler import views as catalog
 from serieslabeler.ingest import readable_time
-from serieslabeler.loop import sample_coverage
 from serieslabeler.sampling import (
     DEFAULT_TIME_BINS,
     STRATEGIES,
@@ -75,8 +74,8 @@ def show_selection(workspace, image_ids) -> None:
         )
     with right:
         st.markdown("**Stages covered**")
-        described = sample_coverage(workspace, image_ids)
-        st.caption(ui.plain(described.describe()) if described else "No ground truth or labels yet: which stages the sample covers is unknown.")
+        described = coverage.describe_stages()
+        st.caption(ui.plain(described) if described else "No ground truth or labels yet: which stages the sample covers is unknown.")
         if coverage.stages:
             stages = pd.DataFrame([vars(s) for s in coverage.stages]).rename(columns={"in_collection": "in the collection"})
             st.dataframe(stages, hide_index=True, width="stretch")

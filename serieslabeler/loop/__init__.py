@@ -42,12 +42,10 @@ from .demo import (
     undo_demo,
 )
 from .guidance import (
-    Coverage,
     NextStep,
     Suggestion,
     model_for_current_labels,
     next_step,
-    sample_coverage,
     suggested_label,
 )
 from .iterate import (
@@ -131,8 +129,6 @@ __all__ = [
     "suggested_label",
     "NextStep",
     "next_step",
-    "Coverage",
-    "sample_coverage",
     "model_for_current_labels",
     "IDLE_MINUTES",
     "AWAITING",

@@ -72,33 +72,6 @@ def next_step(workspace: Workspace, clustering_id: int) -> NextStep | None:
     return NextStep("cluster", "Every cluster is done and the latest model knows these labels: cluster the images still unlabeled.")
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """Which stages (ground truth, else labels made in the tool) a sample holds, against the collection."""
-
-    source: str  # "ground truth" or "labels"
-    in_sample: dict[str, int]
-    in_collection: dict[str, int]
-
-    def describe(self) -> str:
-        parts = [f"{stage} {self.in_sample.get(stage, 0)} of {total}" for stage, total in self.in_collection.items()]
-        missing = [stage for stage in self.in_collection if not self.in_sample.get(stage)]
-        tail = f"; no image of {', '.join(missing)}" if missing else ""
-        return f"By {self.source}, the sample holds {', '.join(parts)}{tail}."
-
-
-def sample_coverage(workspace: Workspace, image_ids) -> Coverage | None:
-    """The stages a set of images (a sample, or a preview of one) covers, by ground truth when
-    there is some, else by accepted labels; None when neither exists."""
-    ids = [int(i) for i in image_ids]
-    for source, table, condition in (("ground truth", "ground_truth", ""), ("labels", "current_labels", "AND status='accepted'")):
-        totals = dict(workspace.db.execute(f"SELECT label, COUNT(*) FROM {table} WHERE 1=1 {condition} GROUP BY label ORDER BY label").fetchall())
-        if totals:
-            held = Counter(row[0] for row in workspace.query_in(f"SELECT label FROM {table} WHERE image_id IN ({{}}) {condition}", ids))
-            return Coverage(source, dict(held), totals)
-    return None
-
-
 def model_for_current_labels(workspace: Workspace, mode: str, feature_set: str | None, seed: int, params: dict | None = None) -> int | None:
     """A model already trained with these settings since the label log last changed (training
     again would repeat its work), or None."""
