@@ -141,6 +141,12 @@ def target_check(result) -> None:
         print(f"  {scenario}: share to 95% raw/decoded per seed {shares} -> raw {'met' if met_share else 'MISSED'}, "
               f"decoded {'met' if met_decoded else 'MISSED'}; images per interaction at precision {images} -> "
               f"{'met' if met_images else 'MISSED'}")
+        proposals = [r for r in runs if r.proposal_corrections]
+        if proposals:
+            corrections = ", ".join(f"{r.corrections_per_proposal:.2f}" for r in proposals)
+            ceiling = ", ".join(f"{r.images_per_interaction_exact_proposals:.1f}" for r in proposals)
+            print(f"    boundaries corrected per model proposal, per seed: {corrections}; "
+                  f"images per interaction had every proposal been exact (same first sample): {ceiling}")
 
 
 def metadata_sweep(collection: Collection, seeds: list[int], weights=(0.0, 0.5, 0.8)) -> None:

@@ -39,6 +39,9 @@ def test_oracle_costs_for_boundaries_placed_accepted_and_corrected():
     assert oracle.answer_series(range(1, 9), ORDER, proposal=moved).interactions == 1 + 1 + 1
     missing = [("U", 1), ("R", 3), ("V", 5)]
     assert oracle.answer_series(range(1, 9), ORDER, proposal=missing).interactions == 1 + 1 + 1
+    wrong = oracle.answer_series(range(1, 9), ORDER, proposal=[("U", 2), ("R", 4), ("V", 6), ("O", 7)])
+    assert wrong.proposal_changes == 4 and wrong.interactions == 4 + 1  # placing by hand is cheaper than 1 + 4
+    assert placed.proposal_changes is None
     with pytest.raises(PipelineError, match="may not see"):
         oracle.answer_series([1, 99], ORDER)
 
@@ -67,6 +70,9 @@ def test_series_scenario_labels_whole_series_exactly_and_never_sees_test_images(
     assert not run.oracle_asked & set(run.test_ids.tolist())
     assert all(p.decoded_macro_f1 is not None for p in run.curve)
     assert run.summary()["interactions_to_95_decoded"] is not None
+    assert run.summary()["proposals"] == len(np.unique(ripening.subjects)) - len(np.unique(ripening.subjects[run.test_ids])) - 1
+    assert run.corrections_per_proposal == np.mean(run.proposal_corrections)
+    assert run.images_per_interaction_exact_proposals >= run.images_per_interaction
     full = run_scenario(ripening, "full", seed=0, config=SimulationConfig(budget=0.3))
     assert full.curve[0].labeled >= 12  # the first structure-aware subjects are labeled by boundaries
     with pytest.raises(PipelineError, match="needs ordered stages"):

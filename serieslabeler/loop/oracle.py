@@ -33,13 +33,15 @@ class CentreAnswer:
 class SeriesAnswer:
     """The oracle's reading of a series (images in time order): the true boundaries as
     ``(stage, image_id)``, the images it clicks out (stage not in the order), each kept image's
-    stage, and the cost (see :meth:`Oracle.answer_series`)."""
+    stage, the cost (see :meth:`Oracle.answer_series`) and, given a proposal, how many of its
+    boundaries were wrong (placed, moved or removed to reach the truth)."""
 
     boundaries: list[tuple[str, int]]
     excluded: np.ndarray
     kept: np.ndarray
     stages: np.ndarray
     interactions: int
+    proposal_changes: int | None = None
 
 
 class Oracle:
@@ -81,16 +83,18 @@ class Oracle:
     def answer_series(self, image_ids, order, proposal=None) -> SeriesAnswer:
         """Place the true boundaries of a series (``image_ids`` in time order): one interaction per
         boundary, or, given the model's ``proposal`` boundaries, 1 to accept it plus one per
-        boundary moved, placed or removed; plus one per image whose true stage is not in ``order``
-        (clicked out). Labels that go back in time are each a new boundary (placed by hand)."""
+        boundary moved, placed or removed, unless placing every boundary by hand is cheaper (a
+        proposal that is mostly wrong is ignored); plus one per image whose true stage is not in
+        ``order`` (clicked out). Labels that go back in time are each a new boundary (placed by hand)."""
         image_ids = np.asarray(image_ids, dtype=np.int64)
         truth = np.asarray(self._look(image_ids))
         inside = np.isin(truth, list(order))
         kept, stages = image_ids[inside], truth[inside]
         starts = [i for i in range(len(stages)) if i == 0 or stages[i] != stages[i - 1]]
         bounds = [(str(stages[i]), int(kept[i])) for i in starts]
-        cost = len(bounds) if proposal is None else 1 + boundary_changes(proposal, bounds)
-        return SeriesAnswer(bounds, image_ids[~inside], kept, stages, cost + int((~inside).sum()))
+        changes = None if proposal is None else boundary_changes(proposal, bounds)
+        cost = len(bounds) if changes is None else min(len(bounds), 1 + changes)
+        return SeriesAnswer(bounds, image_ids[~inside], kept, stages, cost + int((~inside).sum()), changes)
 
     def answer_images(self, image_ids) -> np.ndarray:
         """The label of each image (1 interaction each)."""

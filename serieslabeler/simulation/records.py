@@ -93,8 +93,9 @@ class SimulationConfig:
     each ``overcluster`` pass, the ``vae`` pretraining and each of its labeled fits);
     ``overcluster_factor``: overclusters per labeled class; ``uncertain_batch``: images per
     uncertain batch of ``uncertain+cluster`` (single images once batches stop yielding labels);
-    ``series_subjects``: subjects the ``series`` scenario labels by hand before accepting or
-    correcting the model's proposals (0: as many as a structure-aware ``cluster_batch`` holds).
+    ``series_subjects``: subjects of the ``series`` scenario's first sample, random ones (0: as
+    many as a structure-aware ``cluster_batch`` holds); only the first series is placed by hand,
+    every later one comes with a proposal.
     """
 
     purity: float = 0.8
@@ -144,6 +145,8 @@ class ScenarioRun:
     oracle_asked: set[int] = field(repr=False)
     pseudo_routed: int = 0
     pseudo_routed_correct: int = 0
+    proposal_corrections: list[int] = field(default_factory=list)
+    proposal_excess: int = 0
 
     def interactions_to_reach(self, share: float = REACH, decoded: bool = False) -> int | None:
         """Interactions at the first evaluation reaching ``share`` of the supervised macro F1
@@ -158,6 +161,20 @@ class ScenarioRun:
     def images_per_interaction(self) -> float | None:
         last = self.curve[-1] if self.curve else None
         return last.labeled / last.interactions if last and last.interactions else None
+
+    @property
+    def corrections_per_proposal(self) -> float | None:
+        """Mean boundaries the oracle placed, moved or removed per model proposal (series scenarios)."""
+        return float(np.mean(self.proposal_corrections)) if self.proposal_corrections else None
+
+    @property
+    def images_per_interaction_exact_proposals(self) -> float | None:
+        """Images per interaction had every proposal been exactly right (1 interaction each): the
+        ceiling that better proposals could reach with the same first sample."""
+        last = self.curve[-1] if self.curve else None
+        if not self.proposal_corrections or not last:
+            return None
+        return last.labeled / (last.interactions - self.proposal_excess)
 
     @property
     def label_error_rate(self) -> float | None:
@@ -183,6 +200,8 @@ class ScenarioRun:
             "images_per_interaction": self.images_per_interaction, "label_error_rate": self.label_error_rate,
             "final_decoded_macro_f1": self.curve[-1].decoded_macro_f1 if self.curve else None,
             "interactions_to_95_decoded": self.interactions_to_reach(decoded=True),
+            "proposals": len(self.proposal_corrections), "corrections_per_proposal": self.corrections_per_proposal,
+            "images_per_interaction_exact_proposals": self.images_per_interaction_exact_proposals,
         })
 
 
@@ -215,6 +234,7 @@ class SimulationResult:
                 "images_per_interaction": _mean_or_none([r.images_per_interaction for r in runs]),
                 "label_error_rate": _mean_or_none([r.label_error_rate for r in runs]),
                 "final_decoded_macro_f1": _mean_or_none([r.curve[-1].decoded_macro_f1 for r in runs if r.curve]),
+                "corrections_per_proposal": _mean_or_none([r.corrections_per_proposal for r in runs]),
             })
         return json_safe(out)
 

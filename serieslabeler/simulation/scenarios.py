@@ -52,6 +52,8 @@ class _Run:
         self.curve: list[CurvePoint] = []
         self.budget = config.budget * len(pool)
         self.pseudo_routed = self.pseudo_routed_correct = 0
+        self.proposal_corrections: list[int] = []  # boundaries the oracle placed, moved or removed per proposal
+        self.proposal_excess = 0  # interactions spent on proposed series beyond 1 each (an exact proposal's cost)
         # a scenario's own classifier, fitted on the labels so far when they hold 2 classes; None: the head classifier
         self.learner = None
 
@@ -124,6 +126,9 @@ class _Run:
         kept images get their stage with the library's series confidences. Returns labels added."""
         answer = self.oracle.answer_series(rows, self.c.order, proposal)
         self.interactions += answer.interactions
+        if answer.proposal_changes is not None:
+            self.proposal_corrections.append(answer.proposal_changes)
+            self.proposal_excess += answer.interactions - len(answer.excluded) - 1
         added = 0
         if len(answer.kept):
             starts = np.flatnonzero(np.r_[True, answer.stages[1:] != answer.stages[:-1]])
@@ -332,9 +337,11 @@ def _label_subjects(run: _Run, rows: np.ndarray, with_proposals: bool = False) -
 
 
 def _scenario_series(run: _Run) -> None:
-    """The expert places the true boundaries of a structure-aware sample of subjects, then, on
-    every further subject (in random order), accepts or corrects the model's monotone proposal
-    (1 interaction + one per boundary moved); images of stages outside the order are clicked out."""
+    """A structure-aware sample of subjects first, then every further subject in random order.
+    The first series' boundaries are placed by hand; every later one (as soon as the labels hold
+    two stages) comes with the model's monotone proposal, which the expert accepts or corrects
+    (1 interaction + one per boundary moved), or ignores when placing by hand is cheaper. Images
+    of stages outside the order are clicked out."""
     if run.c.order is None:
         raise PipelineError("the 'series' scenario needs ordered stages: pass --order U,R,V,O or declare the vocabulary ordered")
     subjects = np.unique(run.c.subjects[run.pool])
@@ -343,7 +350,7 @@ def _scenario_series(run: _Run) -> None:
         first_rows = run.pool[np.isin(run.c.subjects[run.pool], first)]
     else:
         first_rows = _subject_sample(run, run.unlabeled())
-    _label_subjects(run, first_rows)
+    _label_subjects(run, first_rows, with_proposals=True)
     later = run.rng.permutation(np.unique(run.c.subjects[run.unlabeled()]))
     if len(later):
         _label_subjects(run, np.concatenate([run.series_rows(s) for s in later]), with_proposals=True)
