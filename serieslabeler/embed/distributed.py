@@ -141,6 +141,8 @@ def embed_with_ray(
     ``images_uri`` and ``window_bytes``: see :func:`embed_ids_with_ray`.
     """
     start = time.perf_counter()
+    if images_uri:
+        check_images_uri(images_uri)
     plan = plan_embedding(workspace, backbone, weights, image_ids, batch_size)
     store = FeatureStore(workspace)
     if len(plan.todo) or plan.choice.feature_set not in store.names():
