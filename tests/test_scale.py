@@ -78,7 +78,6 @@ def test_ray_engine_gives_the_default_paths_features(local_ray, small_collection
     # practice; the tolerance only allows for CPU kernels that differ with the thread count.
     np.testing.assert_array_equal(ray_ids, ids)
     np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-5)
-    assert not list((tmp_path / "ray").glob(".staging-ray-*")), "the Parquet staging is deleted once imported"
 
     code, again = cli("embed", "--workspace", tmp_path / "ray", "--backbone", "resnet18", "--weights", "random", "--engine", "ray")
     assert code == 0 and (again["computed"], again["cached"]) == (0, RAY_IMAGES)
@@ -96,7 +95,6 @@ def test_ray_engine_names_an_unreadable_image_and_keeps_the_others(local_ray, sm
         with pytest.raises(PipelineError, match=rf"1 image\(s\) could not be read, e.g. image {ids[2]} .*{broken.name}"):
             embed_with_ray(workspace, "resnet18", weights="random", image_ids=ids)
         assert sorted(FeatureStore(workspace).ids("resnet18@random")) == sorted(set(ids) - {ids[2]})
-        assert not list(workspace.root.glob(".staging-ray-*"))
 
 
 def test_ray_engine_without_ray_installed_says_how_to_install_it(monkeypatch):

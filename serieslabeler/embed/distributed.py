@@ -1,33 +1,42 @@
 """The many-machine path: embedding on Ray Data (``serieslabeler embed --engine ray``).
 
-A run goes like this:
+No worker needs the workspace: only the driver (this process) reads and writes it. A run goes
+like this:
 
-1. The driver (this process) reads from the catalog which images the feature set is still
-   missing, with their stored-file paths: the same plan as the default path
+1. The driver reads from the catalog which images the feature set is still missing, with their
+   stored-file paths: the same plan as the default path
    (:func:`serieslabeler.embed.local.plan_embedding`), so nothing is ever embedded twice.
-2. Ray Data splits that list into blocks. CPU tasks decode, resize and crop every image with
-   the default path's own loader (:class:`serieslabeler.embed.local.ImageDataset`, which calls
-   :func:`serieslabeler.embed.local.load_image` with the backbone's :class:`~serieslabeler.embed.backbones.Preprocess`)
-   into ``uint8`` arrays.
-3. An actor pool runs the network: each actor (:class:`EmbedActor`) loads the backbone once and
+2. The images reach the workers in one of two ways. By default the driver reads the files'
+   bytes, a block of ``batch_size * BLOCK_BATCHES`` images at a time, and puts them in Ray's
+   object store as Arrow tables (``image_id``, ``source`` = the bytes); it hands them to Ray
+   Data a window at a time (about a quarter of the smallest node's object store,
+   :func:`default_window_bytes`), so the store never holds the whole collection; each window
+   starts its actor pool afresh. With ``images_uri`` (``--images-uri``: a pyarrow filesystem
+   URI, a local path, ``s3://`` or ``gs://``, holding a copy of the workspace's ``images``
+   folder), the dataset carries only each file's name under that folder and the workers read
+   the bytes from there: one dataset, one actor pool, for the largest collections.
+3. CPU tasks decode, resize and crop every image from its bytes with the default path's own
+   loader (:class:`serieslabeler.embed.local.ImageDataset`, which calls
+   :func:`serieslabeler.embed.local.decode_image` with the backbone's
+   :class:`~serieslabeler.embed.backbones.Preprocess`) into ``uint8`` arrays.
+4. An actor pool runs the network: each actor (:class:`EmbedActor`) loads the backbone once and
    turns batches into vectors with the default path's forward pass
    (:class:`serieslabeler.embed.local.BatchEmbedder`). When the cluster has GPUs, every actor holds one
    (``num_gpus=1``) and there is one actor per GPU; without GPUs, half of the CPUs run actors
    of up to two threads each and the other half decode (:func:`actor_layout`).
-4. The actors' output is written as Parquet shards (``image_id`` int64, ``vector`` a
-   fixed-size list of float32, ``error`` the text of a decoding error or empty) into a staging
-   folder inside the workspace (``.staging-ray-*``), then imported into the feature store under
-   the same feature-set name as the default path. The staging folder is deleted once its
-   vectors are imported. Images that could not be read are reported after the others are
-   imported, so a rerun embeds only what is still missing.
+5. The actors' output (Arrow tables: ``image_id`` int64, ``vector`` a fixed-size list of
+   float32, ``error`` the text of a decoding error or empty) streams back to the driver
+   (``iter_batches``), which appends the vectors to the feature store under the same
+   feature-set name as the default path, in store shards of the usual size, keeping what is
+   finished if the run stops. Images that could not be read are reported after the others are
+   stored, so a rerun embeds only what is still missing.
 
 With no ``address`` a local Ray is started (``num_cpus`` CPUs, its object store capped at
 ``object_store_memory`` bytes) and stopped at the end. With an address (``host:6379``,
 ``ray://host:10001`` or ``auto``) the run joins an existing cluster: pointing it at many GPU
-machines is only a different address. The cluster's workers must then see the workspace
-folder at the same path (a shared filesystem: they read the stored images and write the
-staging shards there) and have this project's requirements installed; the ``serieslabeler``
-package itself is shipped to them (``runtime_env`` ``py_modules``).
+machines is only a different address. The workers need this project's requirements installed
+(and, with ``images_uri``, access to that URI); the ``serieslabeler`` package itself is
+shipped to them (``runtime_env`` ``py_modules``, :func:`worker_runtime_env`).
 
 Ray is an optional extra (``pip install -r requirements-scale.txt``); it is imported only here.
 """
@@ -35,9 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +64,9 @@ from serieslabeler.embed.local import (
     EmbedReport,
     ImageDataset,
     ShardWriter,
+    error_text,
     plan_embedding,
+    read_file,
     register_feature_set,
 )
 from serieslabeler.errors import PipelineError
@@ -72,6 +81,9 @@ OBJECT_STORE_BYTES = 1 << 30
 
 
 BLOCK_BATCHES = 8
+
+
+WINDOW_SHARE = 4  # the image bytes sent at a time fill at most this fraction of a node's object store
 
 
 DECODE_MEMORY = 512 << 20  # a decoding worker: Python, Pillow and one batch of pixels
@@ -119,13 +131,18 @@ def embed_with_ray(
     num_cpus: int = LOCAL_CPUS,
     object_store_memory: int = OBJECT_STORE_BYTES,
     progress: Progress | None = None,
+    images_uri: str | None = None,
+    window_bytes: int | None = None,
 ) -> EmbedReport:
     """Embed the images (all, or ``image_ids``) that the feature set lacks, on Ray Data.
 
     Same feature-set name, vectors and cache as :func:`serieslabeler.embed.local.embed_workspace`;
     ``num_cpus`` and ``object_store_memory`` size the local Ray started when ``address`` is None.
+    ``images_uri`` and ``window_bytes``: see :func:`embed_ids_with_ray`.
     """
     start = time.perf_counter()
+    if images_uri:
+        check_images_uri(images_uri)
     plan = plan_embedding(workspace, backbone, weights, image_ids, batch_size)
     store = FeatureStore(workspace)
     if len(plan.todo) or plan.choice.feature_set not in store.names():
@@ -135,7 +152,7 @@ def embed_with_ray(
     loader = WorkerBackbone(backbone, weights_argument(plan.choice), plan.choice.identity)
     imported, layout = embed_ids_with_ray(
         workspace, plan.choice.feature_set, loader, backbone_spec(backbone).preprocess, plan.todo, device, batch_size,
-        address, actors, num_cpus, object_store_memory, progress,
+        address, actors, num_cpus, object_store_memory, progress, images_uri, window_bytes,
     )
     seconds = time.perf_counter() - start
     return EmbedReport(
@@ -156,32 +173,74 @@ def embed_ids_with_ray(
     num_cpus: int = LOCAL_CPUS,
     object_store_memory: int = OBJECT_STORE_BYTES,
     progress: Progress | None = None,
+    images_uri: str | None = None,
+    window_bytes: int | None = None,
 ) -> tuple[int, ActorLayout]:
-    """Embed ``image_ids`` on Ray with the model that ``loader`` builds on each actor and import
-    the vectors into ``feature_set`` (already registered); returns how many were imported and the
+    """Embed ``image_ids`` on Ray with the model that ``loader`` builds on each actor and append
+    the vectors to ``feature_set`` (already registered); returns how many were stored and the
     actor layout used. Works for any model: pass a picklable loader of a fine-tuned network to
-    embed with it (``predict --engine ray``)."""
+    embed with it (``predict --engine ray``).
+
+    The workers never touch the workspace: this process sends them the image files' bytes in
+    windows of about ``window_bytes`` (default: a quarter of the smallest node's object store),
+    or, with ``images_uri`` (a pyarrow filesystem URI: a local path, ``s3://``, ``gs://``, holding
+    a copy of the workspace's ``images`` folder), they read the files from there. This process
+    alone writes the vectors that come back.
+    """
     ray = import_ray()
-    staging = workspace.root / f".staging-ray-{uuid.uuid4().hex[:12]}"
+    image_ids = np.asarray(image_ids, np.int64)
+    paths = workspace.image_paths(image_ids)
+    remote = RemoteImages(check_images_uri(images_uri)) if images_uri else None
+    store = FeatureStore(workspace)
+    info = store.info(feature_set)
+    received = Received(len(image_ids), progress)
     with ray_session(ray, address, num_cpus, object_store_memory):
         resources = ray.cluster_resources()
         layout = actor_layout(resources.get("CPU", 1), resources.get("GPU", 0), device, actors)
-        try:
-            run_pipeline(ray, loader, preprocess, image_ids, workspace.image_paths(image_ids), layout, batch_size, staging)
-        except BaseException as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            if isinstance(error, ray.exceptions.RayError):
+        stages = EmbedStages(loader, preprocess, layout, batch_size)
+        block_rows = batch_size * BLOCK_BATCHES
+        if remote:
+            sources = [(file_names_dataset(ray, workspace, image_ids, paths, block_rows), remote)]
+        else:
+            sources = byte_windows(ray, image_ids, paths, block_rows, window_bytes or default_window_bytes(ray), received)
+        with ShardWriter(store, feature_set, info.dim, info.dtype) as writer:
+            try:
+                for dataset, read_bytes in sources:
+                    for table in stages.results(ray, dataset, read_bytes):
+                        writer.add(*received.vectors(table, info.dim))
+            except ray.exceptions.RayError as error:
                 raise PipelineError(f"the Ray run failed: {str(error).strip().splitlines()[-1]}") from None
-            raise
-    imported, failures = import_shards(FeatureStore(workspace), feature_set, staging, progress)
-    shutil.rmtree(staging, ignore_errors=True)
-    if failures:
-        image_id, error = failures[0]
+    if received.failures:
+        image_id, error = received.failures[0]
+        path = workspace.image_path(image_id)
+        where = remote.location(relative_name(workspace, path)) if remote else path
         raise PipelineError(
-            f"{len(failures)} image(s) could not be read, e.g. image {image_id} ({workspace.image_path(image_id)}): "
-            f"{error}; the {imported} other vectors are kept"
+            f"{len(received.failures)} image(s) could not be read, e.g. image {image_id} ({where}): "
+            f"{error}; the {received.stored} other vectors are kept"
         )
-    return imported, layout
+    return received.stored, layout
+
+
+class Received:
+    """What came back so far: vectors stored, images that could not be read; reports progress."""
+
+    def __init__(self, total: int, progress: Progress | None = None):
+        self.total, self.progress = total, progress
+        self.stored = 0
+        self.failures: list[tuple[int, str]] = []
+
+    def vectors(self, table, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """The readable images' ``(ids, vectors)`` of one result table; records the others."""
+        ids, vectors, errors = read_vector_table(table, dim)
+        good = errors == ""
+        self.stored += int(good.sum())
+        self.unreadable([(int(i), str(e)) for i, e in zip(ids[~good], errors[~good])])
+        return ids[good], vectors[good]
+
+    def unreadable(self, failures: list[tuple[int, str]]) -> None:
+        self.failures += failures
+        if self.progress:
+            self.progress(self.stored + len(self.failures), self.total)
 
 
 def import_ray():
@@ -193,15 +252,19 @@ def import_ray():
     return ray
 
 
+def worker_runtime_env() -> dict:
+    """What the workers get: the ``serieslabeler`` package itself, shipped (``py_modules``)."""
+    package = str(Path(__file__).resolve().parents[1])
+    return {"py_modules": [package], "excludes": ["__pycache__"]}
+
+
 @contextlib.contextmanager
 def ray_session(ray, address: str | None, num_cpus: int, object_store_memory: int) -> Iterator[None]:
     """Connect to ``address``, or start a local Ray; shut it down after, unless it was already up."""
     if ray.is_initialized():
         yield
         return
-    package = str(Path(__file__).resolve().parent)
-    runtime_env = {"py_modules": [package], "excludes": ["__pycache__"]}
-    options = dict(runtime_env=runtime_env, log_to_driver=False, logging_level=logging.WARNING)
+    options = dict(runtime_env=worker_runtime_env(), log_to_driver=False, logging_level=logging.WARNING)
     if address is None:
         options.update(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False)
     else:
@@ -221,34 +284,126 @@ def ray_session(ray, address: str | None, num_cpus: int, object_store_memory: in
         ray.shutdown()
 
 
-def run_pipeline(
-    ray, loader: Callable[[], Backbone], preprocess: Preprocess, image_ids: np.ndarray, paths: list[Path],
-    layout: ActorLayout, batch_size: int, staging: Path,
-) -> None:
-    """Decode (CPU tasks) -> embed (actor pool) -> Parquet shards in ``staging``.
+@dataclass(frozen=True)
+class EmbedStages:
+    """Decode (CPU tasks) -> embed (actor pool), for any source dataset of ``image_id`` and ``source``.
 
     ``loader`` is a picklable callable that each actor calls once to get its model (any
     :class:`~serieslabeler.embed.backbones.Backbone`: an ImageNet network, or a fine-tuned classifier cut
     at its penultimate layer), and ``preprocess`` how that model's images are prepared.
     """
+
+    loader: Callable[[], Backbone]
+    preprocess: Preprocess
+    layout: ActorLayout
+    batch_size: int
+
+    def results(self, ray, dataset, read_bytes: Callable) -> Iterator["pyarrow.Table"]:  # noqa: F821
+        """The vector tables (:func:`vector_table`) of ``dataset``, streamed back to this process;
+        ``read_bytes`` turns a ``source`` value into the file's bytes on the worker."""
+        # The memory request also keeps Ray Data from fusing decoding into the model actors, so
+        # decoding runs in parallel CPU tasks while the actors run the network.
+        dataset = dataset.map_batches(
+            decode_batch, fn_kwargs={"preprocess": self.preprocess, "read_bytes": read_bytes}, batch_size=self.batch_size,
+            batch_format="pyarrow", num_cpus=1, memory=DECODE_MEMORY,
+        )
+        dataset = dataset.map_batches(
+            EmbedActor,
+            fn_constructor_kwargs={"loader": self.loader, "device": self.layout.device, "threads": self.layout.cpus_per_actor},
+            batch_size=self.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=self.layout.actors),
+            num_cpus=self.layout.cpus_per_actor, num_gpus=self.layout.gpus_per_actor,
+        )
+        yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
+
+
+def byte_windows(
+    ray, image_ids: np.ndarray, paths: list[Path], block_rows: int, window_bytes: int, received: Received,
+) -> Iterator[tuple[object, Callable]]:
+    """Datasets of the images' file bytes (``source`` column), read here, put in the object
+    store and handed out a window of about ``window_bytes`` at a time, so the object store never
+    holds the whole collection. Files this process cannot read go to ``received``."""
+    blocks, size = [], 0
+    for start in range(0, len(image_ids), block_rows):
+        block = read_block(image_ids[start : start + block_rows], paths[start : start + block_rows], received)
+        if block.num_rows:
+            blocks.append(ray.put(block))
+            size += block.nbytes
+        if blocks and (size >= window_bytes or start + block_rows >= len(image_ids)):
+            yield ray.data.from_arrow_refs(blocks), bytes
+            blocks, size = [], 0
+
+
+def default_window_bytes(ray) -> int:
+    """A ``1 / WINDOW_SHARE`` of the smallest live node's object store."""
+    stores = [node["Resources"].get("object_store_memory", 0) for node in ray.nodes() if node["Alive"]]
+    return int(min([size for size in stores if size] or [OBJECT_STORE_BYTES])) // WINDOW_SHARE
+
+
+def read_block(image_ids: np.ndarray, paths: list[Path], received: Received) -> "pyarrow.Table":  # noqa: F821
+    """``image_id`` and ``source`` (the file's bytes) of the images whose files can be read."""
     import pyarrow as pa
 
-    table = pa.table({"image_id": np.asarray(image_ids, np.int64), "path": [str(p) for p in paths]})
-    blocks = max(1, -(-len(image_ids) // (batch_size * BLOCK_BATCHES)))
-    dataset = ray.data.from_arrow(table, override_num_blocks=blocks)
-    # The memory request also keeps Ray Data from fusing decoding into the model actors, so
-    # decoding runs in parallel CPU tasks while the actors run the network.
-    dataset = dataset.map_batches(
-        decode_batch, fn_kwargs={"preprocess": preprocess}, batch_size=batch_size, batch_format="numpy",
-        num_cpus=1, memory=DECODE_MEMORY,
-    )
-    dataset = dataset.map_batches(
-        EmbedActor,
-        fn_constructor_kwargs={"loader": loader, "device": layout.device, "threads": layout.cpus_per_actor},
-        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=layout.actors),
-        num_cpus=layout.cpus_per_actor, num_gpus=layout.gpus_per_actor,
-    )
-    dataset.write_parquet(str(staging))
+    ids, blobs, failures = [], [], []
+    for image_id, path in zip(image_ids.tolist(), paths):
+        try:
+            blobs.append(read_file(path))
+            ids.append(image_id)
+        except OSError as error:
+            failures.append((image_id, error_text(error)))
+    if failures:
+        received.unreadable(failures)
+    return pa.table({"image_id": pa.array(ids, pa.int64()), "source": pa.array(blobs, pa.large_binary())})
+
+
+def file_names_dataset(ray, workspace: Workspace, image_ids: np.ndarray, paths: list[Path], block_rows: int):
+    """A dataset of ``image_id`` and ``source``: each stored file's name relative to the images folder."""
+    import pyarrow as pa
+
+    names = [relative_name(workspace, path) for path in paths]
+    table = pa.table({"image_id": pa.array(image_ids, pa.int64()), "source": pa.array(names, pa.string())})
+    return ray.data.from_arrow(table, override_num_blocks=max(1, -(-len(image_ids) // block_rows)))
+
+
+def relative_name(workspace: Workspace, path: Path) -> str:
+    return path.relative_to(workspace.images_dir).as_posix()
+
+
+def check_images_uri(uri: str) -> str:
+    """``uri`` if pyarrow can open a filesystem for it, else a PipelineError naming ``--images-uri``."""
+    from pyarrow import fs
+
+    try:
+        fs.FileSystem.from_uri(uri)
+    except Exception as error:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ValueError...
+        raise PipelineError(f"--images-uri '{uri}': {error}") from None
+    return uri
+
+
+class RemoteImages:
+    """Reads a stored image's bytes from ``uri`` (a copy of the workspace's ``images`` folder) on
+    a Ray worker; picklable, and opens the pyarrow filesystem once per process."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self._filesystem = None
+
+    def __getstate__(self):
+        return {"uri": self.uri}
+
+    def __setstate__(self, state):
+        self.__init__(state["uri"])
+
+    def location(self, name: str) -> str:
+        return f"{self.uri.rstrip('/')}/{name}"
+
+    def __call__(self, name: str) -> bytes:
+        from pyarrow import fs
+
+        if self._filesystem is None:
+            self._filesystem = fs.FileSystem.from_uri(self.uri)
+        filesystem, root = self._filesystem
+        with filesystem.open_input_stream(f"{root.rstrip('/')}/{name}") as stream:
+            return stream.read()
 
 
 def weights_argument(choice) -> str:
@@ -256,9 +411,10 @@ def weights_argument(choice) -> str:
     return str(choice.path) if choice.identity.startswith("file-") else choice.identity
 
 
-def decode_batch(batch: dict[str, np.ndarray], preprocess: Preprocess) -> dict[str, np.ndarray]:
-    """Decode, resize and crop a batch of images with the default path's loader (a CPU task)."""
-    dataset = ImageDataset(batch["image_id"], [str(p) for p in batch["path"]], preprocess)
+def decode_batch(batch, preprocess: Preprocess, read_bytes: Callable = bytes) -> dict[str, np.ndarray]:
+    """Decode, resize and crop a batch (an Arrow table of ``image_id`` and ``source``) with the
+    default path's loader (a CPU task); ``read_bytes`` turns a source into the file's bytes."""
+    dataset = ImageDataset(batch.column("image_id").to_numpy(), batch.column("source").to_pylist(), preprocess, read_bytes)
     items = [dataset.read(index) for index in range(len(dataset))]
     return {
         "image_id": dataset.image_ids,
@@ -321,25 +477,3 @@ def read_vector_table(table, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     ids = table.column("image_id").to_numpy().astype(np.int64)
     errors = np.array(table.column("error").to_pylist(), dtype=object)
     return ids, vectors, errors
-
-
-def import_shards(store: FeatureStore, name: str, folder: Path, progress: Progress | None = None) -> tuple[int, list[tuple[int, str]]]:
-    """Append the vectors of every Parquet shard in ``folder`` to feature set ``name`` (in store
-    shards of the usual size); returns the number imported and the ``(image id, error)`` of the
-    images whose decoding failed."""
-    import pyarrow.parquet as pq
-
-    info = store.info(name)
-    files = sorted(folder.rglob("*.parquet"))
-    total = sum(pq.ParquetFile(file).metadata.num_rows for file in files)
-    done, failures = 0, []
-    with ShardWriter(store, name, info.dim, info.dtype) as writer:
-        for file in files:
-            ids, vectors, errors = read_vector_table(pq.read_table(file), info.dim)
-            good = errors == ""
-            writer.add(ids[good], vectors[good])
-            failures += [(int(i), str(e)) for i, e in zip(ids[~good], errors[~good])]
-            done += len(ids)
-            if progress:
-                progress(done, total)
-    return done - len(failures), failures

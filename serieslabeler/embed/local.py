@@ -11,11 +11,13 @@ every finished shard: the next run embeds only what is still missing.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -192,8 +194,14 @@ def default_workers(device: str = "cpu") -> int:
 
 
 def load_image(path: Path, preprocess: Preprocess) -> np.ndarray:
-    """Decode one image as a ``(3, crop, crop)`` uint8 array: shorter side resized, center-cropped."""
-    with Image.open(path) as image:
+    """Read and decode one stored image file (see :func:`decode_image`)."""
+    return decode_image(Path(path).read_bytes(), preprocess)
+
+
+def decode_image(data: bytes, preprocess: Preprocess) -> np.ndarray:
+    """Decode one image's file bytes as a ``(3, crop, crop)`` uint8 array: shorter side resized,
+    center-cropped. Bytes, not a path, so a Ray worker that cannot see the file decodes the same."""
+    with Image.open(io.BytesIO(data)) as image:
         # JPEG can decode at 1/2, 1/4, 1/8 scale directly: far less work for big photos
         image.draft("RGB", (preprocess.resize, preprocess.resize))
         image = ImageOps.exif_transpose(image).convert("RGB")
@@ -206,17 +214,34 @@ def load_image(path: Path, preprocess: Preprocess) -> np.ndarray:
     return np.asarray(image).transpose(2, 0, 1).copy()
 
 
+def read_file(path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def error_text(error: BaseException) -> str:
+    """How an unreadable image's error is reported: ``Type: message``."""
+    return f"{type(error).__name__}: {error}"
+
+
 class ImageDataset:
     """``(image id, uint8 image, error text)`` per index; unreadable files give an error text
-    instead of raising, so the main process can name the image without a worker traceback."""
+    instead of raising, so the main process can name the image without a worker traceback.
 
-    def __init__(self, image_ids: Sequence[int], paths: Sequence[Path], preprocess: Preprocess):
+    ``sources`` are what ``read_bytes`` turns into file bytes: local paths by default; the Ray
+    engine passes the bytes themselves (``read_bytes=bytes``) or names under a URI.
+    """
+
+    def __init__(
+        self, image_ids: Sequence[int], sources: Sequence, preprocess: Preprocess,
+        read_bytes: Callable[[Any], bytes] = read_file,
+    ):
         self.image_ids = np.asarray(image_ids, dtype=np.int64)
-        self.paths = list(paths)
+        self.sources = list(sources)
         self.preprocess = preprocess
+        self.read_bytes = read_bytes
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.sources)
 
     def __getitem__(self, index: int):
         import torch
@@ -227,13 +252,13 @@ class ImageDataset:
     def read(self, index: int) -> tuple[np.ndarray, str]:
         """Image ``index`` as uint8 pixels and an empty error text, or zeros and the error (no torch)."""
         try:
-            return load_image(self.paths[index], self.preprocess), ""
+            return decode_image(self.read_bytes(self.sources[index]), self.preprocess), ""
         except Exception as exc:  # noqa: BLE001 - reported per image by the main process
             crop = self.preprocess.crop
-            return np.zeros((3, crop, crop), np.uint8), f"{type(exc).__name__}: {exc}"
+            return np.zeros((3, crop, crop), np.uint8), error_text(exc)
 
-    def path_of(self, image_id: int) -> Path:
-        return self.paths[int(np.flatnonzero(self.image_ids == image_id)[0])]
+    def source_of(self, image_id: int):
+        return self.sources[int(np.flatnonzero(self.image_ids == image_id)[0])]
 
 
 class BatchNormalizer:
@@ -307,7 +332,7 @@ def _raise_unreadable(ids, errors: Sequence[str], dataset: ImageDataset) -> None
     for image_id, error in zip(ids.tolist(), errors):
         if error:
             raise PipelineError(
-                f"image {image_id} ({dataset.path_of(image_id)}) cannot be read: {error}; "
+                f"image {image_id} ({dataset.source_of(image_id)}) cannot be read: {error}; "
                 f"the vectors computed before it are kept"
             )
 

@@ -29,6 +29,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--address", help="with --engine ray: the Ray cluster to join (default: start a local Ray)")
     parser.add_argument("--actors", type=int, help="with --engine ray: model copies (default: one per GPU, or CPUs / 4)")
+    parser.add_argument(
+        "--images-uri",
+        help="with --engine ray: where the workers read a copy of the workspace's images folder "
+        "(a path, s3://..., gs://...; default: this process sends them the images' bytes)",
+    )
     parser.set_defaults(run=run_embed)
 
     parser = subparsers.add_parser("map", help="fit a t-SNE map of a feature set (plus weighted metadata)")
@@ -49,8 +54,8 @@ def register(subparsers) -> None:
 
 def run_embed(args) -> Result:
 
-    if args.engine == "local" and (args.address or args.actors):
-        raise PipelineError("--address and --actors go with --engine ray")
+    if args.engine == "local" and (args.address or args.actors or args.images_uri):
+        raise PipelineError("--address, --actors and --images-uri go with --engine ray")
     if args.engine == "ray" and args.workers is not None:
         raise PipelineError("--workers is for --engine local; on Ray, image decoding runs in Ray tasks (size it with --actors)")
     progress = ProgressLine(f"embedding ({args.backbone})")
@@ -60,6 +65,7 @@ def run_embed(args) -> Result:
             report = embed_with_ray(
                 workspace, args.backbone, weights=args.weights, device=args.device, batch_size=args.batch_size,
                 dtype=args.dtype, address=args.address, actors=args.actors, progress=progress,
+                images_uri=args.images_uri,
             )
         else:
             report = embed_workspace(
