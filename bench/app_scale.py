@@ -161,7 +161,7 @@ def act_label(app) -> None:
 
 
 def act_series(app) -> None:
-    _next_option(app, "Subject")
+    _next_option(app, "Series")
 
 
 def act_train(app) -> None:

@@ -73,3 +73,15 @@ def test_bad_input_is_refused():
         purity(["a", "b"], [0])
     with pytest.raises(ValueError, match="non-empty"):
         purity([], [])
+
+
+def test_scores_from_the_contingency_table_equal_scikit_learns_on_random_partitions():
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 50))
+        truth = rng.integers(0, rng.integers(1, 5), n)
+        clusters = truth.copy() if trial % 4 == 0 else rng.integers(0, rng.integers(1, 7), n)
+        assert adjusted_rand(truth, clusters) == pytest.approx(adjusted_rand_score(truth, clusters), abs=1e-12)
+        assert nmi(truth, clusters) == pytest.approx(normalized_mutual_info_score(truth, clusters), abs=1e-12)

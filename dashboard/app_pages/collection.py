@@ -9,9 +9,10 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler.ingest import read_csv, readable_time, store_weather
-from serieslabeler.store import Workspace, queries, summarize
+from serieslabeler.store import Workspace, collection_summary, queries, summarize
 
 BAR_HEIGHT = 36
+TIMELINE_SUBJECTS = 100  # rows of the timeline chart; a million photos may have thousands of subjects
 
 
 def bar_chart(counts: pd.DataFrame, category: str) -> alt.Chart:
@@ -36,8 +37,10 @@ def overview(workspace) -> None:
         st.info("This workspace is empty: add images and their metadata in the **Add images** tab.")
         return
     st.subheader("Timeline")
-    st.caption("Images per subject and day: gaps show missing days, dot size the number of photos.")
-    timeline = queries.images_per_subject_day(workspace)
+    shown = min(info["subjects"], TIMELINE_SUBJECTS)
+    more = f" The first {shown} of {info['subjects']} subjects by name." if shown < info["subjects"] else ""
+    st.caption("Images per subject and day: gaps show missing days, dot size the number of photos." + more)
+    timeline = queries.images_per_subject_day(workspace, TIMELINE_SUBJECTS)
     chart = (
         alt.Chart(timeline)
         .mark_circle()
@@ -47,7 +50,7 @@ def overview(workspace) -> None:
             size=alt.Size("images:Q", legend=None),
             tooltip=["subject", alt.Tooltip("day:T", format="%d %b %Y"), "images"],
         )
-        .properties(height=max(160, 22 * info["subjects"]))
+        .properties(height=max(160, 22 * shown))
     )
     st.altair_chart(chart, width="stretch")
     st.subheader("Attributes")
@@ -135,7 +138,7 @@ def add_weather(workspace) -> None:
     )
     upload = st.file_uploader("Daily weather (CSV)", type=["csv"], key="weather_csv")
     left, right = st.columns(2)
-    sites = [ONE_SITE, *summarize(workspace)["attributes"]]
+    sites = [ONE_SITE, *collection_summary(workspace)["attributes"]]
     site = left.selectbox("Site", sites, key="weather_site", help="An image attribute naming each photo's site; the table needs a column of the same name.")
     base = right.number_input("Base temperature (°C)", value=0.0, step=1.0, key="weather_base")
     if upload is None or not st.button("Import the weather", type="primary", key="weather_import"):

@@ -11,8 +11,7 @@ from serieslabeler import labels
 from serieslabeler import views as catalog
 from serieslabeler.ingest import degree_days, has_weather, readable_time
 from serieslabeler.loop import propose_series
-from serieslabeler.store import list_series
-from serieslabeler.store.summary import attribute_summaries
+from serieslabeler.store import collection_summary, list_series
 
 UNLABELED = "(unlabeled)"
 STRIP_COLUMNS = 6
@@ -37,7 +36,7 @@ def describe(row) -> str:
 
 def pick_series(workspace):
     """The series chosen with the subject and split pickers (kept in the address)."""
-    attributes = [name for name, info in attribute_summaries(workspace).items() if info["type"] == "categorical"]
+    attributes = [name for name, info in collection_summary(workspace)["attributes"].items() if info["type"] == "categorical"]
     left, right = st.columns([1, 1])
     split = left.selectbox("Split by", [NO_SPLIT, *attributes], key="split", bind="query-params",
                            help="One series per subject, or per subject and value of an attribute (body part, camera view).")

@@ -1,18 +1,23 @@
 """clustering.evaluate"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import json
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from serieslabeler.clustering.runs import clustering_size, stored_space_evaluation
 from serieslabeler.metrics.clustering import (
     ClusterPurity,
-    cluster_purity,
-    score_against_truth,
+    table_cluster_purity,
+    table_scores,
 )
 from serieslabeler.store.queries import id_array
+from serieslabeler.store.summary import ground_truth_version
 from serieslabeler.store.workspace import Workspace
+
+
+TRUTH_SCORES = ("purity", "hungarian_accuracy", "adjusted_rand", "nmi")
 
 
 @dataclass
@@ -43,37 +48,63 @@ def ground_truth(workspace: Workspace, image_ids) -> dict[int, str]:
 
 
 def clustering_truth(workspace: Workspace, clustering_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(clusters, class codes, classes)`` of a clustering's members that have a ground truth.
-
-    Read as counts per cluster and class (one indexed join, grouped in SQLite) and expanded into
-    one entry per image: the scores depend only on those counts. Codes index the sorted classes.
-    """
+    """``(table, classes, cluster_ids)``: how many of each cluster's members have each
+    ground-truth class (members without one are left out), counted in SQLite by one indexed join."""
     rows = workspace.db.execute(
         "SELECT m.cluster, g.label, COUNT(*) FROM cluster_members m JOIN ground_truth g ON g.image_id = m.image_id "
         "WHERE m.clustering_id=? GROUP BY m.cluster, g.label",
         (int(clustering_id),),
     ).fetchall()
     classes = np.array(sorted({r[1] for r in rows}), dtype=str)
-    code = {label: i for i, label in enumerate(classes)}
-    counts = np.array([r[2] for r in rows], dtype=np.int64)
-    clusters = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), counts)
-    return clusters, np.repeat(np.array([code[r[1]] for r in rows], dtype=np.int64), counts), classes
+    cluster_ids = np.array(sorted({r[0] for r in rows}), dtype=np.int64)
+    table = np.zeros((len(cluster_ids), len(classes)), dtype=np.int64)
+    if rows:
+        table[np.searchsorted(cluster_ids, [r[0] for r in rows]), np.searchsorted(classes, [r[1] for r in rows])] = [r[2] for r in rows]
+    return table, classes, cluster_ids
 
 
 def evaluate_clustering(workspace: Workspace, clustering_id: int, with_silhouette: bool = True) -> ClusteringEvaluation:
     """Score a saved clustering against ``ground_truth`` (images without one are left out).
 
     The silhouette is computed in the space that made the clusters (it needs no ground truth),
-    when the clustering is saved (:func:`serieslabeler.clustering.runs.stored_space_evaluation`).
+    when the clustering is saved (:func:`serieslabeler.clustering.runs.stored_space_evaluation`);
+    the ground-truth scores once per version of the ground truth (:func:`stored_truth_scores`).
     """
 
     result = ClusteringEvaluation(int(clustering_id), clustering_size(workspace, clustering_id), 0)
-    assigned, codes, classes = clustering_truth(workspace, clustering_id)
-    if len(codes):
-        result.evaluated = len(codes)
-        for name, value in score_against_truth(codes, assigned).items():
-            setattr(result, name, value)
-        result.per_cluster = [replace(p, majority=str(classes[int(p.majority)])) for p in cluster_purity(codes, assigned)]
+    scores = stored_truth_scores(workspace, clustering_id)
+    if scores["evaluated"]:
+        result.evaluated = scores["evaluated"]
+        for name in TRUTH_SCORES:
+            setattr(result, name, scores[name])
+        result.per_cluster = [ClusterPurity(**p) for p in scores["per_cluster"]]
     if with_silhouette:
         result.silhouette = stored_space_evaluation(workspace, clustering_id)["silhouette"]
     return result
+
+
+def truth_scores(workspace: Workspace, clustering_id: int) -> dict:
+    """Images evaluated, the :func:`~serieslabeler.metrics.clustering.table_scores` and the
+    per-cluster purity of a clustering against the ground truth, as JSON-ready values."""
+    table, classes, cluster_ids = clustering_truth(workspace, clustering_id)
+    if not table.sum():
+        return {"evaluated": 0}
+    return {"evaluated": int(table.sum()), **table_scores(table),
+            "per_cluster": [asdict(p) for p in table_cluster_purity(table, classes, cluster_ids)]}
+
+
+def stored_truth_scores(workspace: Workspace, clustering_id: int) -> dict:
+    """:func:`truth_scores`, stored with the clustering (its ``evaluation`` JSON, key ``truth``)
+    for the current :func:`~serieslabeler.store.summary.ground_truth_version`; a clustering's
+    members never change, so only a new ground truth makes them stale."""
+    row = workspace.db.execute("SELECT evaluation FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
+    evaluation = json.loads(row[0]) if row is not None and row[0] is not None else {}
+    version = ground_truth_version(workspace)
+    stored = evaluation.get("truth")
+    if stored is not None and stored.get("version") == version:
+        return stored
+    scores = {"version": version, **truth_scores(workspace, clustering_id)}
+    if row is not None and not workspace.read_only:
+        with workspace.transaction() as db:
+            db.execute("UPDATE clusterings SET evaluation=? WHERE id=?", (json.dumps({**evaluation, "truth": scores}), int(clustering_id)))
+    return scores

@@ -205,13 +205,14 @@ def stored_space_evaluation(workspace: Workspace, clustering_id: int) -> dict:
     """The clustering's :func:`space_evaluation`, as stored when it was saved; one saved before
     that was stored is scored (rebuilding its space) once and stored, when the workspace is writable."""
     row = workspace.db.execute("SELECT evaluation FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
-    if row is not None and row[0] is not None:
-        return json.loads(row[0])
+    stored = json.loads(row[0]) if row is not None and row[0] is not None else {}
+    if "silhouette" in stored:
+        return stored
     clustering = load_clustering(workspace, clustering_id)
     evaluation = space_evaluation(space_matrix(workspace, clustering), clustering)
     if not workspace.read_only:
         with workspace.transaction() as db:
-            db.execute("UPDATE clusterings SET evaluation=? WHERE id=?", (json.dumps(evaluation), clustering.id))
+            db.execute("UPDATE clusterings SET evaluation=? WHERE id=?", (json.dumps({**stored, **evaluation}), clustering.id))
     return evaluation
 
 

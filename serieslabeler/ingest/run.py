@@ -32,6 +32,7 @@ from serieslabeler.ingest.tables import (
     read_csv,
 )
 from serieslabeler.progress import Progress
+from serieslabeler.store.summary import bump_ground_truth_version, store_collection_summary
 from serieslabeler.store.workspace import STAGING_PREFIX, Workspace
 
 SKIP_HINT = "Fix these, or skip the bad rows and files: the good part is ingested and the rest listed."
@@ -97,10 +98,14 @@ def write_catalog(workspace: Workspace, images: list[CheckedImage], kinds: dict[
         known_ids = [existing[item.sha256]["id"] for item in known]
         changed |= write_attributes(workspace, rows, attribute_ids, known_ids)
         if mapping.label:
-            changed |= write_ground_truth(workspace, rows, known_ids)
+            truth_changed = write_ground_truth(workspace, rows, known_ids)
+            changed |= truth_changed
+            if truth_changed:
+                bump_ground_truth_version(workspace)
         report.updated += len(changed.intersection(known_ids))
         report.unchanged += len(known_ids) - len(changed.intersection(known_ids))
         db.execute("DELETE FROM subjects WHERE id NOT IN (SELECT DISTINCT subject_id FROM images)")
+        store_collection_summary(workspace)
 
 
 def publish(staged: Path, final: Path) -> None:

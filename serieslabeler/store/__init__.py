@@ -63,6 +63,10 @@ from .queries import (
 )
 from .series import Series, get_series, list_series, parse_series_key, series_key
 from .summary import (
+    bump_ground_truth_version,
+    ground_truth_version,
+    collection_summary,
+    store_collection_summary,
     TOP_VALUES,
     attribute_summaries,
     format_summary,
@@ -152,6 +156,10 @@ __all__ = [
     "subject_ranges",
     "attribute_summaries",
     "format_summary",
+    "bump_ground_truth_version",
+    "ground_truth_version",
+    "collection_summary",
+    "store_collection_summary",
     "CATALOG",
     "STAGING_PREFIX",
     "sha256_hex",

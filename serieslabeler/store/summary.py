@@ -1,23 +1,26 @@
-"""What a workspace holds: the numbers behind ``serieslabeler info`` and the app's home page."""
+"""What a workspace holds: the numbers behind ``serieslabeler info`` and the app's home page.
+
+The collection's part (images, subjects and their date ranges, attributes, ground truth) changes
+only when images are ingested, yet counting it takes seconds at a million images; ingest stores
+it (:func:`store_collection_summary`, in the ingest's transaction) and pages read it back. A
+workspace made before it was stored gets it computed on first read (and stored when writable).
+"""
 from __future__ import annotations
+
+import json
 
 from serieslabeler.store.workspace import Workspace
 
 TOP_VALUES = 20
+SUMMARY_META = "collection_summary"
+TRUTH_VERSION_META = "ground_truth_version"
 
 
 def summarize(workspace: Workspace) -> dict:
     db = workspace.db
     return {
         "workspace": str(workspace.root),
-        "images": db.execute("SELECT COUNT(*) FROM images").fetchone()[0],
-        "subjects": db.execute("SELECT COUNT(*) FROM subjects").fetchone()[0],
-        "date_range": list(db.execute("SELECT MIN(taken_at), MAX(taken_at) FROM images").fetchone()),
-        "subjects_detail": subject_ranges(workspace),
-        "attributes": attribute_summaries(workspace),
-        "ground_truth": dict(
-            db.execute("SELECT label, COUNT(*) FROM ground_truth GROUP BY label ORDER BY label").fetchall()
-        ),
+        **collection_summary(workspace),
         "labels_by_source": dict(
             db.execute("SELECT source, COUNT(*) FROM current_labels GROUP BY source ORDER BY source").fetchall()
         ),
@@ -34,6 +37,47 @@ def summarize(workspace: Workspace) -> dict:
         "samples": db.execute("SELECT COUNT(*) FROM samples").fetchone()[0],
         "clusterings": db.execute("SELECT COUNT(*) FROM clusterings").fetchone()[0],
         "models": db.execute("SELECT COUNT(*) FROM models").fetchone()[0],
+    }
+
+
+def collection_summary(workspace: Workspace) -> dict:
+    """The stored collection part of :func:`summarize` (computed when none is stored yet)."""
+    stored = workspace.get_meta(SUMMARY_META)
+    if stored is not None:
+        return json.loads(stored)
+    if workspace.read_only:
+        return count_collection(workspace)
+    return store_collection_summary(workspace)
+
+
+def store_collection_summary(workspace: Workspace) -> dict:
+    """Count the collection and store the result (ingest calls this inside its transaction)."""
+    summary = count_collection(workspace)
+    workspace.set_meta(SUMMARY_META, json.dumps(summary))
+    return summary
+
+
+def ground_truth_version(workspace: Workspace) -> int:
+    """A number that grows whenever an ingest changes the ground truth: scores stored against
+    the ground truth (a clustering's purity) are stale once it differs from theirs."""
+    return int(workspace.get_meta(TRUTH_VERSION_META, "0"))
+
+
+def bump_ground_truth_version(workspace: Workspace) -> None:
+    workspace.set_meta(TRUTH_VERSION_META, str(ground_truth_version(workspace) + 1))
+
+
+def count_collection(workspace: Workspace) -> dict:
+    db = workspace.db
+    return {
+        "images": db.execute("SELECT COUNT(*) FROM images").fetchone()[0],
+        "subjects": db.execute("SELECT COUNT(*) FROM subjects").fetchone()[0],
+        "date_range": list(db.execute("SELECT MIN(taken_at), MAX(taken_at) FROM images").fetchone()),
+        "subjects_detail": subject_ranges(workspace),
+        "attributes": attribute_summaries(workspace),
+        "ground_truth": dict(
+            db.execute("SELECT label, COUNT(*) FROM ground_truth GROUP BY label ORDER BY label").fetchall()
+        ),
     }
 
 
