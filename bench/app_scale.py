@@ -154,6 +154,9 @@ def act_cluster(app) -> None:
 
 
 def act_label(app) -> None:
+    """Pick a label (an untimed run: the button stays disabled until one is chosen), then click "Label ..."."""
+    _widget(app, "selectbox", "Label").select_index(0)
+    app.run()
     next(b for b in app.button if b.label.startswith("Label ")).click()
 
 
@@ -208,6 +211,7 @@ def measure_page(root: Path, page: str, unlabeled: list[int]) -> dict:
 def measure_all(root: Path, pages: list[str]) -> dict:
     """Every page timed in this process (a child of ``main``); the peak RSS is this process's."""
     logging.getLogger("streamlit").setLevel(logging.CRITICAL)
+    os.environ["LABELER_ROOT"] = str(root.parent)  # the app serves only workspaces under its root
     with Workspace.open(root) as workspace:
         unlabeled = [r[0] for r in workspace.db.execute(
             "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM current_labels) ORDER BY id DESC LIMIT 100"
