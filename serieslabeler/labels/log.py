@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -107,8 +108,36 @@ def _record(
         "confidence=excluded.confidence, status=excluded.status, event_id=excluded.event_id",
         upserts,
     )
+    _move_cluster_counts(workspace, {i: p[0] for i, p in previous.items()}, changes)
     _apply_vocabulary(workspace, vocabulary)
     return _event(db.execute("SELECT * FROM label_events WHERE id=?", (event_id,)).fetchone(), len(changes))
+
+
+def _accepted(state: LabelState | None) -> str | None:
+    return state.label if state is not None and state.status == "accepted" else None
+
+
+def _move_cluster_counts(workspace: Workspace, previous: dict[int, LabelState], changes: dict[int, LabelState | None]) -> None:
+    """Bring ``cluster_label_counts`` (accepted labels per cluster and label, see the migration)
+    along with a change: one grouped upsert over the changed images' cluster memberships."""
+    deltas: Counter = Counter()
+    for image_id, new in changes.items():
+        before, after = _accepted(previous.get(image_id)), _accepted(new)
+        if before != after:
+            if before is not None:
+                deltas[(image_id, before)] -= 1
+            if after is not None:
+                deltas[(image_id, after)] += 1
+    if not deltas:
+        return
+    workspace.db.execute(
+        "INSERT INTO cluster_label_counts(clustering_id, cluster, label, n) "
+        "SELECT m.clustering_id, m.cluster, json_extract(j.value, '$[1]'), SUM(json_extract(j.value, '$[2]')) "
+        "FROM json_each(?) j CROSS JOIN cluster_members m ON m.image_id = json_extract(j.value, '$[0]') "
+        "WHERE true GROUP BY m.clustering_id, m.cluster, json_extract(j.value, '$[1]') "
+        "ON CONFLICT(clustering_id, cluster, label) DO UPDATE SET n = n + excluded.n",
+        (json.dumps([[image_id, label, n] for (image_id, label), n in deltas.items() if n]),),
+    )
 
 
 def _origin(action: str, event_id: int, prev_origin: int | None, restored: int | None) -> int | None:

@@ -27,7 +27,7 @@ import numpy as np
 
 from serieslabeler.models.base import DEFAULT_TOP_K, PREDICT_CHUNK, Predictions
 from serieslabeler.models.features import ensure_features
-from serieslabeler.models.files import load_classifier, load_model_record
+from serieslabeler.models.files import load_classifier, load_model_record, model_classes
 from serieslabeler.models.head import align_proba
 from serieslabeler.progress import Progress
 from serieslabeler.store.features import FeatureStore
@@ -103,19 +103,27 @@ def store_predictions(workspace: Workspace, predictions: Predictions, top_k: int
 def load_predictions(workspace: Workspace, model_id: int, image_ids=None) -> Predictions:
     """Stored predictions of a model (all, or for ``image_ids``); ``proba`` holds the stored top-k
     probabilities (0 for the classes beyond them)."""
-    record = load_model_record(workspace, model_id)
-    classes = np.asarray(record.classes)
+    model_id = int(model_id)
+    classes = np.asarray(model_classes(workspace, model_id))
     if image_ids is None:
-        rows = workspace.db.execute("SELECT image_id, topk FROM predictions WHERE model_id=? ORDER BY image_id", (record.id,)).fetchall()
+        rows = workspace.plain_rows("SELECT image_id, topk FROM predictions WHERE model_id=? ORDER BY image_id", (model_id,))
     else:
-        rows = workspace.db.execute(
+        rows = workspace.plain_rows(
             "SELECT DISTINCT p.image_id, p.topk FROM json_each(?) j CROSS JOIN predictions p ON p.model_id = ? AND p.image_id = j.value "
             "ORDER BY p.image_id",
-            (id_array(image_ids), record.id),
-        ).fetchall()
+            (id_array(image_ids), model_id),
+        )
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    return Predictions(model_id, ids, classes, topk_matrix([r[1] for r in rows], classes))
+
+
+def topk_matrix(texts: list[str], classes) -> np.ndarray:
+    """Stored top-k lists (JSON ``[[label, p], ...]``, one per row) as a rows x classes matrix, 0
+    beyond the top k; the rows are parsed as one JSON document and placed in one assignment."""
     column = {c: j for j, c in enumerate(classes)}
-    proba = np.zeros((len(rows), len(classes)))
-    for i, row in enumerate(rows):
-        for label, p in json.loads(row["topk"]):
-            proba[i, column[label]] = p
-    return Predictions(record.id, np.array([r["image_id"] for r in rows], dtype=np.int64), classes, proba)
+    parsed = json.loads("[" + ",".join(texts) + "]")
+    pairs = [pair for row in parsed for pair in row]
+    proba = np.zeros((len(texts), len(classes)))
+    rows = np.repeat(np.arange(len(texts)), [len(row) for row in parsed])
+    proba[rows, [column[label] for label, _ in pairs]] = [p for _, p in pairs]
+    return proba
