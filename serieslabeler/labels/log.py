@@ -372,8 +372,16 @@ def _frame(rows, columns: list[str]):
 
 def current_labels(workspace: Workspace, include_pending: bool = True):
     """DataFrame of the current labels (image_id, label, source, confidence, status, event_id)."""
-    where = "" if include_pending else " WHERE status='accepted'"
-    rows = workspace.db.execute(f"SELECT {', '.join(LABEL_COLUMNS)} FROM current_labels{where} ORDER BY image_id")
+    return _labels_frame(workspace, "" if include_pending else " WHERE status='accepted'")
+
+
+def pending_labels(workspace: Workspace):
+    """:func:`current_labels` of the pending pseudo-labels only (read through their own index)."""
+    return _labels_frame(workspace, " WHERE status='pending'")
+
+
+def _labels_frame(workspace: Workspace, where: str):
+    rows = workspace.plain_rows(f"SELECT {', '.join(LABEL_COLUMNS)} FROM current_labels{where} ORDER BY image_id")
     return _frame(rows, LABEL_COLUMNS)
 
 

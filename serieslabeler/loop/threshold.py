@@ -357,7 +357,7 @@ def routed_pool(workspace: Workspace, model_id: int, seed: int = 0, limit: int =
     of them): what routing acts on. Fixed by the model and its predictions, so a new label
     elsewhere changes neither the pool nor the curves weighted to it."""
     trained_on = np.asarray(load_model_record(workspace, model_id).training_set, dtype=np.int64)
-    predicted = np.array([r[0] for r in workspace.db.execute(
+    predicted = np.array([r[0] for r in workspace.plain_rows(
         "SELECT image_id FROM predictions WHERE model_id=? ORDER BY image_id", (int(model_id),))], dtype=np.int64)
     ids = np.setdiff1d(predicted, trained_on)
     if len(ids) > limit:

@@ -289,8 +289,8 @@ CREATE TABLE IF NOT EXISTS audit_items (
 # accepted label. The one writer of current_labels (labels.log._record) moves these counts in the
 # same transaction as every label change; a new clustering's counts are written when it is saved
 # (clustering.runs.save_clustering). Rows whose count fell to 0 stay (readers skip them). Label
-# events are looked up by cluster (a cluster's state, the latest event on it) through an index.
-# Run again (a catalog set back to an older version), it counts everything afresh.
+# events are looked up by cluster (a cluster's state, the latest event on it) and the pending
+# pseudo-labels (the Train page's review) through indexes. Run again (a catalog set back to an older version), it counts everything afresh.
 CLUSTER_LABEL_COUNTS = """
 DROP TABLE IF EXISTS cluster_label_counts;
 CREATE TABLE cluster_label_counts (
@@ -305,6 +305,7 @@ INSERT INTO cluster_label_counts(clustering_id, cluster, label, n)
     JOIN current_labels c ON c.image_id = m.image_id AND c.status = 'accepted'
     GROUP BY m.clustering_id, m.cluster, c.label;
 CREATE INDEX IF NOT EXISTS label_events_cluster ON label_events(clustering_id, cluster, id);
+CREATE INDEX IF NOT EXISTS current_labels_pending ON current_labels(image_id) WHERE status = 'pending';
 """
 
 MIGRATIONS = (
