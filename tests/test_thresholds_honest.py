@@ -10,12 +10,14 @@ import pytest
 from conftest import cli
 
 from serieslabeler.clustering import run_clustering
-from serieslabeler.labels import current_labels, interaction_count
+from serieslabeler.labels import current_labels, interaction_count, label_images
 from serieslabeler.loop import (
     answer_audit,
+    audit_answers_version,
     draw_audit,
     ground_truth,
     label_with_oracle,
+    last_event_id,
     load_calibration,
     model_oof,
     validation_curves,
@@ -126,7 +128,7 @@ def test_routing_applies_the_stored_calibration(workspace):
 
 def test_audit_answers_become_labels_and_count_as_interactions(workspace):
     label_like_a_user(workspace)
-    routed(workspace)
+    model_id = routed(workspace)
     assert cli("route", "--workspace", workspace.root, "--threshold", "0.0")[0] == 0
     code, data = cli("audit", "--workspace", workspace.root, "draw", "--size", "12", "--seed", "4")
     assert code == 0, data
@@ -138,6 +140,7 @@ def test_audit_answers_become_labels_and_count_as_interactions(workspace):
     right = [i["image_id"] for i in items if truth[i["image_id"]] == i["predicted"]]
     wrong = [i for i in items if truth[i["image_id"]] != i["predicted"]]
     before = interaction_count(workspace)
+    assert audit_answers_version(workspace, model_id) == 0  # drawn, not answered
     if right:
         code, data = cli("audit", "--workspace", workspace.root, "answer", "--images", ",".join(map(str, right)), "--correct")
         assert code == 0, data
@@ -145,6 +148,11 @@ def test_audit_answers_become_labels_and_count_as_interactions(workspace):
         code, data = cli("audit", "--workspace", workspace.root, "answer", "--images", str(item["image_id"]), "--label", truth[item["image_id"]])
         assert code == 0, data
     assert interaction_count(workspace) - before == 12  # one per audited image
+    answered = audit_answers_version(workspace, model_id)
+    assert answered == last_event_id(workspace) > 0
+    unaudited = next(i for i in range(1, 221) if i not in {item["image_id"] for item in items})
+    label_images(workspace, [unaudited], truth[unaudited])
+    assert audit_answers_version(workspace, model_id) == answered  # a label elsewhere leaves the curves' cache key
     labels = current_labels(workspace).set_index("image_id")
     for item in items:
         assert labels.loc[item["image_id"], "status"] == "accepted"
