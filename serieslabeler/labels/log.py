@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -108,35 +107,26 @@ def _record(
         "confidence=excluded.confidence, status=excluded.status, event_id=excluded.event_id",
         upserts,
     )
-    _move_cluster_counts(workspace, {i: p[0] for i, p in previous.items()}, changes)
+    _move_cluster_counts(workspace, event_id)
     _apply_vocabulary(workspace, vocabulary)
     return _event(db.execute("SELECT * FROM label_events WHERE id=?", (event_id,)).fetchone(), len(changes))
 
 
-def _accepted(state: LabelState | None) -> str | None:
-    return state.label if state is not None and state.status == "accepted" else None
-
-
-def _move_cluster_counts(workspace: Workspace, previous: dict[int, LabelState], changes: dict[int, LabelState | None]) -> None:
+def _move_cluster_counts(workspace: Workspace, event_id: int) -> None:
     """Bring ``cluster_label_counts`` (accepted labels per cluster and label, see the migration)
-    along with a change: one grouped upsert over the changed images' cluster memberships."""
-    deltas: Counter = Counter()
-    for image_id, new in changes.items():
-        before, after = _accepted(previous.get(image_id)), _accepted(new)
-        if before != after:
-            if before is not None:
-                deltas[(image_id, before)] -= 1
-            if after is not None:
-                deltas[(image_id, after)] += 1
-    if not deltas:
-        return
+    along with an event: from its per-image rows just written (new and previous state), each
+    accepted label it took away counts -1 and each it gave +1, in every cluster holding the image;
+    one grouped upsert in SQL."""
     workspace.db.execute(
         "INSERT INTO cluster_label_counts(clustering_id, cluster, label, n) "
-        "SELECT m.clustering_id, m.cluster, json_extract(j.value, '$[1]'), SUM(json_extract(j.value, '$[2]')) "
-        "FROM json_each(?) j CROSS JOIN cluster_members m ON m.image_id = json_extract(j.value, '$[0]') "
-        "WHERE true GROUP BY m.clustering_id, m.cluster, json_extract(j.value, '$[1]') "
+        "SELECT m.clustering_id, m.cluster, d.label, SUM(d.n) FROM ("
+        "  SELECT image_id, label, 1 AS n FROM label_event_images WHERE event_id = ?1 AND status = 'accepted' "
+        "    AND (prev_status IS NOT 'accepted' OR prev_label IS NOT label) "
+        "  UNION ALL SELECT image_id, prev_label, -1 FROM label_event_images WHERE event_id = ?1 AND prev_status = 'accepted' "
+        "    AND (status IS NOT 'accepted' OR label IS NOT prev_label)"
+        ") d JOIN cluster_members m ON m.image_id = d.image_id WHERE true GROUP BY m.clustering_id, m.cluster, d.label "
         "ON CONFLICT(clustering_id, cluster, label) DO UPDATE SET n = n + excluded.n",
-        (json.dumps([[image_id, label, n] for (image_id, label), n in deltas.items() if n]),),
+        (event_id,),
     )
 
 
