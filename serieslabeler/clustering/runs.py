@@ -159,11 +159,11 @@ def save_clustering(workspace: Workspace, clustering: Clustering, X: np.ndarray 
                 for i, c, d in zip(clustering.image_ids, clustering.clusters, clustering.distances)
             ],
         )
-        count_member_labels(db, clustering_id)
+        _count_member_labels(db, clustering_id)
     return load_clustering(workspace, clustering_id)
 
 
-def count_member_labels(db, clustering_id: int) -> None:
+def _count_member_labels(db, clustering_id: int) -> None:
     """Store how many members of each cluster carry each accepted label (``cluster_label_counts``;
     from then on triggers on ``current_labels`` keep the counts as labels change)."""
     db.execute(
