@@ -165,7 +165,7 @@ def save_clustering(workspace: Workspace, clustering: Clustering, X: np.ndarray 
 
 def _count_member_labels(db, clustering_id: int) -> None:
     """Store how many members of each cluster carry each accepted label (``cluster_label_counts``;
-    from then on triggers on ``current_labels`` keep the counts as labels change)."""
+    from then on every label change moves them, see ``labels.log._move_cluster_counts``)."""
     db.execute(
         "INSERT INTO cluster_label_counts(clustering_id, cluster, label, n) "
         "SELECT m.clustering_id, m.cluster, c.label, COUNT(*) FROM cluster_members m "

@@ -124,7 +124,7 @@ def cluster_status(workspace: Workspace, clustering_id: int) -> list[dict]:
     its count, and the state the live events left it in (``labeled``, ``skipped`` or ``open``).
 
     Reads what is stored, one row per cluster and label: the sizes saved with the clustering and
-    the label counts that triggers keep up to date (``cluster_label_counts``, see the migration),
+    the label counts every label change moves (``cluster_label_counts``, see the migration),
     so the cost follows the number of clusters, not of members."""
     db = workspace.db
     row = db.execute("SELECT sizes FROM clusterings WHERE id=?", (clustering_id,)).fetchone()
