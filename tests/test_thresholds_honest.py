@@ -14,6 +14,7 @@ from serieslabeler.labels import current_labels, interaction_count, label_images
 from serieslabeler.loop import (
     answer_audit,
     audit_answers_version,
+    choose_thresholds,
     draw_audit,
     ground_truth,
     label_with_oracle,
@@ -166,6 +167,12 @@ def test_audit_answers_become_labels_and_count_as_interactions(workspace):
     code, data = cli("thresholds", "--workspace", workspace.root, "--target", "0.5", "--lower-bound")
     assert code == 0 and data["trusted"]["source"] == "audit" and data["audit"]["answered"] == 12
     assert data["lower_bound"] and data["audit_threshold"]["target"] == 0.5
+    curves = validation_curves(workspace, model_id, 0.99)  # the curves do not depend on the target
+    for target, lower_bound in ((0.5, True), (0.9, False), (0.7, True)):
+        direct = validation_curves(workspace, model_id, target, lower_bound=lower_bound)
+        moved = choose_thresholds(workspace, curves, target, lower_bound)
+        assert json.dumps(moved.to_dict(), default=str) == json.dumps(direct.to_dict(), default=str)
+    assert "audit_threshold" in moved.details and "audit_threshold" not in choose_thresholds(workspace, moved, 0.7).details
 
 
 def test_audit_input_errors_name_the_problem(workspace):
