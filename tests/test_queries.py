@@ -203,6 +203,11 @@ def test_calibrated_unlabeled_confidences_match_decoding_the_unlabeled_rows(labe
     assert load_calibration(labeled, model_id) is not None
     cached = model_confidences(labeled, model_id)
     version = confidences_version(labeled, model_id)
+    stored = list(labeled.models_dir.glob(f"model-{model_id}-confidences-*.npz"))
+    assert [p.name for p in stored] == [f"model-{model_id}-confidences-{version}.npz"]  # stored with the model
+    again = model_confidences(labeled, model_id)
+    assert np.array_equal(again.image_ids, cached.image_ids) and np.array_equal(again.confidence, cached.confidence)
+    assert again.labels.tolist() == cached.labels.tolist()
     label_images(labeled, unlabeled_image_ids(labeled)[:3].tolist(), "U")  # the labels change, the cache holds
     assert confidences_version(labeled, model_id) == version
     predictions = load_predictions(labeled, model_id, unlabeled_image_ids(labeled))

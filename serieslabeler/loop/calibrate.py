@@ -16,6 +16,7 @@ import numpy as np
 
 from serieslabeler.metrics.calibration import Calibrator
 from serieslabeler.models.predictions import load_predictions, unlabeled_predictions
+from serieslabeler.store.arrays import load_record_arrays, save_record_arrays
 from serieslabeler.store.workspace import Workspace, write_atomic
 
 
@@ -74,13 +75,27 @@ def confidences_version(workspace: Workspace, model_id: int) -> str:
 
 
 def model_confidences(workspace: Workspace, model_id: int) -> Confidences:
-    """Every stored prediction of the model, calibrated with its stored calibration (the stored
-    top-k probabilities are decoded once here; without a calibration the stored rows are read
-    as they are)."""
+    """Every stored prediction of the model, calibrated with its stored calibration. The stored
+    top-k probabilities are decoded once per calibration and prediction run and the result is
+    stored beside the model (``model-<id>-confidences-<version>.npz``, :func:`confidences_version`);
+    without a calibration the stored rows are read as they are."""
     if load_calibration(workspace, model_id) is None:
         rows = workspace.plain_rows("SELECT image_id, label, confidence FROM predictions WHERE model_id=? ORDER BY image_id", (int(model_id),))
         return Confidences(np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=str),
                            np.array([r[2] for r in rows], dtype=np.float64))
+    path = workspace.models_dir / f"model-{int(model_id)}-confidences-{confidences_version(workspace, model_id)}.npz"
+    if path.is_file():
+        return load_record_arrays(path, Confidences)
+    confidences = calibrated_confidences(workspace, model_id)
+    if not workspace.read_only:
+        for older in workspace.models_dir.glob(f"model-{int(model_id)}-confidences-*.npz"):
+            older.unlink()
+        save_record_arrays(path, confidences)
+    return confidences
+
+
+def calibrated_confidences(workspace: Workspace, model_id: int) -> Confidences:
+    """:func:`model_confidences` computed: the stored predictions decoded and calibrated."""
     predictions = load_predictions(workspace, model_id)
     proba = calibrated_proba(workspace, model_id, predictions.proba)
     if not len(proba):
