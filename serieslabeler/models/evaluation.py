@@ -41,8 +41,8 @@ from serieslabeler.models.files import (
 from serieslabeler.models.head import HeadClassifier, align_proba, grouped_oof_proba
 from serieslabeler.models.monotone import decode_series
 from serieslabeler.models.splits import grouped_split
-from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.arrays import load_record_arrays, save_record_arrays
+from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.queries import has_ground_truth, image_times
 from serieslabeler.store.workspace import Workspace
 

@@ -54,9 +54,8 @@ class VersionMismatch(PipelineError, ValueError):
 # --- the file format ---------------------------------------------------------------------------
 def save_record_arrays(path: Path, record) -> None:
     """A dataclass whose fields are arrays, written atomically as an .npz (one entry per field)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **{name: np.asarray(getattr(record, name)) for name in record.__dataclass_fields__})
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **{name: np.asarray(getattr(record, name)) for name in record.__dataclass_fields__})
 
 
 def load_record_arrays(path: Path, cls):
