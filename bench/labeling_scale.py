@@ -13,6 +13,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +36,11 @@ def synthetic_workspace(root: Path, images: int, clusters: int, seed: int = 0) -
             "INSERT INTO images(sha256, file_name, ext, width, height, subject_id, taken_at) VALUES (?,?,?,?,?,?,?)",
             ((f"{i:064x}", f"img{i}.jpg", ".jpg", 1, 1, 1, "2020-01-01T00:00:00") for i in range(1, images + 1)),
         )
-        db.execute("INSERT INTO clusterings(feature_set, algorithm, k, space, params) VALUES ('synthetic', 'none', ?, 'full', '{}')", (clusters,))
+        sizes = json.dumps({c: int(n) for c, n in enumerate(np.bincount(np.arange(1, images + 1) % clusters, minlength=clusters))})
+        db.execute(
+            "INSERT INTO clusterings(feature_set, algorithm, k, space, params, images, sizes) VALUES ('synthetic', 'none', ?, 'full', '{}', ?, ?)",
+            (clusters, images, sizes),
+        )
         db.executemany(
             "INSERT INTO cluster_members(clustering_id, image_id, cluster, distance) VALUES (1, ?, ?, ?)",
             ((i, i % clusters, float(d)) for i, d in zip(range(1, images + 1), rng.gamma(2.0, 1.0, images))),
@@ -68,6 +73,7 @@ def main() -> None:
         timed("add_pseudo_labels (other cluster)", lambda: labels.add_pseudo_labels(ws, others, ["Head"] * len(others), np.full(len(others), 0.9), model_id=1))
         timed("accept_pseudo (by class)", lambda: labels.accept_pseudo(ws, label="Head"))
         timed("review_order (atypical)", lambda: labels.review_order(ws, 1, 0))
+        timed("cluster_status", lambda: labels.cluster_status(ws, 1))
         timed("export csv", lambda: export_labels(ws, "csv", Path(tmp) / "labels.csv"))
         timed("replay_labels (whole log)", lambda: labels.replay_labels(ws))
         timed("current_labels", lambda: labels.current_labels(ws))

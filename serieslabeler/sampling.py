@@ -75,19 +75,19 @@ class Pool:
 
 # --- the pool ---------------------------------------------------------------------------------
 def sample_pool(workspace: Workspace, include_labeled: bool = False, image_ids=None) -> Pool:
-    """All images (or ``image_ids``), minus labeled ones unless ``include_labeled``, sorted by id."""
-    rows = workspace.db.execute(
-        "SELECT id, subject_id, julianday(taken_at) - MIN(julianday(taken_at)) OVER (PARTITION BY subject_id) "
-        "FROM images ORDER BY id"
-    ).fetchall()
-    table = np.array([tuple(r) for r in rows], dtype=float).reshape(-1, 3)
-    keep = np.ones(len(table), dtype=bool)
+    """All images (or ``image_ids``), minus labeled ones unless ``include_labeled``, sorted by id.
+
+    One query (the labeled ones left out there, each subject's first image found through the
+    subject-and-time index), read as plain rows: it reads every image of the collection."""
+    unlabeled = "" if include_labeled else " WHERE NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.image_id = i.id)"
+    rows = workspace.plain_rows(
+        "WITH first AS (SELECT subject_id, MIN(julianday(taken_at)) AS start FROM images GROUP BY subject_id) "
+        "SELECT i.id, i.subject_id, julianday(i.taken_at) - first.start FROM images i "
+        f"JOIN first ON first.subject_id = i.subject_id{unlabeled} ORDER BY i.id"
+    )
+    table = np.array(rows, dtype=float).reshape(-1, 3)
     if image_ids is not None:
-        keep &= np.isin(table[:, 0], np.asarray(image_ids, dtype=np.int64))
-    if not include_labeled:
-        labeled = [r[0] for r in workspace.db.execute("SELECT image_id FROM current_labels")]
-        keep &= ~np.isin(table[:, 0], labeled)
-    table = table[keep]
+        table = table[np.isin(table[:, 0], np.asarray(image_ids, dtype=np.int64))]
     return Pool(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2])
 
 

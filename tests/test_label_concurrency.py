@@ -71,7 +71,7 @@ def label_and_die(root: str, statement: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "statement", ["INSERT INTO label_event_images", "INSERT INTO current_labels", "INSERT INTO vocabulary"]
+    "statement", ["INSERT INTO label_event_images", "INSERT INTO current_labels", "INSERT INTO cluster_label_counts", "INSERT INTO vocabulary"]
 )
 def test_process_killed_inside_a_labeling_write_leaves_the_workspace_consistent(bananas_clustered, statement):
     with Workspace.open(bananas_clustered) as ws:
@@ -79,6 +79,7 @@ def test_process_killed_inside_a_labeling_write_leaves_the_workspace_consistent(
         labels.label_cluster(ws, 1, 1, "Arm")
         labels.label_images(ws, cluster_0[:3], "Hand")
         before = labels.current_labels(ws)
+        status_before = labels.cluster_status(ws, 1)
         events_before = ws.db.execute("SELECT COUNT(*) FROM label_events").fetchone()[0]
 
     child = SPAWN.Process(target=label_and_die, args=(str(bananas_clustered), statement))
@@ -94,6 +95,7 @@ def test_process_killed_inside_a_labeling_write_leaves_the_workspace_consistent(
         ).fetchone()[0] == 0
         assert labels.current_labels(ws).equals(before)
         assert labels.current_labels(ws).equals(labels.replay_labels(ws))
+        assert labels.cluster_status(ws, 1) == status_before
         assert labels.vocabulary(ws) == ["Arm", "Hand"]
         event = labels.label_cluster(ws, 1, 0, "Torso")  # the workspace is not left locked
         assert event.id == events_before + 1

@@ -11,7 +11,7 @@ import pytest
 from conftest import cli
 
 from serieslabeler import labels
-from serieslabeler.clustering import load_clustering
+from serieslabeler.clustering import load_clustering, split_cluster
 from serieslabeler.errors import PipelineError
 from serieslabeler.store import Workspace
 
@@ -35,6 +35,16 @@ def members(workspace: Workspace, cluster: int) -> np.ndarray:
 
 def assert_log_is_truth(workspace: Workspace) -> None:
     assert labels.current_labels(workspace).equals(labels.replay_labels(workspace))
+
+
+def assert_cluster_counts_are_truth(workspace: Workspace) -> None:
+    """The label counts per cluster that every label change moves equal a count over the whole tables."""
+    stored = {tuple(r[:3]): r[3] for r in workspace.db.execute("SELECT clustering_id, cluster, label, n FROM cluster_label_counts WHERE n != 0")}
+    counted = {tuple(r[:3]): r[3] for r in workspace.db.execute(
+        "SELECT m.clustering_id, m.cluster, c.label, COUNT(*) FROM cluster_members m JOIN current_labels c "
+        "ON c.image_id = m.image_id WHERE c.status = 'accepted' GROUP BY m.clustering_id, m.cluster, c.label"
+    )}
+    assert stored == counted
 
 
 def test_label_cluster_with_exclusions_labels_every_other_member(ws):
@@ -279,13 +289,16 @@ def random_action(workspace: Workspace, rng: random.Random, all_ids: list[int]) 
 
 def test_current_labels_always_equal_a_replay_of_the_log(ws):
     """Property-style: after every action of a seeded random sequence the maintained table equals
-    the replay, the log only grows (rows never change), a failed action writes nothing, and
-    undoing everything brings back the empty start."""
+    the replay, and the label counts per cluster (moved by every change; a clustering made halfway
+    counts the labels it finds) equal a recount, the log only grows (rows never change), a
+    failed action writes nothing, and undoing everything brings back the empty start."""
     rng = random.Random(20240607)
     all_ids = [r[0] for r in ws.db.execute("SELECT image_id FROM cluster_members WHERE clustering_id=1")]
     log_so_far: list[tuple] = []
     applied = 0
-    for _ in range(80):
+    for step in range(80):
+        if step == 40:
+            split_cluster(ws, CLUSTERING, 0)
         before = states(ws)
         try:
             random_action(ws, rng, all_ids)
@@ -293,6 +306,7 @@ def test_current_labels_always_equal_a_replay_of_the_log(ws):
         except (PipelineError, IndexError, ValueError):
             assert states(ws) == before
         assert_log_is_truth(ws)
+        assert_cluster_counts_are_truth(ws)
         log = [tuple(r) for r in ws.db.execute(
             "SELECT e.*, i.* FROM label_events e LEFT JOIN label_event_images i ON i.event_id = e.id ORDER BY e.id, i.image_id"
         )]
@@ -309,6 +323,8 @@ def test_current_labels_always_equal_a_replay_of_the_log(ws):
             break
     assert states(ws) == {} and labels.vocabulary(ws) == []
     assert_log_is_truth(ws)
+    assert_cluster_counts_are_truth(ws)
+    assert ws.db.execute("SELECT COUNT(*) FROM cluster_label_counts WHERE n != 0").fetchone()[0] == 0
 
 
 def test_cli_label_skip_undo_redo_vocab_pseudo_labels(bananas_clustered):

@@ -14,7 +14,7 @@ from serieslabeler.clustering import (
     load_clustering,
 )
 from serieslabeler.errors import PipelineError
-from serieslabeler.labels import label_images
+from serieslabeler.labels import cluster_status, label_images
 from serieslabeler.store import CATALOG, MIGRATIONS, SCHEMA_VERSION, Workspace
 
 UNDO_STORED_EVALUATIONS = (
@@ -81,6 +81,22 @@ def test_clusterings_saved_before_stored_sizes_get_them_on_upgrade(bananas_clust
         assert silhouette is not None
         stored = ws.db.execute("SELECT evaluation FROM clusterings WHERE id=1").fetchone()[0]
         assert json.loads(stored)["silhouette"] == silhouette
+
+
+def test_label_counts_per_cluster_are_counted_on_upgrade(bananas_clustered):
+    with Workspace.open(bananas_clustered) as ws:
+        label_images(ws, [1, 2, 3], "R")
+        label_images(ws, [4, 5], "U")
+        expected = cluster_status(ws, 1)
+    db = sqlite3.connect(bananas_clustered / CATALOG)
+    db.executescript("BEGIN; DROP TABLE cluster_label_counts; DROP INDEX label_events_cluster; PRAGMA user_version=5; COMMIT;")
+    db.close()
+    with Workspace.open(bananas_clustered) as ws:
+        assert sorted(r[0] for r in ws.db.execute("SELECT label FROM cluster_label_counts WHERE n > 0")) != []
+        assert cluster_status(ws, 1) == expected
+        assert sum(s["labeled"] for s in expected) == 5
+        label_images(ws, [6], "U")  # a label after the upgrade moves the counts
+        assert sum(s["labeled"] for s in cluster_status(ws, 1)) == 6
 
 
 def test_opening_a_current_workspace_writes_nothing(tmp_path, bananas):

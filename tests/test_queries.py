@@ -1,8 +1,10 @@
-"""The catalog's read queries (details, cluster status, clusterings, ground truth) give the same
-answers as plain whole-table computations, on a bananas workspace with labels of every kind."""
+"""The catalog's read queries (details, cluster status, clusterings, ground truth, suggestions,
+models, calibrated predictions, pending labels) give the same answers as plain whole-table
+computations, on a bananas workspace with labels of every kind."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -18,14 +20,35 @@ from serieslabeler.clustering import (
     split_cluster,
 )
 from serieslabeler.labels import (
+    add_pseudo_labels,
     cluster_members,
     cluster_status,
+    current_labels,
     label_cluster,
     label_images,
+    pending_labels,
     skip_cluster,
     undo,
 )
-from serieslabeler.models import predict, train_model
+from serieslabeler.loop import (
+    Suggestion,
+    calibrated_proba,
+    confidences_version,
+    load_calibration,
+    model_confidences,
+    suggested_label,
+    unlabeled_confidences,
+    validation_curves,
+)
+from serieslabeler.models import (
+    list_models,
+    load_model_record,
+    load_predictions,
+    predict,
+    train_model,
+    unlabeled_image_ids,
+)
+from serieslabeler.sampling import latest_predicting_model
 from serieslabeler.store import Workspace
 
 
@@ -144,3 +167,61 @@ def test_clustering_evaluation_purity_per_cluster(labeled):
     assert {p.cluster: p.majority for p in evaluation.per_cluster} == expected
     assert evaluation.silhouette is not None and -1 <= evaluation.silhouette <= 1
     assert sorted(p.cluster for p in evaluation.per_cluster) == sorted(np.unique(members["cluster"]).tolist())
+
+
+def decoded_suggestion(workspace, clustering_id: int, cluster: int):
+    """The suggestion from the decoded top-k probabilities (how it was computed before)."""
+    model_id = latest_predicting_model(workspace)
+    predictions = load_predictions(workspace, model_id, cluster_members(workspace, clustering_id, cluster)[0])
+    if not len(predictions.image_ids):
+        return None
+    top = np.argmax(predictions.proba, axis=1)
+    votes = Counter(top.tolist())
+    winner, count = min(votes.items(), key=lambda item: (-item[1], item[0]))
+    return Suggestion(str(predictions.classes[winner]), float(predictions.proba[top == winner, winner].mean()), count / len(top), model_id)
+
+
+@pytest.mark.parametrize("clustering_id", [1, 2])
+def test_suggested_label_matches_the_decoded_probabilities(labeled, clustering_id):
+    clusters = sorted(load_clustering(labeled, clustering_id).sizes())
+    suggestions = [suggested_label(labeled, clustering_id, c) for c in clusters]
+    assert suggestions == [decoded_suggestion(labeled, clustering_id, c) for c in clusters]
+    assert sum(s is not None for s in suggestions) >= 4
+
+
+def test_list_models_summarises_every_record(labeled):
+    train_model(labeled, "head", max_iter=100, seed=1)
+    models = list_models(labeled)
+    assert [m["id"] for m in models] == [2, 1]
+    assert models == [load_model_record(labeled, m["id"]).summary() for m in models]
+    assert models[0]["training_set"] == len(load_model_record(labeled, 2).training_set) > 0
+
+
+def test_calibrated_unlabeled_confidences_match_decoding_the_unlabeled_rows(labeled):
+    model_id = latest_predicting_model(labeled)
+    validation_curves(labeled, model_id)  # stores the calibration
+    assert load_calibration(labeled, model_id) is not None
+    cached = model_confidences(labeled, model_id)
+    version = confidences_version(labeled, model_id)
+    stored = list(labeled.models_dir.glob(f"model-{model_id}-confidences-*.npz"))
+    assert [p.name for p in stored] == [f"model-{model_id}-confidences-{version}.npz"]  # stored with the model
+    again = model_confidences(labeled, model_id)
+    assert np.array_equal(again.image_ids, cached.image_ids) and np.array_equal(again.confidence, cached.confidence)
+    assert again.labels.tolist() == cached.labels.tolist()
+    label_images(labeled, unlabeled_image_ids(labeled)[:3].tolist(), "U")  # the labels change, the cache holds
+    assert confidences_version(labeled, model_id) == version
+    predictions = load_predictions(labeled, model_id, unlabeled_image_ids(labeled))
+    proba = calibrated_proba(labeled, model_id, predictions.proba)
+    expected = (predictions.classes[np.argmax(proba, axis=1)].astype(str), proba.max(axis=1))
+    for labels_, confidence in (unlabeled_confidences(labeled, model_id), unlabeled_confidences(labeled, model_id, cached)):
+        assert labels_.tolist() == expected[0].tolist() and len(labels_) > 100
+        assert np.array_equal(confidence, expected[1])
+
+
+def test_pending_labels_are_the_pending_rows_of_current_labels(labeled):
+    ids = unlabeled_image_ids(labeled)[:6].tolist()
+    add_pseudo_labels(labeled, ids, ["R", "V", "R", "O", "U", "R"], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], model_id=1)
+    everything = current_labels(labeled)
+    expected = everything[everything["status"] == "pending"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(pending_labels(labeled), expected)
+    assert pending_labels(labeled)["image_id"].tolist() == sorted(ids)

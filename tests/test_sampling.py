@@ -37,6 +37,26 @@ def label_directly(ws: Workspace, image_ids, label: str = "R") -> None:
         )
 
 
+def test_pool_matches_the_whole_table_computation(workspace):
+    """The pool's one query gives what a window over every image, filtered in numpy, gave."""
+    labeled = [3, 4, 50, 51]
+    label_directly(workspace, labeled)
+    rows = workspace.db.execute(
+        "SELECT id, subject_id, julianday(taken_at) - MIN(julianday(taken_at)) OVER (PARTITION BY subject_id) FROM images ORDER BY id"
+    ).fetchall()
+    table = np.array([tuple(r) for r in rows], dtype=float)
+    subset = [7, 3, 100, 220, 51]
+    for include_labeled, image_ids in ((False, None), (True, None), (False, subset), (True, subset)):
+        keep = np.ones(len(table), dtype=bool) if include_labeled else ~np.isin(table[:, 0], labeled)
+        if image_ids is not None:
+            keep &= np.isin(table[:, 0], image_ids)
+        pool = sample_pool(workspace, include_labeled, image_ids)
+        assert np.array_equal(pool.ids, table[keep, 0].astype(np.int64))
+        assert np.array_equal(pool.subjects, table[keep, 1].astype(np.int64))
+        assert np.array_equal(pool.days, table[keep, 2]) and pool.days.max() > 10
+    assert len(sample_pool(workspace).ids) == 216
+
+
 def test_subjects_takes_every_day_of_k_subjects(workspace):
     where = image_table(workspace)
     sample = draw_sample(workspace, "subjects", subjects=3, seed=7)

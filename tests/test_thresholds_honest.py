@@ -10,12 +10,15 @@ import pytest
 from conftest import cli
 
 from serieslabeler.clustering import run_clustering
-from serieslabeler.labels import current_labels, interaction_count
+from serieslabeler.labels import current_labels, interaction_count, label_images
 from serieslabeler.loop import (
     answer_audit,
+    audit_answers_version,
+    choose_thresholds,
     draw_audit,
     ground_truth,
     label_with_oracle,
+    last_event_id,
     load_calibration,
     model_oof,
     validation_curves,
@@ -126,7 +129,7 @@ def test_routing_applies_the_stored_calibration(workspace):
 
 def test_audit_answers_become_labels_and_count_as_interactions(workspace):
     label_like_a_user(workspace)
-    routed(workspace)
+    model_id = routed(workspace)
     assert cli("route", "--workspace", workspace.root, "--threshold", "0.0")[0] == 0
     code, data = cli("audit", "--workspace", workspace.root, "draw", "--size", "12", "--seed", "4")
     assert code == 0, data
@@ -138,6 +141,7 @@ def test_audit_answers_become_labels_and_count_as_interactions(workspace):
     right = [i["image_id"] for i in items if truth[i["image_id"]] == i["predicted"]]
     wrong = [i for i in items if truth[i["image_id"]] != i["predicted"]]
     before = interaction_count(workspace)
+    assert audit_answers_version(workspace, model_id) == 0  # drawn, not answered
     if right:
         code, data = cli("audit", "--workspace", workspace.root, "answer", "--images", ",".join(map(str, right)), "--correct")
         assert code == 0, data
@@ -145,6 +149,11 @@ def test_audit_answers_become_labels_and_count_as_interactions(workspace):
         code, data = cli("audit", "--workspace", workspace.root, "answer", "--images", str(item["image_id"]), "--label", truth[item["image_id"]])
         assert code == 0, data
     assert interaction_count(workspace) - before == 12  # one per audited image
+    answered = audit_answers_version(workspace, model_id)
+    assert answered == last_event_id(workspace) > 0
+    unaudited = next(i for i in range(1, 221) if i not in {item["image_id"] for item in items})
+    label_images(workspace, [unaudited], truth[unaudited])
+    assert audit_answers_version(workspace, model_id) == answered  # a label elsewhere leaves the curves' cache key
     labels = current_labels(workspace).set_index("image_id")
     for item in items:
         assert labels.loc[item["image_id"], "status"] == "accepted"
@@ -158,6 +167,12 @@ def test_audit_answers_become_labels_and_count_as_interactions(workspace):
     code, data = cli("thresholds", "--workspace", workspace.root, "--target", "0.5", "--lower-bound")
     assert code == 0 and data["trusted"]["source"] == "audit" and data["audit"]["answered"] == 12
     assert data["lower_bound"] and data["audit_threshold"]["target"] == 0.5
+    curves = validation_curves(workspace, model_id, 0.99)  # the curves do not depend on the target
+    for target, lower_bound in ((0.5, True), (0.9, False), (0.7, True)):
+        direct = validation_curves(workspace, model_id, target, lower_bound=lower_bound)
+        moved = choose_thresholds(workspace, curves, target, lower_bound)
+        assert json.dumps(moved.to_dict(), default=str) == json.dumps(direct.to_dict(), default=str)
+    assert "audit_threshold" in moved.details and "audit_threshold" not in choose_thresholds(workspace, moved, 0.7).details
 
 
 def test_audit_input_errors_name_the_problem(workspace):

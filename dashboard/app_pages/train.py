@@ -9,19 +9,23 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler.embed import DEVICES
-from serieslabeler.labels import accept_pseudo, current_labels, reject_pseudo
+from serieslabeler.labels import accept_pseudo, pending_labels, reject_pseudo
 from serieslabeler.loop import (
     DEFAULT_AUDIT_SIZE,
     TRUTH_SOURCES,
+    Confidences,
     ThresholdTuning,
     answer_audit,
+    audit_answers_version,
     audit_report,
+    choose_thresholds,
+    confidences_version,
     curve_at,
     draw_audit,
     floor_at,
     interval_at,
-    last_event_id,
     load_audit,
+    model_confidences,
     model_for_current_labels,
     review_context,
     route_mask,
@@ -52,13 +56,23 @@ TRUTH_NAMES = {"labels": "your labels", "ground_truth": "the ground truth"}
 
 
 @st.cache_data(show_spinner="Reading the validation set...", max_entries=16)
-def curves(root: str, model_id: int, truth: str, target: float, lower_bound: bool, labels_version: int) -> ThresholdTuning:
+def curves(root: str, model_id: int, truth: str, audit_version: int) -> ThresholdTuning:
     """Precision/coverage curves from the out-of-fold probabilities stored with the model (folds
-    drawn with its seed), weighted to stand for the images still to route (those change with the
-    labels: cached per label log position; the stored probabilities are never recomputed)."""
+    drawn with its seed), weighted to stand for the images it routes (fixed by the model and its
+    predictions); cached until an answer to one of its audits (``audit_version``) changes the
+    audited precision, so a new label elsewhere computes nothing again. The thresholds for the
+    chosen target are picked on each run (``choose_thresholds``), so moving it computes no curve."""
     with Workspace.open(root) as workspace:
         seed = int(load_model_record(workspace, model_id).params.get("seed", 0))
-        return validation_curves(workspace, model_id, target, truth, seed, lower_bound=lower_bound)
+        return validation_curves(workspace, model_id, truth=truth, seed=seed)
+
+
+@st.cache_data(show_spinner="Reading the predictions...", max_entries=4)
+def confidences(root: str, model_id: int, version: str) -> Confidences:
+    """The model's calibrated predictions, decoded once per calibration and prediction run
+    (``version``); each rerun then only reads which images are still unlabeled."""
+    with Workspace.open(root) as workspace:
+        return model_confidences(workspace, model_id)
 
 
 def train_section(workspace) -> None:
@@ -138,7 +152,8 @@ def confidence_histogram(predicted, confidence) -> pd.DataFrame:
 
 
 def threshold_section(workspace, model_id: int) -> None:
-    predicted, confidence = unlabeled_confidences(workspace, model_id)
+    calibrated = confidences(str(workspace.root), model_id, confidences_version(workspace, model_id))
+    predicted, confidence = unlabeled_confidences(workspace, model_id, calibrated)
     if not len(predicted):
         st.info(f"Model {model_id} has no predictions for the unlabeled images yet: press **Predict** above.")
         return
@@ -150,7 +165,7 @@ def threshold_section(workspace, model_id: int) -> None:
     )
     target = row[1].slider("Target precision", 0.5, 1.0, 0.95, 0.01, help="The suggested threshold is the lowest one reaching it.")
     lower_bound = row[2].toggle("Target the lower bound", help="Suggest the lowest threshold whose 95% interval (the audit's, when one has answers) lies above the target, not just its estimate.")
-    tuning = curves(str(workspace.root), model_id, truth, target, lower_bound, last_event_id(workspace))
+    tuning = choose_thresholds(workspace, curves(str(workspace.root), model_id, truth, audit_answers_version(workspace, model_id)), target, lower_bound)
     suggested = tuning.details.get("suggested", {}).get("threshold")
     threshold = row[3].slider("Confidence threshold", 0.0, 1.0, float(round(suggested, 2)) if suggested is not None else 0.9, 0.01, help="Predictions whose calibrated confidence is at or above it become pseudo-labels; the rest go to clustering.")
     measured_on(tuning)
@@ -291,8 +306,7 @@ def save_audit_answers(workspace, answers: dict[int, str]) -> None:
 
 
 def review_section(workspace, model_id: int | None) -> None:
-    labels = current_labels(workspace)
-    pending = labels[labels["status"] == "pending"]
+    pending = pending_labels(workspace)
     if pending.empty:
         st.caption("No pseudo-labels waiting for review.")
         return

@@ -159,7 +159,20 @@ def save_clustering(workspace: Workspace, clustering: Clustering, X: np.ndarray 
                 for i, c, d in zip(clustering.image_ids, clustering.clusters, clustering.distances)
             ],
         )
+        _count_member_labels(db, clustering_id)
     return load_clustering(workspace, clustering_id)
+
+
+def _count_member_labels(db, clustering_id: int) -> None:
+    """Store how many members of each cluster carry each accepted label (``cluster_label_counts``;
+    from then on every label change moves them, see ``labels.log._move_cluster_counts``)."""
+    db.execute(
+        "INSERT INTO cluster_label_counts(clustering_id, cluster, label, n) "
+        "SELECT m.clustering_id, m.cluster, c.label, COUNT(*) FROM cluster_members m "
+        "JOIN current_labels c ON c.image_id = m.image_id AND c.status = 'accepted' "
+        "WHERE m.clustering_id = ? GROUP BY m.cluster, c.label",
+        (clustering_id,),
+    )
 
 
 def load_clustering(workspace: Workspace, clustering_id: int) -> Clustering:

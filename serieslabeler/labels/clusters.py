@@ -1,6 +1,7 @@
 """labels.clusters"""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -20,10 +21,10 @@ def cluster_members(workspace: Workspace, clustering_id: int, cluster: int) -> t
     if db.execute("SELECT 1 FROM clusterings WHERE id=?", (clustering_id,)).fetchone() is None:
         known = ", ".join(str(r[0]) for r in db.execute("SELECT id FROM clusterings ORDER BY id")) or "none yet"
         raise PipelineError(f"no clustering {clustering_id} in {workspace.root} (known: {known})")
-    rows = db.execute(
+    rows = workspace.plain_rows(
         "SELECT image_id, distance FROM cluster_members WHERE clustering_id=? AND cluster=? ORDER BY image_id",
         (clustering_id, cluster),
-    ).fetchall()
+    )
     if not rows:
         clusters = [r[0] for r in db.execute("SELECT DISTINCT cluster FROM cluster_members WHERE clustering_id=? ORDER BY cluster", (clustering_id,))]
         raise PipelineError(f"clustering {clustering_id} has no cluster {cluster} (clusters: {_ranges(clusters)})")
@@ -122,14 +123,17 @@ def cluster_status(workspace: Workspace, clustering_id: int) -> list[dict]:
     """Per cluster of a clustering: size, members labeled (accepted), the most common label and
     its count, and the state the live events left it in (``labeled``, ``skipped`` or ``open``).
 
-    The counts come from one pass over the clustering's members (counts per cluster and label)."""
+    Reads what is stored, one row per cluster and label: the sizes saved with the clustering and
+    the label counts every label change moves (``cluster_label_counts``, see the migration),
+    so the cost follows the number of clusters, not of members."""
     db = workspace.db
-    counts: dict[int, list[tuple[str | None, int]]] = {}
+    row = db.execute("SELECT sizes FROM clusterings WHERE id=?", (clustering_id,)).fetchone()
+    if row is None:
+        return []
+    sizes = {int(cluster): int(n) for cluster, n in json.loads(row["sizes"]).items()}
+    counts: dict[int, list[tuple[str, int]]] = {}
     for cluster, label, n in db.execute(
-        "SELECT m.cluster, c.label, COUNT(*) FROM cluster_members m "
-        "LEFT JOIN current_labels c ON c.image_id = m.image_id AND c.status='accepted' "
-        "WHERE m.clustering_id=? GROUP BY m.cluster, c.label",
-        (clustering_id,),
+        "SELECT cluster, label, n FROM cluster_label_counts WHERE clustering_id=? AND n > 0", (clustering_id,)
     ):
         counts.setdefault(cluster, []).append((label, n))
     states = {}
@@ -140,11 +144,11 @@ def cluster_status(workspace: Workspace, clustering_id: int) -> list[dict]:
     ):
         states[row[0]] = "labeled" if row[1] == "label_cluster" else "skipped"
     out = []
-    for cluster in sorted(counts):
-        labeled = sorted(((label, n) for label, n in counts[cluster] if label is not None), key=lambda ln: (-ln[1], ln[0]))
+    for cluster in sorted(sizes):
+        labeled = sorted(counts.get(cluster, []), key=lambda ln: (-ln[1], ln[0]))
         top_label, top_count = labeled[0] if labeled else (None, 0)
         out.append({
-            "cluster": cluster, "size": sum(n for _, n in counts[cluster]), "labeled": sum(n for _, n in labeled),
+            "cluster": cluster, "size": sizes[cluster], "labeled": sum(n for _, n in labeled),
             "top_label": top_label, "top_count": top_count, "state": states.get(cluster, "open"),
         })
     return out

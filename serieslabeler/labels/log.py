@@ -107,8 +107,27 @@ def _record(
         "confidence=excluded.confidence, status=excluded.status, event_id=excluded.event_id",
         upserts,
     )
+    _move_cluster_counts(workspace, event_id)
     _apply_vocabulary(workspace, vocabulary)
     return _event(db.execute("SELECT * FROM label_events WHERE id=?", (event_id,)).fetchone(), len(changes))
+
+
+def _move_cluster_counts(workspace: Workspace, event_id: int) -> None:
+    """Bring ``cluster_label_counts`` (accepted labels per cluster and label, see the migration)
+    along with an event: from its per-image rows just written (new and previous state), each
+    accepted label it took away counts -1 and each it gave +1, in every cluster holding the image;
+    one grouped upsert in SQL."""
+    workspace.db.execute(
+        "INSERT INTO cluster_label_counts(clustering_id, cluster, label, n) "
+        "SELECT m.clustering_id, m.cluster, d.label, SUM(d.n) FROM ("
+        "  SELECT image_id, label, 1 AS n FROM label_event_images WHERE event_id = ?1 AND status = 'accepted' "
+        "    AND (prev_status IS NOT 'accepted' OR prev_label IS NOT label) "
+        "  UNION ALL SELECT image_id, prev_label, -1 FROM label_event_images WHERE event_id = ?1 AND prev_status = 'accepted' "
+        "    AND (status IS NOT 'accepted' OR label IS NOT prev_label)"
+        ") d JOIN cluster_members m ON m.image_id = d.image_id WHERE true GROUP BY m.clustering_id, m.cluster, d.label "
+        "ON CONFLICT(clustering_id, cluster, label) DO UPDATE SET n = n + excluded.n",
+        (event_id,),
+    )
 
 
 def _origin(action: str, event_id: int, prev_origin: int | None, restored: int | None) -> int | None:
@@ -343,8 +362,16 @@ def _frame(rows, columns: list[str]):
 
 def current_labels(workspace: Workspace, include_pending: bool = True):
     """DataFrame of the current labels (image_id, label, source, confidence, status, event_id)."""
-    where = "" if include_pending else " WHERE status='accepted'"
-    rows = workspace.db.execute(f"SELECT {', '.join(LABEL_COLUMNS)} FROM current_labels{where} ORDER BY image_id")
+    return _labels_frame(workspace, "" if include_pending else " WHERE status='accepted'")
+
+
+def pending_labels(workspace: Workspace):
+    """:func:`current_labels` of the pending pseudo-labels only (read through their own index)."""
+    return _labels_frame(workspace, " WHERE status='pending'")
+
+
+def _labels_frame(workspace: Workspace, where: str):
+    rows = workspace.plain_rows(f"SELECT {', '.join(LABEL_COLUMNS)} FROM current_labels{where} ORDER BY image_id")
     return _frame(rows, LABEL_COLUMNS)
 
 

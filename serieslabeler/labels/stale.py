@@ -8,12 +8,17 @@ nobody overwrites a label they never saw.
 from __future__ import annotations
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.store.queries import id_array
 from serieslabeler.store.workspace import Workspace
 
 
 def latest_event_touching(workspace: Workspace, image_ids, clustering_id: int | None = None, cluster: int | None = None) -> int:
     """The newest event that changed one of ``image_ids`` or acted on the cluster (0: none)."""
-    newest = max((row[0] or 0 for row in workspace.query_in("SELECT MAX(event_id) FROM label_event_images WHERE image_id IN ({})", image_ids)), default=0)
+    row = workspace.db.execute(
+        "SELECT MAX(i.event_id) FROM json_each(?) j CROSS JOIN label_event_images i ON i.image_id = j.value",
+        (id_array(image_ids),),
+    ).fetchone()
+    newest = row[0] or 0
     if clustering_id is not None and cluster is not None:
         row = workspace.db.execute("SELECT MAX(id) FROM label_events WHERE clustering_id=? AND cluster=?", (clustering_id, cluster)).fetchone()
         newest = max(newest, row[0] or 0)

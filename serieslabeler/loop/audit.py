@@ -179,6 +179,17 @@ def _latest_for_model(workspace: Workspace, model_id: int) -> Audit | None:
     return None if row is None else load_audit(workspace, row[0])
 
 
+def audit_answers_version(workspace: Workspace, model_id: int) -> int:
+    """The latest label event that answered an audit of ``model_id`` (0: none): all that a model's
+    threshold curves read from the label log (its out-of-fold predictions and routed pool are
+    fixed when it is trained and predicts), so a page caches them on this, not on every label."""
+    row = workspace.db.execute(
+        "SELECT COALESCE(MAX(i.event_id), 0) FROM audits a JOIN audit_items i ON i.audit_id = a.id WHERE a.model_id = ?",
+        (int(model_id),),
+    ).fetchone()
+    return int(row[0])
+
+
 def audited_precision(workspace: Workspace, model_id: int) -> dict | None:
     """The report of the latest answered audit of ``model_id``'s routed labels (None: none)."""
     audit = _latest_for_model(workspace, model_id)

@@ -11,7 +11,7 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.clusters import cluster_members, cluster_status
-from serieslabeler.models.predictions import load_predictions
+from serieslabeler.models.files import model_classes
 from serieslabeler.sampling import latest_predicting_model
 from serieslabeler.store.workspace import Workspace
 
@@ -33,20 +33,28 @@ class Suggestion:
 
 
 def suggested_label(workspace: Workspace, clustering_id: int, cluster: int) -> Suggestion | None:
-    """The label the latest model suggests for a cluster, or None without predictions for it."""
+    """The label the latest model suggests for a cluster, or None without predictions for it.
+
+    Reads each member's stored top label and its probability (the top-1 of its stored top-k, so
+    no probabilities are decoded); ties go to the class that comes first in the model's classes."""
     try:
         model_id = latest_predicting_model(workspace)
     except PipelineError:
         return None
-    members, _ = cluster_members(workspace, clustering_id, cluster)
-    predictions = load_predictions(workspace, model_id, members)
-    if len(predictions.image_ids) == 0:
+    rows = workspace.plain_rows(
+        "SELECT p.label, p.confidence FROM cluster_members m JOIN predictions p ON p.model_id = ? AND p.image_id = m.image_id "
+        "WHERE m.clustering_id = ? AND m.cluster = ? ORDER BY m.image_id",
+        (model_id, clustering_id, cluster),
+    )
+    if not rows:
+        cluster_members(workspace, clustering_id, cluster)  # an unknown clustering or cluster is an error
         return None
-    top = np.argmax(predictions.proba, axis=1)
-    votes = Counter(top.tolist())
-    winner, count = min(votes.items(), key=lambda item: (-item[1], item[0]))
-    chosen = top == winner
-    return Suggestion(str(predictions.classes[winner]), float(predictions.proba[chosen, winner].mean()), count / len(top), model_id)
+    labels = np.array([r[0] for r in rows], dtype=object)
+    confidence = np.array([r[1] for r in rows], dtype=np.float64)
+    order = {label: j for j, label in enumerate(model_classes(workspace, model_id))}
+    votes = Counter(labels.tolist())
+    winner, count = min(votes.items(), key=lambda item: (-item[1], order[item[0]]))
+    return Suggestion(str(winner), float(confidence[labels == winner].mean()), count / len(rows), model_id)
 
 
 @dataclass(frozen=True)

@@ -357,7 +357,7 @@ def routed_pool(workspace: Workspace, model_id: int, seed: int = 0, limit: int =
     of them): what routing acts on. Fixed by the model and its predictions, so a new label
     elsewhere changes neither the pool nor the curves weighted to it."""
     trained_on = np.asarray(load_model_record(workspace, model_id).training_set, dtype=np.int64)
-    predicted = np.array([r[0] for r in workspace.db.execute(
+    predicted = np.array([r[0] for r in workspace.plain_rows(
         "SELECT image_id FROM predictions WHERE model_id=? ORDER BY image_id", (int(model_id),))], dtype=np.int64)
     ids = np.setdiff1d(predicted, trained_on)
     if len(ids) > limit:
@@ -430,16 +430,31 @@ def validation_curves(
         in_labeled = np.isin(image_subjects(workspace, pool.image_ids), oof.subjects)
         floor = precision_floor(tuning.overall.thresholds, tuning.overall.precision, confidence, pool_confidence, in_labeled)
         tuning.overall = replace(tuning.overall, floor=floor)
-        tuning.choice = threshold_for_precision(tuning.overall, target, lower_bound)
-    tuning.details["audit"] = audited_precision(workspace, record.id)
-    tuning.details["trusted"] = _trusted_estimate(tuning)
-    tuning.details["suggested"] = {"threshold": tuning.choice.threshold, "source": "curve"}
-    if lower_bound and tuning.details["audit"] is not None:
-        audit = audited_threshold(workspace, record.id, target)
-        tuning.details["audit_threshold"] = audit
+    return choose_thresholds(workspace, tuning, target, lower_bound)
+
+
+def choose_thresholds(workspace: Workspace, tuning: ThresholdTuning, target: float, lower_bound: bool = False) -> ThresholdTuning:
+    """The thresholds a model's curves (:func:`validation_curves`) give for ``target`` (the
+    curves do not depend on it): overall, per class, the audit's when it has answers, and the
+    suggested one. A page computes the curves once and moves the target at no cost."""
+    model_id = tuning.details["model_id"]
+    details = {key: value for key, value in tuning.details.items() if key != "audit_threshold"}
+    details["lower_bound"] = lower_bound
+    chosen = replace(
+        tuning,
+        choice=threshold_for_precision(tuning.overall, target, lower_bound),
+        per_class_choice={label: threshold_for_precision(curve, target, lower_bound) for label, curve in tuning.per_class.items()},
+        details=details,
+    )
+    details["audit"] = audited_precision(workspace, model_id)
+    details["trusted"] = _trusted_estimate(chosen)
+    details["suggested"] = {"threshold": chosen.choice.threshold, "source": "curve"}
+    if lower_bound and details["audit"] is not None:
+        audit = audited_threshold(workspace, model_id, target)
+        details["audit_threshold"] = audit
         if audit["threshold"] is not None:
-            tuning.details["suggested"] = {"threshold": audit["threshold"], "source": "audit"}
-    return tuning
+            details["suggested"] = {"threshold": audit["threshold"], "source": "audit"}
+    return chosen
 
 
 def _calibrate(workspace: Workspace, record: ModelRecord, oof: OutOfFold, store: bool, seed: int):

@@ -41,9 +41,10 @@ from serieslabeler.models.files import (
 from serieslabeler.models.head import HeadClassifier, align_proba, grouped_oof_proba
 from serieslabeler.models.monotone import decode_series
 from serieslabeler.models.splits import grouped_split
+from serieslabeler.store.arrays import load_record_arrays, save_record_arrays
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.queries import has_ground_truth, image_times
-from serieslabeler.store.workspace import Workspace, atomic_path
+from serieslabeler.store.workspace import Workspace
 
 EVALUATION_TEST_SIZE = 0.3
 OOF_TRUTHS = ("labels", "ground_truth")
@@ -120,14 +121,11 @@ def compute_oof(workspace: Workspace, record: ModelRecord, truth: str, seed: int
 
 
 def save_oof(workspace: Workspace, model_id: int, truth: str, seed: int, oof: OutOfFold) -> None:
-    with atomic_path(oof_path(workspace, model_id, truth, seed)) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **{k: np.asarray(v) for k, v in asdict(oof).items()})
+    save_record_arrays(oof_path(workspace, model_id, truth, seed), oof)
 
 
 def load_oof(path: Path) -> OutOfFold:
-    with np.load(path, allow_pickle=False) as arrays:
-        return OutOfFold(**{name: arrays[name] for name in OutOfFold.__dataclass_fields__})
+    return load_record_arrays(path, OutOfFold)
 
 
 def out_of_fold(workspace: Workspace, model_id: int, truth: str = "labels", seed: int = 0) -> OutOfFold:

@@ -47,10 +47,15 @@ def save_model(workspace: Workspace, mode: str, trained: Trained, data: Training
     return load_model_record(workspace, model_id)
 
 
-def load_model_record(workspace: Workspace, model_id: int) -> ModelRecord:
-    row = workspace.db.execute("SELECT * FROM models WHERE id=?", (int(model_id),)).fetchone()
+def _model_row(workspace: Workspace, model_id: int, columns: str = "*"):
+    row = workspace.db.execute(f"SELECT {columns} FROM models WHERE id=?", (int(model_id),)).fetchone()
     if row is None:
         raise PipelineError(f"no model {model_id} in {workspace.root}; list them with 'serieslabeler models --workspace ...'")
+    return row
+
+
+def load_model_record(workspace: Workspace, model_id: int) -> ModelRecord:
+    row = _model_row(workspace, model_id)
     return ModelRecord(
         row["id"], row["mode"], row["feature_set"], row["path"], json.loads(row["classes"]), json.loads(row["params"]),
         json.loads(row["metrics"]), json.loads(row["training_set"]), row["created_at"],
@@ -64,8 +69,20 @@ def latest_model_id(workspace: Workspace) -> int:
     return int(row[0])
 
 
+def model_classes(workspace: Workspace, model_id: int) -> list[str]:
+    """A model's classes, in the order of its probability columns (its training set is not read)."""
+    return json.loads(_model_row(workspace, model_id, "classes")["classes"])
+
+
 def list_models(workspace: Workspace) -> list[dict]:
-    return [load_model_record(workspace, r[0]).summary() for r in workspace.db.execute("SELECT id FROM models ORDER BY id DESC")]
+    """Every model's :meth:`ModelRecord.summary`, newest first; the training sets are counted in
+    SQL, not decoded (each holds an id per labeled image)."""
+    rows = workspace.db.execute(
+        "SELECT id, mode, feature_set, path, classes, params, metrics, json_array_length(training_set) AS training_set, created_at "
+        "FROM models ORDER BY id DESC"
+    )
+    decoded = ("classes", "params", "metrics")
+    return [{key: json.loads(row[key]) if key in decoded else row[key] for key in row.keys()} for row in rows]
 
 
 def load_classifier(workspace: Workspace, record: ModelRecord, device: str = "auto"):

@@ -27,7 +27,7 @@ import numpy as np
 
 from serieslabeler.models.base import DEFAULT_TOP_K, PREDICT_CHUNK, Predictions
 from serieslabeler.models.features import ensure_features
-from serieslabeler.models.files import load_classifier, load_model_record
+from serieslabeler.models.files import load_classifier, load_model_record, model_classes
 from serieslabeler.models.head import align_proba
 from serieslabeler.progress import Progress
 from serieslabeler.store.features import FeatureStore
@@ -37,9 +37,7 @@ from serieslabeler.store.workspace import Workspace
 
 def unlabeled_image_ids(workspace: Workspace) -> np.ndarray:
     """Images without any label (no row in ``current_labels``, not even a pending pseudo-label)."""
-    rows = workspace.db.execute(
-        "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM current_labels) ORDER BY id"
-    ).fetchall()
+    rows = workspace.plain_rows("SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM current_labels) ORDER BY id")
     return np.array([r[0] for r in rows], dtype=np.int64)
 
 
@@ -79,11 +77,11 @@ def predict(
 def unlabeled_predictions(workspace: Workspace, model_id: int) -> tuple[np.ndarray, np.ndarray]:
     """``(labels, confidence)`` of a model's stored predictions for the images still without a
     label, by image id: one keyed query, no probabilities decoded (what the Train page charts)."""
-    rows = workspace.db.execute(
+    rows = workspace.plain_rows(
         "SELECT p.label, p.confidence FROM predictions p WHERE p.model_id=? "
         "AND NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.image_id = p.image_id) ORDER BY p.image_id",
         (int(model_id),),
-    ).fetchall()
+    )
     return np.array([r[0] for r in rows], dtype=str), np.array([r[1] for r in rows], dtype=np.float64)
 
 
@@ -103,19 +101,32 @@ def store_predictions(workspace: Workspace, predictions: Predictions, top_k: int
 def load_predictions(workspace: Workspace, model_id: int, image_ids=None) -> Predictions:
     """Stored predictions of a model (all, or for ``image_ids``); ``proba`` holds the stored top-k
     probabilities (0 for the classes beyond them)."""
-    record = load_model_record(workspace, model_id)
-    classes = np.asarray(record.classes)
     if image_ids is None:
-        rows = workspace.db.execute("SELECT image_id, topk FROM predictions WHERE model_id=? ORDER BY image_id", (record.id,)).fetchall()
-    else:
-        rows = workspace.db.execute(
-            "SELECT DISTINCT p.image_id, p.topk FROM json_each(?) j CROSS JOIN predictions p ON p.model_id = ? AND p.image_id = j.value "
-            "ORDER BY p.image_id",
-            (id_array(image_ids), record.id),
-        ).fetchall()
+        return _stored_predictions(workspace, model_id, "SELECT image_id, topk FROM predictions WHERE model_id=? ORDER BY image_id")
+    return _stored_predictions(
+        workspace, model_id,
+        "SELECT DISTINCT p.image_id, p.topk FROM json_each(?) j CROSS JOIN predictions p ON p.model_id = ? AND p.image_id = j.value "
+        "ORDER BY p.image_id",
+        id_array(image_ids),
+    )
+
+
+def _stored_predictions(workspace: Workspace, model_id: int, sql: str, *before_model) -> Predictions:
+    """The rows ``(image_id, topk)`` of ``sql`` (parameters: ``before_model``, then the model id) as predictions."""
+    model_id = int(model_id)
+    classes = np.asarray(model_classes(workspace, model_id))
+    rows = workspace.plain_rows(sql, (*before_model, model_id))
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    return Predictions(model_id, ids, classes, topk_matrix([r[1] for r in rows], classes))
+
+
+def topk_matrix(texts: list[str], classes) -> np.ndarray:
+    """Stored top-k lists (JSON ``[[label, p], ...]``, one per row) as a rows x classes matrix, 0
+    beyond the top k; the rows are parsed as one JSON document and placed in one assignment."""
     column = {c: j for j, c in enumerate(classes)}
-    proba = np.zeros((len(rows), len(classes)))
-    for i, row in enumerate(rows):
-        for label, p in json.loads(row["topk"]):
-            proba[i, column[label]] = p
-    return Predictions(record.id, np.array([r["image_id"] for r in rows], dtype=np.int64), classes, proba)
+    parsed = json.loads("[" + ",".join(texts) + "]")
+    pairs = [pair for row in parsed for pair in row]
+    proba = np.zeros((len(texts), len(classes)))
+    rows = np.repeat(np.arange(len(texts)), [len(row) for row in parsed])
+    proba[rows, [column[label] for label, _ in pairs]] = [p for _, p in pairs]
+    return proba

@@ -29,6 +29,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import LabelBinarizer, StandardScaler
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.store.workspace import atomic_path
 
 FORMAT = "serieslabeler.arrays/1"
 META_KEY = "__meta__"
@@ -51,6 +52,18 @@ class VersionMismatch(PipelineError, ValueError):
 
 
 # --- the file format ---------------------------------------------------------------------------
+def save_record_arrays(path: Path, record) -> None:
+    """A dataclass whose fields are arrays, written atomically as an .npz (one entry per field)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **{name: np.asarray(getattr(record, name)) for name in record.__dataclass_fields__})
+
+
+def load_record_arrays(path: Path, cls):
+    """The ``cls`` dataclass :func:`save_record_arrays` wrote (read without pickle)."""
+    with np.load(path, allow_pickle=False) as arrays:
+        return cls(**{name: arrays[name] for name in cls.__dataclass_fields__})
+
+
 def installed_versions() -> dict[str, str]:
     """Versions of numpy, Python and of each checked library that can be imported."""
     versions = {"numpy": np.__version__, "python": platform.python_version()}

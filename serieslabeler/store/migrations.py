@@ -285,12 +285,40 @@ CREATE TABLE IF NOT EXISTS audit_items (
 ) WITHOUT ROWID;
 """
 
+# Cluster status at any size: per cluster of a clustering and label, how many members carry that
+# accepted label. The one writer of current_labels (labels.log._record) moves these counts in the
+# same transaction as every label change (from the event's per-image rows); a new clustering's
+# counts are written when it is saved (clustering.runs.save_clustering). Rows whose count fell to
+# 0 stay (readers skip them). Indexes: label events by cluster (a cluster's state, the latest
+# event on it) and by session (its counters), the pending pseudo-labels (the Train page's
+# review), the ground truth by label (the stages a sample covers, against the collection's).
+# Run again (a catalog set back to an older version), it counts everything afresh.
+CLUSTER_LABEL_COUNTS = """
+DROP TABLE IF EXISTS cluster_label_counts;
+CREATE TABLE cluster_label_counts (
+    clustering_id INTEGER NOT NULL REFERENCES clusterings(id) ON DELETE CASCADE,
+    cluster INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (clustering_id, cluster, label)
+) WITHOUT ROWID;
+INSERT INTO cluster_label_counts(clustering_id, cluster, label, n)
+    SELECT m.clustering_id, m.cluster, c.label, COUNT(*) FROM cluster_members m
+    JOIN current_labels c ON c.image_id = m.image_id AND c.status = 'accepted'
+    GROUP BY m.clustering_id, m.cluster, c.label;
+CREATE INDEX IF NOT EXISTS label_events_cluster ON label_events(clustering_id, cluster, id);
+CREATE INDEX IF NOT EXISTS current_labels_pending ON current_labels(image_id) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS label_events_session ON label_events(session_id);
+CREATE INDEX IF NOT EXISTS ground_truth_label ON ground_truth(label);
+"""
+
 MIGRATIONS = (
     Migration(1, "initial catalog", INITIAL_SCHEMA),
     Migration(2, "per-image lookups, undo by author, series labels", PER_IMAGE_LOOKUPS),
     Migration(3, "daily weather for accumulated degree-days", WEATHER_TABLE),
     Migration(4, "stored clustering sizes and evaluations, model evaluations", STORED_EVALUATIONS),
     Migration(5, "audits of routed pseudo-labels", AUDITS),
+    Migration(6, "label counts per cluster; lookups of label events by cluster and session, pending labels, ground truth by label", CLUSTER_LABEL_COUNTS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -229,6 +229,13 @@ class Workspace:
             rows += self.db.execute(sql.format(",".join("?" * len(part))), part).fetchall()
         return rows
 
+    def plain_rows(self, sql: str, params=()) -> list[tuple]:
+        """All rows of a query as plain tuples: for bulk reads (a row per image of the
+        collection), where building a ``sqlite3.Row`` per row would cost more than the query."""
+        cursor = self.db.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params).fetchall()
+
     # --- small key/value settings ---------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
