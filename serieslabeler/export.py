@@ -73,16 +73,45 @@ ITERATION_SQL = (
 )
 
 
-def export_rows(workspace: Workspace, include_pending: bool = False) -> list[dict]:
-    """One dict per labeled image (columns :data:`EXPORT_COLUMNS`), by image id."""
-    where = "" if include_pending else "WHERE c.status = 'accepted'"
+def _exported(include_pending: bool) -> str:
+    return "" if include_pending else "WHERE c.status = 'accepted'"
+
+
+def export_rows(workspace: Workspace, include_pending: bool = False, limit: int | None = None) -> list[dict]:
+    """One dict per labeled image (columns :data:`EXPORT_COLUMNS`), by image id (the first
+    ``limit`` only, for a preview)."""
     rows = workspace.db.execute(
         "SELECT c.image_id, i.file_name, s.name AS subject, i.taken_at AS date, c.label, c.source, c.confidence, "
         f"c.status, {ITERATION_SQL} AS iteration FROM current_labels c JOIN images i ON i.id = c.image_id "
         "JOIN subjects s ON s.id = i.subject_id LEFT JOIN label_events e ON e.id = c.event_id "
-        f"{where} ORDER BY c.image_id"
+        f"{_exported(include_pending)} ORDER BY c.image_id LIMIT ?",
+        (-1 if limit is None else int(limit),),
     )
     return [dict(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What an export would hold, counted in SQLite (a page shows it without reading every row)."""
+
+    images: int
+    subjects: int
+    by_label_source: list[tuple[str, str, int]]
+
+    @property
+    def labels(self) -> int:
+        return len({label for label, _, _ in self.by_label_source})
+
+
+def export_summary(workspace: Workspace, include_pending: bool = False) -> ExportSummary:
+    where = _exported(include_pending)
+    counts = workspace.db.execute(
+        f"SELECT c.label, c.source, COUNT(*) FROM current_labels c {where} GROUP BY c.label, c.source ORDER BY c.label, c.source"
+    ).fetchall()
+    subjects = workspace.db.execute(
+        f"SELECT COUNT(DISTINCT i.subject_id) FROM current_labels c JOIN images i ON i.id = c.image_id {where}"
+    ).fetchone()[0]
+    return ExportSummary(sum(r[2] for r in counts), int(subjects), [(r[0], r[1], int(r[2])) for r in counts])
 
 
 def export_labels(

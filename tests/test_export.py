@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+from collections import Counter
 
 import pytest
 from conftest import cli
@@ -15,6 +16,8 @@ from serieslabeler.errors import PipelineError
 from serieslabeler.export import (
     EXPORT_COLUMNS,
     export_labels,
+    export_rows,
+    export_summary,
     folder_names,
     neutralise_formula,
     safe_row,
@@ -60,6 +63,17 @@ def read_csv(path) -> list[dict]:
         {**r, "image_id": int(r["image_id"]), "confidence": float(r["confidence"]), "iteration": int(r["iteration"]) if r["iteration"] else None}
         for r in rows
     ]
+
+
+@pytest.mark.parametrize("include_pending", [False, True])
+def test_the_summary_and_preview_count_what_the_export_holds(labeled, include_pending):
+    expected = expected_rows(labeled, include_pending)
+    summary = export_summary(labeled, include_pending)
+    counts = Counter((r["label"], r["source"]) for r in expected)
+    assert summary.by_label_source == [(label, source, n) for (label, source), n in sorted(counts.items())]
+    assert summary.images == len(expected) and summary.labels == len({r["label"] for r in expected})
+    assert summary.subjects == len({r["subject"] for r in expected})
+    assert export_rows(labeled, include_pending, limit=3) == expected[:3]
 
 
 @pytest.mark.parametrize("include_pending", [False, True])

@@ -11,15 +11,18 @@ from conftest import cli
 
 from serieslabeler.clustering import run_clustering
 from serieslabeler.labels import current_labels, interaction_count, label_images
+from serieslabeler.loop import threshold
 from serieslabeler.loop import (
     answer_audit,
     audit_answers_version,
     choose_thresholds,
+    curve_sample,
     draw_audit,
     ground_truth,
     label_with_oracle,
     last_event_id,
     load_calibration,
+    measured_images,
     model_oof,
     validation_curves,
 )
@@ -109,6 +112,25 @@ def test_thresholds_json_says_what_it_measures_and_calibrates(workspace):
     assert len(curve["low"]) == len(curve["thresholds"]) and all(lo <= p + 1e-9 for lo, p in zip(curve["low"], curve["precision"]))
     stored = json.loads((workspace.models_dir / f"model-{data['model_id']}.calibration.json").read_text())
     assert stored["calibrator"]["method_"] == calibration["method"]
+
+
+def test_curves_of_many_labels_are_measured_on_a_seeded_sample_and_say_so(workspace, monkeypatch):
+    label_like_a_user(workspace)
+    model_id = routed(workspace)
+    full = validation_curves(workspace, model_id, target=0.8)
+    assert full.details["measured_on"]["sampled_from"] == full.details["measured_on"]["images"] == full.details["images"]
+    monkeypatch.setattr(threshold, "CURVE_SAMPLE", 40)
+    sampled = validation_curves(workspace, model_id, target=0.8, seed=1)
+    measured = sampled.details["measured_on"]
+    assert measured["images"] == 40 and measured["sampled_from"] == sampled.details["images"] == full.details["images"] > 40
+    assert measured_images(measured) == f"a random 40 of {full.details['images']} images"
+    oof = model_oof(workspace, load_model_record(workspace, model_id))
+    again = curve_sample(oof, seed=1, limit=40)
+    assert np.array_equal(again.image_ids, curve_sample(oof, seed=1, limit=40).image_ids)
+    position = {image: row for row, image in enumerate(oof.image_ids)}
+    rows = [position[i] for i in again.image_ids]
+    assert np.array_equal(again.proba, oof.proba[rows]) and np.array_equal(again.labels, oof.labels[rows])
+    assert curve_sample(oof, limit=len(oof)) is oof
 
 
 def test_routing_applies_the_stored_calibration(workspace):

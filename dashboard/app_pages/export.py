@@ -10,13 +10,13 @@ import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
 
-from serieslabeler.export import EXPORT_COLUMNS, LINK_MODES, export_labels, export_rows
+from serieslabeler.export import EXPORT_COLUMNS, LINK_MODES, export_labels, export_rows, export_summary
 from serieslabeler.loop import last_event_id
-from serieslabeler.progress import human_size
 from serieslabeler.store import Workspace
 
 FORMATS = {"csv": "CSV table", "json": "JSON", "imagefolder": "ImageFolder (one folder per label)"}
 MIME = {"csv": "text/csv", "json": "application/json", "imagefolder": "application/zip"}
+PREVIEW_ROWS = 200
 
 
 @st.cache_data(max_entries=8, show_spinner="Exporting...")
@@ -34,26 +34,22 @@ def exported_bytes(root: str, format: str, include_pending: bool, labels_version
 def render(workspace) -> None:
     ui.page_header("Export", "Take the labels out: a table for analysis, or an ImageFolder tree for training other models.")
     include_pending = st.toggle("Include pending pseudo-labels", help="Off: only accepted labels (made by you, or pseudo-labels you accepted).")
-    rows = pd.DataFrame(export_rows(workspace, include_pending), columns=EXPORT_COLUMNS)
-    if rows.empty:
+    summary = export_summary(workspace, include_pending)
+    if not summary.images:
         st.info("No labels to export yet.")
         return
     row = st.columns(3)
-    row[0].metric("Labeled images", len(rows))
-    row[1].metric("Labels", rows["label"].nunique())
-    row[2].metric("Subjects", rows["subject"].nunique())
-    st.dataframe(rows.groupby(["label", "source"]).size().rename("images").reset_index(), hide_index=True)
+    row[0].metric("Labeled images", summary.images)
+    row[1].metric("Labels", summary.labels)
+    row[2].metric("Subjects", summary.subjects)
+    st.dataframe(pd.DataFrame(summary.by_label_source, columns=["label", "source", "images"]), hide_index=True)
     st.subheader("Download")
     format = st.radio("Format", list(FORMATS), format_func=FORMATS.get, horizontal=True)
     if format == "imagefolder":
         st.caption("The images are copied into a zip: fine for thousands; for more, write to a folder on this server below.")
     suffix = "zip" if format == "imagefolder" else format
-    if format == "imagefolder":
-        size = "about " + human_size(sum(path.stat().st_size for path in workspace.image_paths(rows["image_id"].tolist())))
-        data = partial(exported_bytes, str(workspace.root), format, include_pending, last_event_id(workspace))  # made on click
-    else:
-        data = exported_bytes(str(workspace.root), format, include_pending, last_event_id(workspace))
-        size = human_size(len(data))
+    size = f"{summary.images:,} images" if format == "imagefolder" else f"{summary.images:,} rows"
+    data = partial(exported_bytes, str(workspace.root), format, include_pending, last_event_id(workspace))  # made on click
     st.download_button(f"Download labels.{suffix} ({size})", data, f"labels.{suffix}", MIME[format], on_click="ignore", type="primary", icon=":material/download:")
     st.subheader("Write to a folder on this server")
     st.caption(f"Under the app's root folder, `{ui.plain(ui.workspace_root())}` (a relative path is taken from there).")
@@ -66,7 +62,7 @@ def render(workspace) -> None:
         bar.done()
         st.success(f"Wrote {report.rows} labels to {report.path}.")
     with st.expander("Preview"):
-        st.dataframe(rows.head(200), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(export_rows(workspace, include_pending, PREVIEW_ROWS), columns=EXPORT_COLUMNS), hide_index=True, width="stretch")
 
 
 ui.run_page(render)

@@ -25,6 +25,7 @@ from serieslabeler.loop import (
     floor_at,
     interval_at,
     load_audit,
+    measured_images,
     model_confidences,
     model_for_current_labels,
     review_context,
@@ -211,7 +212,7 @@ def measured_on(tuning: ThresholdTuning) -> None:
     """Which labels the curve is measured against, how many, and how far to trust it."""
     measured = tuning.details["measured_on"]
     st.caption(ui.plain(
-        f"Measured against {measured['labels']}: {measured['images']} images of {measured['subjects']} subjects, "
+        f"Measured against {measured['labels']}: {measured_images(measured)} of {measured['subjects']} subjects, "
         f"each predicted by a model that never saw its subject ({tuning.details['split']}). Estimator: {measured['estimator']}. "
         f"Effective sample size {measured['effective_n']:.0f} of {measured['images']}; the interval says how far to trust the curve."
     ))

@@ -80,6 +80,7 @@ from .routing import (
 )
 from .series import SeriesProposal, propose_series, series_evidence
 from .threshold import (
+    CURVE_SAMPLE,
     POOL_SAMPLE,
     TRUTH_SOURCES,
     Pool,
@@ -89,8 +90,10 @@ from .threshold import (
     choose_thresholds,
     compute_representativeness_weights,
     curve_at,
+    curve_sample,
     floor_at,
     interval_at,
+    measured_images,
     model_oof,
     precision_coverage_curve,
     precision_floor,
@@ -162,6 +165,9 @@ __all__ = [
     "ReviewContext",
     "review_context",
     "thresholds_for",
+    "CURVE_SAMPLE",
+    "curve_sample",
+    "measured_images",
     "check_threshold",
     "route_mask",
     "smooth_along_series",

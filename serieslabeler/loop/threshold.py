@@ -72,6 +72,10 @@ from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.workspace import Workspace
 
 POOL_SAMPLE = 5000
+# labeled images a model's curves are measured on: above this, a seeded random sample of them
+# (the importance weights compare every one with every other labeled image; 10,000 keep that
+# to seconds, and a precision measured on 10,000 images is within a point)
+CURVE_SAMPLE = 10_000
 
 
 
@@ -338,6 +342,15 @@ def model_oof(workspace: Workspace, record: ModelRecord, truth: str = "labels", 
     return out_of_fold(workspace, record.id, truth, seed)
 
 
+def curve_sample(oof: OutOfFold, seed: int = 0, limit: int | None = None) -> OutOfFold:
+    """``oof`` itself, or a seeded random sample of ``limit`` (default :data:`CURVE_SAMPLE`) of
+    its images when it has more."""
+    limit = CURVE_SAMPLE if limit is None else limit
+    if len(oof) <= limit:
+        return oof
+    return oof.subset(np.sort(np.random.default_rng(seed).choice(len(oof), size=limit, replace=False)))
+
+
 # --- the routed pool and the weights that make the labels represent it -----------------------
 @dataclass
 class Pool:
@@ -408,7 +421,8 @@ def validation_curves(
     if truth not in TRUTH_SOURCES:
         raise PipelineError(f"truth must be one of {', '.join(TRUTH_SOURCES)}, not '{truth}'")
     record = load_model_record(workspace, latest_model_id(workspace) if model_id is None else model_id)
-    oof = model_oof(workspace, record, truth, seed)
+    everything = model_oof(workspace, record, truth, seed)
+    oof = curve_sample(everything, seed)
     calibration, calibration_summary = _calibrate(workspace, record, oof, store=truth == "labels", seed=seed)
     confidence = calibration.calibrated_confidence(oof.proba) if calibration is not None else oof.proba.max(axis=1)
     pool = routed_pool(workspace, record.id, seed)
@@ -416,9 +430,9 @@ def validation_curves(
     weights = representativeness_weights(workspace, record, oof, pool, seed) if correct_for_selection else np.ones(len(oof.labels))
     pool_confidence = calibration.calibrated_confidence(pool.proba) if calibration is not None and len(pool.image_ids) else pool.confidence
     details = {
-        "model_id": record.id, "feature_set": record.feature_set, "truth": truth, "images": len(oof.image_ids),
+        "model_id": record.id, "feature_set": record.feature_set, "truth": truth, "images": len(everything),
         "subjects": len(np.unique(oof.subjects)), "split": oof.split,
-        "measured_on": _measured_on(truth, oof, weights, pool, correct_for_selection),
+        "measured_on": {**_measured_on(truth, oof, weights, pool, correct_for_selection), "sampled_from": len(everything)},
         "calibration": calibration_summary,
         "lower_bound": lower_bound,
     }
@@ -487,6 +501,13 @@ def _measured_on(truth: str, oof: OutOfFold, weights: np.ndarray, pool: Pool, co
         "pool_images": len(pool.image_ids), "estimator": estimator,
         "effective_n": effective_sample_size(weights), "max_weight": float(weights.max()) if len(weights) else None,
     }
+
+
+def measured_images(measured: dict) -> str:
+    """How many labeled images a curve is measured on, in words (``details["measured_on"]``)."""
+    if measured.get("sampled_from", 0) > measured["images"]:
+        return f"a random {measured['images']:,} of {measured['sampled_from']:,} images"
+    return f"{measured['images']} images"
 
 
 def _trusted_estimate(tuning: ThresholdTuning) -> dict:

@@ -92,6 +92,13 @@ class OutOfFold:
     def split(self) -> str:
         return f"{min(CV_FOLDS, len(np.unique(self.subjects)))}-fold GroupKFold by subject, out-of-fold predictions"
 
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def subset(self, rows) -> "OutOfFold":
+        """The same predictions for ``rows`` only (positions)."""
+        return OutOfFold(self.image_ids[rows], self.labels[rows], self.subjects[rows], self.proba[rows], self.classes)
+
 
 def head_options(record: ModelRecord) -> dict:
     """The head classifier's parameters a model was trained with."""

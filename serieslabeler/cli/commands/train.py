@@ -11,7 +11,7 @@ from serieslabeler.errors import PipelineError
 from serieslabeler.loop.demo import run_demo
 from serieslabeler.loop.iterate import IterateConfig, iterate, list_iterations
 from serieslabeler.loop.routing import route_predictions
-from serieslabeler.loop.threshold import validation_curves
+from serieslabeler.loop.threshold import measured_images, validation_curves
 from serieslabeler.metrics.classification import ClassificationReport
 from serieslabeler.models.configs import FinetuneConfig, HeadConfig
 from serieslabeler.models.evaluation import evaluate_model
@@ -268,7 +268,7 @@ def run_thresholds(args) -> Result:
 def trust_lines(details: dict) -> list[str]:
     """What the curve is measured against, the calibration, and the audit, in words."""
     measured = details["measured_on"]
-    lines = [(f"measured on {measured['labels']}: {measured['images']} images, {measured['estimator']}; "
+    lines = [(f"measured on {measured['labels']}: {measured_images(measured)}, {measured['estimator']}; "
               f"effective sample size {measured['effective_n']:.0f} for {measured['pool_images']} unlabeled predicted images")]
     calibration = details.get("calibration")
     if calibration:
