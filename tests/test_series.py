@@ -6,7 +6,7 @@ import pytest
 
 from serieslabeler import labels
 from serieslabeler.errors import PipelineError
-from serieslabeler.store import Workspace, get_series, list_series, parse_series_key
+from serieslabeler.store import Workspace, get_series, list_series, parse_series_key, series_keys
 from tests.conftest import cli
 
 ORDER = ["U", "R", "V", "O"]
@@ -43,6 +43,7 @@ def test_series_lists_each_subject_in_time_order_and_splits_by_attribute(ws):
     assert sum(len(s) for s in by_group) == 220
     one = by_group[0]
     assert one.attribute == "group" and get_series(ws, one.key).image_ids == one.image_ids
+    assert series_keys(ws) == [s.key for s in found] and series_keys(ws, "group") == [s.key for s in by_group]
     assert parse_series_key("11/group=F") == ("11", "group", "F")
     with pytest.raises(PipelineError, match="unknown series '99'"):
         get_series(ws, "99")

@@ -133,6 +133,20 @@ def test_curves_of_many_labels_are_measured_on_a_seeded_sample_and_say_so(worksp
     assert curve_sample(oof, limit=len(oof)) is oof
 
 
+def test_predict_prepares_the_curves_so_the_first_view_computes_nothing(workspace):
+    label_like_a_user(workspace)
+    model = train_model(workspace, "head", feature_set=FEATURES)
+    stored = "SELECT COUNT(*) FROM model_evaluations WHERE model_id=? AND name LIKE 'representativeness-%'"
+    assert workspace.db.execute(stored, (model.id,)).fetchone()[0] == 0
+    code, data = cli("predict", "--workspace", workspace.root, "--model", str(model.id))
+    assert code == 0, data
+    assert workspace.db.execute(stored, (model.id,)).fetchone()[0] == 1
+    assert load_calibration(workspace, model.id) is not None
+    assert list(workspace.models_dir.glob(f"model-{model.id}-confidences-*.npz"))
+    validation_curves(workspace, model.id, seed=0)
+    assert workspace.db.execute(stored, (model.id,)).fetchone()[0] == 1  # the page's view reads the same weights
+
+
 def test_routing_applies_the_stored_calibration(workspace):
     label_like_a_user(workspace)
     model_id = routed(workspace, C=100.0)

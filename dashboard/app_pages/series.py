@@ -11,7 +11,7 @@ from serieslabeler import labels
 from serieslabeler import views as catalog
 from serieslabeler.ingest import degree_days, has_weather, readable_time
 from serieslabeler.loop import propose_series
-from serieslabeler.store import collection_summary, list_series
+from serieslabeler.store import collection_summary, get_series, series_keys
 
 UNLABELED = "(unlabeled)"
 STRIP_COLUMNS = 6
@@ -40,10 +40,10 @@ def pick_series(workspace):
     left, right = st.columns([1, 1])
     split = left.selectbox("Split by", [NO_SPLIT, *attributes], key="split", bind="query-params",
                            help="One series per subject, or per subject and value of an attribute (body part, camera view).")
-    found = list_series(workspace, None if split == NO_SPLIT else split)
-    key = right.selectbox("Series", [s.key for s in found], key="series", bind="query-params",
+    keys = series_keys(workspace, None if split == NO_SPLIT else split)
+    key = right.selectbox("Series", keys, key="series", bind="query-params",
                           help="The address keeps the series, so a link opens it.")
-    return next(s for s in found if s.key == key)
+    return get_series(workspace, key)
 
 
 def band_chart(bands: dict[str, list], positions: list[int], order: list[str]) -> alt.Chart:

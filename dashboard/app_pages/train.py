@@ -28,6 +28,7 @@ from serieslabeler.loop import (
     measured_images,
     model_confidences,
     model_for_current_labels,
+    prepare_curves,
     review_context,
     route_mask,
     route_predictions,
@@ -105,6 +106,8 @@ def train_section(workspace) -> None:
         bar = ui.ProgressBar("Predicting")
         predictions = predict(workspace, list_models(workspace)[0]["id"], device=device, progress=bar)
         bar.done()
+        with st.spinner("Measuring the threshold curves (once per model)..."):
+            prepare_curves(workspace, predictions.model_id)
         st.success(f"{len(predictions)} images predicted.")
 
 

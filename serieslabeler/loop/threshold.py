@@ -51,7 +51,7 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.loop.audit import audited_precision, audited_threshold
-from serieslabeler.loop.calibrate import normalized, save_calibration
+from serieslabeler.loop.calibrate import model_confidences, normalized, save_calibration
 from serieslabeler.metrics.calibration import calibration_report
 from serieslabeler.metrics.intervals import proportion_intervals
 from serieslabeler.metrics.shift import (
@@ -445,6 +445,20 @@ def validation_curves(
         floor = precision_floor(tuning.overall.thresholds, tuning.overall.precision, confidence, pool_confidence, in_labeled)
         tuning.overall = replace(tuning.overall, floor=floor)
     return choose_thresholds(workspace, tuning, target, lower_bound)
+
+
+def prepare_curves(workspace: Workspace, model_id: int) -> str | None:
+    """Compute and store what a model's threshold curves need (the representativeness weights,
+    the calibration, the calibrated predictions) right after it predicted, so the first view of
+    its curves reads them instead of spending that time; with the model's seed, as the Train page
+    asks. Returns why there are no curves yet (too few labels, one class), else None."""
+    seed = int(load_model_record(workspace, model_id).params.get("seed", 0))
+    try:
+        validation_curves(workspace, model_id, seed=seed)
+    except PipelineError as error:
+        return str(error)
+    model_confidences(workspace, model_id)
+    return None
 
 
 def choose_thresholds(workspace: Workspace, tuning: ThresholdTuning, target: float, lower_bound: bool = False) -> ThresholdTuning:

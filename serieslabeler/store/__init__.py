@@ -61,7 +61,7 @@ from .queries import (
     session_ids,
     subject_names,
 )
-from .series import Series, get_series, list_series, parse_series_key, series_key
+from .series import Series, get_series, list_series, parse_series_key, series_key, series_keys
 from .summary import (
     bump_ground_truth_version,
     ground_truth_version,
@@ -148,6 +148,7 @@ __all__ = [
     "image_times",
     "Series",
     "series_key",
+    "series_keys",
     "parse_series_key",
     "get_series",
     "list_series",

@@ -11,7 +11,7 @@ from serieslabeler.errors import PipelineError
 from serieslabeler.loop.demo import run_demo
 from serieslabeler.loop.iterate import IterateConfig, iterate, list_iterations
 from serieslabeler.loop.routing import route_predictions
-from serieslabeler.loop.threshold import measured_images, validation_curves
+from serieslabeler.loop.threshold import measured_images, prepare_curves, validation_curves
 from serieslabeler.metrics.classification import ClassificationReport
 from serieslabeler.models.configs import FinetuneConfig, HeadConfig
 from serieslabeler.models.evaluation import evaluate_model
@@ -222,6 +222,7 @@ def run_predict(args) -> Result:
         image_ids = None if args.sample is None else sample_ids(workspace, args.sample)
         predictions = predict(workspace, _model_id(workspace, args.model), image_ids, top_k=args.top_k, device=args.device,
                               progress=ProgressLine("features"), engine=args.engine, address=args.address)
+        prepare_curves(workspace, predictions.model_id)
     summary = predictions.summary(args.top_k)
     text = f"model {predictions.model_id}: predicted {summary['images']} images {summary['by_label']}"
     if summary["mean_confidence"] is not None:
