@@ -46,6 +46,7 @@ from scale import BLOBS, DIM, FEATURE_SET, peak_rss_mb, step_features, step_inge
 
 from serieslabeler.clustering import list_clusterings, run_clustering  # noqa: E402
 from serieslabeler.labels import cluster_status, label_cluster, label_images  # noqa: E402
+from serieslabeler.loop import prepare_curves  # noqa: E402
 from serieslabeler.models import HeadClassifier, predict, train_model  # noqa: E402
 from serieslabeler.space import create_map  # noqa: E402
 from serieslabeler.store import Workspace  # noqa: E402
@@ -116,6 +117,7 @@ def build(root: Path, n: int, map_fit: int) -> dict:
         labeled, seconds["label half"] = timed("label half", label_half, workspace, coarse)
         record, seconds["train head"] = timed("train head", train_model, workspace, "head", feature_set=FEATURE_SET)
         _, seconds["predict"] = timed("predict", predict, workspace, record.id)
+        _, seconds["prepare curves"] = timed("prepare curves", prepare_curves, workspace, record.id)  # as `predict` and the Train page do
     print(f"  {labeled} images labeled", flush=True)
     return seconds
 
