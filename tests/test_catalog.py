@@ -49,3 +49,16 @@ def test_open_session_reuses_the_open_one(bananas_workspace):
     end_session(workspace, first)
     assert open_session(workspace, "ana") != first
     assert queries.session_ids(workspace) == sorted(queries.session_ids(workspace))
+
+
+def test_ground_truth_counts_when_it_covers_two_subjects(bananas_workspace):
+    workspace = Workspace.open(bananas_workspace)
+    assert queries.has_ground_truth(workspace)
+    subjects = queries.subject_names(workspace)
+    keep_one = "DELETE FROM ground_truth WHERE image_id IN (SELECT i.id FROM images i JOIN subjects s ON s.id = i.subject_id WHERE s.name != ?)"
+    with workspace.transaction() as db:
+        db.execute(keep_one, (subjects[0],))
+    assert not queries.has_ground_truth(workspace)
+    with workspace.transaction() as db:
+        db.execute("DELETE FROM ground_truth")
+    assert not queries.has_ground_truth(workspace)

@@ -18,12 +18,14 @@ from serieslabeler.loop import (
     choose_thresholds,
     curve_sample,
     draw_audit,
+    draw_pool_ids,
     ground_truth,
     label_with_oracle,
     last_event_id,
     load_calibration,
     measured_images,
     model_oof,
+    routed_pool,
     validation_curves,
 )
 from serieslabeler.metrics import (
@@ -145,6 +147,22 @@ def test_predict_prepares_the_curves_so_the_first_view_computes_nothing(workspac
     assert list(workspace.models_dir.glob(f"model-{model.id}-confidences-*.npz"))
     validation_curves(workspace, model.id, seed=0)
     assert workspace.db.execute(stored, (model.id,)).fetchone()[0] == 1  # the page's view reads the same weights
+
+
+def test_the_routed_pool_is_drawn_once_per_prediction_run(workspace):
+    label_like_a_user(workspace)
+    model = train_model(workspace, "head", feature_set=FEATURES)
+    unlabeled = [r[0] for r in workspace.db.execute("SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM current_labels) ORDER BY id")]
+    predict(workspace, model.id, unlabeled[:30])
+    first = routed_pool(workspace, model.id, seed=2, limit=20)
+    assert first.image_ids.tolist() == draw_pool_ids(workspace, model.id, seed=2, limit=20).tolist() and len(first.image_ids) == 20
+    stored = "SELECT COUNT(*) FROM model_evaluations WHERE model_id=? AND name LIKE 'routed-pool-%'"
+    assert workspace.db.execute(stored, (model.id,)).fetchone()[0] == 1
+    assert routed_pool(workspace, model.id, seed=2, limit=20).image_ids.tolist() == first.image_ids.tolist()
+    predict(workspace, model.id, unlabeled[30:60])  # a new prediction run: the pool is drawn again, from all 60
+    again = routed_pool(workspace, model.id, seed=2, limit=20)
+    assert again.image_ids.tolist() == draw_pool_ids(workspace, model.id, seed=2, limit=20).tolist()
+    assert set(again.image_ids) <= set(unlabeled[:60]) and set(again.image_ids) - set(unlabeled[:30])
 
 
 def test_routing_applies_the_stored_calibration(workspace):

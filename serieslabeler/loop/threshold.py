@@ -368,15 +368,25 @@ class Pool:
 def routed_pool(workspace: Workspace, model_id: int, seed: int = 0, limit: int = POOL_SAMPLE) -> Pool:
     """The model's predictions of the images it was not trained on (a seeded sample of ``limit``
     of them): what routing acts on. Fixed by the model and its predictions, so a new label
-    elsewhere changes neither the pool nor the curves weighted to it."""
+    elsewhere changes neither the pool nor the curves weighted to it. Which images it holds is
+    stored with the model per prediction run (drawing them reads every prediction)."""
+    predicted = workspace.db.execute("SELECT COUNT(*) FROM predictions WHERE model_id=?", (int(model_id),)).fetchone()[0]
+    ids = np.asarray(stored_value(workspace, model_id, f"routed-pool-{predicted}-seed{seed}-limit{limit}",
+                                  lambda: draw_pool_ids(workspace, model_id, seed, limit).tolist()), dtype=np.int64)
+    predictions = load_predictions(workspace, model_id, ids)
+    return Pool(predictions.image_ids, predictions.labels, normalized(predictions.proba) if len(predictions) else predictions.proba)
+
+
+def draw_pool_ids(workspace: Workspace, model_id: int, seed: int = 0, limit: int = POOL_SAMPLE) -> np.ndarray:
+    """:func:`routed_pool`'s images: those the model predicted and was not trained on, a seeded
+    sample of ``limit`` when there are more, ascending."""
     trained_on = np.asarray(load_model_record(workspace, model_id).training_set, dtype=np.int64)
     predicted = np.array([r[0] for r in workspace.plain_rows(
         "SELECT image_id FROM predictions WHERE model_id=? ORDER BY image_id", (int(model_id),))], dtype=np.int64)
     ids = np.setdiff1d(predicted, trained_on)
     if len(ids) > limit:
         ids = np.sort(np.random.default_rng(seed).choice(ids, size=limit, replace=False))
-    predictions = load_predictions(workspace, model_id, ids)
-    return Pool(predictions.image_ids, predictions.labels, normalized(predictions.proba) if len(predictions) else predictions.proba)
+    return ids
 
 
 def representativeness_weights(workspace: Workspace, record: ModelRecord, oof: OutOfFold, pool: Pool, seed: int = 0) -> np.ndarray:

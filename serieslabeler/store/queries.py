@@ -67,10 +67,9 @@ def session_ids(workspace: Workspace) -> list[int]:
 
 def has_ground_truth(workspace: Workspace) -> bool:
     """Ground truth on at least 2 subjects: enough for a subject-grouped evaluation."""
-    row = workspace.db.execute(
-        "SELECT COUNT(DISTINCT i.subject_id) FROM ground_truth g JOIN images i ON i.id = g.image_id"
-    ).fetchone()
-    return row[0] >= 2
+    truth = "SELECT i.subject_id FROM ground_truth g JOIN images i ON i.id = g.image_id"
+    first = workspace.db.execute(f"{truth} LIMIT 1").fetchone()
+    return first is not None and workspace.db.execute(f"{truth} WHERE i.subject_id != ? LIMIT 1", (first[0],)).fetchone() is not None
 
 
 def sample_ids(workspace: Workspace, sample_id: int) -> np.ndarray:
