@@ -12,11 +12,13 @@ from serieslabeler_app import common as ui
 
 from serieslabeler.export import EXPORT_COLUMNS, LINK_MODES, export_labels, export_rows, export_summary
 from serieslabeler.loop import last_event_id
+from serieslabeler.progress import human_size
 from serieslabeler.store import Workspace
 
 FORMATS = {"csv": "CSV table", "json": "JSON", "imagefolder": "ImageFolder (one folder per label)"}
 MIME = {"csv": "text/csv", "json": "application/json", "imagefolder": "application/zip"}
 PREVIEW_ROWS = 200
+SIZED_ROWS = 20_000  # up to this many labels the download button shows the file's real size
 
 
 @st.cache_data(max_entries=8, show_spinner="Exporting...")
@@ -48,8 +50,15 @@ def render(workspace) -> None:
     if format == "imagefolder":
         st.caption("The images are copied into a zip: fine for thousands; for more, write to a folder on this server below.")
     suffix = "zip" if format == "imagefolder" else format
-    size = f"{summary.images:,} images" if format == "imagefolder" else f"{summary.images:,} rows"
-    data = partial(exported_bytes, str(workspace.root), format, include_pending, last_event_id(workspace))  # made on click
+    data = partial(exported_bytes, str(workspace.root), format, include_pending, last_event_id(workspace))
+    if summary.images > SIZED_ROWS:  # made on click: a large export is not built on every view
+        size = f"{summary.images:,} images" if format == "imagefolder" else f"{summary.images:,} rows"
+    elif format == "imagefolder":  # the zip is made on click; its size is the images' size
+        image_ids = [r["image_id"] for r in export_rows(workspace, include_pending)]
+        size = "about " + human_size(sum(path.stat().st_size for path in workspace.image_paths(image_ids)))
+    else:
+        data = data()
+        size = human_size(len(data))
     st.download_button(f"Download labels.{suffix} ({size})", data, f"labels.{suffix}", MIME[format], on_click="ignore", type="primary", icon=":material/download:")
     st.subheader("Write to a folder on this server")
     st.caption(f"Under the app's root folder, `{ui.plain(ui.workspace_root())}` (a relative path is taken from there).")
