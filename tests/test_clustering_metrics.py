@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from serieslabeler.metrics import (
     ClusterPurity,
@@ -76,8 +77,6 @@ def test_bad_input_is_refused():
 
 
 def test_scores_from_the_contingency_table_equal_scikit_learns_on_random_partitions():
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
     rng = np.random.default_rng(0)
     for trial in range(200):
         n = int(rng.integers(1, 50))
