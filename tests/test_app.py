@@ -46,6 +46,16 @@ def add_vocabulary(root: Path, *names: str) -> None:
         add_labels(workspace, names, author="test")
 
 
+def from_server_folders(app: AppTest, images, metadata) -> AppTest:
+    """On the Collection page, take the images and the metadata CSV from server paths."""
+    app.radio[0].set_value("folder")
+    app.radio[1].set_value("folder")
+    app.run()
+    app.text_input(key="images_path").set_value(str(images))
+    app.text_input(key="metadata_path").set_value(str(metadata))
+    return app.run()
+
+
 def run_page(name: str, **params) -> AppTest:
     app = AppTest.from_file(str(ROOT / "dashboard" / "app_pages" / f"{name}.py"), default_timeout=TIMEOUT)
     for key, value in params.items():
@@ -127,13 +137,7 @@ def test_collection_reports_bad_rows_then_ingests_the_good_part(sample, tmp_path
     bad_csv.write_text("\n".join(lines) + "\n")
     target = tmp_path / "new"
     Workspace.create(target).close()
-    app = run_page("collection", ws=target)
-    app.radio[0].set_value("folder")
-    app.radio[1].set_value("folder")
-    app.run()
-    app.text_input(key="images_path").set_value(str(SAMPLE / "images"))
-    app.text_input(key="metadata_path").set_value(str(bad_csv))
-    app.run()
+    app = from_server_folders(run_page("collection", ws=target), SAMPLE / "images", bad_csv)
     mapping = {s.label: s for s in app.selectbox}
     mapping["Subject"].set_value("fruit")
     mapping["Ground truth (optional)"].set_value("ripeness")

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from conftest import BANANAS, BANANAS_MAPPING, ROOT, SAMPLE, cli, served_on
 from streamlit.testing.v1 import AppTest
+from test_app import from_server_folders, run_page
 
 from serieslabeler.labels import add_labels
 from serieslabeler.store import Workspace
 
 APP = ROOT / "dashboard" / "app.py"
-PAGES_DIR = ROOT / "dashboard" / "app_pages"
 TIMEOUT = 180
 
 
@@ -57,13 +57,6 @@ def served_root(app: AppTest):
 
 def app_run(**params) -> AppTest:
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    for key, value in params.items():
-        app.query_params[key] = str(value)
-    return app.run()
-
-
-def page_run(name: str, **params) -> AppTest:
-    app = AppTest.from_file(str(PAGES_DIR / f"{name}.py"), default_timeout=TIMEOUT)
     for key, value in params.items():
         app.query_params[key] = str(value)
     return app.run()
@@ -120,13 +113,13 @@ def test_ws_outside_the_root_is_refused(served, outside):
 def test_ws_through_a_symlink_inside_the_root_is_refused(served, outside):
     link = served.parent / "innocent"
     link.symlink_to(outside, target_is_directory=True)
-    for app in (app_run(ws=link), page_run("home", ws="innocent")):
+    for app in (app_run(ws=link), run_page("home", ws="innocent")):
         assert not app.exception
         assert "outside" in app.error[0].value and not app.metric
 
 
 def test_ws_relative_to_the_root_opens(served):
-    app = page_run("home", ws=served.name)
+    app = run_page("home", ws=served.name)
     assert not app.error and app.metric
 
 
@@ -143,17 +136,11 @@ def test_create_outside_the_root_is_refused_and_makes_nothing(served, tmp_path_f
 
 
 def collection_with_server_csv(ws, csv) -> AppTest:
-    app = page_run("collection", ws=ws)
-    app.radio[0].set_value("folder")
-    app.radio[1].set_value("folder")
-    app.run()
-    app.text_input(key="images_path").set_value(str(SAMPLE / "images"))
-    app.text_input(key="metadata_path").set_value(str(csv))
-    return app.run()
+    return from_server_folders(run_page("collection", ws=ws), SAMPLE / "images", csv)
 
 
 def test_server_paths_are_not_offered_without_import_roots(served):
-    app = page_run("collection")
+    app = run_page("collection")
     assert [r.options for r in app.radio] == [["Upload a .zip"], ["Upload a CSV"]]
     assert any("Uploads only" in c.value for c in app.caption)
 
@@ -191,7 +178,7 @@ def labeled(ws: Path) -> None:
 def test_export_outside_the_root_is_refused_and_writes_nothing(served, tmp_path_factory):
     labeled(served)
     target = tmp_path_factory.mktemp("exports") / "labels.csv"
-    app = page_run("export")
+    app = run_page("export")
     app.text_input[0].set_value(str(target)).run()
     next(b for b in app.button if b.label == "Write").click().run()
     assert not app.exception
@@ -200,7 +187,7 @@ def test_export_outside_the_root_is_refused_and_writes_nothing(served, tmp_path_
 
 def test_export_inside_the_root_is_written(served):
     labeled(served)
-    app = page_run("export")
+    app = run_page("export")
     app.text_input[0].set_value("exports/labels.csv").run()
     next(b for b in app.button if b.label == "Write").click().run()
     assert not app.error and (served.parent / "exports" / "labels.csv").is_file()
@@ -209,7 +196,7 @@ def test_export_inside_the_root_is_written(served):
 def test_weights_outside_the_root_are_refused(served, tmp_path_factory):
     weights = tmp_path_factory.mktemp("weights") / "net.pt"
     weights.write_bytes(b"not read")
-    app = page_run("map")
+    app = run_page("map")
     next(t for t in app.text_input if t.label == "Weights").set_value(str(weights)).run()
     next(b for b in app.button if b.label == "Embed").click().run()
     assert not app.exception
@@ -477,7 +464,7 @@ def test_a_stale_label_is_refused_naming_who_changed_what(sample_workspace):
 def test_the_label_page_refuses_a_stale_tab_and_then_shows_the_change(served):
     from serieslabeler.labels import label_cluster
 
-    tab = page_run("label", clustering=1, cluster=0)
+    tab = run_page("label", clustering=1, cluster=0)
     assert not tab.error
     choose_label(tab, "R")
     with Workspace.open(served) as workspace:

@@ -28,6 +28,7 @@ from serieslabeler.loop import (
     measured_images,
     model_confidences,
     model_for_current_labels,
+    model_seed,
     prepare_curves,
     review_context,
     route_mask,
@@ -39,7 +40,6 @@ from serieslabeler.models import (
     MODE_CONFIGS,
     MODES,
     list_models,
-    load_model_record,
     predict,
     train_model,
 )
@@ -65,8 +65,7 @@ def curves(root: str, model_id: int, truth: str, audit_version: int) -> Threshol
     audited precision, so a new label elsewhere computes nothing again. The thresholds for the
     chosen target are picked on each run (``choose_thresholds``), so moving it computes no curve."""
     with Workspace.open(root) as workspace:
-        seed = int(load_model_record(workspace, model_id).params.get("seed", 0))
-        return validation_curves(workspace, model_id, truth=truth, seed=seed)
+        return validation_curves(workspace, model_id, truth=truth, seed=model_seed(workspace, model_id))
 
 
 @st.cache_data(show_spinner="Reading the predictions...", max_entries=4)

@@ -42,6 +42,8 @@ from .runs import (
     space_evaluation,
     space_matrix,
     split_cluster,
+    store_evaluation,
+    stored_evaluation,
     stored_space_evaluation,
 )
 from .suggest import KSuggestion, elbow, overcluster_k, suggest_k
@@ -83,6 +85,8 @@ __all__ = [
     "list_clusterings",
     "clustering_size",
     "latest_clustering",
+    "store_evaluation",
+    "stored_evaluation",
     "stored_space_evaluation",
     "split_cluster",
     "merge_clusters",

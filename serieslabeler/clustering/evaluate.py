@@ -1,12 +1,11 @@
 """clustering.evaluate"""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from serieslabeler.clustering.runs import clustering_size, stored_space_evaluation
+from serieslabeler.clustering.runs import clustering_size, store_evaluation, stored_evaluation, stored_space_evaluation
 from serieslabeler.metrics.clustering import (
     ClusterPurity,
     table_cluster_purity,
@@ -97,14 +96,10 @@ def stored_truth_scores(workspace: Workspace, clustering_id: int) -> dict:
     """:func:`truth_scores`, stored with the clustering (its ``evaluation`` JSON, key ``truth``)
     for the current :func:`~serieslabeler.store.summary.ground_truth_version`; a clustering's
     members never change, so only a new ground truth makes them stale."""
-    row = workspace.db.execute("SELECT evaluation FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
-    evaluation = json.loads(row[0]) if row is not None and row[0] is not None else {}
     version = ground_truth_version(workspace)
-    stored = evaluation.get("truth")
+    stored = stored_evaluation(workspace, clustering_id).get("truth")
     if stored is not None and stored.get("version") == version:
         return stored
     scores = {"version": version, **truth_scores(workspace, clustering_id)}
-    if row is not None and not workspace.read_only:
-        with workspace.transaction() as db:
-            db.execute("UPDATE clusterings SET evaluation=? WHERE id=?", (json.dumps({**evaluation, "truth": scores}), int(clustering_id)))
+    store_evaluation(workspace, clustering_id, {"truth": scores})
     return scores

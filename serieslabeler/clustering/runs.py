@@ -217,16 +217,28 @@ def latest_clustering(workspace: Workspace) -> int | None:
 def stored_space_evaluation(workspace: Workspace, clustering_id: int) -> dict:
     """The clustering's :func:`space_evaluation`, as stored when it was saved; one saved before
     that was stored is scored (rebuilding its space) once and stored, when the workspace is writable."""
-    row = workspace.db.execute("SELECT evaluation FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
-    stored = json.loads(row[0]) if row is not None and row[0] is not None else {}
+    stored = stored_evaluation(workspace, clustering_id)
     if "silhouette" in stored:
         return stored
     clustering = load_clustering(workspace, clustering_id)
     evaluation = space_evaluation(space_matrix(workspace, clustering), clustering)
-    if not workspace.read_only:
-        with workspace.transaction() as db:
-            db.execute("UPDATE clusterings SET evaluation=? WHERE id=?", (json.dumps({**stored, **evaluation}), clustering.id))
+    store_evaluation(workspace, clustering.id, evaluation)
     return evaluation
+
+
+def stored_evaluation(workspace: Workspace, clustering_id: int) -> dict:
+    """What is stored of a clustering's scores (its ``evaluation`` JSON; empty when none)."""
+    row = workspace.db.execute("SELECT evaluation FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
+    return json.loads(row[0]) if row is not None and row[0] is not None else {}
+
+
+def store_evaluation(workspace: Workspace, clustering_id: int, parts: dict) -> None:
+    """Add ``parts`` to a clustering's stored scores (nothing on a read-only workspace)."""
+    if workspace.read_only:
+        return
+    with workspace.transaction() as db:
+        merged = {**stored_evaluation(workspace, clustering_id), **parts}
+        db.execute("UPDATE clusterings SET evaluation=? WHERE id=?", (json.dumps(merged), int(clustering_id)))
 
 
 # --- editing a clustering: split, merge -------------------------------------------------------

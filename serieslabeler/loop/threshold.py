@@ -457,14 +457,18 @@ def validation_curves(
     return choose_thresholds(workspace, tuning, target, lower_bound)
 
 
+def model_seed(workspace: Workspace, model_id: int) -> int:
+    """The seed a model was trained with: its curves' folds and samples are drawn with it."""
+    return int(load_model_record(workspace, model_id).params.get("seed", 0))
+
+
 def prepare_curves(workspace: Workspace, model_id: int) -> str | None:
     """Compute and store what a model's threshold curves need (the representativeness weights,
     the calibration, the calibrated predictions) right after it predicted, so the first view of
     its curves reads them instead of spending that time; with the model's seed, as the Train page
     asks. Returns why there are no curves yet (too few labels, one class), else None."""
-    seed = int(load_model_record(workspace, model_id).params.get("seed", 0))
     try:
-        validation_curves(workspace, model_id, seed=seed)
+        validation_curves(workspace, model_id, seed=model_seed(workspace, model_id))
     except PipelineError as error:
         return str(error)
     model_confidences(workspace, model_id)
