@@ -173,6 +173,20 @@ def page_header(title: str, caption: str) -> None:
     st.caption(caption)
 
 
+def workspace_action(action, *args, **kwargs) -> None:
+    """A button's ``on_click``: run ``action(workspace, *args, **kwargs)`` before the page is drawn.
+
+    Streamlit runs callbacks before the script, so a click costs one render of the page instead
+    of a render up to the button, the action and a rerun. A ``PipelineError`` is shown at the top
+    of the page (nothing was changed); ``args`` are what the page showed when it drew the button."""
+    workspace = open_workspace()
+    try:
+        with errors_shown():
+            action(workspace, *args, **kwargs)
+    finally:
+        workspace.close()
+
+
 def run_page(render) -> None:
     """Open the workspace, draw a page with ``render(workspace)``, show library errors as messages."""
     workspace = open_workspace()

@@ -6,6 +6,7 @@ import pytest
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.store import FeatureStore, Workspace
+from serieslabeler.store.workspace import PAGE_CACHE_KIB
 
 
 def test_append_load_and_missing(bananas_workspace):
@@ -46,3 +47,9 @@ def test_newest_vector_wins_and_errors_are_clear(bananas_workspace):
     with pytest.raises(PipelineError, match="no feature set 'nope'"):
         store.info("nope")
     assert not list(workspace.features_dir.rglob(".tmp-*")), "temporary files left behind"
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_connections_get_a_page_cache_sized_for_bulk_label_writes(bananas_workspace, read_only):
+    with Workspace.open(bananas_workspace, read_only=read_only) as workspace:
+        assert workspace.db.execute("PRAGMA cache_size").fetchone()[0] == -PAGE_CACHE_KIB

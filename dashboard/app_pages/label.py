@@ -15,6 +15,7 @@ from serieslabeler.labels import (
     end_session,
     interaction_count,
     label_cluster,
+    latest_event_touching,
     open_session,
     redo,
     review_order,
@@ -95,6 +96,7 @@ def progress_header(workspace, status, cluster: int, session_id: int) -> None:
 
 
 def action_bar(workspace, status, clustering_id: int, cluster: int, members, excluded: set[int], session_id: int) -> None:
+    """Label, skip, move, undo and redo; each runs as the click's callback, before the page is drawn again."""
     clusters = status["cluster"].tolist()
     position = clusters.index(cluster)
     state = status.loc[status["cluster"] == cluster, "state"].iloc[0]
@@ -106,42 +108,51 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
     bar = st.container(horizontal=True, vertical_alignment="bottom")
     with bar:
         label = ui.label_picker(workspace, f"label_{clustering_id}_{cluster}", suggestion=suggested_label(workspace, clustering_id, cluster), width=200)
-    do_label = bar.button(
+    author = ui.author()
+    shown = latest_event_touching(workspace, members, clustering_id, cluster)
+    following = next_open(status, cluster)
+    then = cluster if following is None else following
+    bar.button(
         f"Label {len(members) - len(excluded)} images", type="primary", shortcut="L", disabled=label is None, icon=":material/check:",
         help="Choose a label first." if label is None else f"Give the cluster the label {label}.",
+        on_click=ui.workspace_action, args=(label_and_move_on, clustering_id, cluster, label, sorted(excluded), author, session_id, shown, then),
     )
-    do_skip = bar.button("Skip", shortcut="S", help="No dominant class: leave the cluster unlabeled.", icon=":material/block:")
-    go_back = bar.button("Previous", shortcut="Left", disabled=position == 0, icon=":material/arrow_back:")
-    go_next = bar.button("Next", shortcut="Right", disabled=position == len(clusters) - 1, icon=":material/arrow_forward:")
-    do_undo = bar.button("Undo", shortcut="U", icon=":material/undo:")
-    do_redo = bar.button("Redo", shortcut="Shift+U", icon=":material/redo:")
-    anyone = bar.checkbox("Others' too", key="undo_any_author", help="Off: Undo and Redo act on your own latest actions. On: on anyone's (the log records whose).")
-    author = ui.author()
-    seen = ui.seen_event(workspace, members, clustering_id, cluster)
-    if do_label and label is not None:
-        label_cluster(workspace, clustering_id, cluster, label, excluded=sorted(excluded), author=author, session_id=session_id, expected_event_id=seen)
-        st.toast(f"Cluster {cluster} labeled {label}.")
-        following = next_open(status, cluster)
-        open_cluster(clustering_id, cluster if following is None else following)
-        st.rerun()
-    if do_skip:
-        skip_cluster(workspace, clustering_id, cluster, author=author, session_id=session_id, expected_event_id=seen)
-        following = next_open(status, cluster)
-        open_cluster(clustering_id, cluster if following is None else following)
-        st.rerun()
-    if go_back or go_next:
-        open_cluster(clustering_id, clusters[position + (1 if go_next else -1)])
-        st.rerun()
-    if do_undo or do_redo:
-        if do_undo:
-            events = undo(workspace, author=author, session_id=session_id, any_author=anyone)
-        else:
-            events = [redo(workspace, author=author, session_id=session_id, any_author=anyone)]
-        action = (events[0].details.get("undoes") or events[0].action).replace("_", " ")
-        st.toast(f"{'Undone' if do_undo else 'Redone'}: {action}.")
-        if events[0].clustering_id == clustering_id and events[0].cluster is not None:
-            open_cluster(clustering_id, events[0].cluster)
-        st.rerun()
+    bar.button(
+        "Skip", shortcut="S", help="No dominant class: leave the cluster unlabeled.", icon=":material/block:",
+        on_click=ui.workspace_action, args=(skip_and_move_on, clustering_id, cluster, author, session_id, shown, then),
+    )
+    bar.button("Previous", shortcut="Left", disabled=position == 0, icon=":material/arrow_back:", on_click=open_cluster, args=(clustering_id, clusters[max(position - 1, 0)]))
+    bar.button("Next", shortcut="Right", disabled=position == len(clusters) - 1, icon=":material/arrow_forward:", on_click=open_cluster, args=(clustering_id, clusters[min(position + 1, len(clusters) - 1)]))
+    anyone = st.session_state.get("undo_any_author", False)
+    for redoing, (name, shortcut, icon) in enumerate((("Undo", "U", ":material/undo:"), ("Redo", "Shift+U", ":material/redo:"))):
+        bar.button(name, shortcut=shortcut, icon=icon, on_click=ui.workspace_action, args=(undo_or_redo, bool(redoing), clustering_id, author, session_id, anyone))
+    bar.checkbox("Others' too", key="undo_any_author", help="Off: Undo and Redo act on your own latest actions. On: on anyone's (the log records whose).")
+
+
+# --- the actions (run as callbacks) ------------------------------------------------------------
+def label_and_move_on(workspace, clustering_id: int, cluster: int, label: str, excluded: list[int], author: str, session_id: int, shown: int, then: int) -> None:
+    """Label the cluster except the clicked-out images, then open ``then``; refused when someone
+    changed the cluster's images after ``shown``, the latest event the page showed."""
+    label_cluster(workspace, clustering_id, cluster, label, excluded=excluded, author=author, session_id=session_id, expected_event_id=shown)
+    st.toast(f"Cluster {cluster} labeled {label}.")
+    open_cluster(clustering_id, then)
+
+
+def skip_and_move_on(workspace, clustering_id: int, cluster: int, author: str, session_id: int, shown: int, then: int) -> None:
+    skip_cluster(workspace, clustering_id, cluster, author=author, session_id=session_id, expected_event_id=shown)
+    open_cluster(clustering_id, then)
+
+
+def undo_or_redo(workspace, redoing: bool, clustering_id: int, author: str, session_id: int, anyone: bool) -> None:
+    """Undo (or redo) this labeler's latest action (anyone's with ``anyone``) and show its cluster."""
+    if redoing:
+        events = [redo(workspace, author=author, session_id=session_id, any_author=anyone)]
+    else:
+        events = undo(workspace, author=author, session_id=session_id, any_author=anyone)
+    action = (events[0].details.get("undoes") or events[0].action).replace("_", " ")
+    st.toast(f"{'Redone' if redoing else 'Undone'}: {action}.")
+    if events[0].clustering_id == clustering_id and events[0].cluster is not None:
+        open_cluster(clustering_id, events[0].cluster)
 
 
 def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: set[int]) -> None:

@@ -33,6 +33,7 @@ from serieslabeler.store.migrations import (
 CATALOG = "catalog.sqlite"
 # Ingest stages decoded images in ``<root>/.staging-<pid>-<random>/`` (see serieslabeler.ingest.run).
 STAGING_PREFIX = ".staging-"
+PAGE_CACHE_KIB = 64 * 1024  # per connection, an upper bound: filled only as pages are read
 
 
 def sha256_hex(data: bytes) -> str:
@@ -283,7 +284,9 @@ def _process_alive(pid: int) -> bool:
 
 
 def _connection(path: Path, read_only: bool) -> sqlite3.Connection:
-    """A connection with WAL journaling, foreign keys and a busy timeout; read-only ones open
+    """A connection with WAL journaling, foreign keys, a busy timeout and a page cache of
+    :data:`PAGE_CACHE_KIB` (SQLite's default 2 MB rereads the label indexes of a million-image
+    catalog on every bulk write); read-only ones open
     the file with ``mode=ro`` (or ``immutable=1`` when not even SQLite's shared-memory file can
     be made beside it) and change nothing, not even the journal mode."""
     if read_only:
@@ -305,6 +308,7 @@ def _connection(path: Path, read_only: bool) -> sqlite3.Connection:
         connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA busy_timeout=60000")
+    connection.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
     return connection
 
 
