@@ -74,3 +74,31 @@ def test_series_page_accepts_a_model_proposal(sample):
         decided = labels.current_labels(workspace).set_index("image_id").loc[list(found[0].image_ids)]
         ranks = [["U", "R", "V", "O"].index(s) for s in decided["label"]]
         assert ranks == sorted(ranks) and set(decided["source"]) == {"series"}
+
+
+def test_placing_moving_and_unmarking_a_stage_start_draws_the_page_once_per_click(sample, monkeypatch):
+    """Boundary clicks change the draft in their callback: one render per click (each is an
+    expert interaction), the draft follows every click, and Reset draft empties it."""
+    from serieslabeler import views
+
+    with Workspace.open(sample) as workspace:
+        labels.add_labels(workspace, ["U", "R", "V", "O"], ordered=True)
+    app = clean(page())
+    with Workspace.open(sample) as workspace:
+        series = next(s for s in list_series(workspace) if s.key == app.selectbox(key="series").value)
+    first, second = series.image_ids[0], series.image_ids[1]
+    drawn = []
+    real = views.image_details
+    monkeypatch.setattr(views, "image_details", lambda *args, **kwargs: drawn.append(args) or real(*args, **kwargs))
+    clean(app.button(key=f"start_{first}").click().run())
+    assert len(drawn) == 1
+    assert app.button(key=f"unmark_{first}").label == "Unmark U"
+    clean(app.button(key=f"start_{second}").click().run())
+    assert [b.key for b in app.button if b.key and b.key.startswith("unmark_")] == [f"unmark_{second}"], "U starts once: the mark moved"
+    clean(app.button(key=f"unmark_{second}").click().run())
+    assert not [b for b in app.button if b.key and b.key.startswith("unmark_")]
+    clean(app.button(key=f"exclude_{first}").click().run())
+    assert app.button(key=f"exclude_{first}").label == "Include"
+    clean(app.button(key="reset_series").click().run())
+    assert app.button(key=f"exclude_{first}").label == "Exclude"
+    assert len(drawn) == 5

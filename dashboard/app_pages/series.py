@@ -60,9 +60,13 @@ def band_chart(bands: dict[str, list], positions: list[int], order: list[str]) -
     ).properties(height=alt.Step(26))
 
 
+def draft_key(series) -> str:
+    return f"series_draft::{series.key}"
+
+
 def draft_of(workspace, series) -> dict:
     """The boundaries and exclusions being placed (UI state until saved), starting from the labels."""
-    key = f"series_draft::{series.key}"
+    key = draft_key(series)
     if key not in st.session_state:
         st.session_state[key] = {"boundaries": dict((i, s) for s, i in labels.series_boundaries(workspace, series)), "excluded": set()}
     return st.session_state[key]
@@ -90,33 +94,43 @@ def labeling_controls(workspace, series, draft: dict, proposal) -> None:
     if cols[0].button("Save series labels", key="save_series", type="primary", disabled=not draft["boundaries"]):
         bounds = sorted(((s, i) for i, s in draft["boundaries"].items()), key=lambda b: series.position(b[1]))
         event = labels.label_series(workspace, series, bounds, sorted(draft["excluded"]), author=ui.author())
-        st.session_state.pop(f"series_draft::{series.key}")
+        st.session_state.pop(draft_key(series))
         st.success(f"Labeled {event.changed} image(s) of series {series.key} ({event.interactions} interaction(s)).")
-    if cols[1].button("Reset draft", key="reset_series"):
-        st.session_state.pop(f"series_draft::{series.key}")
-        st.rerun()
+    cols[1].button("Reset draft", key="reset_series", on_click=st.session_state.pop, args=(draft_key(series), None))
     if proposal is not None and cols[2].button("Accept proposal", key="accept_proposal"):
         event = labels.label_series(workspace, series, proposal.boundaries, sorted(draft["excluded"]), author=ui.author(),
                                     proposal=proposal.boundaries)
-        st.session_state.pop(f"series_draft::{series.key}")
+        st.session_state.pop(draft_key(series))
         st.success(f"Accepted model {proposal.model_id}'s proposal: {event.changed} image(s) labeled ({event.interactions} interaction(s)).")
 
 
-def thumbnail_buttons(item, draft: dict, stage: str) -> None:
+def thumbnail_buttons(item, draft_key: str, draft: dict, stage: str) -> None:
+    """Mark or unmark the first image of a stage, exclude or include the image: draft changes made
+    in the click's callback, so a click draws the page once."""
     image_id = int(item.image_id)
     starts = draft["boundaries"].get(image_id)
     if starts is None:
-        if st.button(f"Starts {stage}", key=f"start_{image_id}", help="First image of this stage", width="stretch"):
-            draft["boundaries"] = {i: s for i, s in draft["boundaries"].items() if s != stage}
-            draft["boundaries"][image_id] = stage
-            st.rerun()
-    elif st.button(f"Unmark {starts}", key=f"unmark_{image_id}", type="primary", width="stretch"):
-        draft["boundaries"].pop(image_id)
-        st.rerun()
+        st.button(f"Starts {stage}", key=f"start_{image_id}", help="First image of this stage", width="stretch", on_click=mark_start, args=(draft_key, image_id, stage))
+    else:
+        st.button(f"Unmark {starts}", key=f"unmark_{image_id}", type="primary", width="stretch", on_click=unmark_start, args=(draft_key, image_id))
     excluded = image_id in draft["excluded"]
-    if st.button("Include" if excluded else "Exclude", key=f"exclude_{image_id}", help="Does not belong to the series", width="stretch"):
-        (draft["excluded"].discard if excluded else draft["excluded"].add)(image_id)
-        st.rerun()
+    st.button("Include" if excluded else "Exclude", key=f"exclude_{image_id}", help="Does not belong to the series", width="stretch", on_click=toggle_member, args=(draft_key, image_id))
+
+
+def mark_start(draft_key: str, image_id: int, stage: str) -> None:
+    """``image_id`` is the first image of ``stage`` (a stage starts once: an earlier mark moves)."""
+    draft = st.session_state[draft_key]
+    draft["boundaries"] = {i: s for i, s in draft["boundaries"].items() if s != stage}
+    draft["boundaries"][image_id] = stage
+
+
+def unmark_start(draft_key: str, image_id: int) -> None:
+    st.session_state[draft_key]["boundaries"].pop(image_id, None)
+
+
+def toggle_member(draft_key: str, image_id: int) -> None:
+    excluded = st.session_state[draft_key]["excluded"]
+    (excluded.discard if image_id in excluded else excluded.add)(image_id)
 
 
 def render(workspace) -> None:
@@ -161,7 +175,7 @@ def render(workspace) -> None:
             st.caption(ui.plain(f"{readable_time(item.taken_at)} · {item.file} · id {item.image_id}"))
             ui.view_button(int(item.image_id))
             if draft is not None:
-                thumbnail_buttons(item, draft, stage)
+                thumbnail_buttons(item, draft_key(series), draft, stage)
     with st.expander("As a table"):
         st.dataframe(details, hide_index=True, width="stretch")
 
