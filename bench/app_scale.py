@@ -14,7 +14,8 @@ time per run):
 
 - ``first``: the first render (cold caches of that process);
 - ``rerender``: the same page run again with nothing changed;
-- ``action``: the page's main action (see :data:`ACTIONS`; ``-`` for pages without one);
+- ``action``: the page's main action (see :data:`ACTIONS`; ``-`` for pages without one); the
+  Label page's also gives ``action_images``, the images its click labeled;
 - ``after_label``: one new label event (an image labeled through ``label_images``), then a rerun.
 
 ``--head-fit N`` first times one head fit on N synthetic labeled images (``--sizes ''``: only that).
@@ -155,11 +156,14 @@ def act_cluster(app) -> None:
     _next_option(app, "Clustering")
 
 
-def act_label(app) -> None:
-    """Pick a label (an untimed run: the button stays disabled until one is chosen), then click "Label ..."."""
+def act_label(app) -> int:
+    """Pick a label (an untimed run: the button stays disabled until one is chosen), then click
+    "Label N images"; returns N (the action's time follows the cluster's size)."""
     _widget(app, "selectbox", "Label").select_index(0)
     app.run()
-    next(b for b in app.button if b.label.startswith("Label ")).click()
+    button = next(b for b in app.button if b.label.startswith("Label "))
+    button.click()
+    return int(button.label.split()[1])
 
 
 def act_series(app) -> None:
@@ -194,10 +198,12 @@ def measure_page(root: Path, page: str, unlabeled: list[int]) -> dict:
     times["rerender"] = time.perf_counter() - start
     times["action"] = None
     if page in ACTIONS:
-        ACTIONS[page](app)
+        images = ACTIONS[page](app)
         start = time.perf_counter()
         app.run()
         times["action"] = time.perf_counter() - start
+        if images is not None:
+            times["action_images"] = images
         problems += [e.message for e in app.exception] + [e.value for e in app.error]
     with Workspace.open(root) as workspace:
         label_images(workspace, [unlabeled.pop()], "U", author="bench")
@@ -237,6 +243,7 @@ def format_table(sizes: list[int], results: dict, peaks: dict) -> str:
         lines.append(f"{'page':<12}" + "".join(f"{m:>12}" for m in MEASURES))
         for page, times in results[n].items():
             lines.append(f"{page:<12}" + "".join(_cell(times[m]) for m in MEASURES))
+        lines += [f"  {page} action: {times['action_images']:,} images" for page, times in results[n].items() if "action_images" in times]
     return "\n".join(lines)
 
 
