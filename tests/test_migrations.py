@@ -99,6 +99,31 @@ def test_label_counts_per_cluster_are_counted_on_upgrade(bananas_clustered):
         assert sum(s["labeled"] for s in cluster_status(ws, 1)) == 6
 
 
+MEMBERS_OF_A_CLUSTER = "SELECT image_id, distance FROM cluster_members WHERE clustering_id=? AND cluster=? ORDER BY image_id"
+CLUSTERS_OF_AN_IMAGE = "SELECT clustering_id, cluster FROM cluster_members WHERE image_id=?"
+
+
+def plan(ws, sql: str, params) -> str:
+    return " ".join(row[3] for row in ws.db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+def test_members_and_clusters_are_read_through_covering_indexes_after_upgrade(bananas_clustered):
+    """A cluster's members were read by scanning the whole clustering's keys (or one table lookup
+    per member); version 7 makes both lookups range reads of an index holding every column."""
+    with Workspace.open(bananas_clustered) as ws:
+        expected = [tuple(r) for r in ws.db.execute(MEMBERS_OF_A_CLUSTER, (1, 0))]
+    db = sqlite3.connect(bananas_clustered / CATALOG)
+    db.executescript(
+        "BEGIN; DROP INDEX cluster_members_cluster; CREATE INDEX cluster_members_cluster ON cluster_members(clustering_id, cluster); "
+        "DROP INDEX cluster_members_image; CREATE INDEX cluster_members_image ON cluster_members(image_id); PRAGMA user_version=6; COMMIT;"
+    )
+    db.close()
+    with Workspace.open(bananas_clustered) as ws:
+        assert "COVERING INDEX cluster_members_cluster" in plan(ws, MEMBERS_OF_A_CLUSTER, (1, 0))
+        assert "COVERING INDEX cluster_members_image" in plan(ws, CLUSTERS_OF_AN_IMAGE, (1,))
+        assert [tuple(r) for r in ws.db.execute(MEMBERS_OF_A_CLUSTER, (1, 0))] == expected
+
+
 def test_opening_a_current_workspace_writes_nothing(tmp_path, bananas):
     root = tmp_path / "ws"
     ingest_bananas(root, bananas / "images", bananas / "metadata.csv")

@@ -312,6 +312,16 @@ CREATE INDEX IF NOT EXISTS label_events_session ON label_events(session_id);
 CREATE INDEX IF NOT EXISTS ground_truth_label ON ground_truth(label);
 """
 
+# Covering indexes for a cluster's members (ids ascending with their distances: a range read,
+# not the clustering's whole key range or one table lookup per member) and for the clusters of an
+# image (which the label writer joins every changed image with to move the counts above).
+COVERING_MEMBER_INDEXES = """
+DROP INDEX IF EXISTS cluster_members_cluster;
+CREATE INDEX cluster_members_cluster ON cluster_members(clustering_id, cluster, image_id, distance);
+DROP INDEX IF EXISTS cluster_members_image;
+CREATE INDEX cluster_members_image ON cluster_members(image_id, cluster);
+"""
+
 MIGRATIONS = (
     Migration(1, "initial catalog", INITIAL_SCHEMA),
     Migration(2, "per-image lookups, undo by author, series labels", PER_IMAGE_LOOKUPS),
@@ -319,6 +329,7 @@ MIGRATIONS = (
     Migration(4, "stored clustering sizes and evaluations, model evaluations", STORED_EVALUATIONS),
     Migration(5, "audits of routed pseudo-labels", AUDITS),
     Migration(6, "label counts per cluster; lookups of label events by cluster and session, pending labels, ground truth by label", CLUSTER_LABEL_COUNTS),
+    Migration(7, "covering indexes for a cluster's members and an image's clusters", COVERING_MEMBER_INDEXES),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
