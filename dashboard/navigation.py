@@ -174,11 +174,13 @@ def page_header(title: str, caption: str) -> None:
 
 
 def workspace_action(action, *args, **kwargs) -> None:
-    """A button's ``on_click``: run ``action(workspace, *args, **kwargs)`` before the page is drawn.
+    """Run ``action(workspace, *args, **kwargs)`` on the open workspace, a ``PipelineError``
+    shown as a message (nothing was changed): the frame of every page (:func:`run_page`) and a
+    button's ``on_click``.
 
-    Streamlit runs callbacks before the script, so a click costs one render of the page instead
-    of a render up to the button, the action and a rerun. A ``PipelineError`` is shown at the top
-    of the page (nothing was changed); ``args`` are what the page showed when it drew the button."""
+    Streamlit runs callbacks before the script, so a click acting there costs one render of the
+    page instead of a render up to the button, the action and a rerun; its ``args`` are what the
+    page showed when it drew the button."""
     workspace = open_workspace()
     try:
         with errors_shown():
@@ -189,9 +191,4 @@ def workspace_action(action, *args, **kwargs) -> None:
 
 def run_page(render) -> None:
     """Open the workspace, draw a page with ``render(workspace)``, show library errors as messages."""
-    workspace = open_workspace()
-    try:
-        with errors_shown():
-            render(workspace)
-    finally:
-        workspace.close()
+    workspace_action(render)

@@ -104,32 +104,33 @@ def labeling_controls(workspace, series, draft: dict, proposal) -> None:
         st.success(f"Accepted model {proposal.model_id}'s proposal: {event.changed} image(s) labeled ({event.interactions} interaction(s)).")
 
 
-def thumbnail_buttons(item, draft_key: str, draft: dict, stage: str) -> None:
-    """Mark or unmark the first image of a stage, exclude or include the image: draft changes made
-    in the click's callback, so a click draws the page once."""
+def thumbnail_buttons(item, key: str, draft: dict, stage: str) -> None:
+    """Mark or unmark the first image of a stage, exclude or include the image: changes to the
+    draft kept under ``key``, made in the click's callback, so a click draws the page once.
+    ``draft`` is what this run shows (a save in this run has already dropped the stored one)."""
     image_id = int(item.image_id)
     starts = draft["boundaries"].get(image_id)
     if starts is None:
-        st.button(f"Starts {stage}", key=f"start_{image_id}", help="First image of this stage", width="stretch", on_click=mark_start, args=(draft_key, image_id, stage))
+        st.button(f"Starts {stage}", key=f"start_{image_id}", help="First image of this stage", width="stretch", on_click=mark_start, args=(key, image_id, stage))
     else:
-        st.button(f"Unmark {starts}", key=f"unmark_{image_id}", type="primary", width="stretch", on_click=unmark_start, args=(draft_key, image_id))
+        st.button(f"Unmark {starts}", key=f"unmark_{image_id}", type="primary", width="stretch", on_click=unmark_start, args=(key, image_id))
     excluded = image_id in draft["excluded"]
-    st.button("Include" if excluded else "Exclude", key=f"exclude_{image_id}", help="Does not belong to the series", width="stretch", on_click=toggle_member, args=(draft_key, image_id))
+    st.button("Include" if excluded else "Exclude", key=f"exclude_{image_id}", help="Does not belong to the series", width="stretch", on_click=toggle_member, args=(key, image_id))
 
 
-def mark_start(draft_key: str, image_id: int, stage: str) -> None:
+def mark_start(key: str, image_id: int, stage: str) -> None:
     """``image_id`` is the first image of ``stage`` (a stage starts once: an earlier mark moves)."""
-    draft = st.session_state[draft_key]
+    draft = st.session_state[key]
     draft["boundaries"] = {i: s for i, s in draft["boundaries"].items() if s != stage}
     draft["boundaries"][image_id] = stage
 
 
-def unmark_start(draft_key: str, image_id: int) -> None:
-    st.session_state[draft_key]["boundaries"].pop(image_id, None)
+def unmark_start(key: str, image_id: int) -> None:
+    st.session_state[key]["boundaries"].pop(image_id, None)
 
 
-def toggle_member(draft_key: str, image_id: int) -> None:
-    excluded = st.session_state[draft_key]["excluded"]
+def toggle_member(key: str, image_id: int) -> None:
+    excluded = st.session_state[key]["excluded"]
     (excluded.discard if image_id in excluded else excluded.add)(image_id)
 
 
@@ -169,13 +170,14 @@ def render(workspace) -> None:
     ui.image_viewer(workspace, details["image_id"], display, what="of this series")
     paths = workspace.thumbnail_paths(details["image_id"].tolist())
     grid = st.grid(STRIP_COLUMNS, min_column_width=150, border=True)
+    key = draft_key(series)
     for path, item in zip(paths, details.itertuples(index=False)):
         with grid.cell():
             st.image(ui.shown_thumbnail(str(path), display), caption=describe(item), width="stretch")
             st.caption(ui.plain(f"{readable_time(item.taken_at)} · {item.file} · id {item.image_id}"))
             ui.view_button(int(item.image_id))
             if draft is not None:
-                thumbnail_buttons(item, draft_key(series), draft, stage)
+                thumbnail_buttons(item, key, draft, stage)
     with st.expander("As a table"):
         st.dataframe(details, hide_index=True, width="stretch")
 

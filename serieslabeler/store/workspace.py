@@ -286,9 +286,9 @@ def _process_alive(pid: int) -> bool:
 def _connection(path: Path, read_only: bool) -> sqlite3.Connection:
     """A connection with WAL journaling, foreign keys, a busy timeout and a page cache of
     :data:`PAGE_CACHE_KIB` (SQLite's default 2 MB rereads the label indexes of a million-image
-    catalog on every bulk write); read-only ones open
-    the file with ``mode=ro`` (or ``immutable=1`` when not even SQLite's shared-memory file can
-    be made beside it) and change nothing, not even the journal mode."""
+    catalog on every bulk write); read-only ones open the file with ``mode=ro`` (or
+    ``immutable=1`` when not even SQLite's shared-memory file can be made beside it) and change
+    nothing, not even the journal mode."""
     if read_only:
         connection = None
         for flags in ("mode=ro", "immutable=1"):
