@@ -18,6 +18,13 @@ time per run):
   Label page's also gives ``action_images``, the images its click labeled;
 - ``after_label``: one new label event (an image labeled through ``label_images``), then a rerun.
 
+The Label page is opened on the open cluster (of any clustering) nearest
+:data:`LABEL_CLUSTER_SIZE` images, the issue's "Label a ~5,000-image cluster", so its
+``action`` compares like with like across sizes. A Label click's time follows the cluster's
+size, so the page also labels the first open cluster of the newest clustering (what the page
+opens by default, 20,000 to 240,000 images at 1M with k=20): ``action_large`` and
+``action_large_images``.
+
 ``--head-fit N`` first times one head fit on N synthetic labeled images (``--sizes ''``: only that).
 
 Usage::
@@ -46,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import BLOBS, DIM, FEATURE_SET, peak_rss_mb, step_features, step_ingest  # noqa: E402
 
 from serieslabeler.clustering import list_clusterings, run_clustering  # noqa: E402
-from serieslabeler.labels import cluster_status, label_cluster, label_images  # noqa: E402
+from serieslabeler.labels import cluster_status, label_cluster, label_images, undo  # noqa: E402
 from serieslabeler.loop import prepare_curves  # noqa: E402
 from serieslabeler.models import HeadClassifier, predict, train_model  # noqa: E402
 from serieslabeler.space import create_map  # noqa: E402
@@ -58,6 +65,7 @@ PAGES = ("home", "collection", "map", "sample", "cluster", "label", "series", "t
 CLUSTERINGS = (200, 20)
 LABELED_SHARE = 0.5
 MEASURES = ("first", "rerender", "action", "after_label")
+LABEL_CLUSTER_SIZE = 5_000
 TIMEOUT = 1800
 LINKS_PER_FILE = 50_000
 
@@ -156,6 +164,16 @@ def act_cluster(app) -> None:
     _next_option(app, "Clustering")
 
 
+def open_cluster_near(root: Path, size: int) -> tuple[int, int]:
+    """(clustering, cluster) of the open cluster whose size is nearest ``size`` images."""
+    with Workspace.open(root) as workspace:
+        return min(
+            ((c["id"], row["cluster"], row["size"]) for c in list_clusterings(workspace)
+             for row in cluster_status(workspace, c["id"]) if row["state"] == "open"),
+            key=lambda found: abs(found[2] - size),
+        )[:2]
+
+
 def act_label(app) -> int:
     """Pick a label (an untimed run: the button stays disabled until one is chosen), then click
     "Label N images"; returns N (the action's time follows the cluster's size)."""
@@ -188,6 +206,10 @@ def measure_page(root: Path, page: str, unlabeled: list[int]) -> dict:
 
     app = AppTest.from_file(str(PAGES_DIR / f"{page}.py"), default_timeout=TIMEOUT)
     app.query_params["ws"] = str(root)
+    if page == "label":
+        before = latest_event(root)
+        clustering, cluster = open_cluster_near(root, LABEL_CLUSTER_SIZE)
+        app.query_params["clustering"], app.query_params["cluster"] = str(clustering), str(cluster)
     times = {}
     start = time.perf_counter()
     app.run()
@@ -211,9 +233,40 @@ def measure_page(root: Path, page: str, unlabeled: list[int]) -> dict:
     app.run()
     times["after_label"] = time.perf_counter() - start
     problems += [e.message for e in app.exception] + [e.value for e in app.error]
+    if page == "label":
+        times.update(label_large_cluster(app))
+        problems += [e.message for e in app.exception] + [e.value for e in app.error]
+        undo_cluster_labels(root, before)
     if problems:
         print(f"  {page}: {problems[0][:300]}", file=sys.stderr, flush=True)
     return times
+
+
+def latest_event(root: Path) -> int:
+    with Workspace.open(root) as workspace:
+        return workspace.db.execute("SELECT COALESCE(MAX(id), 0) FROM label_events").fetchone()[0]
+
+
+def undo_cluster_labels(root: Path, after: int) -> None:
+    """Undo the clusters the Label page's clicks labeled (events after ``after``, newest first), so
+    every run finds the workspace as it was built and times the same clusters."""
+    with Workspace.open(root) as workspace:
+        clicks = workspace.db.execute(
+            "SELECT author FROM label_events WHERE id > ? AND action = 'label_cluster' ORDER BY id DESC", (after,)
+        ).fetchall()
+        for (author,) in clicks:
+            undo(workspace, author=author)
+
+
+def label_large_cluster(app) -> dict:
+    """Open the newest clustering's first open cluster (an untimed run), then time labeling it."""
+    for key in ("clustering", "cluster", "x"):
+        app.query_params.pop(key, None)
+    app.run()
+    images = act_label(app)
+    start = time.perf_counter()
+    app.run()
+    return {"action_large": time.perf_counter() - start, "action_large_images": images}
 
 
 def measure_all(root: Path, pages: list[str]) -> dict:
@@ -244,6 +297,8 @@ def format_table(sizes: list[int], results: dict, peaks: dict) -> str:
         for page, times in results[n].items():
             lines.append(f"{page:<12}" + "".join(_cell(times[m]) for m in MEASURES))
         lines += [f"  {page} action: {times['action_images']:,} images" for page, times in results[n].items() if "action_images" in times]
+        lines += [f"  {page} action on the newest clustering's first open cluster: {times['action_large']:.2f} s, {times['action_large_images']:,} images"
+                  for page, times in results[n].items() if "action_large" in times]
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from serieslabeler.demo import SAMPLE_METADATA
 from serieslabeler.errors import InputError, PipelineError, for_people
-from serieslabeler.labels import latest_event_touching
+from serieslabeler.labels import latest_event_id
 from serieslabeler.progress import Rate
 from serieslabeler.store import Workspace
 
@@ -145,13 +145,13 @@ def _choose(key: str, label: str) -> None:
 
 
 def seen_event(workspace: Workspace, image_ids, clustering_id: int | None = None, cluster: int | None = None) -> int:
-    """The latest event touching these images (or the cluster) that this tab showed at its
-    previous run: what a click on it refers to. The one shown now is remembered for the next
-    click, so an action on images someone changed meanwhile is refused (``expected_event_id``)."""
+    """The log's latest event when this tab last showed these images (or the cluster): what a
+    click on them refers to. The one shown now is remembered for the next click, so an action on
+    images someone changed meanwhile is refused (``expected_event_id``)."""
     ids = sorted(int(i) for i in image_ids)
     digest = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
     key = f"seen_{workspace.root}_{clustering_id}_{cluster}_{digest}"
-    latest = latest_event_touching(workspace, ids, clustering_id, cluster)
+    latest = latest_event_id(workspace)
     seen = st.session_state.get(key, latest)
     st.session_state[key] = latest
     return seen

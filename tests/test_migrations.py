@@ -17,6 +17,8 @@ from serieslabeler.errors import PipelineError
 from serieslabeler.labels import cluster_status, label_images
 from serieslabeler.store import CATALOG, MIGRATIONS, SCHEMA_VERSION, Workspace
 
+# What migration 8 changed, undone: a catalog set back to an older version looks like one.
+UNDO_EVENT_COUNTS = "ALTER TABLE label_events DROP COLUMN labeled; CREATE INDEX label_event_images_image ON label_event_images(image_id);"
 UNDO_STORED_EVALUATIONS = (
     "ALTER TABLE clusterings DROP COLUMN images; ALTER TABLE clusterings DROP COLUMN sizes; "
     "ALTER TABLE clusterings DROP COLUMN evaluation; DROP TABLE model_evaluations;"
@@ -69,7 +71,7 @@ def test_previous_schema_upgrades_in_place(tmp_path, bananas):
 
 def test_clusterings_saved_before_stored_sizes_get_them_on_upgrade(bananas_clustered):
     db = sqlite3.connect(bananas_clustered / CATALOG)
-    db.executescript(f"BEGIN; {UNDO_STORED_EVALUATIONS} PRAGMA user_version=3; COMMIT;")
+    db.executescript(f"BEGIN; {UNDO_STORED_EVALUATIONS} {UNDO_EVENT_COUNTS} PRAGMA user_version=3; COMMIT;")
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         row = ws.db.execute("SELECT images, sizes, evaluation FROM clusterings WHERE id=1").fetchone()
@@ -89,7 +91,7 @@ def test_label_counts_per_cluster_are_counted_on_upgrade(bananas_clustered):
         label_images(ws, [4, 5], "U")
         expected = cluster_status(ws, 1)
     db = sqlite3.connect(bananas_clustered / CATALOG)
-    db.executescript("BEGIN; DROP TABLE cluster_label_counts; DROP INDEX label_events_cluster; PRAGMA user_version=5; COMMIT;")
+    db.executescript(f"BEGIN; DROP TABLE cluster_label_counts; DROP INDEX label_events_cluster; {UNDO_EVENT_COUNTS} PRAGMA user_version=5; COMMIT;")
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         assert sorted(r[0] for r in ws.db.execute("SELECT label FROM cluster_label_counts WHERE n > 0")) != []
@@ -115,13 +117,37 @@ def test_members_and_clusters_are_read_through_covering_indexes_after_upgrade(ba
     db = sqlite3.connect(bananas_clustered / CATALOG)
     db.executescript(
         "BEGIN; DROP INDEX cluster_members_cluster; CREATE INDEX cluster_members_cluster ON cluster_members(clustering_id, cluster); "
-        "DROP INDEX cluster_members_image; CREATE INDEX cluster_members_image ON cluster_members(image_id); PRAGMA user_version=6; COMMIT;"
+        f"DROP INDEX cluster_members_image; CREATE INDEX cluster_members_image ON cluster_members(image_id); {UNDO_EVENT_COUNTS} PRAGMA user_version=6; COMMIT;"
     )
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         assert "COVERING INDEX cluster_members_cluster" in plan(ws, MEMBERS_OF_A_CLUSTER, (1, 0))
         assert "COVERING INDEX cluster_members_image" in plan(ws, CLUSTERS_OF_AN_IMAGE, (1,))
         assert [tuple(r) for r in ws.db.execute(MEMBERS_OF_A_CLUSTER, (1, 0))] == expected
+
+
+def test_label_events_get_their_labeled_counts_and_the_log_loses_its_image_index_on_upgrade(bananas_clustered):
+    """Version 8 stores each event's labeled images (a session's throughput adds them up) and
+    drops the log's index by image, which every label click wrote a random page of per image."""
+    from serieslabeler.labels import end_session, start_session, undo, unlabel_images
+
+    with Workspace.open(bananas_clustered) as ws:
+        session = start_session(ws, "expert")
+        label_images(ws, [1, 2, 3], "R", session_id=session)
+        label_images(ws, [4, 5], "U", session_id=session)
+        unlabel_images(ws, [1], session_id=session)
+        label_images(ws, [6], "U", session_id=session)
+        undo(ws)
+    db = sqlite3.connect(bananas_clustered / CATALOG)
+    db.executescript(f"BEGIN; {UNDO_EVENT_COUNTS} PRAGMA user_version=7; COMMIT;")
+    db.close()
+    with Workspace.open(bananas_clustered) as ws:
+        counts = [tuple(r) for r in ws.db.execute("SELECT action, labeled FROM label_events ORDER BY id")]
+        assert counts == [("label_images", 3), ("label_images", 2), ("unlabel", 0), ("label_images", 1), ("undo", 0)]
+        indexes = {r[0] for r in ws.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "label_event_images_image" not in indexes
+        stats = end_session(ws, session)
+        assert stats.images_labeled == 3 + 2, "the undone label of image 6 does not count"
 
 
 def test_opening_a_current_workspace_writes_nothing(tmp_path, bananas):

@@ -442,14 +442,14 @@ def test_a_stale_label_is_refused_naming_who_changed_what(sample_workspace):
     from serieslabeler.labels import (
         label_cluster,
         label_images,
-        latest_event_touching,
+        latest_event_id,
         skip_cluster,
     )
 
     with Workspace.open(sample_workspace) as workspace:
         clustering = first_clustering(workspace)
         ids, _ = __import__("serieslabeler.labels", fromlist=["cluster_members"]).cluster_members(workspace, clustering, 0)
-        seen = latest_event_touching(workspace, ids, clustering, 0)
+        seen = latest_event_id(workspace)
         label_cluster(workspace, clustering, 0, "R", author="Bob", expected_event_id=seen)
         for action in (
             lambda: label_cluster(workspace, clustering, 0, "U", author="Ada", expected_event_id=seen),
@@ -459,6 +459,28 @@ def test_a_stale_label_is_refused_naming_who_changed_what(sample_workspace):
             with pytest.raises(PipelineError, match=r"changed since this page showed it: Bob did label cluster as 'R'"):
                 action()
         assert labels_of(workspace, 0) == {"R"}
+
+
+def test_events_on_other_images_since_the_page_was_drawn_do_not_refuse_an_action(sample_workspace):
+    """The page carries the log's latest event; only later events touching its cluster refuse,
+    and finding them reads the log's rows of those later events (a key range), not the log."""
+    from serieslabeler.labels import cluster_members, label_cluster, label_images, latest_event_id, latest_event_touching
+
+    with Workspace.open(sample_workspace) as workspace:
+        clustering = first_clustering(workspace)
+        ids, _ = cluster_members(workspace, clustering, 0)
+        others, _ = cluster_members(workspace, clustering, 1)
+        label_images(workspace, ids[:1], "U", author="Bob")
+        seen = latest_event_id(workspace)
+        label_images(workspace, others[:2], "V", author="Bob")
+        assert latest_event_touching(workspace, ids, clustering, 0, after=seen) == 0
+        assert latest_event_touching(workspace, ids, clustering, 0) == seen, "from the start, Bob's label of the first image"
+        label_cluster(workspace, clustering, 0, "R", author="Ada", expected_event_id=seen)
+        assert labels_of(workspace, 0) == {"R"}
+        plan = " ".join(r[3] for r in workspace.db.execute(
+            "EXPLAIN QUERY PLAN SELECT MAX(i.event_id) FROM label_event_images i "
+            "WHERE i.event_id > ? AND i.image_id IN (SELECT value FROM json_each(?))", (seen, "[1]")))
+        assert "USING PRIMARY KEY (event_id>?)" in plan, plan
 
 
 def test_the_label_page_refuses_a_stale_tab_and_then_shows_the_change(served):

@@ -15,7 +15,7 @@ from serieslabeler.labels import (
     end_session,
     interaction_count,
     label_cluster,
-    latest_event_touching,
+    latest_event_id,
     open_session,
     redo,
     review_order,
@@ -109,7 +109,7 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
     with bar:
         label = ui.label_picker(workspace, f"label_{clustering_id}_{cluster}", suggestion=suggested_label(workspace, clustering_id, cluster), width=200)
     author = ui.author()
-    shown = latest_event_touching(workspace, members, clustering_id, cluster)
+    shown = latest_event_id(workspace)
     following = next_open(status, cluster)
     then = cluster if following is None else following
     bar.button(
@@ -132,7 +132,7 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
 # --- the actions (run as callbacks) ------------------------------------------------------------
 def label_and_move_on(workspace, clustering_id: int, cluster: int, label: str, excluded: list[int], author: str, session_id: int, shown: int, then: int) -> None:
     """Label the cluster except the clicked-out images, then open ``then``; refused when someone
-    changed the cluster's images after ``shown``, the latest event the page showed."""
+    changed the cluster's images after ``shown``, the log's latest event when the page was drawn."""
     label_cluster(workspace, clustering_id, cluster, label, excluded=excluded, author=author, session_id=session_id, expected_event_id=shown)
     st.toast(f"Cluster {cluster} labeled {label}.")
     open_cluster(clustering_id, then)

@@ -43,7 +43,7 @@ from .sessions import (
     session_stats,
     start_session,
 )
-from .stale import latest_event_touching, refuse_if_stale
+from .stale import latest_event_id, latest_event_touching, refuse_if_stale
 from .vocabulary import (
     DEFAULT_VOCABULARY,
     MAX_LABEL_LENGTH,
@@ -105,6 +105,7 @@ __all__ = [
     "open_session",
     "end_session",
     "session_stats",
+    "latest_event_id",
     "latest_event_touching",
     "refuse_if_stale",
     "DEFAULT_VOCABULARY",

@@ -64,8 +64,9 @@ def label_cluster(
 ) -> LabelEvent:
     """Label every member of a cluster except ``excluded`` (source ``cluster``).
 
-    ``expected_event_id``: the latest event touching the cluster that the caller saw
-    (:func:`serieslabeler.labels.stale.latest_event_touching`); a newer one refuses the action.
+    ``expected_event_id``: the log's latest event when the caller looked at the cluster
+    (:func:`serieslabeler.labels.stale.latest_event_id`); a newer one touching the cluster or
+    its images refuses the action.
 
     Each gets confidence ``p_c * exp(-a * d)`` (:func:`cluster_confidences`). Excluded images are
     left as they were (unlabeled ones stay in the pool). Interactions: 1 + one per excluded image.

@@ -80,10 +80,11 @@ def _record(
     details = dict(details or {})
     if vocabulary:
         details["vocabulary"] = vocabulary.to_dict()
+    labeled = sum(state is not None for state in changes.values())
     event_id = db.execute(
         "INSERT INTO label_events(author, action, label, source, iteration, clustering_id, cluster, "
-        "interactions, reverses, session_id, details) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        (author, action, label, source, iteration, clustering_id, cluster, interactions, reverses, session_id, json.dumps(details)),
+        "interactions, reverses, session_id, details, labeled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (author, action, label, source, iteration, clustering_id, cluster, interactions, reverses, session_id, json.dumps(details), labeled),
     ).lastrowid
     log_rows, upserts, deletes = [], [], []
     for image_id, new in changes.items():

@@ -18,7 +18,7 @@ class LabelState:
 
 @dataclass(frozen=True)
 class LabelEvent:
-    """One row of the log, and how many images it changed."""
+    """One row of the log (``labeled``: the images it gave a label), and how many images it changed."""
 
     id: int
     action: str
@@ -32,6 +32,7 @@ class LabelEvent:
     interactions: int
     reverses: int | None
     session_id: int | None
+    labeled: int
     details: dict
     changed: int
 

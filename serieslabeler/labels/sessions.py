@@ -56,15 +56,17 @@ def end_session(workspace: Workspace, session_id: int) -> SessionStats:
 
 
 def session_stats(workspace: Workspace, session_id: int) -> SessionStats:
-    """Interactions, images labeled (by actions of the session not undone), minutes, and rates."""
+    """Interactions, images labeled (by the session's labeling actions not undone, each counting
+    the images it labeled: one relabeled counts again, like the interaction it took), minutes, and
+    rates. Both counters add up stored per-event numbers, so they cost the session's events, not
+    its images."""
     db = workspace.db
     session = db.execute("SELECT * FROM labeling_sessions WHERE id=?", (session_id,)).fetchone()
     if session is None:
         raise PipelineError(f"no labeling session {session_id} in {workspace.root}")
     actions = ",".join(f"'{a}'" for a in LABELING_ACTIONS)
     images = db.execute(
-        "SELECT COUNT(DISTINCT i.image_id) FROM label_event_images i JOIN label_events e ON e.id = i.event_id "
-        f"WHERE e.session_id=? AND e.action IN ({actions}) AND i.label IS NOT NULL AND {_LIVE}",
+        f"SELECT COALESCE(SUM(e.labeled), 0) FROM label_events e WHERE e.session_id=? AND e.action IN ({actions}) AND {_LIVE}",
         (session_id,),
     ).fetchone()[0]
     interactions = interaction_count(workspace, session_id=session_id)

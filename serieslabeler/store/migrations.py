@@ -322,6 +322,19 @@ DROP INDEX IF EXISTS cluster_members_image;
 CREATE INDEX cluster_members_image ON cluster_members(image_id, cluster);
 """
 
+# What a label event did, kept on its row: ``labeled``, the images it gave a label (a session's
+# throughput adds these up over its live events instead of counting its images in the log).
+# The log's index by image goes: nothing reads the log by image any more (a stale page is found
+# from the events after the one it showed, by their key range), and each label click wrote
+# one random page of it per image.
+EVENT_COUNTS = """
+ALTER TABLE label_events ADD COLUMN labeled INTEGER NOT NULL DEFAULT 0;
+UPDATE label_events SET labeled = (
+    SELECT COUNT(*) FROM label_event_images i WHERE i.event_id = label_events.id AND i.label IS NOT NULL
+);
+DROP INDEX IF EXISTS label_event_images_image;
+"""
+
 MIGRATIONS = (
     Migration(1, "initial catalog", INITIAL_SCHEMA),
     Migration(2, "per-image lookups, undo by author, series labels", PER_IMAGE_LOOKUPS),
@@ -330,6 +343,7 @@ MIGRATIONS = (
     Migration(5, "audits of routed pseudo-labels", AUDITS),
     Migration(6, "label counts per cluster; lookups of label events by cluster and session, pending labels, ground truth by label", CLUSTER_LABEL_COUNTS),
     Migration(7, "covering indexes for a cluster's members and an image's clusters", COVERING_MEMBER_INDEXES),
+    Migration(8, "images labeled per label event; no index of the log by image", EVENT_COUNTS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
