@@ -8,11 +8,12 @@ ADDRESS ?= 127.0.0.1
 
 .PHONY: setup sample run test test-fast browser
 
-# The package, its extras and the pinned versions CI passed with (constraints.txt).
+# The package, its extras and the pinned versions CI passed with (constraints.txt); no download
+# cache: PyPI's CUDA wheels that torchvision needs would take their several GB on disk twice.
 $(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,scale]"
+	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
+	$(PY) -m pip install --quiet --no-cache-dir -c constraints.txt -e ".[dev,scale]"
 	touch $@
 
 setup: $(VENV)/.installed

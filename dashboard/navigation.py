@@ -121,7 +121,7 @@ def open_workspace() -> Workspace:
     try:
         if path == default_workspace():
             _sample_ready(str(path))
-        return Workspace.open(path)
+        return Workspace.open(path, background_checkpoints=True)
     except PipelineError as error:
         st.error(for_people(str(error)))
         st.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from urllib.parse import urlencode
@@ -22,7 +23,7 @@ from serieslabeler.labels import (
     undo,
 )
 from serieslabeler.space import list_maps
-from serieslabeler.store import Workspace
+from serieslabeler.store import CATALOG, Workspace, checkpoints
 
 APP = ROOT / "dashboard" / "app.py"
 PAGES = sorted((ROOT / "dashboard" / "app_pages").glob("*.py"))
@@ -247,6 +248,21 @@ def test_a_label_click_draws_the_page_once(sample, monkeypatch):
     assert len(drawn) == 1
     with Workspace.open(sample) as workspace:
         assert set(current_labels(workspace)["label"]) == {"R"}
+
+
+def test_the_app_leaves_checkpoints_to_a_keeper_thread(sample):
+    """The app's connections do not checkpoint in a click's commit: its keeper does, just after."""
+    add_vocabulary(sample, "U", "R", "V", "O")
+    app = run_page("label")
+    next(s for s in app.selectbox if s.label == "Label").set_value("R").run()
+    keeper = checkpoints.keeper_for(sample / CATALOG)
+    before = keeper.checkpoints
+    button(app, "Label ").click().run()
+    assert_clean(app)
+    deadline = time.monotonic() + 10
+    while keeper.checkpoints == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert keeper.checkpoints > before
 
 
 def test_a_label_click_on_a_cluster_someone_changed_since_is_refused(sample):

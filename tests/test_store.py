@@ -1,11 +1,13 @@
 """The feature store on a real workspace: shards, incremental appends, ordering, errors."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from serieslabeler.errors import PipelineError
-from serieslabeler.store import FeatureStore, Workspace
+from serieslabeler.store import CATALOG, FeatureStore, Workspace, checkpoints
 from serieslabeler.store.workspace import PAGE_CACHE_KIB
 
 
@@ -53,3 +55,44 @@ def test_newest_vector_wins_and_errors_are_clear(bananas_workspace):
 def test_connections_get_a_page_cache_sized_for_bulk_label_writes(bananas_workspace, read_only):
     with Workspace.open(bananas_workspace, read_only=read_only) as workspace:
         assert workspace.db.execute("PRAGMA cache_size").fetchone()[0] == -PAGE_CACHE_KIB
+
+
+def catalog_bytes(root) -> bytes:
+    return (root / CATALOG).read_bytes()
+
+
+def test_commits_with_background_checkpoints_leave_the_catalog_file_to_the_keeper(bananas_workspace, monkeypatch):
+    """A commit only appends to the log, closing a connection does not checkpoint (the keeper's
+    is still open), and the keeper's checkpoint then writes the labels into the catalog file."""
+    from serieslabeler.labels import current_labels, label_images
+
+    monkeypatch.setattr(checkpoints, "DELAY_S", 60.0)  # the keeper's own checkpoint waits: this test takes it
+    with Workspace.open(bananas_workspace) as workspace:  # a first checkpoint, the ordinary way
+        workspace.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = catalog_bytes(bananas_workspace)
+    with Workspace.open(bananas_workspace, background_checkpoints=True) as workspace:
+        assert workspace.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for image_id in range(1, 31):
+            label_images(workspace, [image_id], "R")
+    assert catalog_bytes(bananas_workspace) == before, "the commits and the close wrote only the log"
+    with Workspace.open(bananas_workspace, read_only=True) as reader:
+        assert len(current_labels(reader)) == 30, "committed labels are read from the log"
+    keeper = checkpoints.keeper_for(bananas_workspace / CATALOG)
+    busy, frames, copied = keeper.checkpoint()
+    assert busy == 0 and frames == copied > 0
+    assert catalog_bytes(bananas_workspace) != before
+
+
+def test_the_keeper_checkpoints_soon_after_a_write_and_retires_when_idle(bananas_workspace, monkeypatch):
+    from serieslabeler.labels import label_images
+
+    monkeypatch.setattr(checkpoints, "IDLE_S", 0.5)
+    with Workspace.open(bananas_workspace, background_checkpoints=True) as workspace:
+        keeper = checkpoints.keeper_for(bananas_workspace / CATALOG)
+        label_images(workspace, [1], "R")
+    deadline = time.monotonic() + 10
+    while keeper.checkpoints == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert keeper.checkpoints == 1
+    keeper._thread.join(timeout=10)
+    assert not keeper._thread.is_alive() and checkpoints.keeper_for(bananas_workspace / CATALOG) is not keeper

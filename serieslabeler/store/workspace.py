@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.store.checkpoints import WAL_SIZE_LIMIT, keeper_for
 from serieslabeler.store.migrations import (
     SCHEMA_VERSION,
     apply_migrations,
@@ -83,10 +84,15 @@ class Workspace:
     browser tabs, a command line) can write to one workspace.
     """
 
-    def __init__(self, root: Path, connection: sqlite3.Connection, read_only: bool = False):
+    def __init__(self, root: Path, connection: sqlite3.Connection, read_only: bool = False, background_checkpoints: bool = False):
         self.root = root
         self.db = connection
         self.read_only = read_only
+        self.background_checkpoints = background_checkpoints and not read_only
+        if self.background_checkpoints:
+            keeper_for(root / CATALOG)
+            connection.execute("PRAGMA wal_autocheckpoint=0")
+            connection.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
 
     @classmethod
     def create(cls, root: str | os.PathLike) -> "Workspace":
@@ -102,9 +108,11 @@ class Workspace:
         return cls._connect(root, read_only=False)
 
     @classmethod
-    def open(cls, root: str | os.PathLike, read_only: bool | None = None) -> "Workspace":
+    def open(cls, root: str | os.PathLike, read_only: bool | None = None, background_checkpoints: bool = False) -> "Workspace":
         """Open an existing workspace; ``read_only`` None: read-only exactly when the folder or
-        its catalog cannot be written (then every write is refused with one clear message)."""
+        its catalog cannot be written (then every write is refused with one clear message).
+        ``background_checkpoints``: commits leave the log's checkpoint to this process's keeper
+        thread (:mod:`serieslabeler.store.checkpoints`; for long-running processes)."""
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise PipelineError(f"{root}: is a file, not a workspace folder")
@@ -117,13 +125,13 @@ class Workspace:
             read_only = not (os.access(root, os.W_OK) and os.access(root / CATALOG, os.W_OK))
         if not read_only:
             remove_abandoned_staging(root)
-        return cls._connect(root, read_only)
+        return cls._connect(root, read_only, background_checkpoints)
 
     @classmethod
-    def _connect(cls, root: Path, read_only: bool) -> "Workspace":
+    def _connect(cls, root: Path, read_only: bool, background_checkpoints: bool = False) -> "Workspace":
         try:
             connection = _connection(root / CATALOG, read_only)
-            workspace = cls(root, connection, read_only)
+            workspace = cls(root, connection, read_only, background_checkpoints)
             workspace._migrate()
         except sqlite3.DatabaseError as error:
             raise PipelineError(f"{root / CATALOG}: not a usable catalog ({error})") from None
@@ -170,6 +178,8 @@ class Workspace:
             self.db.execute("COMMIT")
         except sqlite3.OperationalError as error:
             raise write_error(self.root, error) from None
+        if self.background_checkpoints:
+            keeper_for(self.root / CATALOG).wrote()
 
     # --- folders -------------------------------------------------------------------------
     @property
