@@ -2,6 +2,7 @@
 links), :mod:`access` (login, author), :mod:`widgets` (shared controls, errors, progress),
 :mod:`uploads` and :mod:`images`. Pages import this one name: ``from serieslabeler_app import common as ui``.
 """
+import gc
 
 from serieslabeler_app.access import (
     APP_TITLE,
@@ -135,3 +136,8 @@ __all__ = [
     "ingest_preview",
     "ingest_section",
 ]
+
+# What is loaded by now (Streamlit, pandas, the library, these modules) lives as long as the
+# process: frozen out of the garbage collector's sight, its full collections (one every few
+# bulk label writes) scan only what pages made since, and stop pausing a click for 0.1 s.
+gc.freeze()

@@ -427,3 +427,13 @@ def test_vae_centres_page_shows_an_image_vae_its_decoded_centres(sample):
     assert_clean(app)
     pictures = app.get("image")
     assert len(pictures) == 2 and all(p.proto.imgs[0].caption == "decoded centre" for p in pictures)
+
+
+def test_the_apps_modules_are_frozen_out_of_the_garbage_collectors_full_collections():
+    """A full collection in a million-image session scanned Streamlit's, pandas' and the
+    library's objects on every few label clicks (0.1 s each); they are frozen once loaded."""
+    import gc
+
+    import serieslabeler_app.common  # noqa: F401  (loaded, as every page loads it)
+
+    assert gc.get_freeze_count() > 10_000
