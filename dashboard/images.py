@@ -35,7 +35,7 @@ def excluded_thumbnail(path: str) -> bytes:
 
 
 def thumbnails(workspace: Workspace, image_ids) -> list[bytes]:
-    """Thumbnail bytes for image ids, in order (read once per process, then cached)."""
+    """Thumbnail bytes for image ids, in order."""
     return [thumbnail_bytes(str(p)) for p in workspace.thumbnail_paths(list(image_ids))]
 
 
