@@ -1,5 +1,5 @@
-"""Thumbnails and originals: cached bytes, the excluded look, brightness/contrast/gamma and zoom
-(applied here, on the server, with PIL), data URIs for chart tooltips."""
+"""Thumbnails and originals: stored bytes, the excluded look, brightness/contrast/gamma and zoom
+(applied here, on the server, with PIL, and cached), data URIs for chart tooltips."""
 from __future__ import annotations
 
 import io
