@@ -91,7 +91,7 @@ def label_cluster(
             )
         label, vocabulary_change = _resolve_label(workspace, label)
         confidences = cluster_confidences(distances, cluster_confidence, a)
-        changes = {int(i): LabelState(label, "cluster", float(c)) for i, c in zip(ids[keep], confidences[keep])}
+        changes = {i: LabelState(label, "cluster", c) for i, c in zip(ids[keep].tolist(), confidences[keep].tolist())}
         return _record(
             workspace, "label_cluster", changes, author=author, interactions=1 + len(excluded), label=label,
             source="cluster", iteration=iteration, clustering_id=clustering_id, cluster=cluster, session_id=session_id,

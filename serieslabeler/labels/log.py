@@ -87,9 +87,10 @@ def _record(
         (author, action, label, source, iteration, clustering_id, cluster, interactions, reverses, session_id, json.dumps(details), labeled),
     ).lastrowid
     log_rows, upserts, deletes = [], [], []
+    restored_origins = restored_origins or {}
     for image_id, new in changes.items():
         prev, prev_origin = previous.get(image_id, (None, None))
-        restored = (restored_origins or {}).get(image_id)
+        restored = restored_origins.get(image_id)
         log_rows.append((event_id, image_id, *_state_columns(new), *_state_columns(prev), prev_origin))
         if new is None:
             deletes.append((image_id,))
@@ -144,15 +145,15 @@ def _state_columns(state: LabelState | None) -> tuple:
     return (None, None, None, None) if state is None else (state.label, state.source, state.confidence, state.status)
 
 
-def _row_state(row, prefix: str = "") -> LabelState | None:
-    if row[f"{prefix}label"] is None:
-        return None
-    return LabelState(row[f"{prefix}label"], row[f"{prefix}source"], row[f"{prefix}confidence"], row[f"{prefix}status"])
+def _state(label, source, confidence, status) -> LabelState | None:
+    """A label state from its four columns (no label: None). Rows are read by position: looking
+    a column up by name costs a microsecond, four per image of a 5,000-image click."""
+    return None if label is None else LabelState(label, source, confidence, status)
 
 
 def _current_states(workspace: Workspace, image_ids) -> dict[int, tuple[LabelState, int]]:
-    rows = workspace.query_in("SELECT * FROM current_labels WHERE image_id IN ({})", image_ids)
-    return {row["image_id"]: (_row_state(row), row["event_id"]) for row in rows}
+    rows = workspace.query_in("SELECT image_id, label, source, confidence, status, event_id FROM current_labels WHERE image_id IN ({})", image_ids)
+    return {row[0]: (_state(*row[1:5]), row[5]) for row in rows}
 
 
 def _event(row, changed: int) -> LabelEvent:
@@ -271,8 +272,14 @@ def _last_redoable_undo(workspace: Workspace, author: str | None = None):
     ).fetchone()
 
 
-def _image_rows(workspace: Workspace, event_id: int):
-    return workspace.db.execute("SELECT * FROM label_event_images WHERE event_id=? ORDER BY image_id", (event_id,)).fetchall()
+def _image_rows(workspace: Workspace, event_id: int) -> list[tuple[int, LabelState | None, LabelState | None, int | None]]:
+    """An event's per-image rows: (image id, the state it gave, the state before, that state's origin)."""
+    rows = workspace.db.execute(
+        "SELECT image_id, label, source, confidence, status, prev_label, prev_source, prev_confidence, prev_status, prev_event_id "
+        "FROM label_event_images WHERE event_id=? ORDER BY image_id",
+        (event_id,),
+    ).fetchall()
+    return [(row[0], _state(*row[1:5]), _state(*row[5:9]), row[9]) for row in rows]
 
 
 def _matches(current: tuple[LabelState, int] | None, state: LabelState | None, origin: int | None) -> bool:
@@ -304,14 +311,13 @@ def undo(workspace: Workspace, n: int = 1, author: str = "cli", session_id: int 
 
 def _undo_event(workspace: Workspace, target, author: str, session_id: int | None) -> LabelEvent:
     rows = _image_rows(workspace, target["id"])
-    current = _current_states(workspace, [r["image_id"] for r in rows])
+    current = _current_states(workspace, [row[0] for row in rows])
     changes, origins, kept = {}, {}, []
-    for row in rows:
-        image_id = row["image_id"]
-        origin = _origin(target["action"], target["id"], row["prev_event_id"], None)
-        if _matches(current.get(image_id), _row_state(row), origin):
-            changes[image_id] = _row_state(row, "prev_")
-            origins[image_id] = row["prev_event_id"]
+    for image_id, given, before, before_origin in rows:
+        origin = _origin(target["action"], target["id"], before_origin, None)
+        if _matches(current.get(image_id), given, origin):
+            changes[image_id] = before
+            origins[image_id] = before_origin
         else:
             kept.append(image_id)
     return _record(
@@ -336,13 +342,13 @@ def redo(workspace: Workspace, author: str = "cli", session_id: int | None = Non
             raise PipelineError("nothing to redo" + ("" if any_author else f" by {author}"))
         target = workspace.db.execute("SELECT * FROM label_events WHERE id=?", (undo_row["reverses"],)).fetchone()
         rows = _image_rows(workspace, target["id"])
-        current = _current_states(workspace, [r["image_id"] for r in rows])
+        current = _current_states(workspace, [row[0] for row in rows])
         changes, kept = {}, []
-        for row in rows:
-            if _matches(current.get(row["image_id"]), _row_state(row, "prev_"), row["prev_event_id"]):
-                changes[row["image_id"]] = _row_state(row)
+        for image_id, given, before, before_origin in rows:
+            if _matches(current.get(image_id), before, before_origin):
+                changes[image_id] = given
             else:
-                kept.append(row["image_id"])
+                kept.append(image_id)
         details = json.loads(target["details"])
         vocabulary_change = VocabularyChange.from_dict(details.pop("vocabulary", None))
         return _record(

@@ -8,7 +8,7 @@ from serieslabeler.labels.log import (
     _image_ids,
     _record,
     _require_images,
-    _row_state,
+    _state,
 )
 from serieslabeler.labels.records import LabelEvent, LabelState
 from serieslabeler.labels.vocabulary import VocabularyChange, _resolve_label
@@ -73,7 +73,7 @@ def _pending(workspace: Workspace, image_ids, label: str | None) -> dict[int, La
         raise PipelineError(f"image {missing[0]} has no pending pseudo-label{of_class}")
     if not rows:
         raise PipelineError(f"no pending pseudo-labels{of_class}")
-    return {row["image_id"]: _row_state(row) for row in rows}
+    return {row["image_id"]: _state(row["label"], row["source"], row["confidence"], row["status"]) for row in rows}
 
 
 def _review_pseudo(workspace, action, image_ids, label, author, session_id, accept: bool) -> LabelEvent:

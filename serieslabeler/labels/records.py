@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass
 SOURCES = ("manual", "cluster", "pseudo", "import", "series")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LabelState:
-    """An image's label as it is in ``current_labels`` (no row: no label)."""
+    """An image's label as it is in ``current_labels`` (no row: no label); slots: a click makes
+    one per image."""
 
     label: str
     source: str
