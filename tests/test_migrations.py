@@ -150,6 +150,28 @@ def test_label_events_get_their_labeled_counts_and_the_log_loses_its_image_index
         assert stats.images_labeled == 3 + 2, "the undone label of image 6 does not count"
 
 
+def test_the_logs_image_rows_leave_the_image_check_to_current_labels_after_upgrade(bananas_clustered):
+    """Version 9 rebuilds the log's per-image rows without their own reference to ``images``:
+    the rows stay, and a label naming no image is still refused, leaving no trace in the log."""
+    with Workspace.open(bananas_clustered) as ws:
+        label_images(ws, [1, 2, 3], "R")
+        logged = [tuple(r) for r in ws.db.execute("SELECT * FROM label_event_images ORDER BY event_id, image_id")]
+    db = sqlite3.connect(bananas_clustered / CATALOG)
+    db.executescript("BEGIN; PRAGMA user_version=8; COMMIT;")
+    db.close()
+    with Workspace.open(bananas_clustered) as ws:
+        references = {row[2] for row in ws.db.execute("PRAGMA foreign_key_list(label_event_images)")}
+        assert references == {"label_events"}
+        assert [tuple(r) for r in ws.db.execute("SELECT * FROM label_event_images ORDER BY event_id, image_id")] == logged
+        with pytest.raises(sqlite3.IntegrityError), ws.transaction() as db:
+            db.execute("INSERT INTO label_events(author, action) VALUES ('x', 'label_images')")
+            event = db.execute("SELECT MAX(id) FROM label_events").fetchone()[0]
+            db.execute("INSERT INTO label_event_images(event_id, image_id, label) VALUES (?, 99999, 'R')", (event,))
+            db.execute("INSERT INTO current_labels(image_id, label, source, confidence, event_id) VALUES (99999, 'R', 'manual', 1, ?)", (event,))
+        assert ws.db.execute("SELECT COUNT(*) FROM label_event_images").fetchone()[0] == len(logged)
+        assert ws.db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
 def test_opening_a_current_workspace_writes_nothing(tmp_path, bananas):
     root = tmp_path / "ws"
     ingest_bananas(root, bananas / "images", bananas / "metadata.csv")

@@ -335,6 +335,31 @@ UPDATE label_events SET labeled = (
 DROP INDEX IF EXISTS label_event_images_image;
 """
 
+# The log's per-image rows without their own check that the image exists: each one is written
+# with the image's current label in the same transaction, and ``current_labels`` holds that
+# check (a label for an unknown image still fails, and rolls the whole event back). Checking it
+# twice cost a random lookup in ``images`` per image: 0.03 s of a 5,000-image click at 1M.
+LOG_WITHOUT_IMAGE_CHECK = """
+CREATE TABLE label_event_images_v9 (
+    event_id INTEGER NOT NULL REFERENCES label_events(id),
+    image_id INTEGER NOT NULL,
+    label TEXT,
+    source TEXT,
+    confidence REAL,
+    status TEXT,
+    prev_label TEXT,
+    prev_source TEXT,
+    prev_confidence REAL,
+    prev_status TEXT,
+    prev_event_id INTEGER,
+    PRIMARY KEY (event_id, image_id)
+) WITHOUT ROWID;
+INSERT INTO label_event_images_v9 SELECT event_id, image_id, label, source, confidence, status,
+    prev_label, prev_source, prev_confidence, prev_status, prev_event_id FROM label_event_images;
+DROP TABLE label_event_images;
+ALTER TABLE label_event_images_v9 RENAME TO label_event_images;
+"""
+
 MIGRATIONS = (
     Migration(1, "initial catalog", INITIAL_SCHEMA),
     Migration(2, "per-image lookups, undo by author, series labels", PER_IMAGE_LOOKUPS),
@@ -344,6 +369,7 @@ MIGRATIONS = (
     Migration(6, "label counts per cluster; lookups of label events by cluster and session, pending labels, ground truth by label", CLUSTER_LABEL_COUNTS),
     Migration(7, "covering indexes for a cluster's members and an image's clusters", COVERING_MEMBER_INDEXES),
     Migration(8, "images labeled per label event; no index of the log by image", EVENT_COUNTS),
+    Migration(9, "the log's per-image rows leave the image check to current_labels", LOG_WITHOUT_IMAGE_CHECK),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
