@@ -25,6 +25,18 @@ class Migration:
         return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+# The states a row of the log keeps: the one its event gave the image and the one before.
+LOGGED_STATES = """    label TEXT,
+    source TEXT,
+    confidence REAL,
+    status TEXT,
+    prev_label TEXT,
+    prev_source TEXT,
+    prev_confidence REAL,
+    prev_status TEXT,
+    prev_event_id INTEGER,
+"""
+
 INITIAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -149,16 +161,7 @@ CREATE TABLE IF NOT EXISTS label_events (
 CREATE TABLE IF NOT EXISTS label_event_images (
     event_id INTEGER NOT NULL REFERENCES label_events(id),
     image_id INTEGER NOT NULL REFERENCES images(id),
-    label TEXT,
-    source TEXT,
-    confidence REAL,
-    status TEXT,
-    prev_label TEXT,
-    prev_source TEXT,
-    prev_confidence REAL,
-    prev_status TEXT,
-    prev_event_id INTEGER,
-    PRIMARY KEY (event_id, image_id)
+""" + LOGGED_STATES + """    PRIMARY KEY (event_id, image_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS label_event_images_image ON label_event_images(image_id);
 CREATE INDEX IF NOT EXISTS label_events_reverses ON label_events(reverses);
@@ -343,16 +346,7 @@ LOG_WITHOUT_IMAGE_CHECK = """
 CREATE TABLE label_event_images_v9 (
     event_id INTEGER NOT NULL REFERENCES label_events(id),
     image_id INTEGER NOT NULL,
-    label TEXT,
-    source TEXT,
-    confidence REAL,
-    status TEXT,
-    prev_label TEXT,
-    prev_source TEXT,
-    prev_confidence REAL,
-    prev_status TEXT,
-    prev_event_id INTEGER,
-    PRIMARY KEY (event_id, image_id)
+""" + LOGGED_STATES + """    PRIMARY KEY (event_id, image_id)
 ) WITHOUT ROWID;
 INSERT INTO label_event_images_v9 SELECT event_id, image_id, label, source, confidence, status,
     prev_label, prev_source, prev_confidence, prev_status, prev_event_id FROM label_event_images;
