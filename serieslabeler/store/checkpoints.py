@@ -26,7 +26,7 @@ IDLE_S = 30.0
 # The log file is cut back to this size after a checkpoint empties it (SQLite keeps its largest).
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
-_keepers: dict[Path, "CheckpointKeeper"] = {}
+_keepers: dict[Path, CheckpointKeeper] = {}
 _keepers_lock = threading.Lock()
 
 
