@@ -96,3 +96,20 @@ def test_the_keeper_checkpoints_soon_after_a_write_and_retires_when_idle(bananas
     assert keeper.checkpoints == 1
     keeper._thread.join(timeout=10)
     assert not keeper._thread.is_alive() and checkpoints.keeper_for(bananas_workspace / CATALOG) is not keeper
+
+
+def test_a_catalog_made_again_at_the_same_path_gets_its_own_keeper(bananas_workspace, tmp_path):
+    """A keeper checkpoints the file it opened: a workspace removed and made again at the same
+    path (a new file) gets a new keeper, so its log is not left to one holding the old file."""
+    import shutil
+
+    with Workspace.open(bananas_workspace, background_checkpoints=True):
+        first = checkpoints.keeper_for(bananas_workspace / CATALOG)
+    moved = tmp_path / "moved"
+    shutil.copytree(bananas_workspace, moved)
+    shutil.rmtree(bananas_workspace)
+    shutil.copytree(moved, bananas_workspace)
+    with Workspace.open(bananas_workspace, background_checkpoints=True):
+        second = checkpoints.keeper_for(bananas_workspace / CATALOG)
+    assert second is not first and second.file_id != first.file_id
+    assert checkpoints.keeper_for(bananas_workspace / CATALOG) is second

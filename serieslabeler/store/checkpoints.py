@@ -14,6 +14,7 @@ keeper closes its connection after :data:`IDLE_S` without writes.
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -35,6 +36,7 @@ class CheckpointKeeper:
 
     def __init__(self, path: Path):
         self.path = path
+        self.file_id = _file_id(path)
         self.checkpoints = 0
         self._wanted = threading.Event()
         self._lock = threading.Lock()
@@ -70,19 +72,27 @@ class CheckpointKeeper:
     def _retire(self) -> bool:
         """Leave the registry and close, unless a write came in meanwhile."""
         with _keepers_lock:
-            if self._wanted.is_set():
+            if self._wanted.is_set() and _keepers.get(self.path) is self:
                 return False
-            _keepers.pop(self.path, None)
+            if _keepers.get(self.path) is self:
+                del _keepers[self.path]
         with self._lock:
             self._connection.close()
         return True
 
 
+def _file_id(path: Path) -> tuple[int, int]:
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
 def keeper_for(path: Path) -> CheckpointKeeper:
-    """The catalog's keeper in this process, started on first use."""
+    """The catalog's keeper in this process, started on first use, and again when the file at
+    ``path`` is another one (a workspace removed and made again): a keeper checkpoints the file
+    it opened."""
     path = Path(path).resolve()
     with _keepers_lock:
         keeper = _keepers.get(path)
-        if keeper is None:
+        if keeper is None or keeper.file_id != _file_id(path):
             keeper = _keepers[path] = CheckpointKeeper(path)
         return keeper
