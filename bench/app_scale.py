@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import BLOBS, DIM, FEATURE_SET, peak_rss_mb, step_features, step_ingest  # noqa: E402
 
 from serieslabeler.clustering import list_clusterings, run_clustering  # noqa: E402
-from serieslabeler.labels import cluster_status, label_cluster, label_images, undo  # noqa: E402
+from serieslabeler.labels import cluster_status, label_cluster, label_images, latest_event_id, undo  # noqa: E402
 from serieslabeler.loop import prepare_curves  # noqa: E402
 from serieslabeler.models import HeadClassifier, predict, train_model  # noqa: E402
 from serieslabeler.space import create_map  # noqa: E402
@@ -204,6 +204,18 @@ ACTIONS = {
 }
 
 
+def timed_run(app) -> float:
+    """Seconds of one run of the page (its server time through AppTest)."""
+    start = time.perf_counter()
+    app.run()
+    return time.perf_counter() - start
+
+
+def problems_of(app) -> list[str]:
+    """The exceptions and error messages the page's last run showed."""
+    return [e.message for e in app.exception] + [e.value for e in app.error]
+
+
 def measure_page(root: Path, page: str, unlabeled: list[int]) -> dict:
     from streamlit.testing.v1 import AppTest
 
@@ -213,36 +225,27 @@ def measure_page(root: Path, page: str, unlabeled: list[int]) -> dict:
         before = latest_event(root)
         clustering, cluster = open_cluster_near(root, LABEL_CLUSTER_SIZE)
         app.query_params["clustering"], app.query_params["cluster"] = str(clustering), str(cluster)
-    times = {}
-    start = time.perf_counter()
-    app.run()
-    times["first"] = time.perf_counter() - start
-    problems = [e.message for e in app.exception] + [e.value for e in app.error]
-    start = time.perf_counter()
-    app.run()
-    times["rerender"] = time.perf_counter() - start
+    times = {"first": timed_run(app)}
+    problems = problems_of(app)
+    times["rerender"] = timed_run(app)
     times["action"] = None
     if page in ACTIONS:
         images = ACTIONS[page](app)
-        start = time.perf_counter()
-        app.run()
-        times["action"] = time.perf_counter() - start
+        times["action"] = timed_run(app)
         if images is not None:
             times["action_images"] = images
-        problems += [e.message for e in app.exception] + [e.value for e in app.error]
+        problems += problems_of(app)
     if page == "label":
         times["action_runs"] = [times["action"], *label_again(app, root, before, clustering, cluster)]
         times["action"] = statistics.median(times["action_runs"])
-        problems += [e.message for e in app.exception] + [e.value for e in app.error]
+        problems += problems_of(app)
     with Workspace.open(root) as workspace:
         label_images(workspace, [unlabeled.pop()], "U", author="bench")
-    start = time.perf_counter()
-    app.run()
-    times["after_label"] = time.perf_counter() - start
-    problems += [e.message for e in app.exception] + [e.value for e in app.error]
+    times["after_label"] = timed_run(app)
+    problems += problems_of(app)
     if page == "label":
         times.update(label_large_cluster(app))
-        problems += [e.message for e in app.exception] + [e.value for e in app.error]
+        problems += problems_of(app)
         undo_cluster_labels(root, before)
     if problems:
         print(f"  {page}: {problems[0][:300]}", file=sys.stderr, flush=True)
@@ -251,7 +254,7 @@ def measure_page(root: Path, page: str, unlabeled: list[int]) -> dict:
 
 def latest_event(root: Path) -> int:
     with Workspace.open(root) as workspace:
-        return workspace.db.execute("SELECT COALESCE(MAX(id), 0) FROM label_events").fetchone()[0]
+        return latest_event_id(workspace)
 
 
 def undo_cluster_labels(root: Path, after: int) -> None:
@@ -276,9 +279,7 @@ def label_again(app, root: Path, before: int, clustering: int, cluster: int) -> 
         app.query_params["clustering"], app.query_params["cluster"] = str(clustering), str(cluster)
         app.run()
         act_label(app)
-        start = time.perf_counter()
-        app.run()
-        runs.append(time.perf_counter() - start)
+        runs.append(timed_run(app))
     return runs
 
 
@@ -288,9 +289,7 @@ def label_large_cluster(app) -> dict:
         app.query_params.pop(key, None)
     app.run()
     images = act_label(app)
-    start = time.perf_counter()
-    app.run()
-    return {"action_large": time.perf_counter() - start, "action_large_images": images}
+    return {"action_large": timed_run(app), "action_large_images": images}
 
 
 def measure_all(root: Path, pages: list[str]) -> dict:

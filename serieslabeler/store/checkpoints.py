@@ -72,9 +72,9 @@ class CheckpointKeeper:
     def _retire(self) -> bool:
         """Leave the registry and close, unless a write came in meanwhile."""
         with _keepers_lock:
-            if self._wanted.is_set() and _keepers.get(self.path) is self:
-                return False
             if _keepers.get(self.path) is self:
+                if self._wanted.is_set():
+                    return False
                 del _keepers[self.path]
         with self._lock:
             self._connection.close()
