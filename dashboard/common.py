@@ -14,6 +14,7 @@ from serieslabeler_app.access import (
 from serieslabeler_app.images import (
     Display,
     excluded_thumbnail,
+    show_thumbnail,
     shown_thumbnail,
     thumbnail_bytes,
     thumbnail_uri,
@@ -126,6 +127,7 @@ __all__ = [
     "thumbnails",
     "thumbnail_uri",
     "Display",
+    "show_thumbnail",
     "shown_thumbnail",
     "zoomed_original",
     "VIEW_PARAM",

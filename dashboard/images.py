@@ -85,6 +85,12 @@ def jpeg(image: Image.Image, quality: int = 88) -> bytes:
     return out.getvalue()
 
 
+def show_thumbnail(picture: bytes, caption: str | None = None) -> None:
+    """Draw thumbnail bytes (always JPEG: stored, greyed out or adjusted) filling their cell. Naming
+    the format spares Streamlit decoding each one to find it out (a grid draws 100 or 200)."""
+    st.image(picture, caption=caption, output_format="JPEG", width="stretch")
+
+
 def shown_thumbnail(path: str, display: Display = Display()) -> bytes:
     """A thumbnail as the page shows it: the stored bytes, or with the display adjustments applied."""
     return thumbnail_bytes(path) if display.neutral else adjusted_thumbnail(path, display)

@@ -104,6 +104,15 @@ def outside(tmp_path_factory):
     return target
 
 
+def test_a_bare_expression_in_a_page_writes_nothing_to_it():
+    """The app's config turns Streamlit's magic off: a stray expression statement (a user's
+    string, a value) is never written to the page as markdown."""
+    app = AppTest.from_string('text = "<b>someone\'s</b> **caption**"\ntext\n42\nimport streamlit as st\nst.caption("drawn")\n').run()
+    assert not app.exception
+    assert [e.value for e in app.caption] == ["drawn"]
+    assert not app.markdown and not app.get("json") and not app.text
+
+
 def test_ws_outside_the_root_is_refused(served, outside):
     app = app_run(ws=outside)
     assert not app.exception

@@ -91,7 +91,7 @@ def centre_grid(workspace, clustering_id: int, seed: int) -> None:
             if picture.is_image:
                 st.image(np.transpose(picture.decoded, (1, 2, 0)), clamp=True, caption="decoded centre", width="stretch")
             else:
-                st.image(thumbnail, caption="image nearest the centre", width="stretch")
+                ui.show_thumbnail(thumbnail, caption="image nearest the centre")
             state = status.loc[picture.cluster]
             named = f" · {ui.plain(state['top_label'])}" if isinstance(state["top_label"], str) else ""
             st.markdown(f"**Cluster {picture.cluster}** · {picture.size} images · {state['state']}{named}")

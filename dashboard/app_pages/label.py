@@ -170,7 +170,7 @@ def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: s
     for image_id, path in zip(shown, paths):
         out = int(image_id) in excluded
         with grid.cell():
-            st.image(ui.excluded_thumbnail(str(path)) if out else ui.shown_thumbnail(str(path), display), width="stretch")
+            ui.show_thumbnail(ui.excluded_thumbnail(str(path)) if out else ui.shown_thumbnail(str(path), display))
             actions = st.container(horizontal=True, gap="small", horizontal_alignment="center")
             with actions:
                 ui.view_button(int(image_id))

@@ -173,7 +173,7 @@ def render(workspace) -> None:
     key = draft_key(series)
     for path, item in zip(paths, details.itertuples(index=False)):
         with grid.cell():
-            st.image(ui.shown_thumbnail(str(path), display), caption=describe(item), width="stretch")
+            ui.show_thumbnail(ui.shown_thumbnail(str(path), display), caption=describe(item))
             st.caption(ui.plain(f"{readable_time(item.taken_at)} · {item.file} · id {item.image_id}"))
             ui.view_button(int(item.image_id))
             if draft is not None:

@@ -288,7 +288,7 @@ def audit_section(workspace) -> None:
     grid = st.grid(6, min_column_width=120, gap="xsmall")
     for picture, item in zip(ui.thumbnails(workspace, [i.image_id for i in todo]), todo):
         with grid.cell():
-            st.image(picture, caption=f"{item.predicted} {item.confidence:.2f}", width="stretch")
+            ui.show_thumbnail(picture, caption=f"{item.predicted} {item.confidence:.2f}")
             answers[item.image_id] = st.selectbox("answer", ["-", "correct", *[f"is {c}" for c in classes if c != item.predicted]],
                                                   key=f"audit_{audit.id}_{item.image_id}", label_visibility="collapsed")
     if st.button("Save the audit answers", type="primary"):
@@ -325,7 +325,7 @@ def review_section(workspace, model_id: int | None) -> None:
     grid = st.grid(6, min_column_width=130, gap="xsmall")
     for picture, item, where in zip(ui.thumbnails(workspace, shown["image_id"]), shown.itertuples(index=False), context):
         with grid.cell():
-            st.image(picture, width="stretch")
+            ui.show_thumbnail(picture)
             neighbour = "no labeled neighbour" if where.neighbour_id is None else f"nearest labeled: #{where.neighbour_id} {where.neighbour_label}"
             st.caption(ui.plain(f"{where.subject}, {where.date} (day {where.day})  \n{item.label} {item.confidence:.2f}  \n{neighbour}"))
             if st.checkbox("wrong", key=f"wrong_{item.image_id}"):

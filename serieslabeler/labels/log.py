@@ -36,10 +36,16 @@ from serieslabeler.labels.vocabulary import (
     _effective_vocabulary,
     _resolve_label,
 )
+from serieslabeler.store.queries import id_array
 from serieslabeler.store.workspace import Workspace
 
 # SQLite's largest integer: a bigger "id" names no image (and would overflow the query).
 MAX_IMAGE_ID = 2**63 - 1
+
+
+# The four state columns of no label, and the previous state and origin of an unlabeled image.
+NO_STATE = (None, None, None, None)
+NO_PREVIOUS = (None, None)
 
 
 # Actions that give images a label a person decided on (for images labeled per session).
@@ -89,7 +95,7 @@ def _record(
     log_rows, upserts, deletes = [], [], []
     restored_origins = restored_origins or {}
     for image_id, new in changes.items():
-        prev, prev_origin = previous.get(image_id, (None, None))
+        prev, prev_origin = previous.get(image_id, NO_PREVIOUS)
         restored = restored_origins.get(image_id)
         log_rows.append((event_id, image_id, *_state_columns(new), *_state_columns(prev), prev_origin))
         if new is None:
@@ -109,27 +115,34 @@ def _record(
         "confidence=excluded.confidence, status=excluded.status, event_id=excluded.event_id",
         upserts,
     )
-    _move_cluster_counts(workspace, event_id)
+    _move_cluster_counts(workspace, changes, previous)
     _apply_vocabulary(workspace, vocabulary)
     return _event(db.execute("SELECT * FROM label_events WHERE id=?", (event_id,)).fetchone(), len(changes))
 
 
-def _move_cluster_counts(workspace: Workspace, event_id: int) -> None:
+def _move_cluster_counts(workspace: Workspace, changes: dict[int, LabelState | None], previous: dict) -> None:
     """Bring ``cluster_label_counts`` (accepted labels per cluster and label, see the migration)
-    along with an event: from its per-image rows just written (new and previous state), each
-    accepted label it took away counts -1 and each it gave +1, in every cluster holding the image;
-    one grouped upsert in SQL."""
-    workspace.db.execute(
-        "INSERT INTO cluster_label_counts(clustering_id, cluster, label, n) "
-        "SELECT m.clustering_id, m.cluster, d.label, SUM(d.n) FROM ("
-        "  SELECT image_id, label, 1 AS n FROM label_event_images WHERE event_id = ?1 AND status = 'accepted' "
-        "    AND (prev_status IS NOT 'accepted' OR prev_label IS NOT label) "
-        "  UNION ALL SELECT image_id, prev_label, -1 FROM label_event_images WHERE event_id = ?1 AND prev_status = 'accepted' "
-        "    AND (status IS NOT 'accepted' OR label IS NOT prev_label)"
-        ") d JOIN cluster_members m ON m.image_id = d.image_id WHERE true GROUP BY m.clustering_id, m.cluster, d.label "
-        "ON CONFLICT(clustering_id, cluster, label) DO UPDATE SET n = n + excluded.n",
-        (event_id,),
-    )
+    along with an event: each accepted label it took away counts -1 and each it gave +1, in every
+    cluster holding the image; one grouped upsert per label and sign (a cluster label: two)."""
+    moves: dict[tuple[str, int], list[int]] = {}
+    for image_id, new in changes.items():
+        prev = previous.get(image_id, NO_PREVIOUS)[0]
+        gives = new is not None and new.status == "accepted"
+        took = prev is not None and prev.status == "accepted"
+        if gives and took and new.label == prev.label:
+            continue
+        if gives:
+            moves.setdefault((new.label, 1), []).append(image_id)
+        if took:
+            moves.setdefault((prev.label, -1), []).append(image_id)
+    for (label, sign), image_ids in moves.items():
+        workspace.db.execute(
+            "INSERT INTO cluster_label_counts(clustering_id, cluster, label, n) "
+            "SELECT m.clustering_id, m.cluster, ?, ? * COUNT(*) FROM json_each(?) j CROSS JOIN cluster_members m ON m.image_id = j.value "
+            "WHERE true GROUP BY m.clustering_id, m.cluster "
+            "ON CONFLICT(clustering_id, cluster, label) DO UPDATE SET n = n + excluded.n",
+            (label, sign, id_array(image_ids)),
+        )
 
 
 def _origin(action: str, event_id: int, prev_origin: int | None, restored: int | None) -> int | None:
@@ -142,7 +155,7 @@ def _origin(action: str, event_id: int, prev_origin: int | None, restored: int |
 
 
 def _state_columns(state: LabelState | None) -> tuple:
-    return (None, None, None, None) if state is None else (state.label, state.source, state.confidence, state.status)
+    return NO_STATE if state is None else state
 
 
 def _state(label, source, confidence, status) -> LabelState | None:
@@ -152,8 +165,13 @@ def _state(label, source, confidence, status) -> LabelState | None:
 
 
 def _current_states(workspace: Workspace, image_ids) -> dict[int, tuple[LabelState, int]]:
-    rows = workspace.query_in("SELECT image_id, label, source, confidence, status, event_id FROM current_labels WHERE image_id IN ({})", image_ids)
-    return {row[0]: (_state(*row[1:5]), row[5]) for row in rows}
+    """``{image_id: (state, origin event)}`` of the labeled ones among ``image_ids``."""
+    rows = workspace.plain_rows(
+        "SELECT c.image_id, c.label, c.source, c.confidence, c.status, c.event_id "
+        "FROM json_each(?) j CROSS JOIN current_labels c ON c.image_id = j.value",
+        (id_array(image_ids),),
+    )
+    return {row[0]: (LabelState(*row[1:5]), row[5]) for row in rows}
 
 
 def _event(row, changed: int) -> LabelEvent:

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 SOURCES = ("manual", "cluster", "pseudo", "import", "series")
 
 
-@dataclass(frozen=True, slots=True)
-class LabelState:
-    """An image's label as it is in ``current_labels`` (no row: no label); slots: a click makes
-    one per image."""
+class LabelState(NamedTuple):
+    """An image's label as it is in ``current_labels`` (no row: no label), its four columns in
+    order. A named tuple: a click makes one per image, and a frozen dataclass takes ten times as
+    long to make (a twentieth of a 5,000-image click)."""
 
     label: str
     source: str
