@@ -92,7 +92,7 @@ def _record(
         "interactions, reverses, session_id, details, labeled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (author, action, label, source, iteration, clustering_id, cluster, interactions, reverses, session_id, json.dumps(details), labeled),
     ).lastrowid
-    log_rows, upserts, deletes = [], [], []
+    log_rows, inserts, updates, deletes = [], [], [], []
     restored_origins = restored_origins or {}
     for image_id, new in changes.items():
         prev, prev_origin = previous.get(image_id, NO_PREVIOUS)
@@ -101,20 +101,18 @@ def _record(
         if new is None:
             deletes.append((image_id,))
         else:
-            origin = _origin(action, event_id, prev_origin, restored)
-            upserts.append((image_id, new.label, new.source, new.confidence, new.status, origin))
+            row = (image_id, *new, _origin(action, event_id, prev_origin, restored))
+            (inserts if prev is None else updates).append(row)
     db.executemany(
         "INSERT INTO label_event_images(event_id, image_id, label, source, confidence, status, "
         "prev_label, prev_source, prev_confidence, prev_status, prev_event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         log_rows,
     )
+    # The previous states were read in this transaction, so each image's row is known to exist or
+    # not: a plain INSERT or UPDATE (an upsert tries the insert first, a fifth slower).
     db.executemany("DELETE FROM current_labels WHERE image_id=?", deletes)
-    db.executemany(
-        "INSERT INTO current_labels(image_id, label, source, confidence, status, event_id) VALUES (?,?,?,?,?,?) "
-        "ON CONFLICT(image_id) DO UPDATE SET label=excluded.label, source=excluded.source, "
-        "confidence=excluded.confidence, status=excluded.status, event_id=excluded.event_id",
-        upserts,
-    )
+    db.executemany("INSERT INTO current_labels(image_id, label, source, confidence, status, event_id) VALUES (?,?,?,?,?,?)", inserts)
+    db.executemany("UPDATE current_labels SET label=?2, source=?3, confidence=?4, status=?5, event_id=?6 WHERE image_id=?1", updates)
     _move_cluster_counts(workspace, changes, previous)
     _apply_vocabulary(workspace, vocabulary)
     return _event(db.execute("SELECT * FROM label_events WHERE id=?", (event_id,)).fetchone(), len(changes))
