@@ -19,6 +19,8 @@ from serieslabeler.store import CATALOG, MIGRATIONS, SCHEMA_VERSION, Workspace
 
 # What migration 8 changed, undone: a catalog set back to an older version looks like one.
 UNDO_EVENT_COUNTS = "ALTER TABLE label_events DROP COLUMN labeled; CREATE INDEX label_event_images_image ON label_event_images(image_id);"
+# What migration 10 added, undone.
+UNDO_CLUSTER_PREDICTIONS = "DROP TABLE cluster_predictions;"
 UNDO_STORED_EVALUATIONS = (
     "ALTER TABLE clusterings DROP COLUMN images; ALTER TABLE clusterings DROP COLUMN sizes; "
     "ALTER TABLE clusterings DROP COLUMN evaluation; DROP TABLE model_evaluations;"
@@ -71,7 +73,7 @@ def test_previous_schema_upgrades_in_place(tmp_path, bananas):
 
 def test_clusterings_saved_before_stored_sizes_get_them_on_upgrade(bananas_clustered):
     db = sqlite3.connect(bananas_clustered / CATALOG)
-    db.executescript(f"BEGIN; {UNDO_STORED_EVALUATIONS} {UNDO_EVENT_COUNTS} PRAGMA user_version=3; COMMIT;")
+    db.executescript(f"BEGIN; {UNDO_STORED_EVALUATIONS} {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=3; COMMIT;")
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         row = ws.db.execute("SELECT images, sizes, evaluation FROM clusterings WHERE id=1").fetchone()
@@ -91,7 +93,7 @@ def test_label_counts_per_cluster_are_counted_on_upgrade(bananas_clustered):
         label_images(ws, [4, 5], "U")
         expected = cluster_status(ws, 1)
     db = sqlite3.connect(bananas_clustered / CATALOG)
-    db.executescript(f"BEGIN; DROP TABLE cluster_label_counts; DROP INDEX label_events_cluster; {UNDO_EVENT_COUNTS} PRAGMA user_version=5; COMMIT;")
+    db.executescript(f"BEGIN; DROP TABLE cluster_label_counts; DROP INDEX label_events_cluster; {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=5; COMMIT;")
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         assert sorted(r[0] for r in ws.db.execute("SELECT label FROM cluster_label_counts WHERE n > 0")) != []
@@ -117,7 +119,7 @@ def test_members_and_clusters_are_read_through_covering_indexes_after_upgrade(ba
     db = sqlite3.connect(bananas_clustered / CATALOG)
     db.executescript(
         "BEGIN; DROP INDEX cluster_members_cluster; CREATE INDEX cluster_members_cluster ON cluster_members(clustering_id, cluster); "
-        f"DROP INDEX cluster_members_image; CREATE INDEX cluster_members_image ON cluster_members(image_id); {UNDO_EVENT_COUNTS} PRAGMA user_version=6; COMMIT;"
+        f"DROP INDEX cluster_members_image; CREATE INDEX cluster_members_image ON cluster_members(image_id); {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=6; COMMIT;"
     )
     db.close()
     with Workspace.open(bananas_clustered) as ws:
@@ -139,7 +141,7 @@ def test_label_events_get_their_labeled_counts_and_the_log_loses_its_image_index
         label_images(ws, [6], "U", session_id=session)
         undo(ws)
     db = sqlite3.connect(bananas_clustered / CATALOG)
-    db.executescript(f"BEGIN; {UNDO_EVENT_COUNTS} PRAGMA user_version=7; COMMIT;")
+    db.executescript(f"BEGIN; {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=7; COMMIT;")
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         counts = [tuple(r) for r in ws.db.execute("SELECT action, labeled FROM label_events ORDER BY id")]
@@ -157,7 +159,7 @@ def test_the_logs_image_rows_leave_the_image_check_to_current_labels_after_upgra
         label_images(ws, [1, 2, 3], "R")
         logged = [tuple(r) for r in ws.db.execute("SELECT * FROM label_event_images ORDER BY event_id, image_id")]
     db = sqlite3.connect(bananas_clustered / CATALOG)
-    db.executescript("BEGIN; PRAGMA user_version=8; COMMIT;")
+    db.executescript(f"BEGIN; {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=8; COMMIT;")
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         references = {row[2] for row in ws.db.execute("PRAGMA foreign_key_list(label_event_images)")}
@@ -170,6 +172,25 @@ def test_the_logs_image_rows_leave_the_image_check_to_current_labels_after_upgra
             db.execute("INSERT INTO current_labels(image_id, label, source, confidence, event_id) VALUES (99999, 'R', 'manual', 1, ?)", (event,))
         assert ws.db.execute("SELECT COUNT(*) FROM label_event_images").fetchone()[0] == len(logged)
         assert ws.db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_what_the_latest_model_predicts_per_cluster_is_counted_on_upgrade(bananas_clustered):
+    """Version 10 stores the latest predicting model's predictions per cluster and label (the
+    Label page's suggestion reads them), counted from the predictions already there."""
+    from serieslabeler.models import predict, train_model
+
+    with Workspace.open(bananas_clustered) as ws:
+        label_images(ws, [1, 2, 3, 4], "U")
+        label_images(ws, [200, 201, 202], "O")
+        predict(ws, train_model(ws, "head", max_iter=200).id)
+        live = "SELECT m.cluster, p.label, COUNT(*) FROM cluster_members m JOIN predictions p ON p.image_id = m.image_id GROUP BY 1, 2 ORDER BY 1, 2"
+        expected = [tuple(r) for r in ws.db.execute(live)]
+    db = sqlite3.connect(bananas_clustered / CATALOG)
+    db.executescript(f"BEGIN; {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=9; COMMIT;")
+    db.close()
+    with Workspace.open(bananas_clustered) as ws:
+        stored = [tuple(r) for r in ws.db.execute("SELECT cluster, label, n FROM cluster_predictions WHERE model_id = 1 AND clustering_id = 1 ORDER BY 1, 2")]
+        assert stored == expected and len(expected) >= 8
 
 
 def test_opening_a_current_workspace_writes_nothing(tmp_path, bananas):

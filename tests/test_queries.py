@@ -189,6 +189,51 @@ def test_suggested_label_matches_the_decoded_probabilities(labeled, clustering_i
     assert sum(s is not None for s in suggestions) >= 4
 
 
+PREDICTED_PER_CLUSTER = (
+    "SELECT m.cluster, p.label, COUNT(*), SUM(p.confidence) FROM cluster_members m JOIN predictions p ON p.image_id = m.image_id "
+    "WHERE p.model_id = ? AND m.clustering_id = ? GROUP BY m.cluster, p.label ORDER BY m.cluster, p.label"
+)
+
+
+def stored_per_cluster(workspace, model_id: int, clustering_id: int) -> list[tuple]:
+    return [tuple(r) for r in workspace.db.execute(
+        "SELECT cluster, label, n, confidence_sum FROM cluster_predictions WHERE model_id = ? AND clustering_id = ? ORDER BY cluster, label",
+        (model_id, clustering_id),
+    )]
+
+
+def assert_same_counts(stored: list[tuple], expected: list[tuple]) -> None:
+    assert [row[:3] for row in stored] == [row[:3] for row in expected]
+    assert np.allclose([row[3] for row in stored], [row[3] for row in expected])
+
+
+def test_what_a_model_predicts_per_cluster_is_stored_with_its_predictions_and_with_a_new_clustering(labeled):
+    """Clustering 1 existed when model 1 predicted, clustering 2 (a split) was saved after; a new
+    model's predictions are counted in every clustering, and the older model's counts stay."""
+    for clustering_id in (1, 2):
+        expected = [tuple(r) for r in labeled.db.execute(PREDICTED_PER_CLUSTER, (1, clustering_id))]
+        assert_same_counts(stored_per_cluster(labeled, 1, clustering_id), expected)
+        assert len(expected) >= 4
+    label_images(labeled, [8, 9, 10], "R")
+    newer = train_model(labeled, "head", max_iter=300, seed=1)
+    predict(labeled, newer.id)
+    for model_id, clustering_id in ((2, 1), (2, 2), (1, 1)):
+        expected = [tuple(r) for r in labeled.db.execute(PREDICTED_PER_CLUSTER, (model_id, clustering_id))]
+        assert_same_counts(stored_per_cluster(labeled, model_id, clustering_id), expected)
+
+
+def test_a_suggestion_without_stored_counts_is_counted_from_the_members_predictions(labeled):
+    clusters = sorted(load_clustering(labeled, 1).sizes())
+    stored = [suggested_label(labeled, 1, c) for c in clusters]
+    with labeled.transaction() as db:
+        db.execute("DELETE FROM cluster_predictions")
+    counted = [suggested_label(labeled, 1, c) for c in clusters]
+    assert [(s.label, s.share, s.model_id) for s in counted if s] == [(s.label, s.share, s.model_id) for s in stored if s]
+    assert [s.confidence for s in counted if s] == pytest.approx([s.confidence for s in stored if s])
+    assert [s is None for s in counted] == [s is None for s in stored]
+    assert sum(s is not None for s in stored) >= 4
+
+
 def test_list_models_summarises_every_record(labeled):
     train_model(labeled, "head", max_iter=100, seed=1)
     models = list_models(labeled)

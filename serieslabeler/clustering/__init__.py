@@ -33,6 +33,7 @@ from .linking import DayLink, link_across_days
 from .runs import (
     Clustering,
     clustering_size,
+    count_member_predictions,
     latest_clustering,
     list_clusterings,
     load_clustering,
@@ -81,6 +82,7 @@ __all__ = [
     "run_clustering",
     "space_evaluation",
     "save_clustering",
+    "count_member_predictions",
     "load_clustering",
     "list_clusterings",
     "clustering_size",

@@ -160,6 +160,9 @@ def save_clustering(workspace: Workspace, clustering: Clustering, X: np.ndarray 
             ],
         )
         _count_member_labels(db, clustering_id)
+        latest_model = db.execute("SELECT MAX(model_id) FROM predictions").fetchone()[0]
+        if latest_model is not None:
+            count_member_predictions(db, latest_model, clustering_id)
     return load_clustering(workspace, clustering_id)
 
 
@@ -172,6 +175,23 @@ def _count_member_labels(db, clustering_id: int) -> None:
         "JOIN current_labels c ON c.image_id = m.image_id AND c.status = 'accepted' "
         "WHERE m.clustering_id = ? GROUP BY m.cluster, c.label",
         (clustering_id,),
+    )
+
+
+def count_member_predictions(db, model_id: int, clustering_id: int | None = None) -> None:
+    """Store (again) how many members of each cluster a model predicted each label, with their
+    summed confidence (``cluster_predictions``), for one clustering or all; the model's
+    suggestion for a cluster reads them (:func:`serieslabeler.loop.suggested_label`). Run in the
+    transaction that saves the predictions or the clustering."""
+    which = "" if clustering_id is None else " AND clustering_id = ?"
+    params = (int(model_id),) if clustering_id is None else (int(model_id), int(clustering_id))
+    db.execute(f"DELETE FROM cluster_predictions WHERE model_id = ?{which}", params)
+    db.execute(
+        "INSERT INTO cluster_predictions(model_id, clustering_id, cluster, label, n, confidence_sum) "
+        "SELECT p.model_id, m.clustering_id, m.cluster, p.label, COUNT(*), SUM(p.confidence) "
+        f"FROM predictions p JOIN cluster_members m ON m.image_id = p.image_id WHERE p.model_id = ?{which} "
+        "GROUP BY m.clustering_id, m.cluster, p.label",
+        params,
     )
 
 

@@ -4,10 +4,7 @@ and which stages a sample covers."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass
-
-import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.clusters import cluster_members, cluster_status
@@ -35,26 +32,35 @@ class Suggestion:
 def suggested_label(workspace: Workspace, clustering_id: int, cluster: int) -> Suggestion | None:
     """The label the latest model suggests for a cluster, or None without predictions for it.
 
-    Reads each member's stored top label and its probability (the top-1 of its stored top-k, so
-    no probabilities are decoded); ties go to the class that comes first in the model's classes."""
+    Counts the members' stored top labels (the top-1 of each stored top-k, so no probabilities
+    are decoded); ties go to the class that comes first in the model's classes."""
     try:
         model_id = latest_predicting_model(workspace)
     except PipelineError:
         return None
-    rows = workspace.plain_rows(
-        "SELECT p.label, p.confidence FROM cluster_members m JOIN predictions p ON p.model_id = ? AND p.image_id = m.image_id "
-        "WHERE m.clustering_id = ? AND m.cluster = ? ORDER BY m.image_id",
-        (model_id, clustering_id, cluster),
-    )
-    if not rows:
+    counts = _predicted_counts(workspace, model_id, clustering_id, cluster)
+    if not counts:
         cluster_members(workspace, clustering_id, cluster)  # an unknown clustering or cluster is an error
         return None
-    labels = np.array([r[0] for r in rows], dtype=object)
-    confidence = np.array([r[1] for r in rows], dtype=np.float64)
     order = {label: j for j, label in enumerate(model_classes(workspace, model_id))}
-    votes = Counter(labels.tolist())
-    winner, count = min(votes.items(), key=lambda item: (-item[1], order[item[0]]))
-    return Suggestion(str(winner), float(confidence[labels == winner].mean()), count / len(rows), model_id)
+    winner, (count, confidence_sum) = min(counts.items(), key=lambda item: (-item[1][0], order[item[0]]))
+    return Suggestion(str(winner), confidence_sum / count, count / sum(n for n, _ in counts.values()), model_id)
+
+
+def _predicted_counts(workspace: Workspace, model_id: int, clustering_id: int, cluster: int) -> dict[str, tuple[int, float]]:
+    """``{label: (members the model predicted so, their summed confidence)}`` for one cluster:
+    stored with the predictions or the clustering (``cluster_predictions``), else counted from
+    the members' predictions (a model and clustering stored before both were)."""
+    db = workspace.db
+    stored = db.execute("SELECT 1 FROM cluster_predictions WHERE model_id = ? AND clustering_id = ? LIMIT 1", (model_id, clustering_id)).fetchone()
+    if stored:
+        sql = "SELECT label, n, confidence_sum FROM cluster_predictions WHERE model_id = ? AND clustering_id = ? AND cluster = ?"
+    else:
+        sql = (
+            "SELECT p.label, COUNT(*), SUM(p.confidence) FROM cluster_members m JOIN predictions p ON p.model_id = ?1 AND p.image_id = m.image_id "
+            "WHERE m.clustering_id = ?2 AND m.cluster = ?3 GROUP BY p.label"
+        )
+    return {label: (n, total) for label, n, total in db.execute(sql, (model_id, clustering_id, cluster))}
 
 
 @dataclass(frozen=True)

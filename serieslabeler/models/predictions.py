@@ -25,6 +25,7 @@ import json
 
 import numpy as np
 
+from serieslabeler.clustering.runs import count_member_predictions
 from serieslabeler.models.base import DEFAULT_TOP_K, PREDICT_CHUNK, Predictions
 from serieslabeler.models.features import ensure_features
 from serieslabeler.models.files import load_classifier, load_model_record, model_classes
@@ -96,6 +97,7 @@ def store_predictions(workspace: Workspace, predictions: Predictions, top_k: int
             "VALUES (?,?,?,?,?,?,?)",
             [(predictions.model_id, *row) for row in rows],
         )
+        count_member_predictions(db, predictions.model_id)
 
 
 def load_predictions(workspace: Workspace, model_id: int, image_ids=None) -> Predictions:
