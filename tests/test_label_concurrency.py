@@ -71,7 +71,7 @@ def label_and_die(root: str, statement: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "statement", ["INSERT INTO label_event_images", "INSERT INTO current_labels", "INSERT INTO cluster_label_counts", "INSERT INTO vocabulary"]
+    "statement", ["INSERT INTO label_event_images", "INSERT INTO current_labels", "INSERT INTO cluster_label_counts", "INSERT INTO label_counts", "INSERT INTO vocabulary"]
 )
 def test_process_killed_inside_a_labeling_write_leaves_the_workspace_consistent(bananas_clustered, statement):
     with Workspace.open(bananas_clustered) as ws:

@@ -47,6 +47,13 @@ def assert_cluster_counts_are_truth(workspace: Workspace) -> None:
     assert stored == counted
 
 
+def assert_label_counts_are_truth(workspace: Workspace) -> None:
+    """The counts per label and source that every label change moves equal a count of the table."""
+    stored = {tuple(r[:2]): r[2] for r in workspace.db.execute("SELECT label, source, n FROM label_counts")}
+    counted = {tuple(r[:2]): r[2] for r in workspace.db.execute("SELECT label, source, COUNT(*) FROM current_labels GROUP BY label, source")}
+    assert stored == counted
+
+
 def test_label_cluster_with_exclusions_labels_every_other_member(ws):
     cluster = 2
     ids, distances = labels.cluster_members(ws, CLUSTERING, cluster)
@@ -307,6 +314,7 @@ def test_current_labels_always_equal_a_replay_of_the_log(ws):
             assert states(ws) == before
         assert_log_is_truth(ws)
         assert_cluster_counts_are_truth(ws)
+        assert_label_counts_are_truth(ws)
         log = [tuple(r) for r in ws.db.execute(
             "SELECT e.*, i.* FROM label_events e LEFT JOIN label_event_images i ON i.event_id = e.id ORDER BY e.id, i.image_id"
         )]
@@ -324,6 +332,7 @@ def test_current_labels_always_equal_a_replay_of_the_log(ws):
     assert states(ws) == {} and labels.vocabulary(ws) == []
     assert_log_is_truth(ws)
     assert_cluster_counts_are_truth(ws)
+    assert_label_counts_are_truth(ws)
     assert ws.db.execute("SELECT COUNT(*) FROM cluster_label_counts WHERE n != 0").fetchone()[0] == 0
 
 

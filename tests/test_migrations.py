@@ -21,6 +21,8 @@ from serieslabeler.store import CATALOG, MIGRATIONS, SCHEMA_VERSION, Workspace
 UNDO_EVENT_COUNTS = "ALTER TABLE label_events DROP COLUMN labeled; CREATE INDEX label_event_images_image ON label_event_images(image_id);"
 # What migration 10 added, undone.
 UNDO_CLUSTER_PREDICTIONS = "DROP TABLE cluster_predictions;"
+# What migration 11 changed, undone.
+UNDO_LABEL_COUNTS = "DROP TABLE label_counts; CREATE INDEX current_labels_label ON current_labels(label);"
 UNDO_STORED_EVALUATIONS = (
     "ALTER TABLE clusterings DROP COLUMN images; ALTER TABLE clusterings DROP COLUMN sizes; "
     "ALTER TABLE clusterings DROP COLUMN evaluation; DROP TABLE model_evaluations;"
@@ -64,7 +66,8 @@ def test_previous_schema_upgrades_in_place(tmp_path, bananas):
         rows = ws.db.execute("SELECT image_id, label, source FROM current_labels ORDER BY image_id").fetchall()
         assert [tuple(r) for r in rows] == [(1, "R", "manual"), (2, "R", "manual"), (3, "R", "manual")]
         indexes = {r[0] for r in ws.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-        assert {"cluster_members_image", "predictions_image", "label_events_author", "current_labels_label"} <= indexes
+        assert {"cluster_members_image", "predictions_image", "label_events_author"} <= indexes
+        assert "current_labels_label" not in indexes, "version 11 drops it"
         with ws.transaction() as db:
             db.execute("UPDATE current_labels SET source='series' WHERE image_id=1")
         assert ws.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -73,7 +76,7 @@ def test_previous_schema_upgrades_in_place(tmp_path, bananas):
 
 def test_clusterings_saved_before_stored_sizes_get_them_on_upgrade(bananas_clustered):
     db = sqlite3.connect(bananas_clustered / CATALOG)
-    db.executescript(f"BEGIN; {UNDO_STORED_EVALUATIONS} {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=3; COMMIT;")
+    db.executescript(f"BEGIN; {UNDO_STORED_EVALUATIONS} {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} {UNDO_LABEL_COUNTS} PRAGMA user_version=3; COMMIT;")
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         row = ws.db.execute("SELECT images, sizes, evaluation FROM clusterings WHERE id=1").fetchone()
@@ -93,7 +96,7 @@ def test_label_counts_per_cluster_are_counted_on_upgrade(bananas_clustered):
         label_images(ws, [4, 5], "U")
         expected = cluster_status(ws, 1)
     db = sqlite3.connect(bananas_clustered / CATALOG)
-    db.executescript(f"BEGIN; DROP TABLE cluster_label_counts; DROP INDEX label_events_cluster; {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=5; COMMIT;")
+    db.executescript(f"BEGIN; DROP TABLE cluster_label_counts; DROP INDEX label_events_cluster; {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} {UNDO_LABEL_COUNTS} PRAGMA user_version=5; COMMIT;")
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         assert sorted(r[0] for r in ws.db.execute("SELECT label FROM cluster_label_counts WHERE n > 0")) != []
@@ -119,7 +122,7 @@ def test_members_and_clusters_are_read_through_covering_indexes_after_upgrade(ba
     db = sqlite3.connect(bananas_clustered / CATALOG)
     db.executescript(
         "BEGIN; DROP INDEX cluster_members_cluster; CREATE INDEX cluster_members_cluster ON cluster_members(clustering_id, cluster); "
-        f"DROP INDEX cluster_members_image; CREATE INDEX cluster_members_image ON cluster_members(image_id); {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=6; COMMIT;"
+        f"DROP INDEX cluster_members_image; CREATE INDEX cluster_members_image ON cluster_members(image_id); {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} {UNDO_LABEL_COUNTS} PRAGMA user_version=6; COMMIT;"
     )
     db.close()
     with Workspace.open(bananas_clustered) as ws:
@@ -141,7 +144,7 @@ def test_label_events_get_their_labeled_counts_and_the_log_loses_its_image_index
         label_images(ws, [6], "U", session_id=session)
         undo(ws)
     db = sqlite3.connect(bananas_clustered / CATALOG)
-    db.executescript(f"BEGIN; {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=7; COMMIT;")
+    db.executescript(f"BEGIN; {UNDO_EVENT_COUNTS} {UNDO_CLUSTER_PREDICTIONS} {UNDO_LABEL_COUNTS} PRAGMA user_version=7; COMMIT;")
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         counts = [tuple(r) for r in ws.db.execute("SELECT action, labeled FROM label_events ORDER BY id")]
@@ -159,7 +162,7 @@ def test_the_logs_image_rows_leave_the_image_check_to_current_labels_after_upgra
         label_images(ws, [1, 2, 3], "R")
         logged = [tuple(r) for r in ws.db.execute("SELECT * FROM label_event_images ORDER BY event_id, image_id")]
     db = sqlite3.connect(bananas_clustered / CATALOG)
-    db.executescript(f"BEGIN; {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=8; COMMIT;")
+    db.executescript(f"BEGIN; {UNDO_CLUSTER_PREDICTIONS} {UNDO_LABEL_COUNTS} PRAGMA user_version=8; COMMIT;")
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         references = {row[2] for row in ws.db.execute("PRAGMA foreign_key_list(label_event_images)")}
@@ -186,11 +189,36 @@ def test_what_the_latest_model_predicts_per_cluster_is_counted_on_upgrade(banana
         live = "SELECT m.cluster, p.label, COUNT(*) FROM cluster_members m JOIN predictions p ON p.image_id = m.image_id GROUP BY 1, 2 ORDER BY 1, 2"
         expected = [tuple(r) for r in ws.db.execute(live)]
     db = sqlite3.connect(bananas_clustered / CATALOG)
-    db.executescript(f"BEGIN; {UNDO_CLUSTER_PREDICTIONS} PRAGMA user_version=9; COMMIT;")
+    db.executescript(f"BEGIN; {UNDO_CLUSTER_PREDICTIONS} {UNDO_LABEL_COUNTS} PRAGMA user_version=9; COMMIT;")
     db.close()
     with Workspace.open(bananas_clustered) as ws:
         stored = [tuple(r) for r in ws.db.execute("SELECT cluster, label, n FROM cluster_predictions WHERE model_id = 1 AND clustering_id = 1 ORDER BY 1, 2")]
         assert stored == expected and len(expected) >= 8
+
+
+def test_current_labels_are_counted_per_label_and_lose_their_label_index_on_upgrade(bananas_clustered):
+    """Version 11 counts the current labels per label and source (the label writer moves the
+    counts from then on) and drops the index of current labels by label."""
+    from serieslabeler.labels import label_cluster
+    from serieslabeler.store import summarize
+
+    with Workspace.open(bananas_clustered) as ws:
+        label_cluster(ws, 1, 0, "U")
+        label_images(ws, [200, 201], "O")
+    db = sqlite3.connect(bananas_clustered / CATALOG)
+    db.executescript(f"BEGIN; {UNDO_LABEL_COUNTS} PRAGMA user_version=10; COMMIT;")
+    expected = {
+        "labels": dict(db.execute("SELECT label, COUNT(*) FROM current_labels GROUP BY label ORDER BY label").fetchall()),
+        "labels_by_source": dict(db.execute("SELECT source, COUNT(*) FROM current_labels GROUP BY source ORDER BY source").fetchall()),
+    }
+    db.close()
+    assert expected["labels_by_source"] == {"cluster": expected["labels"]["U"], "manual": 2}
+    with Workspace.open(bananas_clustered) as ws:
+        indexes = {r[0] for r in ws.db.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='current_labels'")}
+        assert indexes == {"current_labels_pending"}
+        assert {k: summarize(ws)[k] for k in ("labels", "labels_by_source")} == expected
+        label_images(ws, [202], "O")
+        assert summarize(ws)["labels"]["O"] == expected["labels"]["O"] + 1
 
 
 def test_opening_a_current_workspace_writes_nothing(tmp_path, bananas):

@@ -114,6 +114,7 @@ def _record(
     db.executemany("INSERT INTO current_labels(image_id, label, source, confidence, status, event_id) VALUES (?,?,?,?,?,?)", inserts)
     db.executemany("UPDATE current_labels SET label=?2, source=?3, confidence=?4, status=?5, event_id=?6 WHERE image_id=?1", updates)
     _move_cluster_counts(workspace, changes, previous)
+    _move_label_counts(workspace, changes, previous)
     _apply_vocabulary(workspace, vocabulary)
     return _event(db.execute("SELECT * FROM label_events WHERE id=?", (event_id,)).fetchone(), len(changes))
 
@@ -141,6 +142,24 @@ def _move_cluster_counts(workspace: Workspace, changes: dict[int, LabelState | N
             "ON CONFLICT(clustering_id, cluster, label) DO UPDATE SET n = n + excluded.n",
             (label, sign, id_array(image_ids)),
         )
+
+
+def _move_label_counts(workspace: Workspace, changes: dict[int, LabelState | None], previous: dict) -> None:
+    """Bring ``label_counts`` (current labels per label and source, see the migration) along
+    with an event: -1 for each state it replaced, +1 for each it wrote; a count that reaches
+    zero is removed."""
+    moves: dict[tuple[str, str], int] = {}
+    for image_id, new in changes.items():
+        prev = previous.get(image_id, NO_PREVIOUS)[0]
+        if prev is not None:
+            moves[prev.label, prev.source] = moves.get((prev.label, prev.source), 0) - 1
+        if new is not None:
+            moves[new.label, new.source] = moves.get((new.label, new.source), 0) + 1
+    moved = [(label, source, n) for (label, source), n in moves.items() if n]
+    workspace.db.executemany(
+        "INSERT INTO label_counts(label, source, n) VALUES (?,?,?) ON CONFLICT(label, source) DO UPDATE SET n = n + excluded.n", moved
+    )
+    workspace.db.execute("DELETE FROM label_counts WHERE n = 0")
 
 
 def _origin(action: str, event_id: int, prev_origin: int | None, restored: int | None) -> int | None:

@@ -21,12 +21,7 @@ def summarize(workspace: Workspace) -> dict:
     return {
         "workspace": str(workspace.root),
         **collection_summary(workspace),
-        "labels_by_source": dict(
-            db.execute("SELECT source, COUNT(*) FROM current_labels GROUP BY source ORDER BY source").fetchall()
-        ),
-        "labels": dict(
-            db.execute("SELECT label, COUNT(*) FROM current_labels GROUP BY label ORDER BY label").fetchall()
-        ),
+        **label_counts(workspace),
         "feature_sets": [
             dict(r)
             for r in db.execute(
@@ -38,6 +33,17 @@ def summarize(workspace: Workspace) -> dict:
         "clusterings": db.execute("SELECT COUNT(*) FROM clusterings").fetchone()[0],
         "models": db.execute("SELECT COUNT(*) FROM models").fetchone()[0],
     }
+
+
+def label_counts(workspace: Workspace) -> dict:
+    """``labels_by_source`` and ``labels``: the current labels counted per source and per label,
+    from the counts the label writer keeps (``label_counts``, see the migration)."""
+    by_source: dict[str, int] = {}
+    by_label: dict[str, int] = {}
+    for label, source, n in workspace.db.execute("SELECT label, source, n FROM label_counts"):
+        by_source[source] = by_source.get(source, 0) + n
+        by_label[label] = by_label.get(label, 0) + n
+    return {"labels_by_source": dict(sorted(by_source.items())), "labels": dict(sorted(by_label.items()))}
 
 
 def collection_summary(workspace: Workspace) -> dict:
