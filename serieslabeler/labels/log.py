@@ -109,7 +109,7 @@ def _record(
         log_rows,
     )
     # The previous states were read in this transaction, so each image's row is known to exist or
-    # not: a plain INSERT or UPDATE (an upsert tries the insert first, a fifth slower).
+    # not: a plain INSERT or UPDATE (an upsert tries the insert first; an UPDATE takes a fifth less time).
     db.executemany("DELETE FROM current_labels WHERE image_id=?", deletes)
     db.executemany("INSERT INTO current_labels(image_id, label, source, confidence, status, event_id) VALUES (?,?,?,?,?,?)", inserts)
     db.executemany("UPDATE current_labels SET label=?2, source=?3, confidence=?4, status=?5, event_id=?6 WHERE image_id=?1", updates)
