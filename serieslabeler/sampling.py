@@ -31,6 +31,7 @@ from sklearn.metrics import pairwise_distances_argmin_min
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.ingest.weather_store import degree_days
+from serieslabeler.store.collection import collection_times, labeled_image_ids
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.workspace import Workspace
 
@@ -77,18 +78,15 @@ class Pool:
 def sample_pool(workspace: Workspace, include_labeled: bool = False, image_ids=None) -> Pool:
     """All images (or ``image_ids``), minus labeled ones unless ``include_labeled``, sorted by id.
 
-    One query (the labeled ones left out there, each subject's first image found through the
-    subject-and-time index), read as plain rows: it reads every image of the collection."""
-    unlabeled = "" if include_labeled else " WHERE NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.image_id = i.id)"
-    rows = workspace.plain_rows(
-        "WITH first AS (SELECT subject_id, MIN(julianday(taken_at)) AS start FROM images GROUP BY subject_id) "
-        "SELECT i.id, i.subject_id, julianday(i.taken_at) - first.start FROM images i "
-        f"JOIN first ON first.subject_id = i.subject_id{unlabeled} ORDER BY i.id"
-    )
-    table = np.array(rows, dtype=float).reshape(-1, 3)
+    The collection's times are read once per ingest (:func:`collection_times`); only which images
+    are labeled is read each time."""
+    times = collection_times(workspace)
+    keep = np.ones(len(times.ids), dtype=bool)
+    if not include_labeled:
+        keep &= ~np.isin(times.ids, labeled_image_ids(workspace), assume_unique=True)
     if image_ids is not None:
-        table = table[np.isin(table[:, 0], np.asarray(image_ids, dtype=np.int64))]
-    return Pool(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2])
+        keep &= np.isin(times.ids, np.asarray(image_ids, dtype=np.int64))
+    return Pool(times.ids[keep], times.subjects[keep], times.days[keep])
 
 
 def _require_size(size: int | None, available: int, strategy: str) -> int:

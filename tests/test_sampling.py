@@ -1,9 +1,11 @@
 """Sampling strategies on the real bananas workspace: what each picks, reproducibility, exclusions, errors."""
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
-from conftest import cli
+from conftest import BANANAS, cli, ingest_bananas
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.sampling import (
@@ -55,6 +57,43 @@ def test_pool_matches_the_whole_table_computation(workspace):
         assert np.array_equal(pool.subjects, table[keep, 1].astype(np.int64))
         assert np.array_equal(pool.days, table[keep, 2]) and pool.days.max() > 10
     assert len(sample_pool(workspace).ids) == 216
+
+
+def test_the_collections_times_are_read_once_per_ingest_and_the_labels_every_time(bananas_workspace, tmp_path):
+    """A second pool reads no image row (only which images are labeled); an ingest that moves a
+    subject's first photo 8 days earlier gives its other photos 8 more days."""
+    with Workspace.open(bananas_workspace) as ws:
+        first = sample_pool(ws)
+        reads = []
+        ws.db.set_trace_callback(lambda sql: reads.append(sql) if "FROM images" in sql else None)
+        label_directly(ws, first.ids[:5])
+        again = sample_pool(ws)
+        ws.db.set_trace_callback(None)
+        assert reads == []
+        assert np.array_equal(again.ids, first.ids[5:]) and np.array_equal(again.days, first.days[5:])
+        subject = ws.db.execute("SELECT id FROM subjects WHERE name = '11'").fetchone()[0]
+    with open(BANANAS / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    moved = next(r for r in rows if r["file"] == "11_F_2020-05-28_18-20_U.jpg")
+    moved["date"] = "2020-05-20"
+    with open(tmp_path / "metadata.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), quoting=csv.QUOTE_NONNUMERIC)
+        writer.writeheader()
+        writer.writerows(rows)
+    code, _ = ingest_bananas(bananas_workspace, BANANAS / "images", tmp_path / "metadata.csv")
+    assert code == 0
+    with Workspace.open(bananas_workspace) as ws:
+        later = sample_pool(ws, include_labeled=True)
+    before = sample_pool_of(first, subject)
+    after = sample_pool_of(later, subject)
+    others = after[0] != after[0][np.argmin(after[1])]
+    assert np.allclose(after[1][others], before[1][np.isin(before[0], after[0][others])] + 8)
+
+
+def sample_pool_of(pool, subject: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, days)`` of one subject's images in a pool."""
+    mine = pool.subjects == subject
+    return pool.ids[mine], pool.days[mine]
 
 
 def test_subjects_takes_every_day_of_k_subjects(workspace):

@@ -32,7 +32,7 @@ from serieslabeler.ingest.tables import (
     read_csv,
 )
 from serieslabeler.progress import Progress
-from serieslabeler.store.summary import bump_ground_truth_version, store_collection_summary
+from serieslabeler.store.summary import bump_collection_version, bump_ground_truth_version, store_collection_summary
 from serieslabeler.store.workspace import STAGING_PREFIX, Workspace
 
 SKIP_HINT = "Fix these, or skip the bad rows and files: the good part is ingested and the rest listed."
@@ -93,6 +93,8 @@ def write_catalog(workspace: Workspace, images: list[CheckedImage], kinds: dict[
         report.added += len(new_ids)
         known = [item for item in images if item.sha256 in existing]
         changed = update_images(db, known, existing, subject_ids)
+        if new_ids or changed:
+            bump_collection_version(workspace)
         ids = {**new_ids, **{sha: row["id"] for sha, row in existing.items()}}
         rows = [(ids[item.sha256], item.row) for item in images]
         known_ids = [existing[item.sha256]["id"] for item in known]

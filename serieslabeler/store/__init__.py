@@ -61,11 +61,14 @@ from .queries import (
     session_ids,
     subject_names,
 )
+from .collection import CollectionTimes, collection_times, labeled_image_ids
 from .series import Series, get_series, list_series, parse_series_key, series_key, series_keys
 from .summary import (
+    bump_collection_version,
     bump_ground_truth_version,
     ground_truth_version,
     collection_summary,
+    collection_version,
     store_collection_summary,
     TOP_VALUES,
     attribute_summaries,
@@ -154,6 +157,11 @@ __all__ = [
     "list_series",
     "TOP_VALUES",
     "summarize",
+    "CollectionTimes",
+    "collection_times",
+    "collection_version",
+    "bump_collection_version",
+    "labeled_image_ids",
     "subject_ranges",
     "attribute_summaries",
     "format_summary",

@@ -36,7 +36,7 @@ class CheckpointKeeper:
 
     def __init__(self, path: Path):
         self.path = path
-        self.file_id = _file_id(path)
+        self.file_id = file_id(path)
         self.checkpoints = 0
         self._wanted = threading.Event()
         self._lock = threading.Lock()
@@ -81,7 +81,8 @@ class CheckpointKeeper:
         return True
 
 
-def _file_id(path: Path) -> tuple[int, int]:
+def file_id(path: Path) -> tuple[int, int]:
+    """A file's identity (device, inode): a catalog made again at the same path is another file."""
     found = os.stat(path)
     return found.st_dev, found.st_ino
 
@@ -93,6 +94,6 @@ def keeper_for(path: Path) -> CheckpointKeeper:
     path = Path(path).resolve()
     with _keepers_lock:
         keeper = _keepers.get(path)
-        if keeper is None or keeper.file_id != _file_id(path):
+        if keeper is None or keeper.file_id != file_id(path):
             keeper = _keepers[path] = CheckpointKeeper(path)
         return keeper

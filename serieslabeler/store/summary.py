@@ -14,6 +14,7 @@ from serieslabeler.store.workspace import Workspace
 TOP_VALUES = 20
 SUMMARY_META = "collection_summary"
 TRUTH_VERSION_META = "ground_truth_version"
+COLLECTION_VERSION_META = "collection_version"
 
 
 def summarize(workspace: Workspace) -> dict:
@@ -61,6 +62,16 @@ def store_collection_summary(workspace: Workspace) -> dict:
     summary = count_collection(workspace)
     workspace.set_meta(SUMMARY_META, json.dumps(summary))
     return summary
+
+
+def collection_version(workspace: Workspace) -> int:
+    """A number that grows whenever an ingest adds images or changes their subject or time: what
+    is kept from the images' rows (:mod:`serieslabeler.store.collection`) is stale once it differs."""
+    return int(workspace.get_meta(COLLECTION_VERSION_META, "0"))
+
+
+def bump_collection_version(workspace: Workspace) -> None:
+    workspace.set_meta(COLLECTION_VERSION_META, str(collection_version(workspace) + 1))
 
 
 def ground_truth_version(workspace: Workspace) -> int:
