@@ -191,14 +191,19 @@ def pick_uncertain(
     return table[most_uncertain[:size], 0].astype(np.int64)
 
 
+def predicting_model(workspace: Workspace) -> int | None:
+    """The newest model with stored predictions, or None."""
+    return workspace.db.execute("SELECT MAX(model_id) FROM predictions").fetchone()[0]
+
+
 def latest_predicting_model(workspace: Workspace) -> int:
-    row = workspace.db.execute("SELECT MAX(model_id) FROM predictions").fetchone()
-    if row[0] is None:
+    model_id = predicting_model(workspace)
+    if model_id is None:
         raise PipelineError(
             f"no predictions yet in {workspace.root}: uncertainty sampling needs a model's predictions; "
             "label some images, train a model ('serieslabeler train') and predict ('serieslabeler predict') first"
         )
-    return int(row[0])
+    return int(model_id)
 
 
 def pick_coreset(

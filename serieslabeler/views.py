@@ -13,7 +13,7 @@ from serieslabeler.clustering.runs import (
 from serieslabeler.errors import PipelineError
 from serieslabeler.ingest.dates import readable_time
 from serieslabeler.labels.clusters import cluster_status
-from serieslabeler.sampling import latest_predicting_model
+from serieslabeler.sampling import predicting_model
 from serieslabeler.space.metadata import metadata_frame
 from serieslabeler.store.queries import IMAGE_COLUMNS, id_array, image_table
 from serieslabeler.store.workspace import Workspace
@@ -24,10 +24,7 @@ def latest_clustering_id(workspace: Workspace) -> int | None:
 
 
 def latest_predicting_model_id(workspace: Workspace) -> int | None:
-    try:
-        return latest_predicting_model(workspace)
-    except PipelineError:
-        return None
+    return predicting_model(workspace)
 
 
 LABEL_DETAILS = ["label", "source", "confidence", "status"]

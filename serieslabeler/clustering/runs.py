@@ -46,6 +46,7 @@ import numpy as np
 from serieslabeler.clustering.algorithms import centre_distances, fit_clusters
 from serieslabeler.errors import PipelineError
 from serieslabeler.metrics.clustering import silhouette
+from serieslabeler.sampling import predicting_model
 from serieslabeler.space.spaces import SPACE_OPTIONS, build_space, prepare_space
 from serieslabeler.store.workspace import Workspace
 
@@ -160,7 +161,7 @@ def save_clustering(workspace: Workspace, clustering: Clustering, X: np.ndarray 
             ],
         )
         _count_member_labels(db, clustering_id)
-        latest_model = db.execute("SELECT MAX(model_id) FROM predictions").fetchone()[0]
+        latest_model = predicting_model(workspace)
         if latest_model is not None:
             count_member_predictions(db, latest_model, clustering_id)
     return load_clustering(workspace, clustering_id)

@@ -124,8 +124,7 @@ def _move_cluster_counts(workspace: Workspace, changes: dict[int, LabelState | N
     along with an event: each accepted label it took away counts -1 and each it gave +1, in every
     cluster holding the image; one grouped upsert per label and sign (a cluster label: two)."""
     moves: dict[tuple[str, int], list[int]] = {}
-    for image_id, new in changes.items():
-        prev = previous.get(image_id, NO_PREVIOUS)[0]
+    for image_id, prev, new in _transitions(changes, previous):
         gives = new is not None and new.status == "accepted"
         took = prev is not None and prev.status == "accepted"
         if gives and took and new.label == prev.label:
@@ -149,17 +148,24 @@ def _move_label_counts(workspace: Workspace, changes: dict[int, LabelState | Non
     with an event: -1 for each state it replaced, +1 for each it wrote; a count that reaches
     zero is removed."""
     moves: dict[tuple[str, str], int] = {}
-    for image_id, new in changes.items():
-        prev = previous.get(image_id, NO_PREVIOUS)[0]
+    for _, prev, new in _transitions(changes, previous):
         if prev is not None:
             moves[prev.label, prev.source] = moves.get((prev.label, prev.source), 0) - 1
         if new is not None:
             moves[new.label, new.source] = moves.get((new.label, new.source), 0) + 1
     moved = [(label, source, n) for (label, source), n in moves.items() if n]
+    if not moved:
+        return
     workspace.db.executemany(
         "INSERT INTO label_counts(label, source, n) VALUES (?,?,?) ON CONFLICT(label, source) DO UPDATE SET n = n + excluded.n", moved
     )
     workspace.db.execute("DELETE FROM label_counts WHERE n = 0")
+
+
+def _transitions(changes: dict[int, LabelState | None], previous: dict):
+    """``(image_id, state before, state after)`` for each image an event changes."""
+    for image_id, new in changes.items():
+        yield image_id, previous.get(image_id, NO_PREVIOUS)[0], new
 
 
 def _origin(action: str, event_id: int, prev_origin: int | None, restored: int | None) -> int | None:

@@ -57,9 +57,7 @@ def collection_times(workspace: Workspace) -> CollectionTimes:
 def _read_times(workspace: Workspace) -> CollectionTimes:
     """One pass over the subject-and-time index (it covers the three columns); each subject's
     start and the order by id are found in numpy, not by a second pass and a sort in SQLite."""
-    cursor = workspace.db.cursor()
-    cursor.row_factory = None
-    rows = cursor.execute("SELECT id, subject_id, julianday(taken_at) FROM images")
+    rows = workspace.plain_cursor("SELECT id, subject_id, julianday(taken_at) FROM images")
     table = np.fromiter(itertools.chain.from_iterable(rows), dtype=float).reshape(-1, 3)  # no list of a million tuples
     subjects = table[:, 1].astype(np.int64)
     start = np.full(subjects.max(initial=0) + 1, np.inf)

@@ -64,24 +64,32 @@ def store_collection_summary(workspace: Workspace) -> dict:
     return summary
 
 
+def _version(workspace: Workspace, key: str) -> int:
+    return int(workspace.get_meta(key, "0"))
+
+
+def _bump_version(workspace: Workspace, key: str) -> None:
+    workspace.set_meta(key, str(_version(workspace, key) + 1))
+
+
 def collection_version(workspace: Workspace) -> int:
     """A number that grows whenever an ingest adds images or changes their subject or time: what
     is kept from the images' rows (:mod:`serieslabeler.store.collection`) is stale once it differs."""
-    return int(workspace.get_meta(COLLECTION_VERSION_META, "0"))
+    return _version(workspace, COLLECTION_VERSION_META)
 
 
 def bump_collection_version(workspace: Workspace) -> None:
-    workspace.set_meta(COLLECTION_VERSION_META, str(collection_version(workspace) + 1))
+    _bump_version(workspace, COLLECTION_VERSION_META)
 
 
 def ground_truth_version(workspace: Workspace) -> int:
     """A number that grows whenever an ingest changes the ground truth: scores stored against
     the ground truth (a clustering's purity) are stale once it differs from theirs."""
-    return int(workspace.get_meta(TRUTH_VERSION_META, "0"))
+    return _version(workspace, TRUTH_VERSION_META)
 
 
 def bump_ground_truth_version(workspace: Workspace) -> None:
-    workspace.set_meta(TRUTH_VERSION_META, str(ground_truth_version(workspace) + 1))
+    _bump_version(workspace, TRUTH_VERSION_META)
 
 
 def count_collection(workspace: Workspace) -> dict:

@@ -243,9 +243,13 @@ class Workspace:
     def plain_rows(self, sql: str, params=()) -> list[tuple]:
         """All rows of a query as plain tuples: for bulk reads (a row per image of the
         collection), where building a ``sqlite3.Row`` per row would cost more than the query."""
+        return self.plain_cursor(sql, params).fetchall()
+
+    def plain_cursor(self, sql: str, params=()) -> sqlite3.Cursor:
+        """A query's rows as plain tuples, one at a time (a million-row read streamed into an array)."""
         cursor = self.db.cursor()
         cursor.row_factory = None
-        return cursor.execute(sql, params).fetchall()
+        return cursor.execute(sql, params)
 
     # --- small key/value settings ---------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
