@@ -2,8 +2,8 @@
 
 Runs :func:`serieslabeler.simulation.engine.simulate` (every scenario, 3 seeds) on
 
-- bananas (ripeness U/R/V/O, 220 images of 11 fruits), ``efficientnet_lite0@imagenet``
-  features, subjects = fruits, ``days`` = days since the fruit's first photo; the labels are
+- bananas (ripeness U/R/V/O, 220 images of 11 fruits), once with ``efficientnet_lite0@imagenet``
+  features and once with the ``colour`` histogram (``--bananas-features``), subjects = fruits, ``days`` = days since the fruit's first photo; the labels are
   ordered stages (U < R < V < O), so bananas also get the ``series`` scenario (the expert places
   each fruit's stage boundaries, then accepts or corrects the model's monotone proposals) and
   ``full`` labels its structure-aware samples by boundaries and routes decoded predictions;
@@ -30,10 +30,14 @@ Usage::
 
     .venv/bin/python bench/labeling_effort.py [--workspace WS] [--seeds 3] [--out DIR] [--network-scenarios bananas|all|none]
     .venv/bin/python bench/labeling_effort.py --only bananas --scenarios overcluster,vae
+    .venv/bin/python bench/labeling_effort.py --only bananas --scenarios series,full --seeds 5 --bananas-features colour
+
+The metadata sweep and the sampling comparison use the first of ``--bananas-features``.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -61,16 +65,17 @@ BANANAS = ROOT / "tests" / "data" / "bananas"
 MAPPING = SAMPLE_MAPPING  # the bundled sample's columns: the full collection has the same
 DIGITS_BLOCK = 30
 RIPENESS = ("U", "R", "V", "O")
+BANANAS_FEATURES = ("efficientnet_lite0", "colour")
 TARGET_SHARE, TARGET_IMAGES, TARGET_PRECISION = 0.10, 10.0, 0.95
 
 
-def bananas(folder: Path) -> Collection:
+def bananas(folder: Path, backbone: str = "efficientnet_lite0") -> Collection:
     workspace = Workspace.create(folder)
     if workspace.image_count() == 0:
         ingest(workspace, BANANAS / "images", BANANAS / "metadata.csv", MAPPING)
-    report = embed_workspace(workspace, "efficientnet_lite0")
+    report = embed_workspace(workspace, backbone)
     collection = Collection.from_workspace(workspace, report.feature_set)
-    collection.name = "bananas (ripeness, efficientnet_lite0)"
+    collection.name = f"bananas (ripeness, {backbone})"
     collection.order = RIPENESS
     return collection
 
@@ -114,7 +119,7 @@ def effort_table(collection: Collection, seeds: list[int], config: SimulationCon
         target_check(result)
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        path = out / f"labeling_effort_{collection.name.split()[0]}.csv"
+        path = out / f"labeling_effort_{'_'.join(re.findall(r'[a-z0-9]+', collection.name.lower()))}.csv"
         write_result(result, path)
         print(f"curves: {path}")
 
@@ -178,6 +183,8 @@ def main() -> None:
                         help=f"where {' and '.join(NETWORK_SCENARIOS)} run (default bananas: on digits they take minutes per seed)")
     parser.add_argument("--only", choices=["bananas", "digits"], help="one collection, effort table only")
     parser.add_argument("--scenarios", help="comma-separated scenarios (default: all, as --network-scenarios allows)")
+    parser.add_argument("--bananas-features", default=",".join(BANANAS_FEATURES),
+                        help=f"comma-separated backbones bananas is embedded with, one table each (default {','.join(BANANAS_FEATURES)})")
     args = parser.parse_args()
     seeds = list(range(args.seeds))
     out = Path(args.out) if args.out else None
@@ -185,16 +192,20 @@ def main() -> None:
     print(f"# config: {config}")
     chosen = args.scenarios.split(",") if args.scenarios else list(SCENARIOS)
     with tempfile.TemporaryDirectory() as tmp:
-        collections = {"bananas": lambda: bananas(Path(args.workspace or Path(tmp) / "bananas")), "digits": digits}
+        folder = Path(args.workspace or Path(tmp) / "bananas")
+        features = args.bananas_features.split(",")
+        collections = {"bananas": [lambda b=b: bananas(folder, b) for b in features], "digits": [digits]}
         if args.only:
             collections = {args.only: collections[args.only]}
         made = {}
-        for name, make in collections.items():
+        for name, makers in collections.items():
             with_networks = args.network_scenarios == "all" or args.network_scenarios == name
             scenarios = [s for s in chosen if with_networks or s not in NETWORK_SCENARIOS]
-            made[name] = make()
-            if scenarios:
-                effort_table(made[name], seeds, config, out, scenarios)
+            for make in makers:
+                collection = make()
+                made.setdefault(name, collection)
+                if scenarios:
+                    effort_table(collection, seeds, config, out, scenarios)
         if args.only:
             return
         metadata_sweep(made["bananas"], seeds)

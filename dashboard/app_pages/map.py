@@ -6,7 +6,7 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler import views as catalog
-from serieslabeler.embed import BACKBONES, DEVICES, embed_workspace
+from serieslabeler.embed import DEVICES, EMBEDDERS, embed_workspace
 from serieslabeler.labels import label_images
 from serieslabeler.space import (
     create_map,
@@ -32,7 +32,9 @@ def confined_weights(weights: str) -> str:
 def embed_section(workspace) -> None:
     st.caption("Every image becomes a feature vector once; images already embedded with the same backbone and weights are skipped.")
     row = st.columns(4)
-    backbone = row[0].selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index("efficientnet_lite0"), help="efficientnet_lite0 ships with ImageNet weights and works offline.")
+    backbone = row[0].selectbox("Backbone", list(EMBEDDERS), index=list(EMBEDDERS).index("efficientnet_lite0"),
+                                help="efficientnet_lite0 ships with ImageNet weights and works offline. colour: a colour histogram, "
+                                     "no weights; for stages that are changes of colour (discolouration, ripening).")
     weights = row[1].text_input("Weights", "default", help="'default' (ImageNet), 'random', or the path of a saved state dict under the app's root folder.")
     device = row[2].selectbox("Device", DEVICES, index=DEVICES.index("auto"), help="auto: the GPU when there is one.")
     batch_size = row[3].number_input("Batch size", 1, 1024, 32)

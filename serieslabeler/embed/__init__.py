@@ -2,6 +2,9 @@
 
 from .backbones import (
     BACKBONES,
+    COLOUR,
+    COLOUR_IDENTITY,
+    EMBEDDERS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     LITE_MEAN,
@@ -18,6 +21,7 @@ from .backbones import (
     resolve_weights,
     seeded_init,
 )
+from .colour import colour_dim, colour_histogram, rgb_to_hsv
 from .distributed import (
     BLOCK_BATCHES,
     DECODE_MEMORY,
@@ -78,6 +82,12 @@ __all__ = [
     "Preprocess",
     "BackboneSpec",
     "BACKBONES",
+    "COLOUR",
+    "COLOUR_IDENTITY",
+    "EMBEDDERS",
+    "colour_dim",
+    "colour_histogram",
+    "rgb_to_hsv",
     "TORCHVISION",
     "WeightsChoice",
     "Backbone",

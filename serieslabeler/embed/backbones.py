@@ -12,6 +12,9 @@ A backbone is chosen by name (``resnet18``, ``resnet50``, ``inception_v3``, ``vg
 - a file path: a state dict saved with ``torch.save(model.state_dict(), PATH)`` (identity
   ``file-<first 12 hex digits of its SHA-256>``); the classification head may be absent.
 
+``colour`` is no network: a colour histogram (:mod:`serieslabeler.embed.colour`) with nothing to
+load, embedded like the networks (identity ``hsv-12x4x4``); it cannot be fine-tuned.
+
 The feature-set name is ``<backbone>@<weights identity>``, so features from different
 weights never mix. Resolving the identity (:func:`resolve_weights`) is cheap and does not load
 the network, so a run whose images are all cached never touches the weights.
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from serieslabeler.embed.colour import colour_dim, colour_histogram
 from serieslabeler.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -51,12 +55,15 @@ RANDOM_SEED = 0
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize the shorter side to ``resize`` px, center-crop ``crop`` px, then normalize."""
+    """Resize the shorter side to ``resize`` px, center-crop ``crop`` px, then normalize.
+    ``whole``: resize the whole image to ``crop`` x ``crop`` px instead (nothing cut off, the
+    aspect not kept), for the colour histogram, which counts every pixel and ignores shape."""
 
     resize: int
     crop: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    whole: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,16 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 
 TORCHVISION = ("resnet18", "resnet50", "inception_v3", "vgg16")
+
+
+COLOUR = BackboneSpec("colour", colour_dim(), Preprocess(224, 224, whole=True), head="")
+
+
+COLOUR_IDENTITY = "hsv-12x4x4"
+
+
+# what ``embed`` computes: the networks (which can also be fine-tuned) and the colour histogram
+EMBEDDERS: dict[str, BackboneSpec] = {**BACKBONES, COLOUR.name: COLOUR}
 
 
 @dataclass(frozen=True)
@@ -120,14 +137,18 @@ class Backbone:
 
 
 def backbone_spec(name: str) -> BackboneSpec:
-    if name not in BACKBONES:
-        raise PipelineError(f"unknown backbone '{name}'; choose one of: {', '.join(BACKBONES)}")
-    return BACKBONES[name]
+    if name not in EMBEDDERS:
+        raise PipelineError(f"unknown backbone '{name}'; choose one of: {', '.join(EMBEDDERS)}")
+    return EMBEDDERS[name]
 
 
 def resolve_weights(backbone: str, weights: str = "default") -> WeightsChoice:
     """Name the weights (cheaply: no network is built) and check that their file exists."""
     backbone_spec(backbone)
+    if backbone == COLOUR.name:
+        if weights not in ("default", COLOUR_IDENTITY):
+            raise PipelineError(f"--weights '{weights}': the colour histogram has no weights; leave --weights out")
+        return WeightsChoice(backbone, COLOUR_IDENTITY)
     if weights == "random":
         return WeightsChoice(backbone, "random")
     if backbone == "efficientnet_lite0" and weights in ("default", "imagenet"):
@@ -167,6 +188,8 @@ def load_backbone(backbone: str, weights: str | WeightsChoice = "default") -> Ba
 
     choice = weights if isinstance(weights, WeightsChoice) else resolve_weights(backbone, weights)
     spec = backbone_spec(backbone)
+    if spec is COLOUR:
+        return Backbone(spec, choice, colour_histogram(spec.preprocess.mean, spec.preprocess.std).eval())
     with seeded_init(RANDOM_SEED):
         module = _construct(backbone)
     _set_submodule(module, spec.head, torch.nn.Identity())

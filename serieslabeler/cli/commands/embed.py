@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from serieslabeler.cli.base import Result, add_common, parse_key_values
-from serieslabeler.embed.backbones import BACKBONES
+from serieslabeler.embed.backbones import EMBEDDERS
 from serieslabeler.embed.distributed import embed_with_ray
 from serieslabeler.embed.local import embed_workspace
 from serieslabeler.errors import PipelineError
@@ -14,7 +14,7 @@ from serieslabeler.store.workspace import Workspace
 def register(subparsers) -> None:
     parser = subparsers.add_parser("embed", help="compute CNN feature vectors for the images not embedded yet")
     add_common(parser)
-    parser.add_argument("--backbone", required=True, choices=list(BACKBONES), help="the network")
+    parser.add_argument("--backbone", required=True, choices=list(EMBEDDERS), help="the network, or colour: a colour histogram (no weights)")
     parser.add_argument(
         "--weights", default="default",
         help="default (ImageNet, from the local cache), random (seeded), a torchvision weights name, or a state-dict file",
