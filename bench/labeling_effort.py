@@ -6,7 +6,8 @@ Runs :func:`serieslabeler.simulation.engine.simulate` (every scenario, 3 seeds) 
   features and once with the ``colour`` histogram (``--bananas-features``), subjects = fruits, ``days`` = days since the fruit's first photo; the labels are
   ordered stages (U < R < V < O), so bananas also get the ``series`` scenario (the expert places
   each fruit's stage boundaries, then accepts or corrects the model's monotone proposals) and
-  ``full`` labels its structure-aware samples by boundaries and routes decoded predictions;
+  ``full`` labels its structure-aware sample by boundaries, routes the series decoded confidently
+  throughout to review and labels the rest by proposals (it clusters nothing on ordered stages);
 - scikit-learn's digits (10 classes, 1797 8x8 images), the 64 pixel values as features. The
   data carries no writer ids (it is the UCI optdigits test set, written by 13 people, with
   nothing saying which image is whose), so one subject per writer cannot be inferred.

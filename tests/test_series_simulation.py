@@ -46,9 +46,8 @@ def test_oracle_costs_for_boundaries_placed_accepted_and_corrected():
         oracle.answer_series([1, 99], ORDER)
 
 
-@pytest.fixture(scope="module")
-def ripening() -> Collection:
-    """12 subjects x 12 photos whose stage only moves forward; features: a noisy stage signal."""
+def ripening_collection(noise: float) -> Collection:
+    """12 subjects x 12 photos whose stage only moves forward; features: the stage plus noise."""
     rng = np.random.default_rng(0)
     subjects, stages, days = [], [], []
     for subject in range(12):
@@ -58,8 +57,13 @@ def ripening() -> Collection:
             stages.append(int(np.searchsorted(cuts, day, side="right")))
             days.append(float(day))
     stages = np.array(stages)
-    X = np.eye(4)[stages] * 2.0 + rng.normal(scale=1.0, size=(len(stages), 4))
+    X = np.eye(4)[stages] * 2.0 + rng.normal(scale=noise, size=(len(stages), 4))
     return Collection("ripening", X, np.array(ORDER)[stages], np.array(subjects), np.array(days), order=ORDER)
+
+
+@pytest.fixture(scope="module")
+def ripening() -> Collection:
+    return ripening_collection(noise=1.0)
 
 
 def test_series_scenario_labels_whole_series_exactly_and_never_sees_test_images(ripening):
@@ -77,6 +81,17 @@ def test_series_scenario_labels_whole_series_exactly_and_never_sees_test_images(
     assert full.curve[0].labeled >= 12  # the first structure-aware subjects are labeled by boundaries
     with pytest.raises(PipelineError, match="needs ordered stages"):
         run_scenario(replace(ripening, order=None), "series", seed=0)
+
+
+def test_full_with_ordered_stages_labels_series_and_reviews_only_series_confident_throughout():
+    clearer = ripening_collection(noise=0.8)
+    run = run_scenario(clearer, "full", seed=0, config=SimulationConfig(budget=1.0))
+    last = run.curve[-1]
+    assert last.labeled == run.pool_size and last.label_errors == 0
+    assert last.cluster_labeled == 0  # nothing is clustered: clusters cut across the stages
+    assert last.pseudo_accepted > 0 and last.pseudo_accepted % 12 == 0  # whole series of 12 photos went to review
+    assert run.pseudo_routed == last.pseudo_accepted
+    assert run.images_per_interaction > 5
 
 
 def test_a_run_without_scores_writes_null_not_nan(ripening):

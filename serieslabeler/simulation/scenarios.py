@@ -274,7 +274,10 @@ def _subject_sample(run: _Run, candidates: np.ndarray) -> np.ndarray:
 
 
 def _route(run: _Run) -> np.ndarray:
-    """Predict the unlabeled pool; confident predictions go to review, the rest are returned."""
+    """Predict the unlabeled pool; confident predictions go to review, the rest are returned.
+    With ordered stages each series is decoded monotone, and only the series confident in
+    every unlabeled image go to review: the rest are labeled by their boundaries, which
+    labels the whole series (reviewing part of it first would be paid twice)."""
 
     unlabeled = run.unlabeled()
     model = run.fit()
@@ -294,6 +297,9 @@ def _route(run: _Run) -> np.ndarray:
         labels = labels.astype(str)
     threshold = tuning.choice.threshold
     confident = np.zeros(len(unlabeled), bool) if threshold is None else route_mask(labels, confidence, threshold)
+    if run.c.order is not None:
+        subjects = run.c.subjects[unlabeled]
+        confident &= ~np.isin(subjects, subjects[~confident])
     run.pseudo_routed += int(confident.sum())
     run.pseudo_routed_correct += int((labels[confident] == run.c.truth[unlabeled[confident]]).sum())
     if confident.any() and run.config.review_pseudo:
@@ -306,13 +312,18 @@ def _route(run: _Run) -> np.ndarray:
 def _scenario_full(run: _Run) -> None:
     """A structure-aware first sample, then each pass clusters what routing sent back; a pass
     that yields under 2 labels per interaction halves the cluster size of the next (finer
-    overclustering, down to single images). With ordered stages the first sample's subjects are
-    labeled by their boundaries instead, and routing decodes each series monotone."""
+    overclustering, down to single images). With ordered stages nothing is clustered (clusters
+    cut across the stages): the first sample's series are labeled by their boundaries, each
+    later one by accepting or correcting the model's proposal, and each pass routes the series
+    whose monotone decoding is confident throughout to review first."""
     batch = _subject_sample(run, run.unlabeled())
     cluster_size = run.config.cluster_size
     if run.c.order is not None:
-        _label_subjects(run, batch)
-        batch = _route(run) if not run.exhausted() else batch
+        _label_subjects(run, batch, with_proposals=True)
+        while not run.exhausted():
+            batch = _route(run)
+            _label_subjects(run, batch if len(batch) else run.unlabeled(), with_proposals=True)
+        return
     while not run.exhausted():
         spent = run.interactions
         added = run.cluster_and_label(batch, _metadata_space(run, batch), cluster_size)
