@@ -1,10 +1,14 @@
 """The demo that runs itself: oracle rounds marked as demo events, undone as one (CLI and Home page)."""
 from __future__ import annotations
 
+import json
+
 from conftest import cli
 from test_app import assert_clean, button, run_page, sample  # noqa: F401 (a fixture)
 
 from serieslabeler.labels import current_labels, events, label_images
+from serieslabeler.labels.series import boundary_changes
+from serieslabeler.models.evaluation import held_out_subjects
 from serieslabeler.store import Workspace
 
 
@@ -22,6 +26,37 @@ def test_iterate_rounds_with_the_oracle_are_demo_events_undone_as_one(bananas_em
         assert len(current_labels(ws)) == 0
     code, data = cli("undo", "--workspace", bananas_embedded, "--demo")
     assert code == 2 and "no demo to undo" in data["error"]
+
+
+def test_a_demo_on_an_ordered_vocabulary_labels_series_by_their_boundaries(bananas_embedded):
+    assert cli("vocab", "--workspace", bananas_embedded, "--add", "U,R,V,O", "--ordered")[0] == 0
+    code, data = cli("iterate", "--workspace", bananas_embedded, "--oracle", "--rounds", "2", "--seed", "1")
+    assert code == 0, data
+    assert all(r["iteration"]["record"]["routing"]["monotone"] for r in data["rounds"] if r["iteration"]["record"]["routing"])
+    with Workspace.open(bananas_embedded) as ws:
+        made = ws.db.execute("SELECT action, interactions, details FROM label_events WHERE author='demo'").fetchall()
+        assert made and {action for action, _, _ in made} == {"label_series"}
+        proposals = 0
+        for _, interactions, details in made:
+            details = json.loads(details)
+            boundaries, proposal = [tuple(b) for b in details["boundaries"]], details["proposal"]
+            if proposal is None:  # placed by hand: one click per boundary
+                assert interactions == len(boundaries) + len(details["excluded"])
+            else:  # the model's proposal accepted and corrected, cheaper than by hand
+                proposals += 1
+                changes = boundary_changes([tuple(b) for b in proposal], boundaries)
+                assert interactions == 1 + changes + len(details["excluded"]) and 1 + changes < len(boundaries)
+        assert proposals > 0
+        truth = dict(ws.db.execute("SELECT image_id, label FROM ground_truth").fetchall())
+        labeled = current_labels(ws, include_pending=False)
+        series = labeled[labeled["source"] == "series"]
+        assert len(series) and all(truth[i] == label for i, label in zip(series["image_id"], series["label"]))
+        held = {int(s) for s in held_out_subjects(ws, seed=1)}
+        subject_of = dict(ws.db.execute("SELECT id, subject_id FROM images").fetchall())
+        assert not {subject_of[int(i)] for i in labeled["image_id"]} & held
+    assert cli("undo", "--workspace", bananas_embedded, "--demo")[0] == 0
+    with Workspace.open(bananas_embedded) as ws:
+        assert len(current_labels(ws)) == 0
 
 
 def test_a_demo_undo_never_takes_someone_elses_work(bananas_embedded):

@@ -110,7 +110,8 @@ def demo_section(workspace) -> None:
         return
     st.subheader("Demo")
     st.caption("Let the ground truth play the expert for a few rounds and watch labels grow, interactions stay few and "
-               "the per-class F-score climb on the Metrics page. Demo events are marked (author 'demo') and undo as one.")
+               "the per-class F-score climb on the Metrics page. Demo events are marked (author 'demo') and undo as one. "
+               "With ordered stages it labels series by their boundaries, as on the Series page.")
     left, middle, right = st.columns([1, 1, 1])
     rounds = int(left.number_input("Rounds", 1, 20, 3, key="demo_rounds"))
     if middle.button("Run the demo", type="primary"):

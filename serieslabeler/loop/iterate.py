@@ -34,8 +34,11 @@ from serieslabeler.clustering.suggest import overcluster_k
 from serieslabeler.embed.local import embed_workspace
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.clusters import label_cluster, skip_cluster
+from serieslabeler.labels.series import label_series
+from serieslabeler.labels.vocabulary import vocabulary_order
 from serieslabeler.loop.oracle import Oracle
 from serieslabeler.loop.routing import route_predictions
+from serieslabeler.loop.series import propose_series
 from serieslabeler.loop.threshold import validation_curves
 from serieslabeler.models.evaluation import (
     evaluate_model,
@@ -50,6 +53,7 @@ from serieslabeler.progress import Progress
 from serieslabeler.sampling import draw_sample, load_sample, save_sample
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.queries import has_ground_truth
+from serieslabeler.store.series import get_series
 from serieslabeler.store.workspace import Workspace
 
 IDLE_MINUTES = 5.0
@@ -179,7 +183,9 @@ def iterate(
     resumes the round: it trains on the labels, predicts every unlabeled image, routes the
     predictions and records the round. With ``oracle`` the ground truth labels the clusters
     (as :class:`serieslabeler.simulation.engine.Oracle` does: modal class at ``purity``, misfits clicked out)
-    and the round runs through in one call.
+    and the round runs through in one call; with an ordered vocabulary it labels the series of the
+    sample's subjects by their boundaries instead (:func:`label_series_with_oracle`), and routing
+    decodes each series monotone.
     """
     latest = workspace.db.execute("SELECT MAX(id) FROM iterations").fetchone()[0]
     current = load_iteration(workspace, latest) if latest else None
@@ -187,7 +193,10 @@ def iterate(
         current = _start_round(workspace, config, progress)
         if not oracle:
             return IterationResult(current, _what_to_label(current))
-    if oracle:
+    if oracle and vocabulary_order(workspace) is not None:
+        sampled = load_sample(workspace, current.sample_id).image_ids
+        label_series_with_oracle(workspace, sampled, current.id, _excluded_ids(workspace, config), author)
+    elif oracle:
         label_with_oracle(workspace, current.clustering_id, config.purity, current.id, _excluded_ids(workspace, config), author)
     elif last_event_id(workspace) <= current.record["start_event"]:
         return IterationResult(current, _what_to_label(current))
@@ -277,7 +286,8 @@ def _finish_round(workspace: Workspace, current: IterationRecord, config: Iterat
     routing = None
     if len(targets):
         predict(workspace, model.id, targets, device=config.device, progress=progress)
-        routing = route_predictions(workspace, model.id, threshold, targets, config.smoothing_window, current.id)
+        routing = route_predictions(workspace, model.id, threshold, targets, config.smoothing_window, current.id,
+                                    monotone=vocabulary_order(workspace) is not None)
     record.update(effort_since(workspace, record["start_event"]))
     record.update(status=DONE, model={"id": model.id, "mode": model.mode, "validation": model.metrics.get("validation")},
                   routing=routing.summary() if routing else None)
@@ -318,4 +328,35 @@ def label_with_oracle(
         else:
             label_cluster(workspace, clustering_id, cluster, answer.label, answer.excluded, author=author, iteration=iteration)
             counts["labeled"] += 1
+    return dict(counts)
+
+
+def label_series_with_oracle(workspace: Workspace, image_ids, iteration: int | None = None, hidden=(), author: str = "oracle") -> dict:
+    """Let the ground truth play the expert on the series of the subjects of ``image_ids`` (for
+    demos on an ordered vocabulary). Per series it places the true boundaries, or accepts and
+    corrects the latest model's proposal when that takes fewer interactions, and clicks out the
+    images whose stage is not in the order (:meth:`serieslabeler.loop.oracle.Oracle.answer_series`);
+    each series is one ``label_series`` event. Returns how many series were labeled with and
+    without a proposal."""
+
+    order = vocabulary_order(workspace)
+    ids, truth, _ = ground_truth(workspace)
+    visible = ~np.isin(ids, np.asarray(hidden, dtype=np.int64))
+    oracle, known = Oracle(ids[visible], truth[visible]), set(ids[visible].tolist())
+    model_id = workspace.db.execute("SELECT MAX(id) FROM models").fetchone()[0]
+    names = workspace.query_in(
+        "SELECT DISTINCT s.name FROM images i JOIN subjects s ON s.id = i.subject_id WHERE i.id IN ({}) ORDER BY s.name",
+        [int(i) for i in image_ids],
+    )
+    counts = Counter()
+    for (name,) in names:
+        series = get_series(workspace, name)
+        seen = [i for i in series.image_ids if i in known]
+        proposal = None if model_id is None else propose_series(workspace, series, model_id).boundaries
+        answer = oracle.answer_series(seen, order, proposal)
+        accepted = answer.proposal_changes is not None and 1 + answer.proposal_changes < len(answer.boundaries)
+        if answer.boundaries:
+            label_series(workspace, series, answer.boundaries, answer.excluded, author=author,
+                         proposal=proposal if accepted else None, iteration=iteration)
+            counts["with proposal" if accepted else "by hand"] += 1
     return dict(counts)
