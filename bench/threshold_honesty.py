@@ -48,6 +48,7 @@ from serieslabeler.ingest import ColumnMapping, ingest
 from serieslabeler.loop import (
     calibrated_proba,
     ground_truth,
+    inside_support,
     label_with_oracle,
     model_oof,
     routed_pool,
@@ -92,6 +93,8 @@ class Outcome:
     audit_coverage: float | None
     audit_promise: float | None
     floor: float | None
+    unchecked: float | None  # routed right after, had every confident image been routed (no support check)
+    outside: int  # confident images held back: unlike every labeled image
 
 
 def bananas_workspace(folder: Path) -> tuple[Path, Setting]:
@@ -194,10 +197,14 @@ def one_seed(base: Path, setting: Setting, seed: int, target: float, audits: int
         raw = pool.confidence
         calibrated = calibrated_proba(workspace, model.id, pool.proba).max(axis=1)
         actual_before, n_before = routed_precision(truth, pool.labels, raw, before.choice.threshold)
-        actual_after, n_after = routed_precision(truth, pool.labels, calibrated, after.choice.threshold)
+        confident = routed_mask(pool.labels, calibrated, after.choice.threshold)
+        inside = inside_support(workspace, record, pool.image_ids)
+        routed_after = confident if inside is None else confident & inside
+        actual_after = float((truth[routed_after] == pool.labels[routed_after]).mean()) if routed_after.any() else None
+        n_after = int(routed_after.sum())
+        unchecked = float((truth[confident] == pool.labels[confident]).mean()) if confident.any() else None
         correct = truth == pool.labels
         calibration = after.details["calibration"] or {}
-        routed_after = routed_mask(pool.labels, calibrated, after.choice.threshold)
         return Outcome(
             seed, len(oof.labels),
             {"before": before.choice.precision, "after": after.choice.precision},
@@ -210,6 +217,8 @@ def one_seed(base: Path, setting: Setting, seed: int, target: float, audits: int
             audit_coverage(truth[routed_after], pool.labels[routed_after], audits, seed),
             one_audit(truth[routed_after], pool.labels[routed_after], seed),
             after.choice.floor,
+            unchecked,
+            int((confident & ~routed_after).sum()),
         )
 
 
@@ -224,9 +233,10 @@ def _gap(promised: float | None, actual: float | None) -> str:
 def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: float) -> None:
     print(f"\n## {setting.name}: target precision {target:.0%}, {len(outcomes)} seeds, {seconds:.0f} s")
     print("| seed | labels | promised before | routed right before (n) | gap before | promised after [95% interval] | "
-          "routed right after (n) | gap after | within 5 pts | ECE pool raw -> calibrated | ECE labels OOF before -> after | "
+          "routed right after (n) | gap after | within 5 pts | held back: unlike the labels (routed right without the check) | "
+          "ECE pool raw -> calibrated | ECE labels OOF before -> after | "
           "effective n | audit coverage | one audit's estimate (gap) | floor after (gap) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for o in outcomes:
         gap_after = None if o.promised["after"] is None or o.actual["after"] is None else abs(o.promised["after"] - o.actual["after"])
         within = "-" if gap_after is None else ("yes" if gap_after <= 0.05 else "no")
@@ -235,6 +245,7 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
         print(f"| {o.seed} | {o.labels} | {_pct(o.promised['before'])} | {_pct(o.actual['before'])} ({o.routed['before']}) | "
               f"{_gap(o.promised['before'], o.actual['before'])} | {_pct(o.promised['after'])}{interval} | "
               f"{_pct(o.actual['after'])} ({o.routed['after']}) | {_gap(o.promised['after'], o.actual['after'])} | {within} | "
+              f"{o.outside} ({_pct(o.unchecked)}) | "
               f"{o.ece_pool[0]:.3f} -> {o.ece_pool[1]:.3f} | {o.ece_oof[0]:.3f} -> {o.ece_oof[1]:.3f} | {o.effective_n:.0f} | {coverage} | "
               f"{_pct(o.audit_promise)} ({_gap(o.audit_promise, o.actual['after'])}) | {_pct(o.floor)} ({_gap(o.floor, o.actual['after'])}) |")
     gaps = [abs(o.promised[k] - o.actual[k]) for o in outcomes for k in ("before",) if o.promised[k] is not None and o.actual[k] is not None]

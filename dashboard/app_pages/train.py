@@ -204,10 +204,15 @@ def threshold_section(workspace, model_id: int) -> None:
         bars = alt.Chart(histogram).mark_bar().encode(x=alt.X("confidence:Q", bin=alt.Bin(step=HISTOGRAM_STEP), scale=alt.Scale(domain=[0, 1])), y=alt.Y("sum(images):Q", title="images"), color="predicted:N")
         st.altair_chart(bars + rule, width="stretch")
     calibration_section(tuning.details.get("calibration"))
-    if st.button("Route", type="primary", help="Pseudo-label the confident predictions (pending review) and save the rest as the next sample to cluster."):
-        routing = route_predictions(workspace, model_id, chosen)
+    if st.button("Route", type="primary", help="Pseudo-label the confident predictions of images like the labeled ones (pending review) "
+                                                "and save the rest as the next sample to cluster."):
+        with st.spinner("Routing: checking which images are like the labeled ones (reads every unlabeled image's vector)"):
+            routing = route_predictions(workspace, model_id, chosen)
         summary = routing.summary()
-        st.success(f"{summary['pseudo_labeled']} pseudo-labeled (pending review), {summary['to_cluster']} saved as sample {summary['routed_sample']} to cluster next.")
+        unlike = (f" ({summary['outside_support']} of them confident, but unlike every labeled image: the curve says nothing about them)"
+                  if summary["outside_support"] else "")
+        st.success(f"{summary['pseudo_labeled']} pseudo-labeled (pending review), {summary['to_cluster']} saved as sample "
+                   f"{summary['routed_sample']} to cluster next{unlike}.")
 
 
 def measured_on(tuning: ThresholdTuning) -> None:

@@ -80,6 +80,13 @@ from .routing import (
     thresholds_for,
 )
 from .series import SeriesProposal, propose_series, series_evidence
+from .support import (
+    SUPPORT_QUANTILE,
+    LabelSupport,
+    inside_support,
+    model_support,
+    nearest_across_groups,
+)
 from .threshold import (
     CURVE_SAMPLE,
     POOL_SAMPLE,
@@ -99,8 +106,8 @@ from .threshold import (
     model_oof,
     model_seed,
     precision_coverage_curve,
-    prepare_curves,
     precision_floor,
+    prepare_curves,
     representativeness_weights,
     routed_pool,
     threshold_for_precision,
@@ -181,6 +188,11 @@ __all__ = [
     "smooth_along_series",
     "Routing",
     "route_predictions",
+    "SUPPORT_QUANTILE",
+    "LabelSupport",
+    "inside_support",
+    "model_support",
+    "nearest_across_groups",
     "SeriesProposal",
     "series_evidence",
     "propose_series",

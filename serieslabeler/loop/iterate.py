@@ -39,6 +39,7 @@ from serieslabeler.labels.vocabulary import vocabulary_order
 from serieslabeler.loop.oracle import Oracle
 from serieslabeler.loop.routing import route_predictions
 from serieslabeler.loop.series import propose_series
+from serieslabeler.loop.support import SUPPORT_QUANTILE
 from serieslabeler.loop.threshold import validation_curves
 from serieslabeler.models.evaluation import (
     evaluate_model,
@@ -155,6 +156,7 @@ class IterateConfig:
     threshold: float | dict = 0.9
     target_precision: float | None = None
     smoothing_window: int = 0
+    support: float | None = SUPPORT_QUANTILE
     purity: float = 0.8
     hold_out: bool = True
     seed: int = 0
@@ -287,7 +289,7 @@ def _finish_round(workspace: Workspace, current: IterationRecord, config: Iterat
     if len(targets):
         predict(workspace, model.id, targets, device=config.device, progress=progress)
         routing = route_predictions(workspace, model.id, threshold, targets, config.smoothing_window, current.id,
-                                    monotone=vocabulary_order(workspace) is not None)
+                                    monotone=vocabulary_order(workspace) is not None, support=config.support)
     record.update(effort_since(workspace, record["start_event"]))
     record.update(status=DONE, model={"id": model.id, "mode": model.mode, "validation": model.metrics.get("validation")},
                   routing=routing.summary() if routing else None)

@@ -11,7 +11,9 @@ from serieslabeler.errors import PipelineError
 from serieslabeler.labels.pseudo import add_pseudo_labels
 from serieslabeler.labels.series import require_order
 from serieslabeler.loop.calibrate import calibrated_proba
+from serieslabeler.loop.support import SUPPORT_QUANTILE, check_quantile, inside_support
 from serieslabeler.models.base import image_subjects
+from serieslabeler.models.files import load_model_record
 from serieslabeler.models.monotone import decode_series
 from serieslabeler.models.predictions import load_predictions, unlabeled_image_ids
 from serieslabeler.sampling import find_sample, save_sample
@@ -83,6 +85,8 @@ class Routing:
     sample_id: int | None
     event_id: int | None
     monotone: bool = False
+    support: float | None = None
+    outside_support: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
     def summary(self) -> dict:
         return {
@@ -94,6 +98,8 @@ class Routing:
             "routed_sample": self.sample_id,
             "event_id": self.event_id,
             "monotone": self.monotone,
+            "support_quantile": self.support,
+            "outside_support": len(self.outside_support),
         }
 
 
@@ -105,6 +111,7 @@ def route_predictions(
     smoothing_window: int = 0,
     iteration: int | None = None,
     monotone: bool = False,
+    support: float | None = SUPPORT_QUANTILE,
 ) -> Routing:
     """Route a model's stored predictions for ``image_ids`` (default: its predicted images that
     are still unlabeled): pseudo-labels at or above ``threshold``, a ``routed`` sample below
@@ -115,9 +122,16 @@ def route_predictions(
     ``monotone=True`` (an ordered vocabulary) then decodes each subject's predictions as the most
     probable non-decreasing stage sequence; a decoded label's confidence is its posterior
     probability, and that is what the threshold applies to (instead of smoothing).
+
+    ``support``: only predictions of images inside the support of the model's labels become
+    pseudo-labels (:mod:`serieslabeler.loop.support`, at this quantile); a confident prediction
+    of an image unlike every labeled one goes to clustering too. None: no such check (nor for
+    a model whose feature set lacks some of the images).
     """
 
     check_threshold(threshold)
+    if support is not None:
+        check_quantile(support)
     if image_ids is None:
         image_ids = unlabeled_image_ids(workspace)
     predictions = load_predictions(workspace, model_id, image_ids)
@@ -132,6 +146,11 @@ def route_predictions(
         labels, confidence = smooth_along_series(proba, predictions.classes, subjects, times, smoothing_window)
     # a model that knows a single class is certain of everything and informative about nothing
     confident = route_mask(labels, confidence, threshold) & (len(predictions.classes) > 1)
+    inside = None if support is None else inside_support(workspace, load_model_record(workspace, model_id), ids, support)
+    outside = np.zeros(0, dtype=np.int64)
+    if inside is not None:
+        outside = ids[confident & ~inside]
+        confident &= inside
     event_id = sample_id = None
     with workspace.transaction():
         if confident.any():
@@ -140,6 +159,8 @@ def route_predictions(
             )
             event_id = event.id
         if (~confident).any():
-            params = {"model": model_id, "threshold": threshold, "smoothing_window": smoothing_window, "monotone": monotone}
+            params = {"model": model_id, "threshold": threshold, "smoothing_window": smoothing_window, "monotone": monotone,
+                      "support": support if inside is not None else None}
             sample_id = find_sample(workspace, "routed", ids[~confident], params) or save_sample(workspace, "routed", params, ids[~confident]).id
-    return Routing(model_id, threshold, smoothing_window, ids[confident], ids[~confident], sample_id, event_id, monotone)
+    return Routing(model_id, threshold, smoothing_window, ids[confident], ids[~confident], sample_id, event_id, monotone,
+                   support if inside is not None else None, outside)

@@ -12,6 +12,7 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.vocabulary import vocabulary_order
+from serieslabeler.loop.support import SUPPORT_QUANTILE
 from serieslabeler.models.evaluation import ground_truth
 from serieslabeler.models.features import ensure_features
 from serieslabeler.space.metadata import metadata_frame
@@ -95,7 +96,8 @@ class SimulationConfig:
     uncertain batch of ``uncertain+cluster`` (single images once batches stop yielding labels);
     ``series_subjects``: subjects of the ``series`` scenario's first sample, random ones (0: as
     many as a structure-aware ``cluster_batch`` holds); only the first series is placed by hand,
-    every later one comes with a proposal.
+    every later one comes with a proposal; ``support``: the full loop routes only images inside
+    its labels' support at this quantile, as ``route`` does (None: every confident image).
     """
 
     purity: float = 0.8
@@ -115,6 +117,7 @@ class SimulationConfig:
     overcluster_factor: int = 5
     uncertain_batch: int = 60
     series_subjects: int = 0
+    support: float | None = SUPPORT_QUANTILE
 
 
 # --- results ----------------------------------------------------------------------------------

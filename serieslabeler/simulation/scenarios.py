@@ -16,6 +16,7 @@ from serieslabeler.labels.clusters import cluster_confidences
 from serieslabeler.labels.series import series_confidences
 from serieslabeler.loop.oracle import Oracle
 from serieslabeler.loop.routing import route_mask
+from serieslabeler.loop.support import LabelSupport
 from serieslabeler.loop.threshold import tune_thresholds
 from serieslabeler.metrics.classification import classification_report
 from serieslabeler.models.base import CV_FOLDS, Predictions
@@ -274,7 +275,8 @@ def _subject_sample(run: _Run, candidates: np.ndarray) -> np.ndarray:
 
 
 def _route(run: _Run) -> np.ndarray:
-    """Predict the unlabeled pool; confident predictions go to review, the rest are returned.
+    """Predict the unlabeled pool; confident predictions of images inside the labels' support
+    (:mod:`serieslabeler.loop.support`) go to review, the rest are returned.
     With ordered stages each series is decoded monotone, and only the series confident in
     every unlabeled image go to review: the rest are labeled by their boundaries, which
     labels the whole series (reviewing part of it first would be paid twice)."""
@@ -297,6 +299,9 @@ def _route(run: _Run) -> np.ndarray:
         labels = labels.astype(str)
     threshold = tuning.choice.threshold
     confident = np.zeros(len(unlabeled), bool) if threshold is None else route_mask(labels, confidence, threshold)
+    if run.config.support is not None:
+        support = LabelSupport(run.config.support, random_state=run.seed).fit(run.c.X[index], run.c.subjects[index])
+        confident &= support.inside(run.c.X[unlabeled])
     if run.c.order is not None:
         subjects = run.c.subjects[unlabeled]
         confident &= ~np.isin(subjects, subjects[~confident])

@@ -11,6 +11,7 @@ from serieslabeler.errors import PipelineError
 from serieslabeler.loop.demo import run_demo
 from serieslabeler.loop.iterate import IterateConfig, iterate, list_iterations
 from serieslabeler.loop.routing import route_predictions
+from serieslabeler.loop.support import SUPPORT_QUANTILE
 from serieslabeler.loop.threshold import measured_images, prepare_curves, validation_curves
 from serieslabeler.metrics.classification import ClassificationReport
 from serieslabeler.models.configs import FinetuneConfig, HeadConfig
@@ -192,6 +193,15 @@ def add_threshold_arguments(parser, required: bool = True) -> None:
     group.add_argument("--threshold", type=float, help="one confidence threshold for every class (e.g. 0.9)")
     group.add_argument("--class-thresholds", help="a threshold per class, e.g. Arm=0.9,Head=0.8 (other classes: never)")
     parser.add_argument("--smooth", type=int, default=0, help="majority vote over this many predictions along each subject's series (off)")
+    support = parser.add_mutually_exclusive_group()
+    support.add_argument("--support-quantile", type=float, default=SUPPORT_QUANTILE,
+                         help="pseudo-label only images whose nearest labeled image is within this quantile of the labels' "
+                              f"distances to one another across subjects (default {SUPPORT_QUANTILE})")
+    support.add_argument("--no-support", action="store_true", help="pseudo-label confident images however unlike the labels they are")
+
+
+def support_of(args) -> float | None:
+    return None if args.no_support else args.support_quantile
 
 
 def threshold_of(args, default: float | None = None):
@@ -234,11 +244,13 @@ def run_route(args) -> Result:
     with Workspace.open(args.workspace) as workspace:
         image_ids = None if args.sample is None else sample_ids(workspace, args.sample)
         routing = route_predictions(
-            workspace, _model_id(workspace, args.model), threshold_of(args), image_ids, args.smooth, monotone=args.monotone
+            workspace, _model_id(workspace, args.model), threshold_of(args), image_ids, args.smooth, monotone=args.monotone,
+            support=support_of(args),
         )
     summary = routing.summary()
     text = (f"model {routing.model_id}: {summary['pseudo_labeled']} pending pseudo-labels (review them), "
             f"{summary['to_cluster']} images to cluster next"
+            + (f", {summary['outside_support']} of them confident but unlike every labeled image" if summary["outside_support"] else "")
             + (f" (sample {routing.sample_id}: 'serieslabeler cluster --sample {routing.sample_id} ...')" if routing.sample_id else ""))
     return Result({"ok": True, **summary}, text)
 
@@ -310,6 +322,7 @@ def iterate_config(args) -> IterateConfig:
         algorithm=args.algorithm, k=args.k, overcluster=args.overcluster, metadata=parse_key_values(args.metadata, "--metadata"),
         mode=args.mode, train_params=mode_options(args), threshold=threshold_of(args, 0.9), target_precision=args.target_precision,
         smoothing_window=args.smooth, purity=args.purity, hold_out=not args.no_hold_out, seed=args.seed, device=args.device,
+        support=support_of(args),
     )
 
 
