@@ -12,7 +12,9 @@ image (the pool). Then, for ``--target`` precision:
   (``tune_thresholds`` on :func:`serieslabeler.loop.model_oof`); the pool images at or above the
   chosen threshold are routed;
 - *after*: :func:`serieslabeler.loop.validation_curves` (weighted for how the labels were
-  chosen, calibrated); the pool is routed with the stored calibration applied, as ``route`` does.
+  chosen, calibrated); the pool is routed with the stored calibration applied and only inside the
+  labels' support (:mod:`serieslabeler.loop.support`), as ``route`` does; the confident images held
+  back are counted, with the precision routing all of them would have had.
 
 For each: the promised precision, the precision of the routed images against the ground truth,
 and how many were routed. ECE is measured on the pool against the ground truth, with raw and
