@@ -152,9 +152,14 @@ def routed_mask(predicted: np.ndarray, confidence: np.ndarray, threshold: float 
     return confidence >= threshold
 
 
+def precision_of(truth: np.ndarray, predicted: np.ndarray, routed: np.ndarray) -> float | None:
+    """The share of the ``routed`` predictions that are right (None when nothing is routed)."""
+    return float((truth[routed] == predicted[routed]).mean()) if routed.any() else None
+
+
 def routed_precision(truth: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, threshold: float | None) -> tuple[float | None, int]:
     routed = routed_mask(predicted, confidence, threshold)
-    return (float((truth[routed] == predicted[routed]).mean()) if routed.any() else None), int(routed.sum())
+    return precision_of(truth, predicted, routed), int(routed.sum())
 
 
 def audit_coverage(truth: np.ndarray, predicted: np.ndarray, audits: int, seed: int) -> float | None:
@@ -202,9 +207,8 @@ def one_seed(base: Path, setting: Setting, seed: int, target: float, audits: int
         confident = routed_mask(pool.labels, calibrated, after.choice.threshold)
         inside = inside_support(workspace, record, pool.image_ids)
         routed_after = confident if inside is None else confident & inside
-        actual_after = float((truth[routed_after] == pool.labels[routed_after]).mean()) if routed_after.any() else None
-        n_after = int(routed_after.sum())
-        unchecked = float((truth[confident] == pool.labels[confident]).mean()) if confident.any() else None
+        actual_after, n_after = precision_of(truth, pool.labels, routed_after), int(routed_after.sum())
+        unchecked = precision_of(truth, pool.labels, confident)
         correct = truth == pool.labels
         calibration = after.details["calibration"] or {}
         return Outcome(

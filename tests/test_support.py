@@ -7,7 +7,8 @@ from conftest import cli
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels import label_images
-from serieslabeler.loop import LabelSupport, nearest_across_groups, route_predictions
+from serieslabeler.loop import LabelSupport, route_predictions
+from serieslabeler.metrics.shift import nearest_other_subject_distance
 from serieslabeler.models import predict, train_model
 from serieslabeler.store import FeatureStore, Workspace
 
@@ -17,15 +18,15 @@ def test_the_nearest_row_of_another_group_matches_brute_force():
     X, groups = rng.normal(size=(300, 5)), rng.integers(0, 4, size=300)
     D = np.linalg.norm(X[:, None] - X[None], axis=-1)
     D[groups[:, None] == groups[None]] = np.inf
-    np.testing.assert_allclose(nearest_across_groups(X, groups), D.min(axis=1), rtol=1e-5)
-    assert np.isinf(nearest_across_groups(X[:3], np.zeros(3))).all()
+    np.testing.assert_allclose(nearest_other_subject_distance(X, groups, X, groups), D.min(axis=1), rtol=1e-5)
+    assert np.isinf(nearest_other_subject_distance(X[:3], np.zeros(3), X[:3], np.zeros(3))).all()
 
 
 def test_the_radius_is_the_quantile_of_the_labels_reach_across_subjects():
     rng = np.random.default_rng(1)
     X, groups = rng.normal(size=(200, 3)), np.repeat(np.arange(10), 20)
     support = LabelSupport(quantile=0.8).fit(X, groups)
-    assert support.radius_ == pytest.approx(np.quantile(nearest_across_groups(X, groups), 0.8), rel=1e-5)
+    assert support.radius_ == pytest.approx(np.quantile(nearest_other_subject_distance(X, groups, X, groups), 0.8), rel=1e-5)
     inside = support.inside(np.vstack([X[:5], X[:1] + 100.0]))
     assert inside.tolist() == [True] * 5 + [False]
     np.testing.assert_allclose(support.distance(X[:5]), 0.0, atol=1e-3)

@@ -85,7 +85,6 @@ from .support import (
     LabelSupport,
     inside_support,
     model_support,
-    nearest_across_groups,
 )
 from .threshold import (
     CURVE_SAMPLE,
@@ -192,7 +191,6 @@ __all__ = [
     "LabelSupport",
     "inside_support",
     "model_support",
-    "nearest_across_groups",
     "SeriesProposal",
     "series_evidence",
     "propose_series",

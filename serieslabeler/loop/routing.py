@@ -147,9 +147,8 @@ def route_predictions(
     # a model that knows a single class is certain of everything and informative about nothing
     confident = route_mask(labels, confidence, threshold) & (len(predictions.classes) > 1)
     inside = None if support is None else inside_support(workspace, load_model_record(workspace, model_id), ids, support)
-    outside = np.zeros(0, dtype=np.int64)
+    applied, outside = (None, np.zeros(0, dtype=np.int64)) if inside is None else (support, ids[confident & ~inside])
     if inside is not None:
-        outside = ids[confident & ~inside]
         confident &= inside
     event_id = sample_id = None
     with workspace.transaction():
@@ -160,7 +159,7 @@ def route_predictions(
             event_id = event.id
         if (~confident).any():
             params = {"model": model_id, "threshold": threshold, "smoothing_window": smoothing_window, "monotone": monotone,
-                      "support": support if inside is not None else None}
+                      "support": applied}
             sample_id = find_sample(workspace, "routed", ids[~confident], params) or save_sample(workspace, "routed", params, ids[~confident]).id
     return Routing(model_id, threshold, smoothing_window, ids[confident], ids[~confident], sample_id, event_id, monotone,
-                   support if inside is not None else None, outside)
+                   applied, outside)

@@ -12,9 +12,10 @@ rest go back to clustering, where the expert sees them.
 
 Distances are Euclidean in the model's feature set, projected on the reference's first
 ``components`` principal axes when it has more dimensions. The reference is at most
-``max_reference`` labeled images (a seeded sample): checking 500,000 images of 512 dimensions
-then takes seconds, not minutes (``bench/scale.py``-sized workspaces: 4 s to read the vectors,
-10 s for the distances).
+``max_reference`` labeled images (a seeded sample), so checking 500,000 unlabeled images of 512
+dimensions (``bench/app_scale.py``'s 1M workspace) takes 17-26 s on 2 cores, mostly reading
+their vectors.
+
 With labels from a single subject there is no distance across subjects to compare with, and
 every image counts as inside (as routing did before).
 """
@@ -23,9 +24,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
-from sklearn.metrics import pairwise_distances_chunked
+from sklearn.metrics import pairwise_distances_argmin_min
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.metrics.shift import nearest_other_subject_distance
 from serieslabeler.models.base import ModelRecord, image_subjects
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.workspace import Workspace
@@ -60,7 +62,7 @@ class LabelSupport(BaseEstimator):
         reduce = self.components is not None and X.shape[1] > self.components and len(X) > self.components
         self.projection_ = PCA(self.components, random_state=self.random_state).fit(X) if reduce else None
         self.reference_ = self._project(X)
-        across = nearest_across_groups(self.reference_, groups)
+        across = nearest_other_subject_distance(self.reference_, groups, self.reference_, groups)
         finite = across[np.isfinite(across)]
         self.radius_ = float(np.quantile(finite, self.quantile)) if len(finite) else np.inf
         return self
@@ -70,7 +72,7 @@ class LabelSupport(BaseEstimator):
         X = np.asarray(X, dtype=np.float32)
         if len(X) == 0:
             return np.zeros(0)
-        return np.concatenate([block.min(axis=1) for block in pairwise_distances_chunked(self._project(X), self.reference_)])
+        return pairwise_distances_argmin_min(self._project(X), self.reference_)[1]
 
     def inside(self, X) -> np.ndarray:
         return self.distance(X) <= self.radius_
@@ -86,18 +88,6 @@ def reference_sample(items: np.ndarray, size: int, seed: int | None) -> np.ndarr
     return np.sort(np.random.default_rng(seed).choice(items, size, replace=False))
 
 
-def nearest_across_groups(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Each row's distance to the nearest row of another group (inf when there is none)."""
-    out = np.full(len(X), np.inf)
-    start = 0
-    for block in pairwise_distances_chunked(X, X):
-        rows = slice(start, start + len(block))
-        block = np.where(groups[rows, None] == groups[None, :], np.inf, block)
-        out[rows] = block.min(axis=1)
-        start += len(block)
-    return out
-
-
 def model_support(workspace: Workspace, record: ModelRecord, quantile: float = SUPPORT_QUANTILE, seed: int = 0) -> LabelSupport:
     """The support of the labels ``record`` was trained on, in its feature set."""
     ids = reference_sample(np.asarray(record.training_set, dtype=np.int64), MAX_REFERENCE, seed)
@@ -111,7 +101,7 @@ def inside_support(workspace: Workspace, record: ModelRecord, image_ids, quantil
     network that reads images predicts images that were never embedded)."""
     store = FeatureStore(workspace)
     image_ids = np.asarray(image_ids, dtype=np.int64)
-    if record.feature_set not in store.names() or not np.isin(image_ids, store.ids(record.feature_set)).all():
+    if len(store.missing(record.feature_set, image_ids)):
         return None
     support = model_support(workspace, record, quantile, seed)
     parts = [support.inside(store.load(record.feature_set, image_ids[start:start + CHUNK])[1]) for start in range(0, len(image_ids), CHUNK)]
