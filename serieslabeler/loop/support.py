@@ -13,8 +13,8 @@ rest go back to clustering, where the expert sees them.
 Distances are Euclidean in the model's feature set, projected on the reference's first
 ``components`` principal axes when it has more dimensions. The reference is at most
 ``max_reference`` labeled images (a seeded sample), so checking 500,000 unlabeled images of 512
-dimensions (``bench/app_scale.py``'s 1M workspace) takes 17-26 s on 2 cores, mostly reading
-their vectors.
+dimensions (``bench/app_scale.py``'s 1M workspace) takes 7 s on 2 cores with their vectors in
+the file cache, 3 s of it for the distances; read from disk, the vectors take over a minute.
 
 With labels from a single subject there is no distance across subjects to compare with, and
 every image counts as inside (as routing did before).
