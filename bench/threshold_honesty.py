@@ -1,8 +1,8 @@
 """Threshold honesty: the precision the tool promises at its chosen threshold vs the precision of
 the labels it then routes, before and after issue 17, and how often an audit's interval holds.
 
-On two collections, per seed, labels are made the way a user makes them: a structure-aware
-sample (all images of a few subjects), clustered (k-means, k = 3 x the classes; bananas with the
+On two collections, per seed, labels are made the way a user makes them: the classes declared
+as the vocabulary, a structure-aware sample (all images of a few subjects), clustered (k-means, k = 3 x the classes; bananas with the
 ``days`` field at 0.5 of the variance), each cluster named by the ground truth when one class
 holds 80% of it, misfits clicked out (:func:`serieslabeler.loop.label_with_oracle`, the
 :class:`~serieslabeler.loop.Oracle`). A head is trained on them and predicts every unlabeled
@@ -14,7 +14,11 @@ image (the pool). Then, for ``--target`` precision:
 - *after*: :func:`serieslabeler.loop.validation_curves` (weighted for how the labels were
   chosen, calibrated); the pool is routed with the stored calibration applied and only inside the
   labels' support (:mod:`serieslabeler.loop.support`), as ``route`` does; the confident images held
-  back are counted, with the precision routing all of them would have had.
+  back are counted, with the precision routing all of them would have had. While a vocabulary
+  class has no label the tool suggests no threshold (nothing is routed); the user then does what
+  it advises: labels coreset images (the least like any label) one by one, 5 at a time, until
+  every class has a label (at most 40), trains again, and the promise and the routed labels'
+  precision are measured once more (a second table).
 
 For each: the promised precision, the precision of the routed images against the ground truth,
 and how many were routed. ECE is measured on the pool against the ground truth, with raw and
@@ -47,6 +51,7 @@ from serieslabeler.clustering import run_clustering
 from serieslabeler.demo import SAMPLE_MAPPING
 from serieslabeler.embed import embed_workspace
 from serieslabeler.ingest import ColumnMapping, ingest
+from serieslabeler.labels import add_labels, label_images, vocabulary
 from serieslabeler.loop import (
     calibrated_proba,
     ground_truth,
@@ -71,6 +76,8 @@ BANANAS = ROOT / "tests" / "data" / "bananas"
 BANANAS_MAPPING = SAMPLE_MAPPING  # the bundled sample's columns: the full collection has the same
 DIGITS_BLOCK = 30
 AUDIT_SIZE = 30
+COVER_BATCH = 5  # coreset images shown at a time when the tool asks for labels of the classes it lacks
+COVER_BUDGET = 40
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,8 @@ class Outcome:
     floor: float | None
     unchecked: float | None  # routed right after, had every confident image been routed (no support check)
     outside: int  # confident images held back: unlike every labeled image
+    withheld: list  # vocabulary classes without a label: the tool then suggests no threshold
+    covered: tuple | None  # (coreset images labeled to give every class a label, After) when it withheld one
 
 
 def bananas_workspace(folder: Path) -> tuple[Path, Setting]:
@@ -138,7 +147,10 @@ def digits_workspace(folder: Path) -> tuple[Path, Setting]:
 
 
 def label_like_a_user(workspace: Workspace, setting: Setting, seed: int) -> None:
-    classes = len(np.unique(ground_truth(workspace)[1]))
+    """Declare the classes (a user names them before labeling), then label a sample's clusters."""
+    names = np.unique(ground_truth(workspace)[1])
+    add_labels(workspace, names.tolist(), author="oracle")
+    classes = len(names)
     sample = draw_sample(workspace, "subjects", subjects=setting.subjects, seed=seed)
     clustering = run_clustering(workspace, setting.feature_set, "kmeans", min(3 * classes, sample.size),
                                 metadata=setting.metadata or None, sample_id=sample.id, seed=seed)
@@ -186,45 +198,95 @@ def one_audit(truth: np.ndarray, predicted: np.ndarray, seed: int) -> float | No
     return audit_precision(predicted[chosen], truth[chosen], population_counts=dict(zip(classes.tolist(), counts.tolist())))["overall"]["estimate"]
 
 
+@dataclass(frozen=True)
+class After:
+    """What the tool promises for a trained model, and what routing then does, as ``route`` does."""
+
+    tuning: object
+    pool: object
+    truth: np.ndarray
+    calibrated: np.ndarray
+    confident: np.ndarray
+    routed: np.ndarray
+
+    @property
+    def promised(self) -> float | None:
+        return self.tuning.choice.precision
+
+    @property
+    def actual(self) -> float | None:
+        return precision_of(self.truth, self.pool.labels, self.routed)
+
+
+def train_and_route(workspace: Workspace, setting: Setting, seed: int, target: float):
+    """Train a head on the labels, predict the pool, and route it after issue 17 (calibrated
+    confidences, the labels' support, no threshold while a vocabulary class has no label)."""
+    model = train_model(workspace, "head", feature_set=setting.feature_set, seed=seed)
+    predict(workspace, model.id)
+    record = load_model_record(workspace, model.id)
+    tuning = validation_curves(workspace, model.id, target, seed=seed)
+    pool = routed_pool(workspace, model.id, seed, limit=10**9)
+    truth_by_id = dict(zip(*ground_truth(workspace)[:2]))
+    truth = np.array([truth_by_id[i] for i in pool.image_ids])
+    calibrated = calibrated_proba(workspace, model.id, pool.proba).max(axis=1)
+    confident = routed_mask(pool.labels, calibrated, tuning.choice.threshold)
+    inside = inside_support(workspace, record, pool.image_ids)
+    return record, After(tuning, pool, truth, calibrated, confident, confident if inside is None else confident & inside)
+
+
+def label_missing_classes(workspace: Workspace, setting: Setting, seed: int) -> int:
+    """Follow the tool's advice when it withholds a threshold: label images of the coreset (the
+    images least like any label) one by one, a batch at a time, until every vocabulary class has a
+    label or ``COVER_BUDGET`` images are spent. Returns how many were labeled."""
+    truth_by_id = dict(zip(*ground_truth(workspace)[:2]))
+    spent = 0
+    while spent < COVER_BUDGET and missing_classes(workspace):
+        batch = draw_sample(workspace, "coreset", size=COVER_BATCH, seed=seed + spent, features=setting.feature_set)
+        for image_id in batch.image_ids.tolist():
+            label_images(workspace, [image_id], truth_by_id[image_id], author="oracle")
+        spent += len(batch.image_ids)
+    return spent
+
+
+def missing_classes(workspace: Workspace) -> list[str]:
+    labeled = {row[0] for row in workspace.db.execute("SELECT DISTINCT label FROM current_labels")}
+    return [name for name in vocabulary(workspace) if name not in labeled]
+
+
 def one_seed(base: Path, setting: Setting, seed: int, target: float, audits: int, folder: Path) -> Outcome:
     target_folder = folder / f"seed{seed}"
     with Workspace.open(base) as source:
         source.copy_to(target_folder).close()
     with Workspace.open(target_folder) as workspace:
         label_like_a_user(workspace, setting, seed)
-        model = train_model(workspace, "head", feature_set=setting.feature_set, seed=seed)
-        predict(workspace, model.id)
-        record = load_model_record(workspace, model.id)
+        record, after = train_and_route(workspace, setting, seed, target)
         oof = model_oof(workspace, record, seed=seed)
         before = tune_thresholds(oof.labels, oof.predicted, oof.proba.max(axis=1), target)
-        after = validation_curves(workspace, model.id, target, seed=seed)
-        pool = routed_pool(workspace, model.id, seed, limit=10**9)
-        truth_by_id = dict(zip(*ground_truth(workspace)[:2]))
-        truth = np.array([truth_by_id[i] for i in pool.image_ids])
-        raw = pool.confidence
-        calibrated = calibrated_proba(workspace, model.id, pool.proba).max(axis=1)
-        actual_before, n_before = routed_precision(truth, pool.labels, raw, before.choice.threshold)
-        confident = routed_mask(pool.labels, calibrated, after.choice.threshold)
-        inside = inside_support(workspace, record, pool.image_ids)
-        routed_after = confident if inside is None else confident & inside
-        actual_after, n_after = precision_of(truth, pool.labels, routed_after), int(routed_after.sum())
-        unchecked = precision_of(truth, pool.labels, confident)
+        pool, truth, calibrated, routed_after = after.pool, after.truth, after.calibrated, after.routed
+        actual_before, n_before = routed_precision(truth, pool.labels, pool.confidence, before.choice.threshold)
         correct = truth == pool.labels
-        calibration = after.details["calibration"] or {}
+        calibration = after.tuning.details["calibration"] or {}
+        withheld = after.tuning.details["classes_without_labels"]
+        covered = None
+        if withheld:
+            spent = label_missing_classes(workspace, setting, seed)
+            covered = (spent, train_and_route(workspace, setting, seed, target)[1])
         return Outcome(
             seed, len(oof.labels),
-            {"before": before.choice.precision, "after": after.choice.precision},
-            {"before": actual_before, "after": actual_after},
-            {"before": n_before, "after": n_after},
-            (expected_calibration_error(raw, correct), expected_calibration_error(np.clip(calibrated, 0, 1), correct)),
+            {"before": before.choice.precision, "after": after.promised},
+            {"before": actual_before, "after": after.actual},
+            {"before": n_before, "after": int(routed_after.sum())},
+            (expected_calibration_error(pool.confidence, correct), expected_calibration_error(np.clip(calibrated, 0, 1), correct)),
             (calibration.get("ece_before", float("nan")), calibration.get("ece_after", float("nan"))),
-            after.details["measured_on"]["effective_n"],
-            (after.choice.low, after.choice.high),
+            after.tuning.details["measured_on"]["effective_n"],
+            (after.tuning.choice.low, after.tuning.choice.high),
             audit_coverage(truth[routed_after], pool.labels[routed_after], audits, seed),
             one_audit(truth[routed_after], pool.labels[routed_after], seed),
-            after.choice.floor,
-            unchecked,
-            int((confident & ~routed_after).sum()),
+            after.tuning.choice.floor,
+            precision_of(truth, pool.labels, after.confident),
+            int((after.confident & ~routed_after).sum()),
+            withheld,
+            covered,
         )
 
 
@@ -263,6 +325,26 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
           f"{sum(g <= 0.05 for g in gaps_after)}/{len(outcomes)}; mean audit coverage "
           f"{100 * np.mean(coverages) if coverages else float('nan'):.1f}%; one audit within 5 pts: "
           f"{sum(g <= 0.05 for g in audit_gaps)}/{len(audit_gaps)} (mean |gap| {100 * np.mean(audit_gaps) if audit_gaps else float('nan'):.1f} pts)")
+    withheld = [o for o in outcomes if o.withheld]
+    if not withheld:
+        return
+    print(f"\nNo threshold suggested in {len(withheld)}/{len(outcomes)} seeds: classes without labels. Then the user labels "
+          f"coreset images (the least like any label, {COVER_BATCH} at a time, at most {COVER_BUDGET}) until each class has one, and trains again:")
+    print("| seed | classes without labels | coreset images labeled | still without labels | promised [95% interval] | routed right (n) | gap | within 5 pts |")
+    print("|---|---|---|---|---|---|---|---|")
+    covered_gaps = []
+    for o in withheld:
+        spent, after = o.covered
+        choice = after.tuning.choice
+        interval = "" if choice.low is None else f" [{_pct(choice.low)}-{_pct(choice.high)}]"
+        gap = None if after.promised is None or after.actual is None else after.promised - after.actual
+        if gap is not None:
+            covered_gaps.append(abs(gap))
+        within = "-" if gap is None else ("yes" if abs(gap) <= 0.05 else "no")
+        print(f"| {o.seed} | {', '.join(o.withheld)} | {spent} | {', '.join(after.tuning.details['classes_without_labels']) or '-'} | "
+              f"{_pct(after.promised)}{interval} | {_pct(after.actual)} ({int(after.routed.sum())}) | {_gap(after.promised, after.actual)} | {within} |")
+    print(f"after covering the classes: seeds within 5 pts {sum(g <= 0.05 for g in covered_gaps)}/{len(withheld)} "
+          f"(mean |gap| {100 * np.mean(covered_gaps) if covered_gaps else float('nan'):.1f} pts over {len(covered_gaps)} seeds that route)")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from test_app import (
     sample,  # noqa: F401 (a fixture)
 )
 
-from serieslabeler.labels import current_labels, interaction_count
+from serieslabeler.labels import add_labels, current_labels, interaction_count
 from serieslabeler.store import Workspace
 
 
@@ -31,6 +31,19 @@ def test_the_page_says_what_the_curve_is_measured_on_and_shows_calibration(sampl
     assert float(metric(app, "ECE after calibration")) >= 0 and float(metric(app, "ECE before calibration")) >= 0
     assert metric(app, "Estimated precision at threshold")
     assert len(app.get("vega_lite_chart")) >= 3  # curve, histogram, reliability diagram
+
+
+def test_a_class_of_the_vocabulary_without_labels_withholds_the_suggestion_and_says_why(sample):  # noqa: F811 (the imported fixture)
+    label_two_clusters_by_their_majority(sample)
+    with Workspace.open(sample) as workspace:
+        add_labels(workspace, ["Never labeled"])
+    app = run_page("train")
+    button(app, "Train on the accepted labels").click().run()
+    button(app, "Predict the unlabeled images").click().run()
+    assert_clean(app)
+    warnings = " ".join(w.value for w in app.warning)
+    assert "No threshold suggested" in warnings and "Never labeled" in warnings
+    assert next(s for s in app.slider if s.label == "Confidence threshold").value == 1.0
 
 
 def test_an_audit_is_drawn_answered_and_reported_on_the_page(sample):  # noqa: F811 (the imported fixture)

@@ -238,6 +238,27 @@ def test_vocabulary_rename_and_merge_are_events_and_history_keeps_old_names(ws):
     assert_log_is_truth(ws)
 
 
+def test_removing_an_unused_label_is_an_event_undo_restores_it_in_the_order(ws):
+    labels.add_labels(ws, ["U", "R", "V", "O"], ordered=True)
+    ids = [int(i) for i in members(ws, 1)]
+    labels.label_images(ws, ids[:2], "R")
+    with pytest.raises(PipelineError, match="label 'R' is the label of 2 image"):
+        labels.remove_labels(ws, ["r"])
+    with pytest.raises(PipelineError, match="not in the vocabulary"):
+        labels.remove_labels(ws, ["Z"])
+    event = labels.remove_labels(ws, ["u", "O"])  # the vocabulary's spelling is used
+    assert event.action == "vocab_remove" and event.details["removed"] == ["U", "O"]
+    assert labels.vocabulary(ws) == ["R", "V"] and labels.vocabulary_order(ws) == ["R", "V"]
+    assert {states(ws)[i][0] for i in ids[:2]} == {"R"}
+    labels.undo(ws)
+    assert sorted(labels.vocabulary(ws)) == ["O", "R", "U", "V"] and labels.vocabulary_order(ws) == ["U", "R", "V", "O"]
+    code, out = cli("vocab", "--workspace", ws.root, "--remove", "O")
+    assert code == 0 and out["vocabulary"] == ["R", "V", "U"] and out["order"] == ["U", "R", "V"]
+    code, out = cli("vocab", "--workspace", ws.root, "--remove", "R")
+    assert code == 2 and "merge it into another label" in out["error"]
+    assert_log_is_truth(ws)
+
+
 def test_review_order_and_representatives(ws):
     ids, distances = labels.cluster_members(ws, CLUSTERING, 0)
     atypical = labels.review_order(ws, CLUSTERING, 0)

@@ -10,7 +10,7 @@ import pytest
 from conftest import cli
 
 from serieslabeler.clustering import run_clustering
-from serieslabeler.labels import current_labels, interaction_count, label_images
+from serieslabeler.labels import add_labels, current_labels, interaction_count, label_images, remove_labels, undo
 from serieslabeler.loop import threshold
 from serieslabeler.loop import (
     answer_audit,
@@ -114,6 +114,39 @@ def test_thresholds_json_says_what_it_measures_and_calibrates(workspace):
     assert len(curve["low"]) == len(curve["thresholds"]) and all(lo <= p + 1e-9 for lo, p in zip(curve["low"], curve["precision"]))
     stored = json.loads((workspace.models_dir / f"model-{data['model_id']}.calibration.json").read_text())
     assert stored["calibrator"]["method_"] == calibration["method"]
+
+
+def test_no_threshold_is_promised_while_a_class_of_the_vocabulary_has_no_label(workspace):
+    label_like_a_user(workspace)
+    add_labels(workspace, ["U", "R", "V", "O"])
+    model_id = routed(workspace)
+    missing = [c for c in ["U", "R", "V", "O"] if c not in load_model_record(workspace, model_id).classes]
+    assert missing  # the sample's pure clusters name only some of the stages
+    tuning = validation_curves(workspace, model_id, 0.8)
+    assert tuning.details["classes_without_labels"] == missing
+    assert tuning.choice.threshold is None and tuning.choice.precision is None
+    assert f"no label of {', '.join(missing)}" in tuning.choice.withheld
+    assert all(c.threshold is None and c.withheld for c in tuning.per_class_choice.values())
+    assert tuning.details["suggested"] == {"threshold": None, "source": "withheld"}
+    assert tuning.format().startswith("overall: no threshold suggested")
+    assert validation_curves(workspace, model_id, 0.8, truth="ground_truth").choice.withheld is None
+
+    code, out = cli("thresholds", "--workspace", workspace.root, "--model", model_id, "--target", "0.8")
+    assert code == 0 and out["classes_without_labels"] == missing and out["choice"]["threshold"] is None
+
+    remove_labels(workspace, missing)  # the collection holds none of them: the same curve suggests again
+    tuning = validation_curves(workspace, model_id, 0.8)
+    assert tuning.details["classes_without_labels"] == [] and tuning.choice.withheld is None
+    assert tuning.choice.threshold is not None and tuning.details["suggested"]["source"] == "curve"
+    undo(workspace)
+    assert validation_curves(workspace, model_id, 0.8).choice.withheld is not None
+
+    truth = dict(zip(*ground_truth(workspace)[:2]))
+    unlabeled = set(draw_pool_ids(workspace, model_id, limit=10**6).tolist())
+    for name in missing:  # a few labels of each class, and the model trained again
+        label_images(workspace, [i for i, t in truth.items() if t == name and i in unlabeled][:3], name)
+    tuning = validation_curves(workspace, routed(workspace), 0.8)
+    assert tuning.details["classes_without_labels"] == [] and tuning.choice.withheld is None
 
 
 def test_curves_of_many_labels_are_measured_on_a_seeded_sample_and_say_so(workspace, monkeypatch):

@@ -170,7 +170,11 @@ def threshold_section(workspace, model_id: int) -> None:
     lower_bound = row[2].toggle("Target the lower bound", help="Suggest the lowest threshold whose 95% interval (the audit's, when one has answers) lies above the target, not just its estimate.")
     tuning = choose_thresholds(workspace, curves(str(workspace.root), model_id, truth, audit_answers_version(workspace, model_id)), target, lower_bound)
     suggested = tuning.details.get("suggested", {}).get("threshold")
-    threshold = row[3].slider("Confidence threshold", 0.0, 1.0, float(round(suggested, 2)) if suggested is not None else 0.9, 0.01, help="Predictions whose calibrated confidence is at or above it become pseudo-labels; the rest go to clustering.")
+    withheld = tuning.choice.withheld
+    start = float(round(suggested, 2)) if suggested is not None else (1.0 if withheld else 0.9)
+    threshold = row[3].slider("Confidence threshold", 0.0, 1.0, start, 0.01, help="Predictions whose calibrated confidence is at or above it become pseudo-labels; the rest go to clustering.")
+    if withheld and suggested is None:
+        st.warning(ui.plain(f"No threshold suggested: {withheld}"))
     measured_on(tuning)
     per_class = st.toggle("Per-class thresholds", help="A threshold per predicted class (start: each class's suggested one).")
     chosen: float | dict = threshold

@@ -57,6 +57,7 @@ from .vocabulary import (
 from .vocabulary_events import (
     add_default_vocabulary,
     add_labels,
+    remove_labels,
     declare_unordered,
     merge_labels,
     rename_label,
@@ -117,6 +118,7 @@ __all__ = [
     "vocabulary_order",
     "clean_label",
     "add_labels",
+    "remove_labels",
     "declare_unordered",
     "add_default_vocabulary",
     "rename_label",

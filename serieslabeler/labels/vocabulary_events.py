@@ -99,3 +99,22 @@ def merge_labels(workspace: Workspace, sources, into: str, author: str = "cli") 
             workspace, "vocab_merge", _relabel(workspace, names, into), author=author, label=into,
             details={"merged": names, "into": into}, vocabulary=VocabularyChange(removed=tuple(names)),
         )
+
+
+def remove_labels(workspace: Workspace, names, author: str = "cli") -> LabelEvent:
+    """Remove labels no image has from the vocabulary (and from the stage order); undo puts them
+    back. A class the collection does not hold would otherwise keep the threshold suggestion off
+    (:func:`serieslabeler.loop.threshold.classes_without_labels`)."""
+    with workspace.transaction():
+        spelled = list(dict.fromkeys(_require_vocabulary_name(workspace, n) for n in names))
+        if not spelled:
+            raise PipelineError("name the labels to remove from the vocabulary")
+        used = workspace.query_in("SELECT label, COUNT(*) FROM current_labels WHERE label IN ({}) GROUP BY label", spelled)
+        if used:
+            name, count = used[0]
+            raise PipelineError(f"label '{name}' is the label of {count} image(s); merge it into another label "
+                                "(vocab --merge) or unlabel them before removing it")
+        return _record(
+            workspace, "vocab_remove", {}, author=author, label=spelled[0] if len(spelled) == 1 else None,
+            details={"removed": spelled}, vocabulary=VocabularyChange(removed=tuple(spelled)),
+        )

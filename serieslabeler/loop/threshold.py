@@ -37,6 +37,12 @@ precision where the routed labels were right 40% of the time, and each is handle
    :func:`precision_floor` says what the labels alone can guarantee: the precision if every
    routed image unlike the labels were wrong. The estimate and the floor bracket the truth
    only under assumptions; the audit needs none.
+5. *A class never labeled.* A model cannot predict a class it was not trained on, so the images
+   of a vocabulary class without labels are all routed into other classes, and every curve
+   measured on the labels is blind to them (on bananas labeled through clusters, the classes
+   left unnamed made most of the wrong pseudo-labels: the curve promised 81% where 43% were
+   right). While the vocabulary names such classes (:func:`classes_without_labels`), the curve
+   suggests no threshold and says why; an answered audit still can.
 
 A random audit of the routed labels (:mod:`serieslabeler.loop.audit`) needs none of these
 assumptions; when one has answers it is reported as the trusted estimate, and the threshold
@@ -50,6 +56,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.labels.vocabulary import vocabulary
 from serieslabeler.loop.audit import audited_precision, audited_threshold
 from serieslabeler.loop.calibrate import model_confidences, normalized, save_calibration
 from serieslabeler.metrics.calibration import calibration_report
@@ -131,6 +138,7 @@ class ThresholdChoice:
     high: float | None = None
     lower_bound: bool = False
     floor: float | None = None
+    withheld: str | None = None  # why no threshold is suggested although the curve may reach the target
 
 
 @dataclass
@@ -158,7 +166,8 @@ class ThresholdTuning:
 
     def format(self) -> str:
         lines = [_describe_choice(self.choice)]
-        lines += ["  " + _describe_choice(c) for c in self.per_class_choice.values()]
+        if self.choice.withheld is None:
+            lines += ["  " + _describe_choice(c) for c in self.per_class_choice.values()]
         lines.append("threshold  precision  95% interval   coverage   (overall)")
         for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99):
             p, c = curve_at(self.overall, t)
@@ -175,6 +184,8 @@ def _pct(value: float | None) -> str:
 def _describe_choice(choice: ThresholdChoice) -> str:
     who = "overall" if choice.label is None else f"class {choice.label}"
     goal = f"{'lower bound of the 95% interval' if choice.lower_bound else 'precision'} {_pct(choice.target)}"
+    if choice.withheld is not None:
+        return f"{who}: no threshold suggested for {goal}: {choice.withheld}"
     if choice.threshold is None:
         return f"{who}: no threshold reaches {goal}"
     trust = "" if choice.low is None else f" [95% interval {_pct(choice.low)}-{_pct(choice.high)}, effective n {choice.effective_n:.0f}]"
@@ -445,6 +456,7 @@ def validation_curves(
         "measured_on": {**_measured_on(truth, oof, weights, pool, correct_for_selection), "sampled_from": len(everything)},
         "calibration": calibration_summary,
         "lower_bound": lower_bound,
+        "classes_without_labels": classes_without_labels(workspace, record) if truth == "labels" else [],
     }
     tuning = tune_thresholds(
         oof.labels, oof.predicted, confidence, target, details, weights,
@@ -455,6 +467,28 @@ def validation_curves(
         floor = precision_floor(tuning.overall.thresholds, tuning.overall.precision, confidence, pool_confidence, in_labeled)
         tuning.overall = replace(tuning.overall, floor=floor)
     return choose_thresholds(workspace, tuning, target, lower_bound)
+
+
+def classes_without_labels(workspace: Workspace, record: ModelRecord) -> list[str]:
+    """The vocabulary's classes the model was not trained on (it cannot predict them)."""
+    known = {str(c) for c in record.classes}
+    return [name for name in vocabulary(workspace) if name not in known]
+
+
+def unseen_classes_reason(missing: list[str]) -> str:
+    """Why a curve measured on the labels cannot promise a precision while ``missing`` have none."""
+    names = ", ".join(missing)
+    return (f"the model was trained on no label of {names} (in the vocabulary), so it would route every image of "
+            f"{'that class' if len(missing) == 1 else 'those classes'} into another one, and a curve measured on the labels "
+            "cannot see those errors. Label a few images of each first (the coreset sample shows the images least like "
+            "any label) and train again, remove from the vocabulary the classes the collection does not hold, or audit the "
+            "routed labels and target the audit's lower bound.")
+
+
+def withhold(choice: ThresholdChoice, reason: str) -> ThresholdChoice:
+    """The choice with no threshold and no promised precision, saying why."""
+    return replace(choice, threshold=None, precision=None, coverage=0.0, effective_n=None, low=None, high=None,
+                   floor=None, withheld=reason)
 
 
 def model_seed(workspace: Workspace, model_id: int) -> int:
@@ -488,9 +522,14 @@ def choose_thresholds(workspace: Workspace, tuning: ThresholdTuning, target: flo
         per_class_choice={label: threshold_for_precision(curve, target, lower_bound) for label, curve in tuning.per_class.items()},
         details=details,
     )
+    missing = details.get("classes_without_labels") or []
+    if missing:
+        reason = unseen_classes_reason(missing)
+        chosen = replace(chosen, choice=withhold(chosen.choice, reason),
+                         per_class_choice={label: withhold(c, reason) for label, c in chosen.per_class_choice.items()})
     details["audit"] = audited_precision(workspace, model_id)
     details["trusted"] = _trusted_estimate(chosen)
-    details["suggested"] = {"threshold": chosen.choice.threshold, "source": "curve"}
+    details["suggested"] = {"threshold": chosen.choice.threshold, "source": "curve" if chosen.choice.withheld is None else "withheld"}
     if lower_bound and details["audit"] is not None:
         audit = audited_threshold(workspace, model_id, target)
         details["audit_threshold"] = audit

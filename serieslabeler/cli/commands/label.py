@@ -52,13 +52,14 @@ def register(subparsers) -> None:
     _any_author(parser, "redo")
     parser.set_defaults(run=run_redo)
 
-    parser = subparsers.add_parser("vocab", help="list, add, rename or merge labels of the vocabulary")
+    parser = subparsers.add_parser("vocab", help="list, add, remove, rename or merge labels of the vocabulary")
     add_common(parser)
     parser.add_argument("--author", default="cli", help="who makes the change (kept in the log)")
     parser.add_argument("--add", help="new label names, comma-separated")
     parser.add_argument("--defaults", action="store_true", help="add the default vocabulary for decomposition photos")
     parser.add_argument("--ordered", action="store_true", help="the --add names are stages in this order, first to last")
     parser.add_argument("--unordered", action="store_true", help="drop the stage order")
+    parser.add_argument("--remove", metavar="A,B", help="labels no image has to remove (a class the collection does not hold)")
     parser.add_argument("--rename", metavar="OLD", help="rename label OLD (with --to NEW)")
     parser.add_argument("--to", metavar="NEW", help="the new name for --rename")
     parser.add_argument("--merge", metavar="A,B", help="labels to merge (with --into T)")
@@ -190,6 +191,8 @@ def run_vocab(args) -> Result:
             raise PipelineError("--ordered needs --add with the stages in order, e.g. --add U,R,V,O --ordered")
         if args.unordered:
             events.append(labels.declare_unordered(workspace, args.author))
+        if args.remove:
+            events.append(labels.remove_labels(workspace, _split(args.remove), args.author))
         if args.rename or args.to:
             if not (args.rename and args.to):
                 raise PipelineError("--rename OLD needs --to NEW")
