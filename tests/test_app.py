@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 from conftest import ROOT, SAMPLE, served_on
+from serieslabeler_app.uploads import uploads_dir
 from streamlit.testing.v1 import AppTest
 
 from serieslabeler.clustering import evaluate_clustering, list_clusterings
@@ -173,11 +173,13 @@ def test_collection_ingests_uploads_under_sanitized_names(sample, tmp_path):
     app.run()
     {s.label: s for s in app.selectbox}["Subject"].set_value("fruit")
     app.run()
+    staged = [p for p in uploads_dir().rglob("*") if p.is_file()]
+    assert {"photos.zip", "meta_data.csv"} <= {p.name for p in staged}
+    assert all(p.resolve().is_relative_to(uploads_dir().resolve()) and ".." not in p.name for p in staged)
     button(app, "Ingest").click().run()
     assert_clean(app)
     assert "5 added" in app.success[0].value
-    staged = [p.name for p in (Path(tempfile.gettempdir()) / "labeler-uploads").rglob("*") if p.is_file()]
-    assert {"photos.zip", "meta_data.csv"} <= set(staged) and not any(".." in name for name in staged)
+    assert not any(p.exists() for p in staged)  # an ingested upload is removed
 
 
 def test_cluster_page_runs_a_clustering_and_splits_a_cluster(sample):

@@ -84,6 +84,13 @@ def test_stratified_estimate_reweights_oversampled_classes():
     assert result["overall"]["low"] < 0.95 < result["overall"]["high"]
 
 
+def test_a_fully_correct_audit_estimates_exactly_one_whatever_the_strata_weights():
+    # 6/30 + 23/30 + 1/30 adds up to 1.0000000000000002 in floating point
+    predicted = np.array(["a", "a", "b", "b", "c"])
+    result = audit_precision(predicted, predicted.copy(), population_counts={"a": 6, "b": 23, "c": 1})
+    assert result["overall"]["estimate"] == 1.0 and result["overall"]["high"] == 1.0
+
+
 def test_stratified_estimate_needs_every_routed_class_audited():
     with pytest.raises(ValueError):
         audit_precision(np.array(["a", "a"]), np.array(["a", "a"]), population_counts={"a": 5, "b": 5})

@@ -118,6 +118,7 @@ def _stratified_overall(
         estimate += weight * p_h
         variance += weight**2 * p_h * (1.0 - p_h) / hits.shape[0]
 
+    estimate = min(1.0, estimate)  # the weights' float sum can pass 1 when every answer is right
     n = correct.shape[0]
     spread = estimate * (1.0 - estimate)
     effective_n = min(float(n), spread / variance) if variance > 0 and spread > 0 else float(n)
