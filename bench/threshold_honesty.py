@@ -322,7 +322,8 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
     audit_gaps = [abs(o.audit_promise - o.actual["after"]) for o in outcomes if o.audit_promise is not None and o.actual["after"] is not None]
     print(f"mean |gap| before {100 * np.mean(gaps) if gaps else float('nan'):.1f} pts, after "
           f"{100 * np.mean(gaps_after) if gaps_after else float('nan'):.1f} pts; seeds within 5 pts after: "
-          f"{sum(g <= 0.05 for g in gaps_after)}/{len(outcomes)}; mean audit coverage "
+          f"{sum(g <= 0.05 for g in gaps_after)}/{len(outcomes)} (no threshold suggested in {sum(bool(o.withheld) for o in outcomes)}: "
+          f"classes without labels); mean audit coverage "
           f"{100 * np.mean(coverages) if coverages else float('nan'):.1f}%; one audit within 5 pts: "
           f"{sum(g <= 0.05 for g in audit_gaps)}/{len(audit_gaps)} (mean |gap| {100 * np.mean(audit_gaps) if audit_gaps else float('nan'):.1f} pts)")
     withheld = [o for o in outcomes if o.withheld]
