@@ -6,7 +6,7 @@ import pytest
 from conftest import cli
 
 from serieslabeler.errors import PipelineError
-from serieslabeler.labels import current_labels, interaction_count, label_images
+from serieslabeler.labels import add_labels, current_labels, interaction_count, label_images
 from serieslabeler.loop import (
     AWAITING,
     IterateConfig,
@@ -135,6 +135,19 @@ def test_iterate_stops_for_labels_then_trains_predicts_and_routes(workspace):
     assert [r.status for r in list_iterations(workspace)] == ["done", "done"]
     code, data = cli("iterations", "--workspace", workspace.root)
     assert code == 0 and len(data["iterations"]) == 2
+
+
+def test_iterate_to_a_target_precision_routes_nothing_uncertain_while_a_class_has_no_label(workspace):
+    add_labels(workspace, ["U", "R", "V", "O", "Never seen"])
+    config = IterateConfig(features="efficientnet_lite0", metadata={"days": 0.5}, subjects=3, target_precision=0.8, seed=1)
+    first = iterate(workspace, config)
+    label_with_oracle(workspace, first.iteration.clustering_id, 0.8)
+    done = iterate(workspace, config)
+    tuning = done.iteration.record["threshold_tuning"]
+    assert tuning["threshold"] is None and "Never seen" in tuning["withheld"]
+    assert "no threshold suggested" in done.message
+    pseudo = current_labels(workspace).query("source == 'pseudo'")
+    assert (pseudo["confidence"] >= 1.0 - 1e-9).all()  # routed at threshold 1: only the certain ones
 
 
 def test_cli_route_and_thresholds(workspace):

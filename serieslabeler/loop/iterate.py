@@ -303,6 +303,7 @@ def _finish_round(workspace: Workspace, current: IterationRecord, config: Iterat
            if routing else "no unlabeled images left to predict; ")
         + f"{record['interactions']} interactions this round"
         + (f"; held-out macro F {macro:.3f}" if macro is not None else "")
+        + (f"; no threshold suggested ({withheld})" if (withheld := record.get("threshold_tuning", {}).get("withheld")) else "")
     )
     return saved, message
 
