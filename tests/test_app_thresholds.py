@@ -11,7 +11,7 @@ from test_app import (
     sample,  # noqa: F401 (a fixture)
 )
 
-from serieslabeler.labels import add_labels, current_labels, interaction_count
+from serieslabeler.labels import add_labels, current_labels, interaction_count, vocabulary
 from serieslabeler.store import Workspace
 
 
@@ -44,6 +44,11 @@ def test_a_class_of_the_vocabulary_without_labels_withholds_the_suggestion_and_s
     warnings = " ".join(w.value for w in app.warning)
     assert "No threshold suggested" in warnings and "Never labeled" in warnings
     assert next(s for s in app.slider if s.label == "Confidence threshold").value == 1.0
+    button(app, "The collection holds no Never labeled").click().run()  # the same stored curves now suggest one
+    assert_clean(app)
+    assert not app.warning and next(s for s in app.slider if s.label == "Confidence threshold").value < 1.0
+    with Workspace.open(sample) as workspace:
+        assert "Never labeled" not in vocabulary(workspace)
 
 
 def test_an_audit_is_drawn_answered_and_reported_on_the_page(sample):  # noqa: F811 (the imported fixture)

@@ -9,7 +9,7 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler.embed import DEVICES
-from serieslabeler.labels import accept_pseudo, pending_labels, reject_pseudo
+from serieslabeler.labels import accept_pseudo, pending_labels, reject_pseudo, remove_labels
 from serieslabeler.loop import (
     DEFAULT_AUDIT_SIZE,
     TRUTH_SOURCES,
@@ -175,6 +175,11 @@ def threshold_section(workspace, model_id: int) -> None:
     threshold = row[3].slider("Confidence threshold", 0.0, 1.0, start, 0.01, help="Predictions whose calibrated confidence is at or above it become pseudo-labels; the rest go to clustering.")
     if withheld and suggested is None:
         st.warning(ui.plain(f"No threshold suggested: {withheld}"))
+        missing = tuning.details["classes_without_labels"]
+        if st.button(ui.plain(f"The collection holds no {', '.join(missing)}: remove from the vocabulary"),
+                     help="Only for classes the collection does not hold; Undo puts them back."):
+            remove_labels(workspace, missing, ui.author())
+            st.rerun()
     measured_on(tuning)
     per_class = st.toggle("Per-class thresholds", help="A threshold per predicted class (start: each class's suggested one).")
     chosen: float | dict = threshold

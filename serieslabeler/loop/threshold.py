@@ -456,7 +456,7 @@ def validation_curves(
         "measured_on": {**_measured_on(truth, oof, weights, pool, correct_for_selection), "sampled_from": len(everything)},
         "calibration": calibration_summary,
         "lower_bound": lower_bound,
-        "classes_without_labels": classes_without_labels(workspace, record) if truth == "labels" else [],
+        "model_classes": [str(c) for c in record.classes],
     }
     tuning = tune_thresholds(
         oof.labels, oof.predicted, confidence, target, details, weights,
@@ -469,9 +469,10 @@ def validation_curves(
     return choose_thresholds(workspace, tuning, target, lower_bound)
 
 
-def classes_without_labels(workspace: Workspace, record: ModelRecord) -> list[str]:
-    """The vocabulary's classes the model was not trained on (it cannot predict them)."""
-    known = {str(c) for c in record.classes}
+def classes_without_labels(workspace: Workspace, model_classes) -> list[str]:
+    """The vocabulary's classes the model was not trained on (it cannot predict them); read at
+    each choice, so a page's stored curves follow the vocabulary."""
+    known = {str(c) for c in model_classes}
     return [name for name in vocabulary(workspace) if name not in known]
 
 
@@ -522,7 +523,8 @@ def choose_thresholds(workspace: Workspace, tuning: ThresholdTuning, target: flo
         per_class_choice={label: threshold_for_precision(curve, target, lower_bound) for label, curve in tuning.per_class.items()},
         details=details,
     )
-    missing = details.get("classes_without_labels") or []
+    missing = classes_without_labels(workspace, details["model_classes"]) if details["truth"] == "labels" else []
+    details["classes_without_labels"] = missing
     if missing:
         reason = unseen_classes_reason(missing)
         chosen = replace(chosen, choice=withhold(chosen.choice, reason),
