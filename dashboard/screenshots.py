@@ -233,6 +233,7 @@ def take_screenshots(out: Path = SCREENSHOTS) -> list[Path]:
             shoot(page, "label_suggestion")
             open_viewer(page)
             shoot(page, "viewer")
+            shots.append(train_withheld_screenshot(page, url, Path(folder) / "sample", out))
             shots.append(series_screenshot(page, url, Path(folder) / "sample", out))
     return shots
 
@@ -241,6 +242,17 @@ def photograph(page, url: str, target: Path) -> Path:
     open_app_page(page, url)
     page.screenshot(path=str(target), full_page=True)
     return target
+
+
+def train_withheld_screenshot(page, url: str, workspace_path: Path, out: Path = SCREENSHOTS) -> Path:
+    """The Train page withholding its threshold: the stages declared, the model trained on the two
+    clusters' labels (after :func:`train_for_suggestions`) knowing only some of them."""
+    from serieslabeler.labels import add_labels
+    from serieslabeler.store import Workspace
+
+    with Workspace.open(workspace_path) as workspace:
+        add_labels(workspace, ["U", "R", "V", "O"], "demo")
+    return photograph(page, f"{url}/train", out / "train_withheld.png")
 
 
 def series_screenshot(page, url: str, workspace_path: Path, out: Path = SCREENSHOTS) -> Path:
