@@ -51,9 +51,12 @@ from serieslabeler.clustering import run_clustering
 from serieslabeler.demo import SAMPLE_MAPPING
 from serieslabeler.embed import embed_workspace
 from serieslabeler.ingest import ColumnMapping, ingest
-from serieslabeler.labels import add_labels, label_images, vocabulary
+from serieslabeler.labels import add_labels, label_images
 from serieslabeler.loop import (
+    Pool,
+    ThresholdTuning,
     calibrated_proba,
+    classes_without_labels,
     ground_truth,
     inside_support,
     label_with_oracle,
@@ -67,9 +70,10 @@ from serieslabeler.metrics import (
     expected_calibration_error,
     stratified_audit_sample,
 )
-from serieslabeler.models import load_model_record, predict, train_model
+from serieslabeler.models import ModelRecord, load_model_record, predict, train_model
 from serieslabeler.sampling import draw_sample
 from serieslabeler.store import FeatureStore, Workspace
+from serieslabeler.store.summary import label_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 BANANAS = ROOT / "tests" / "data" / "bananas"
@@ -202,8 +206,9 @@ def one_audit(truth: np.ndarray, predicted: np.ndarray, seed: int) -> float | No
 class After:
     """What the tool promises for a trained model, and what routing then does, as ``route`` does."""
 
-    tuning: object
-    pool: object
+    record: ModelRecord
+    tuning: ThresholdTuning
+    pool: Pool
     truth: np.ndarray
     calibrated: np.ndarray
     confident: np.ndarray
@@ -218,7 +223,7 @@ class After:
         return precision_of(self.truth, self.pool.labels, self.routed)
 
 
-def train_and_route(workspace: Workspace, setting: Setting, seed: int, target: float):
+def train_and_route(workspace: Workspace, setting: Setting, seed: int, target: float) -> After:
     """Train a head on the labels, predict the pool, and route it after issue 17 (calibrated
     confidences, the labels' support, no threshold while a vocabulary class has no label)."""
     model = train_model(workspace, "head", feature_set=setting.feature_set, seed=seed)
@@ -231,7 +236,7 @@ def train_and_route(workspace: Workspace, setting: Setting, seed: int, target: f
     calibrated = calibrated_proba(workspace, model.id, pool.proba).max(axis=1)
     confident = routed_mask(pool.labels, calibrated, tuning.choice.threshold)
     inside = inside_support(workspace, record, pool.image_ids)
-    return record, After(tuning, pool, truth, calibrated, confident, confident if inside is None else confident & inside)
+    return After(record, tuning, pool, truth, calibrated, confident, confident if inside is None else confident & inside)
 
 
 def label_missing_classes(workspace: Workspace, setting: Setting, seed: int) -> int:
@@ -240,17 +245,12 @@ def label_missing_classes(workspace: Workspace, setting: Setting, seed: int) -> 
     label or ``COVER_BUDGET`` images are spent. Returns how many were labeled."""
     truth_by_id = dict(zip(*ground_truth(workspace)[:2]))
     spent = 0
-    while spent < COVER_BUDGET and missing_classes(workspace):
+    while spent < COVER_BUDGET and classes_without_labels(workspace, label_counts(workspace)["labels"]):
         batch = draw_sample(workspace, "coreset", size=COVER_BATCH, seed=seed + spent, features=setting.feature_set)
         for image_id in batch.image_ids.tolist():
             label_images(workspace, [image_id], truth_by_id[image_id], author="oracle")
         spent += len(batch.image_ids)
     return spent
-
-
-def missing_classes(workspace: Workspace) -> list[str]:
-    labeled = {row[0] for row in workspace.db.execute("SELECT DISTINCT label FROM current_labels")}
-    return [name for name in vocabulary(workspace) if name not in labeled]
 
 
 def one_seed(base: Path, setting: Setting, seed: int, target: float, audits: int, folder: Path) -> Outcome:
@@ -259,8 +259,8 @@ def one_seed(base: Path, setting: Setting, seed: int, target: float, audits: int
         source.copy_to(target_folder).close()
     with Workspace.open(target_folder) as workspace:
         label_like_a_user(workspace, setting, seed)
-        record, after = train_and_route(workspace, setting, seed, target)
-        oof = model_oof(workspace, record, seed=seed)
+        after = train_and_route(workspace, setting, seed, target)
+        oof = model_oof(workspace, after.record, seed=seed)
         before = tune_thresholds(oof.labels, oof.predicted, oof.proba.max(axis=1), target)
         pool, truth, calibrated, routed_after = after.pool, after.truth, after.calibrated, after.routed
         actual_before, n_before = routed_precision(truth, pool.labels, pool.confidence, before.choice.threshold)
@@ -270,7 +270,7 @@ def one_seed(base: Path, setting: Setting, seed: int, target: float, audits: int
         covered = None
         if withheld:
             spent = label_missing_classes(workspace, setting, seed)
-            covered = (spent, train_and_route(workspace, setting, seed, target)[1])
+            covered = (spent, train_and_route(workspace, setting, seed, target))
         return Outcome(
             seed, len(oof.labels),
             {"before": before.choice.precision, "after": after.promised},
@@ -334,7 +334,7 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
     print("| seed | classes without labels | coreset images labeled | still without labels | promised [95% interval] | routed right (n) | gap | "
           "within 5 pts | one audit's estimate (gap) |")
     print("|---|---|---|---|---|---|---|---|---|")
-    covered_gaps, audit_gaps = [], []
+    covered_gaps, covered_audit_gaps = [], []
     for o in withheld:
         spent, after = o.covered
         choice = after.tuning.choice
@@ -345,13 +345,13 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
         within = "-" if gap is None else ("yes" if abs(gap) <= 0.05 else "no")
         audited = one_audit(after.truth[after.routed], after.pool.labels[after.routed], o.seed)
         if audited is not None:
-            audit_gaps.append(abs(audited - after.actual))
+            covered_audit_gaps.append(abs(audited - after.actual))
         print(f"| {o.seed} | {', '.join(o.withheld)} | {spent} | {', '.join(after.tuning.details['classes_without_labels']) or '-'} | "
               f"{_pct(after.promised)}{interval} | {_pct(after.actual)} ({int(after.routed.sum())}) | {_gap(after.promised, after.actual)} | {within} | "
               f"{_pct(audited)} ({_gap(audited, after.actual)}) |")
     print(f"after covering the classes: seeds within 5 pts {sum(g <= 0.05 for g in covered_gaps)}/{len(withheld)} "
           f"(mean |gap| {100 * np.mean(covered_gaps) if covered_gaps else float('nan'):.1f} pts over {len(covered_gaps)} seeds that route); "
-          f"one audit within 5 pts: {sum(g <= 0.05 for g in audit_gaps)}/{len(audit_gaps)}")
+          f"one audit within 5 pts: {sum(g <= 0.05 for g in covered_audit_gaps)}/{len(covered_audit_gaps)}")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from serieslabeler.labels.vocabulary import (
     vocabulary,
     vocabulary_order,
 )
+from serieslabeler.store.summary import label_counts
 from serieslabeler.store.workspace import Workspace
 
 
@@ -109,7 +110,8 @@ def remove_labels(workspace: Workspace, names, author: str = "cli") -> LabelEven
         spelled = list(dict.fromkeys(_require_vocabulary_name(workspace, n) for n in names))
         if not spelled:
             raise PipelineError("name the labels to remove from the vocabulary")
-        used = workspace.query_in("SELECT label, COUNT(*) FROM current_labels WHERE label IN ({}) GROUP BY label", spelled)
+        counts = label_counts(workspace)["labels"]
+        used = [(name, counts[name]) for name in spelled if counts.get(name)]
         if used:
             name, count = used[0]
             raise PipelineError(f"label '{name}' is the label of {count} image(s); merge it into another label "
