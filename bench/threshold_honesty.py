@@ -12,9 +12,11 @@ image (the pool). Then, for ``--target`` precision:
   (``tune_thresholds`` on :func:`serieslabeler.loop.model_oof`); the pool images at or above the
   chosen threshold are routed;
 - *after*: :func:`serieslabeler.loop.validation_curves` (weighted for how the labels were
-  chosen, calibrated); the pool is routed with the stored calibration applied and only inside the
-  labels' support (:mod:`serieslabeler.loop.support`), as ``route`` does; the confident images held
-  back are counted, with the precision routing all of them would have had. While a vocabulary
+  chosen, calibrated); the pool is routed with the stored calibration applied, only inside the
+  labels' support (:mod:`serieslabeler.loop.support`) and never into a label the expert rejected
+  for the image (a misfit clicked out of a cluster of it: :mod:`serieslabeler.labels.rejections`),
+  as ``route`` does; the confident images held back are counted, with the precision routing all
+  of them would have had. While a vocabulary
   class has no label the tool suggests no threshold (nothing is routed); the user then does what
   it advises: labels coreset images (the least like any label) one by one, 5 at a time, until
   every class has a label (at most 40), trains again, and the promise and the routed labels'
@@ -51,7 +53,7 @@ from serieslabeler.clustering import run_clustering
 from serieslabeler.demo import SAMPLE_MAPPING
 from serieslabeler.embed import embed_workspace
 from serieslabeler.ingest import ColumnMapping, ingest
-from serieslabeler.labels import add_labels, label_images
+from serieslabeler.labels import add_labels, label_images, rejected_labels
 from serieslabeler.loop import (
     Pool,
     ThresholdTuning,
@@ -107,7 +109,7 @@ class Outcome:
     audit_promise: float | None
     floor: float | None
     unchecked: float | None  # routed right after, had every confident image been routed (no support check)
-    outside: int  # confident images held back: unlike every labeled image
+    outside: int  # confident images held back: unlike every labeled image, or a label the expert rejected for them
     withheld: list  # vocabulary classes without a label: the tool then suggests no threshold
     covered: tuple | None  # (coreset images labeled to give every class a label, After) when it withheld one
 
@@ -236,7 +238,8 @@ def train_and_route(workspace: Workspace, setting: Setting, seed: int, target: f
     calibrated = calibrated_proba(workspace, model.id, pool.proba).max(axis=1)
     confident = routed_mask(pool.labels, calibrated, tuning.choice.threshold)
     inside = inside_support(workspace, record, pool.image_ids)
-    return After(record, tuning, pool, truth, calibrated, confident, confident if inside is None else confident & inside)
+    kept = ~rejected_labels(workspace).mask(pool.image_ids, pool.labels) & (True if inside is None else inside)
+    return After(record, tuning, pool, truth, calibrated, confident, confident & kept)
 
 
 def label_missing_classes(workspace: Workspace, setting: Setting, seed: int) -> int:
@@ -301,7 +304,7 @@ def _gap(promised: float | None, actual: float | None) -> str:
 def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: float) -> None:
     print(f"\n## {setting.name}: target precision {target:.0%}, {len(outcomes)} seeds, {seconds:.0f} s")
     print("| seed | labels | promised before | routed right before (n) | gap before | promised after [95% interval] | "
-          "routed right after (n) | gap after | within 5 pts | held back: unlike the labels (routed right without the check) | "
+          "routed right after (n) | gap after | within 5 pts | held back: unlike the labels or rejected (routed right without the checks) | "
           "ECE pool raw -> calibrated | ECE labels OOF before -> after | "
           "effective n | audit coverage | one audit's estimate (gap) | floor after (gap) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -11,7 +11,7 @@ from test_app import (
     sample,  # noqa: F401 (a fixture)
 )
 
-from serieslabeler.labels import add_labels, current_labels, interaction_count, vocabulary
+from serieslabeler.labels import add_labels, current_labels, interaction_count, pending_labels, reject_pseudo, vocabulary
 from serieslabeler.store import Workspace
 
 
@@ -90,3 +90,18 @@ def test_accepting_the_rest_of_a_class_names_the_count_and_needs_a_confirmation(
     accept.click().run()
     assert_clean(app)
     assert any(f"{count} accepted" in s.value for s in app.success)
+
+
+def test_routing_again_leaves_out_the_pseudo_labels_the_expert_rejected_and_says_so(sample):  # noqa: F811 (the imported fixture)
+    app = trained_and_routed(sample)
+    next(s for s in app.slider if s.label == "Confidence threshold").set_value(0.0).run()
+    button(app, "Route").click().run()
+    with Workspace.open(sample) as workspace:
+        rejected = pending_labels(workspace)["image_id"].tolist()[:3]
+        reject_pseudo(workspace, rejected, author="expert")
+    app.run()
+    button(app, "Route").click().run()
+    assert_clean(app)
+    assert any("3 confident in a label the expert rejected" in s.value for s in app.success), [s.value for s in app.success]
+    with Workspace.open(sample) as workspace:
+        assert not set(rejected) & set(pending_labels(workspace)["image_id"].tolist())

@@ -87,6 +87,13 @@ def test_simulation_is_deterministic_under_a_seed(digits):
     assert first.curve != other.curve
 
 
+def test_the_full_loop_sends_a_prediction_the_oracle_took_away_back_to_clustering_not_to_review(digits):
+    run = run_scenario(digits, "full", seed=2, config=SimulationConfig(budget=0.15))
+    # misfits clicked out of a cluster of X lie close to X, and the model predicts X for them
+    assert run.pseudo_rejected > 0 and run.summary()["pseudo_rejected"] == run.pseudo_rejected
+    assert run.cluster_label_error_rate == 0.0
+
+
 def test_curves_rise_with_labels_and_reach_the_supervised_score(digits):
     run = run_scenario(digits, "cluster-only", seed=0, config=SimulationConfig(budget=0.15))
     assert run.curve[-1].macro_f1 > run.curve[0].macro_f1

@@ -25,6 +25,7 @@ from .log import (
 )
 from .pseudo import accept_pseudo, add_pseudo_labels, reject_pseudo
 from .records import SOURCES, LabelEvent, LabelState
+from .rejections import REJECTING_ACTIONS, Rejections, rejected_labels
 from .review import REVIEW_MODES, next_open_cluster, representatives, review_order
 from .series import (
     Boundary,
@@ -86,6 +87,9 @@ __all__ = [
     "add_pseudo_labels",
     "accept_pseudo",
     "reject_pseudo",
+    "REJECTING_ACTIONS",
+    "Rejections",
+    "rejected_labels",
     "SOURCES",
     "LabelState",
     "LabelEvent",

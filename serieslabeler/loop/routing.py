@@ -9,6 +9,7 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.pseudo import add_pseudo_labels
+from serieslabeler.labels.rejections import rejected_labels
 from serieslabeler.labels.series import require_order
 from serieslabeler.loop.calibrate import calibrated_proba
 from serieslabeler.loop.support import SUPPORT_QUANTILE, check_quantile, inside_support
@@ -87,6 +88,7 @@ class Routing:
     monotone: bool = False
     support: float | None = None
     outside_support: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    rejected: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
     def summary(self) -> dict:
         return {
@@ -100,7 +102,17 @@ class Routing:
             "monotone": self.monotone,
             "support_quantile": self.support,
             "outside_support": len(self.outside_support),
+            "rejected": len(self.rejected),
         }
+
+    def held_back(self) -> str:
+        """In words, the confident predictions that went to clustering instead (empty when none)."""
+        reasons = []
+        if len(self.outside_support):
+            reasons.append(f"{len(self.outside_support)} confident but unlike every labeled image (the curve says nothing about them)")
+        if len(self.rejected):
+            reasons.append(f"{len(self.rejected)} confident in a label the expert rejected for them (clicked out, or a rejected pseudo-label)")
+        return "; ".join(reasons)
 
 
 def route_predictions(
@@ -127,6 +139,10 @@ def route_predictions(
     pseudo-labels (:mod:`serieslabeler.loop.support`, at this quantile); a confident prediction
     of an image unlike every labeled one goes to clustering too. None: no such check (nor for
     a model whose feature set lacks some of the images).
+
+    A prediction the expert already rejected for that image (clicked out of a cluster of that
+    label, a rejected pseudo-label, clicked out of a series: :mod:`serieslabeler.labels.rejections`)
+    never becomes a pseudo-label either; the image goes to clustering.
     """
 
     check_threshold(threshold)
@@ -150,6 +166,8 @@ def route_predictions(
     applied, outside = (None, np.zeros(0, dtype=np.int64)) if inside is None else (support, ids[confident & ~inside])
     if inside is not None:
         confident &= inside
+    contradicted = confident & rejected_labels(workspace).mask(ids, labels)
+    confident &= ~contradicted
     event_id = sample_id = None
     with workspace.transaction():
         if confident.any():
@@ -162,4 +180,4 @@ def route_predictions(
                       "support": applied}
             sample_id = find_sample(workspace, "routed", ids[~confident], params) or save_sample(workspace, "routed", params, ids[~confident]).id
     return Routing(model_id, threshold, smoothing_window, ids[confident], ids[~confident], sample_id, event_id, monotone,
-                   applied, outside)
+                   applied, outside, ids[contradicted])

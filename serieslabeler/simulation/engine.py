@@ -36,7 +36,9 @@ cluster annotation", plus this project's loop):
   threshold that reaches ``target_precision`` (tuned on the labels so far,
   :mod:`serieslabeler.loop.threshold`) to pseudo-labels, which the oracle reviews one class at a time like
   a cluster (accept, clicking out the wrong ones; or reject), and the rest to the next
-  structure-aware sample to cluster.
+  structure-aware sample to cluster. As in ``route``, a prediction of a label the oracle took
+  away from that image (clicked out of a cluster of it, or rejected in review) is not shown
+  again: it goes to clustering (:mod:`serieslabeler.labels.rejections`).
 
 Everything runs in memory on arrays (features, subjects, days, truth), with the library's own
 clustering (:func:`serieslabeler.clustering.runs.fit_clusters`), label confidences
@@ -95,7 +97,7 @@ def run_scenario(collection: Collection, scenario: str, seed: int = 0, config: S
         reference = supervised_f1(collection, pool, test, config, seed)
     return ScenarioRun(
         scenario, seed, len(pool), len(test), reference, run.curve, test, run.oracle.asked, run.pseudo_routed, run.pseudo_routed_correct,
-        run.proposal_corrections, run.proposal_excess,
+        run.proposal_corrections, run.proposal_excess, run.pseudo_rejected,
     )
 
 

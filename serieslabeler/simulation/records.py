@@ -150,6 +150,7 @@ class ScenarioRun:
     pseudo_routed_correct: int = 0
     proposal_corrections: list[int] = field(default_factory=list)
     proposal_excess: int = 0
+    pseudo_rejected: int = 0  # confident predictions in a label the oracle had taken from the image: not reviewed
 
     def interactions_to_reach(self, share: float = REACH, decoded: bool = False) -> int | None:
         """Interactions at the first evaluation reaching ``share`` of the supervised macro F1
@@ -200,6 +201,7 @@ class ScenarioRun:
             "final_interactions": self.curve[-1].interactions if self.curve else 0,
             "cluster_label_error_rate": self.cluster_label_error_rate,
             "pseudo_precision_before_review": self.pseudo_routed_correct / self.pseudo_routed if self.pseudo_routed else None,
+            "pseudo_rejected": self.pseudo_rejected,
             "images_per_interaction": self.images_per_interaction, "label_error_rate": self.label_error_rate,
             "final_decoded_macro_f1": self.curve[-1].decoded_macro_f1 if self.curve else None,
             "interactions_to_95_decoded": self.interactions_to_reach(decoded=True),

@@ -48,11 +48,12 @@ class _Run:
         self.classes = np.unique(collection.truth)
         self.labels: dict[int, tuple[str, float, str]] = {}
         self.pending: set[int] = set()
+        self.rejected: dict[int, set[str]] = {}  # per image, the labels the oracle took away (clicked out, rejected)
         self.interactions = 0
         self.evaluated_at = -1
         self.curve: list[CurvePoint] = []
         self.budget = config.budget * len(pool)
-        self.pseudo_routed = self.pseudo_routed_correct = 0
+        self.pseudo_routed = self.pseudo_routed_correct = self.pseudo_rejected = 0
         self.proposal_corrections: list[int] = []  # boundaries the oracle placed, moved or removed per proposal
         self.proposal_excess = 0  # interactions spent on proposed series beyond 1 each (an exact proposal's cost)
         # a scenario's own classifier, fitted on the labels so far when they hold 2 classes; None: the head classifier
@@ -196,8 +197,20 @@ class _Run:
         if answer.label is not None and (proposed is None or answer.label == proposed):
             keep = ~np.isin(members, answer.excluded)
             added = self.add_labels(members[keep], answer.label, weights[keep], source)
+            self.reject(answer.excluded, answer.label)
+        elif proposed is not None:
+            self.reject(members, proposed)
         self._maybe_evaluate()
         return added
+
+    def reject(self, members, label: str) -> None:
+        """The oracle said ``members`` are not ``label`` (:mod:`serieslabeler.labels.rejections`)."""
+        for image in members:
+            self.rejected.setdefault(int(image), set()).add(str(label))
+
+    def rejects(self, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """True where giving ``labels[i]`` to ``rows[i]`` contradicts what the oracle said."""
+        return np.array([str(label) in self.rejected.get(int(row), ()) for row, label in zip(rows, labels)], dtype=bool)
 
     def add_labels(self, members: np.ndarray, label: str | None, weights, source: str, labels=None) -> int:
         """Give ``members`` ``label`` (or each its own of ``labels``) with their weights."""
@@ -276,7 +289,8 @@ def _subject_sample(run: _Run, candidates: np.ndarray) -> np.ndarray:
 
 def _route(run: _Run) -> np.ndarray:
     """Predict the unlabeled pool; confident predictions of images inside the labels' support
-    (:mod:`serieslabeler.loop.support`) go to review, the rest are returned.
+    (:mod:`serieslabeler.loop.support`), in a label the oracle has not taken away from them, go
+    to review, the rest are returned.
     With ordered stages each series is decoded monotone, and only the series confident in
     every unlabeled image go to review: the rest are labeled by their boundaries, which
     labels the whole series (reviewing part of it first would be paid twice)."""
@@ -302,6 +316,9 @@ def _route(run: _Run) -> np.ndarray:
     if run.config.support is not None:
         support = LabelSupport(run.config.support, random_state=run.seed).fit(run.c.X[index], run.c.subjects[index])
         confident &= support.inside(run.c.X[unlabeled])
+    contradicted = confident & run.rejects(unlabeled, labels)
+    run.pseudo_rejected += int(contradicted.sum())
+    confident &= ~contradicted
     if run.c.order is not None:
         subjects = run.c.subjects[unlabeled]
         confident &= ~np.isin(subjects, subjects[~confident])

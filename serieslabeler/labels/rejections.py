@@ -1,0 +1,91 @@
+"""labels.rejections: what the expert said an image is *not*.
+
+Three actions say it, and each is in the label log:
+
+- clicking an image out of a cluster named X (``label_cluster``'s ``excluded``): not X;
+- rejecting an image's pending pseudo-label X (``reject_pseudo``): not X;
+- clicking an image out of a series (``label_series``'s ``excluded``: a stake, a blurred shot,
+  another body part): no stage at all.
+
+The model does not know any of this: a misfit clicked out of cluster X lies close to X, so the
+model predicts X for it confidently, and routing would hand the expert back the very label they
+took away. Routing therefore never makes a pseudo-label the expert rejected
+(:func:`serieslabeler.loop.routing.route_predictions`). Only events still in force count (an undone
+cluster label rejects nothing); a rejection follows its label through renames, and is dropped
+when its label is merged into another (not A says nothing about A or B).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from serieslabeler.labels.log import _LIVE
+from serieslabeler.store.workspace import Workspace
+
+REJECTING_ACTIONS = ("label_cluster", "reject_pseudo", "label_series")
+_VOCABULARY_ACTIONS = ("vocab_rename", "vocab_merge")
+
+
+@dataclass(frozen=True)
+class Rejections:
+    """Per image, the labels the expert rejected; ``everything``: images that are no stage at all."""
+
+    labels: dict[int, frozenset[str]] = field(default_factory=dict)
+    everything: frozenset[int] = frozenset()
+
+    def __len__(self) -> int:
+        return len(set(self.labels) | self.everything)
+
+    def rejects(self, image_id: int, label: str) -> bool:
+        return int(image_id) in self.everything or str(label) in self.labels.get(int(image_id), frozenset())
+
+    def mask(self, image_ids, labels) -> np.ndarray:
+        """True where giving ``labels[i]`` to ``image_ids[i]`` contradicts the expert."""
+        image_ids, labels = np.asarray(image_ids, dtype=np.int64), np.asarray(labels)
+        out = np.isin(image_ids, np.fromiter(self.everything, dtype=np.int64, count=len(self.everything)))
+        named = np.flatnonzero(np.isin(image_ids, np.fromiter(self.labels, dtype=np.int64, count=len(self.labels))))
+        out[named] |= np.array([self.rejects(image_ids[row], labels[row]) for row in named], dtype=bool)
+        return out
+
+
+def rejected_labels(workspace: Workspace) -> Rejections:
+    """The rejections in force in the label log (see the module docstring), read in event order."""
+    db = workspace.db
+    actions = REJECTING_ACTIONS + _VOCABULARY_ACTIONS
+    rows = db.execute(
+        f"SELECT e.id, e.action, e.label, e.details FROM label_events e WHERE e.action IN ({','.join('?' * len(actions))}) "
+        f"AND {_LIVE} ORDER BY e.id", actions,
+    ).fetchall()
+    labels: dict[int, set[str]] = {}
+    everything: set[int] = set()
+    for event_id, action, label, details in rows:
+        details = json.loads(details)
+        if action == "label_cluster":
+            for image_id in details.get("excluded", []):
+                labels.setdefault(int(image_id), set()).add(label)
+        elif action == "reject_pseudo":
+            for image_id, rejected in db.execute(
+                "SELECT image_id, prev_label FROM label_event_images WHERE event_id=? AND prev_label IS NOT NULL", (event_id,)
+            ):
+                labels.setdefault(int(image_id), set()).add(rejected)
+        elif action == "label_series":
+            everything.update(int(i) for i in details.get("excluded", []))
+        elif action == "vocab_rename":
+            _rename(labels, details["old"], details["new"])
+        else:
+            _forget(labels, details["merged"])
+    return Rejections({i: frozenset(names) for i, names in labels.items() if names}, frozenset(everything))
+
+
+def _rename(labels: dict[int, set[str]], old: str, new: str) -> None:
+    for names in labels.values():
+        if old in names:
+            names.discard(old)
+            names.add(new)
+
+
+def _forget(labels: dict[int, set[str]], merged) -> None:
+    for names in labels.values():
+        names.difference_update(merged)
