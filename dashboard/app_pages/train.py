@@ -218,7 +218,7 @@ def threshold_section(workspace, model_id: int) -> None:
         with st.spinner("Routing: checking which images are like the labeled ones (reads every unlabeled image's vector)"):
             routing = route_predictions(workspace, model_id, chosen)
         summary = routing.summary()
-        held_back = f" (of them {routing.held_back()})" if routing.held_back() else ""
+        held_back = f"; of them {routing.held_back()}" if routing.held_back() else ""
         st.success(f"{summary['pseudo_labeled']} pseudo-labeled (pending review), {summary['to_cluster']} saved as sample "
                    f"{summary['routed_sample']} to cluster next{held_back}.")
 

@@ -109,9 +109,9 @@ class Routing:
         """In words, the confident predictions that went to clustering instead (empty when none)."""
         reasons = []
         if len(self.outside_support):
-            reasons.append(f"{len(self.outside_support)} confident but unlike every labeled image (the curve says nothing about them)")
+            reasons.append(f"{len(self.outside_support)} confident but unlike every labeled image, so the curve says nothing about them")
         if len(self.rejected):
-            reasons.append(f"{len(self.rejected)} confident in a label the expert rejected for them (clicked out, or a rejected pseudo-label)")
+            reasons.append(f"{len(self.rejected)} confident in a label the expert rejected for them: clicked out, or a rejected pseudo-label")
         return "; ".join(reasons)
 
 

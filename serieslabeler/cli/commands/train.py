@@ -250,7 +250,7 @@ def run_route(args) -> Result:
     summary = routing.summary()
     text = (f"model {routing.model_id}: {summary['pseudo_labeled']} pending pseudo-labels (review them), "
             f"{summary['to_cluster']} images to cluster next"
-            + (f" ({routing.held_back()})" if routing.held_back() else "")
+            + (f", of them {routing.held_back()}" if routing.held_back() else "")
             + (f" (sample {routing.sample_id}: 'serieslabeler cluster --sample {routing.sample_id} ...')" if routing.sample_id else ""))
     return Result({"ok": True, **summary}, text)
 
