@@ -13,7 +13,7 @@ from conftest import ROOT, SAMPLE, served_on
 from serieslabeler_app.uploads import uploads_dir
 from streamlit.testing.v1 import AppTest
 
-from serieslabeler.clustering import evaluate_clustering, list_clusterings
+from serieslabeler.clustering import evaluate_clustering, list_clusterings, run_clustering
 from serieslabeler.labels import (
     cluster_status,
     current_labels,
@@ -232,6 +232,33 @@ def test_label_page_labels_a_cluster_with_one_exclusion_and_undoes_it(sample):
     with Workspace.open(sample) as workspace:
         assert current_labels(workspace).empty
     assert param(app, "cluster") == "0", "back to the cluster the undone action was on"
+
+
+def test_a_misfit_met_again_in_a_cluster_of_the_label_it_lost_is_shown_clicked_out_and_can_be_taken_back(sample):
+    add_vocabulary(sample, "U", "R", "V", "O")
+    with Workspace.open(sample) as workspace:
+        first = list_clusterings(workspace)[0]["id"]
+        misfit = int(review_order(workspace, first, 0)[0])
+        label_cluster(workspace, first, 0, "R", excluded=[misfit], author="expert")
+        again = run_clustering(workspace, "efficientnet_lite0@imagenet", "kmeans", 2, seed=1)
+        cluster = workspace.db.execute("SELECT cluster FROM cluster_members WHERE clustering_id=? AND image_id=?", (again.id, misfit)).fetchone()[0]
+        members = review_order(workspace, again.id, cluster)
+        before = interaction_count(workspace)
+    app = run_page("label", clustering=again.id, cluster=cluster)
+    assert app.button(key=f"toggle_{misfit}").label == "Exclude", "nothing is clicked out before a label is chosen"
+    next(s for s in app.selectbox if s.label == "Label").set_value("R").run()
+    assert_clean(app)
+    assert app.button(key=f"toggle_{misfit}").label == "Excluded"
+    assert any("1 of them because you took R from them before" in c.value for c in app.caption)
+    app.button(key=f"toggle_{misfit}").click().run()  # taken back: it is labeled with the others
+    assert param(app, "in") == str(misfit) and app.button(key=f"toggle_{misfit}").label == "Exclude"
+    app.button(key=f"toggle_{misfit}").click().run()
+    assert "in" not in app.query_params
+    button(app, f"Label {len(members) - 1} images").click().run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        assert misfit not in set(current_labels(workspace)["image_id"].tolist())
+        assert interaction_count(workspace) - before == 1, "clicked out for the expert: no click paid"
 
 
 def test_a_label_click_draws_the_page_once(sample, monkeypatch):

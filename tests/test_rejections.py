@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from conftest import cli
 
+from serieslabeler.clustering import run_clustering
 from serieslabeler.labels import (
     add_labels,
+    current_labels,
     label_cluster,
     label_images,
     label_series,
@@ -17,6 +19,7 @@ from serieslabeler.labels import (
     pending_labels,
     reject_pseudo,
     rejected_labels,
+    rejected_members,
     rename_label,
     undo,
 )
@@ -106,3 +109,24 @@ def test_an_image_clicked_out_of_a_series_is_no_stage_at_all(workspace):
     rejections = rejected_labels(workspace)
     assert rejections.everything == frozenset([stake])
     assert rejections.mask([stake] * 4 + [series.image_ids[6]], ["U", "R", "V", "O", "U"]).tolist() == [True] * 4 + [False]
+
+
+def test_a_misfit_met_again_in_a_cluster_of_the_label_it_lost_is_clicked_out_for_the_expert(workspace):
+    members = np.array([r[0] for r in workspace.db.execute(
+        "SELECT image_id FROM cluster_members WHERE clustering_id=1 AND cluster=0 ORDER BY image_id")])
+    misfit = int(members[0])
+    assert label_cluster(workspace, 1, 0, "U", excluded=[misfit], author="expert").interactions == 2
+    again = run_clustering(workspace, FEATURES, "kmeans", 3, seed=1)
+    cluster = workspace.db.execute("SELECT cluster FROM cluster_members WHERE clustering_id=? AND image_id=?", (again.id, misfit)).fetchone()[0]
+    assert rejected_members(workspace, [misfit, int(members[1])], "U").tolist() == [misfit]
+    event = label_cluster(workspace, again.id, cluster, "U", author="expert")
+    assert event.interactions == 1 and event.details["rejected_before"] == [misfit] and event.details["excluded"] == [misfit]
+    assert misfit not in set(current_labels(workspace)["image_id"].tolist())
+    undo(workspace, author="expert")
+    code, data = cli("label", "--workspace", workspace.root, "--clustering", again.id, "--cluster", cluster, "--as", "U",
+                     "--include", misfit, "--author", "expert")
+    assert code == 0 and data["events"][0]["interactions"] == 2 and data["events"][0]["details"]["included"] == [misfit]
+    assert current_labels(workspace).set_index("image_id").loc[misfit, "label"] == "U"
+    undo(workspace, author="expert")
+    other = label_cluster(workspace, again.id, cluster, "R", author="expert")  # it was only ever "not U"
+    assert other.details["rejected_before"] == [] and current_labels(workspace).set_index("image_id").loc[misfit, "label"] == "R"

@@ -1,8 +1,11 @@
 """Label: one cluster at a time, most atypical images first; click out the misfits, name the rest.
 
-Where the labeler is (clustering, cluster, the images clicked out so far) lives in the page
-address, so a reload or a bookmark comes back to the same place; every action is an event in
-the workspace's label log, so Undo works across reloads, tabs and the command line.
+Where the labeler is (clustering, cluster, the images clicked out so far, and those clicked back
+in) lives in the page address, so a reload or a bookmark comes back to the same place; every
+action is an event in the workspace's label log, so Undo works across reloads, tabs and the
+command line. An image the labeler took the chosen label from before (clicked out of a cluster
+of it, its pseudo-label rejected) is shown clicked out already, at no cost: ``label_cluster``
+leaves it out unless it is clicked back in.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from serieslabeler.labels import (
     interaction_count,
     label_cluster,
     latest_event_id,
+    rejected_members,
     open_session,
     redo,
     review_order,
@@ -31,25 +35,28 @@ SHORTCUTS = "Keys: **L** label · **S** skip · **←/→** previous/next cluste
 
 
 # --- the place in the address ------------------------------------------------------------------
-def excluded_ids() -> set[int]:
-    text = st.query_params.get("x", "")
+CLICKED_OUT, CLICKED_IN = "x", "in"  # the images clicked out, and those rejected before but clicked back in
+
+
+def address_ids(key: str) -> set[int]:
+    text = st.query_params.get(key, "")
     return {int(part) for part in text.split(",") if part.strip().isdigit()}
 
 
-def set_excluded(ids: set[int]) -> None:
+def set_address_ids(key: str, ids: set[int]) -> None:
     if ids:
-        st.query_params["x"] = ",".join(str(i) for i in sorted(ids))
-    elif "x" in st.query_params:
-        del st.query_params["x"]
+        st.query_params[key] = ",".join(str(i) for i in sorted(ids))
+    elif key in st.query_params:
+        del st.query_params[key]
 
 
-def toggle_excluded(image_id: int) -> None:
-    set_excluded(excluded_ids() ^ {image_id})
+def toggle(key: str, image_id: int) -> None:
+    set_address_ids(key, address_ids(key) ^ {image_id})
 
 
 def open_clustering(clustering_id: int) -> None:
     st.query_params["clustering"] = str(clustering_id)
-    for key in ("cluster", "x"):
+    for key in ("cluster", CLICKED_OUT, CLICKED_IN):
         if key in st.query_params:
             del st.query_params[key]
 
@@ -57,7 +64,8 @@ def open_clustering(clustering_id: int) -> None:
 def open_cluster(clustering_id: int, cluster: int) -> None:
     st.query_params["clustering"] = str(clustering_id)
     st.query_params["cluster"] = str(cluster)
-    set_excluded(set())
+    set_address_ids(CLICKED_OUT, set())
+    set_address_ids(CLICKED_IN, set())
     if ui.VIEW_PARAM in st.query_params:
         del st.query_params[ui.VIEW_PARAM]
 
@@ -95,19 +103,29 @@ def progress_header(workspace, status, cluster: int, session_id: int) -> None:
     row[4].metric("Interactions (all)", interaction_count(workspace))
 
 
-def action_bar(workspace, status, clustering_id: int, cluster: int, members, excluded: set[int], session_id: int) -> None:
-    """Label, skip, move, undo and redo; each runs as the click's callback, before the page is drawn again."""
+def action_bar(workspace, status, clustering_id: int, cluster: int, members, session_id: int) -> tuple[set[int], set[int]]:
+    """Label, skip, move, undo and redo; each runs as the click's callback, before the page is drawn again.
+    Returns the images clicked out (by the labeler, or before for the chosen label) and, of
+    those, the ones clicked out before."""
     clusters = status["cluster"].tolist()
     position = clusters.index(cluster)
     state = status.loc[status["cluster"] == cluster, "state"].iloc[0]
     top = status.loc[status["cluster"] == cluster, "top_label"].iloc[0]
-    st.caption(
-        f"{len(members)} images · {state}" + (f" · most labeled: {ui.plain(top)}" if isinstance(top, str) else "")
-        + f" · **{len(excluded)} clicked out** (they stay unlabeled)"
-    )
+    caption = st.empty()
     bar = st.container(horizontal=True, vertical_alignment="bottom")
     with bar:
         label = ui.label_picker(workspace, f"label_{clustering_id}_{cluster}", suggestion=suggested_label(workspace, clustering_id, cluster), width=200)
+    ids = {int(i) for i in members}
+    clicked_out = address_ids(CLICKED_OUT) & ids
+    before = set() if label is None else {int(i) for i in rejected_members(workspace, members, label)}
+    clicked_in = address_ids(CLICKED_IN) & before
+    excluded = (clicked_out - before) | (before - clicked_in)
+    caption.caption(
+        f"{len(members)} images · {state}" + (f" · most labeled: {ui.plain(top)}" if isinstance(top, str) else "")
+        + f" · **{len(excluded)} clicked out** (they stay unlabeled)"
+        + (f" · {len(before - clicked_in)} of them because you took {ui.plain(label)} from them before (click one to take it back)"
+           if before - clicked_in else "")
+    )
     author = ui.author()
     shown = latest_event_id(workspace)
     following = next_open(status, cluster)
@@ -115,7 +133,8 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
     bar.button(
         f"Label {len(members) - len(excluded)} images", type="primary", shortcut="L", disabled=label is None, icon=":material/check:",
         help="Choose a label first." if label is None else f"Give the cluster the label {label}.",
-        on_click=ui.workspace_action, args=(label_and_move_on, clustering_id, cluster, label, sorted(excluded), author, session_id, shown, then),
+        on_click=ui.workspace_action,
+        args=(label_and_move_on, clustering_id, cluster, label, sorted(clicked_out - before), sorted(clicked_in), author, session_id, shown, then),
     )
     bar.button(
         "Skip", shortcut="S", help="No dominant class: leave the cluster unlabeled.", icon=":material/block:",
@@ -127,13 +146,17 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, exc
     for redoing, (name, shortcut, icon) in enumerate((("Undo", "U", ":material/undo:"), ("Redo", "Shift+U", ":material/redo:"))):
         bar.button(name, shortcut=shortcut, icon=icon, on_click=ui.workspace_action, args=(undo_or_redo, bool(redoing), clustering_id, author, session_id, anyone))
     bar.checkbox("Others' too", key="undo_any_author", help="Off: Undo and Redo act on your own latest actions. On: on anyone's (the log records whose).")
+    return excluded, before
 
 
 # --- the actions (run as callbacks) ------------------------------------------------------------
-def label_and_move_on(workspace, clustering_id: int, cluster: int, label: str, excluded: list[int], author: str, session_id: int, shown: int, then: int) -> None:
-    """Label the cluster except the clicked-out images, then open ``then``; refused when someone
-    changed the cluster's images after ``shown``, the log's latest event when the page was drawn."""
-    label_cluster(workspace, clustering_id, cluster, label, excluded=excluded, author=author, session_id=session_id, expected_event_id=shown)
+def label_and_move_on(workspace, clustering_id: int, cluster: int, label: str, excluded: list[int], include: list[int], author: str,
+                      session_id: int, shown: int, then: int) -> None:
+    """Label the cluster except the clicked-out images (and those ``label`` was taken from before,
+    unless clicked back in: ``include``), then open ``then``; refused when someone changed the
+    cluster's images after ``shown``, the log's latest event when the page was drawn."""
+    label_cluster(workspace, clustering_id, cluster, label, excluded=excluded, author=author, session_id=session_id, expected_event_id=shown,
+                  include=include)
     st.toast(f"Cluster {cluster} labeled {label}.")
     open_cluster(clustering_id, then)
 
@@ -155,7 +178,7 @@ def undo_or_redo(workspace, redoing: bool, clustering_id: int, author: str, sess
         open_cluster(clustering_id, events[0].cluster)
 
 
-def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: set[int]) -> None:
+def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: set[int], before: set[int]) -> None:
     left, middle, right = st.columns([4, 1, 1], vertical_alignment="bottom")
     left.caption("Most atypical first (farthest from the cluster's centre). Click **Exclude** under an image that does not belong; click again to take it back. **View** opens the original.")
     with middle:
@@ -179,8 +202,9 @@ def image_grid(workspace, clustering_id: int, cluster: int, members, excluded: s
                 key=f"toggle_{image_id}",
                 type="primary" if out else "tertiary",
                 icon=":material/close:" if out else None,
-                on_click=toggle_excluded,
-                args=(int(image_id),),
+                help="Clicked out before for this label: click to label it with the others." if int(image_id) in before and out else None,
+                on_click=toggle,
+                args=(CLICKED_IN if int(image_id) in before else CLICKED_OUT, int(image_id)),
             )
 
 
@@ -223,9 +247,8 @@ def render(workspace) -> None:
     progress_header(workspace, status, cluster, session_id)
     offer_next_step(workspace, clustering_id)
     members = review_order(workspace, clustering_id, cluster)
-    excluded = excluded_ids() & {int(i) for i in members}
-    action_bar(workspace, status, clustering_id, cluster, members, excluded, session_id)
-    image_grid(workspace, clustering_id, cluster, members, excluded)
+    excluded, before = action_bar(workspace, status, clustering_id, cluster, members, session_id)
+    image_grid(workspace, clustering_id, cluster, members, excluded, before)
     with st.expander("Labeling session"):
         st.caption(f"Session {session_id} counts this labeler's interactions and speed; ending it stops its timer (the next visit starts a new one).")
         if st.button("End the session"):

@@ -5,6 +5,7 @@ from .clusters import (
     cluster_members,
     cluster_status,
     label_cluster,
+    rejected_members,
     skip_cluster,
 )
 from .log import (
@@ -68,6 +69,7 @@ __all__ = [
     "cluster_members",
     "cluster_confidences",
     "label_cluster",
+    "rejected_members",
     "skip_cluster",
     "cluster_status",
     "MAX_IMAGE_ID",

@@ -9,6 +9,7 @@ import numpy as np
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import _LIVE, _check_confidence, _image_ids, _record
 from serieslabeler.labels.records import LabelEvent, LabelState
+from serieslabeler.labels.rejections import rejected_labels
 from serieslabeler.labels.stale import refuse_if_stale
 from serieslabeler.labels.vocabulary import _resolve_label
 from serieslabeler.store.workspace import Workspace
@@ -61,6 +62,7 @@ def label_cluster(
     iteration: int | None = None,
     session_id: int | None = None,
     expected_event_id: int | None = None,
+    include=(),
 ) -> LabelEvent:
     """Label every member of a cluster except ``excluded`` (source ``cluster``).
 
@@ -69,35 +71,55 @@ def label_cluster(
     its images refuses the action.
 
     Each gets confidence ``p_c * exp(-a * d)`` (:func:`cluster_confidences`). Excluded images are
-    left as they were (unlabeled ones stay in the pool). Interactions: 1 + one per excluded image.
+    left as they were (unlabeled ones stay in the pool).
+
+    A member the expert already took ``label`` from (clicked out of a cluster of it, its pseudo-label
+    rejected: :func:`rejected_members`) is clicked out for them, unless named in ``include``: a
+    misfit lies close to the cluster it was clicked out of, so the next clustering puts it in a
+    cluster of the same class again. Interactions: 1 + one per image the expert clicks: each one
+    clicked out that was not already, and each one clicked back in (``include``).
     """
     cluster_confidence = _check_confidence(cluster_confidence, "the cluster confidence p_c")
     if not (math.isfinite(a) and a >= 0):
         raise PipelineError(f"the distance weight a must be a number >= 0, not {a}")
-    excluded = _image_ids(excluded, "excluded images")
+    excluded, include = _image_ids(excluded, "excluded images"), _image_ids(include, "images to include")
     with workspace.transaction():
         ids, distances = cluster_members(workspace, clustering_id, cluster)
         refuse_if_stale(workspace, expected_event_id, ids, f"cluster {cluster} of clustering {clustering_id}", clustering_id, cluster)
-        strangers = sorted(set(excluded) - set(ids.tolist()))
+        strangers = sorted((set(excluded) | set(include)) - set(ids.tolist()))
         if strangers:
             raise PipelineError(
                 f"image {strangers[0]} is not a member of cluster {cluster} of clustering {clustering_id}; "
-                f"exclude only images shown in that cluster"
+                f"exclude or include only images shown in that cluster"
             )
-        keep = ~np.isin(ids, excluded)
+        both = sorted(set(excluded) & set(include))
+        if both:
+            raise PipelineError(f"image {both[0]} is both excluded and included; name it in one of the two")
+        label, vocabulary_change = _resolve_label(workspace, label)
+        before = set(rejected_members(workspace, ids, label).tolist())
+        included = sorted(before & set(include))
+        out = sorted(set(excluded) | (before - set(include)))
+        keep = ~np.isin(ids, out)
         if not keep.any():
             raise PipelineError(
                 f"every image of cluster {cluster} is excluded; skip the cluster instead, or label images one by one"
             )
-        label, vocabulary_change = _resolve_label(workspace, label)
         confidences = cluster_confidences(distances, cluster_confidence, a)
         changes = {i: LabelState(label, "cluster", c) for i, c in zip(ids[keep].tolist(), confidences[keep].tolist())}
+        clicks = len(set(excluded) - before) + len(included)
         return _record(
-            workspace, "label_cluster", changes, author=author, interactions=1 + len(excluded), label=label,
+            workspace, "label_cluster", changes, author=author, interactions=1 + clicks, label=label,
             source="cluster", iteration=iteration, clustering_id=clustering_id, cluster=cluster, session_id=session_id,
-            details={"excluded": sorted(excluded), "cluster_confidence": cluster_confidence, "a": a},
+            details={"excluded": out, "rejected_before": sorted(before - set(include)), "included": included,
+                     "cluster_confidence": cluster_confidence, "a": a},
             vocabulary=vocabulary_change,
         )
+
+
+def rejected_members(workspace: Workspace, image_ids, label: str) -> np.ndarray:
+    """The ``image_ids`` the expert already took ``label`` from (:mod:`serieslabeler.labels.rejections`)."""
+    image_ids = np.asarray(image_ids, dtype=np.int64)
+    return image_ids[rejected_labels(workspace, image_ids).mask(image_ids, np.full(len(image_ids), str(label), dtype=object))]
 
 
 def skip_cluster(

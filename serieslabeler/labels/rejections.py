@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serieslabeler.labels.log import _LIVE
+from serieslabeler.store.queries import id_array
 from serieslabeler.store.workspace import Workspace
 
 REJECTING_ACTIONS = ("label_cluster", "reject_pseudo", "label_series")
@@ -50,9 +51,14 @@ class Rejections:
         return out
 
 
-def rejected_labels(workspace: Workspace) -> Rejections:
-    """The rejections in force in the label log (see the module docstring), read in event order."""
+def rejected_labels(workspace: Workspace, image_ids=None) -> Rejections:
+    """The rejections in force in the label log (see the module docstring), read in event order;
+    with ``image_ids``, only theirs (a cluster's members: a whole-class rejection of many
+    pseudo-labels is then not read on every click)."""
     db = workspace.db
+    among = None if image_ids is None else {int(i) for i in image_ids}
+    only = "" if among is None else " AND image_id IN (SELECT value FROM json_each(?))"
+    only_params = () if among is None else (id_array(sorted(among)),)
     actions = REJECTING_ACTIONS + _VOCABULARY_ACTIONS
     rows = db.execute(
         f"SELECT e.id, e.action, e.label, e.details FROM label_events e WHERE e.action IN ({','.join('?' * len(actions))}) "
@@ -67,7 +73,8 @@ def rejected_labels(workspace: Workspace) -> Rejections:
                 labels.setdefault(int(image_id), set()).add(label)
         elif action == "reject_pseudo":
             for image_id, rejected in db.execute(
-                "SELECT image_id, prev_label FROM label_event_images WHERE event_id=? AND prev_label IS NOT NULL", (event_id,)
+                f"SELECT image_id, prev_label FROM label_event_images WHERE event_id=? AND prev_label IS NOT NULL{only}",
+                (event_id, *only_params),
             ):
                 labels.setdefault(int(image_id), set()).add(rejected)
         elif action == "label_series":
@@ -76,6 +83,8 @@ def rejected_labels(workspace: Workspace) -> Rejections:
             _rename(labels, details["old"], details["new"])
         else:
             _forget(labels, details["merged"])
+    if among is not None:
+        labels, everything = {i: names for i, names in labels.items() if i in among}, everything & among
     return Rejections({i: frozenset(names) for i, names in labels.items() if names}, frozenset(everything))
 
 

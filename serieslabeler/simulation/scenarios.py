@@ -192,9 +192,12 @@ class _Run:
         """Show the oracle a group (a cluster, or one class of pseudo-labels, accepted only if the
         oracle names the ``proposed`` label); the members it keeps get the label. Returns how many."""
         answer = self.oracle.answer_cluster(members)
-        self.interactions += answer.interactions
+        named = answer.label is not None and (proposed is None or answer.label == proposed)
+        # the misfits it took this label from before are shown clicked out already (label_cluster)
+        already = self.rejects(answer.excluded, np.full(len(answer.excluded), answer.label)) if named else np.zeros(0, bool)
+        self.interactions += answer.interactions - int(already.sum())
         added = 0
-        if answer.label is not None and (proposed is None or answer.label == proposed):
+        if named:
             keep = ~np.isin(members, answer.excluded)
             added = self.add_labels(members[keep], answer.label, weights[keep], source)
             self.reject(answer.excluded, answer.label)

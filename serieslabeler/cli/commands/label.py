@@ -17,6 +17,8 @@ def register(subparsers) -> None:
     _cluster(parser)
     parser.add_argument("--as", dest="label", required=True, help="the label for the cluster's images")
     parser.add_argument("--exclude", default="", help="image ids that do not belong, comma-separated")
+    parser.add_argument("--include", default="",
+                        help="image ids to label although you took this label from them before (they are clicked out for you otherwise)")
     parser.add_argument("--confidence", type=float, default=1.0, help="your confidence in the cluster, p_c in (0, 1]")
     parser.add_argument("--a", type=float, default=1.0, help="how fast confidence falls with distance to the centre")
     parser.add_argument("--iteration", type=int, help="the iteration these labels belong to")
@@ -122,11 +124,13 @@ def run_label(args) -> Result:
         event = labels.label_cluster(
             workspace, args.clustering, args.cluster, args.label, _split(args.exclude), author=args.author,
             cluster_confidence=args.confidence, a=args.a, iteration=args.iteration, session_id=args.session,
+            include=_split(args.include),
         )
-        excluded = len(event.details["excluded"])
+        excluded, before = len(event.details["excluded"]), len(event.details["rejected_before"])
         text = (
             f"event {event.id}: labeled {event.changed} image(s) of cluster {args.cluster} (clustering "
             f"{args.clustering}) as '{event.label}'; {excluded} excluded"
+            + (f", {before} of them because you took '{event.label}' from them before (--include to label them)" if before else "")
         )
         return _event_result(workspace, [event], text)
 
