@@ -28,6 +28,21 @@ def test_iterate_rounds_with_the_oracle_are_demo_events_undone_as_one(bananas_em
     assert code == 2 and "no demo to undo" in data["error"]
 
 
+def test_a_demo_that_runs_out_of_images_stops_there_and_says_so(bananas_embedded):
+    assert cli("vocab", "--workspace", bananas_embedded, "--add", "U,R,V,O", "--ordered")[0] == 0
+    code, data = cli("iterate", "--workspace", bananas_embedded, "--oracle", "--rounds", "6", "--subjects", "4", "--seed", "1")
+    assert code == 0, data
+    assert data["asked"] == 6 and 1 <= len(data["rounds"]) < 6
+    assert "nothing left to iterate on" in data["stopped"]
+    with Workspace.open(bananas_embedded) as ws:
+        held = {int(s) for s in held_out_subjects(ws, seed=1)}
+        subject_of = dict(ws.db.execute("SELECT id, subject_id FROM images").fetchall())
+        done = {int(i) for i in current_labels(ws)["image_id"]}
+        assert all(i in done for i, subject in subject_of.items() if subject not in held), "every other image is labeled"
+    code, data = cli("iterate", "--workspace", bananas_embedded, "--oracle", "--rounds", "2", "--seed", "1")
+    assert code == 2 and "nothing left to iterate on" in data["error"], "a demo with nothing to do at all is an error"
+
+
 def test_a_demo_on_an_ordered_vocabulary_labels_series_by_their_boundaries(bananas_embedded):
     assert cli("vocab", "--workspace", bananas_embedded, "--add", "U,R,V,O", "--ordered")[0] == 0
     code, data = cli("iterate", "--workspace", bananas_embedded, "--oracle", "--rounds", "2", "--seed", "1")
@@ -84,3 +99,13 @@ def test_the_home_page_runs_and_undoes_the_demo(sample):  # noqa: F811 (the impo
     assert_clean(app)
     with Workspace.open(sample) as ws:
         assert len(current_labels(ws)) == 0
+
+
+def test_the_home_page_says_when_the_demo_ran_out_of_images_before_its_last_round(sample):  # noqa: F811 (the imported fixture)
+    app = run_page("home")
+    next(n for n in app.number_input if n.label == "Rounds").set_value(20).run()
+    button(app, "Run the demo").click().run()
+    assert_clean(app)
+    assert app.success and "iteration" in app.success[0].value
+    stopped = [i.value for i in app.info if "The demo stopped after" in i.value]
+    assert stopped and "of 20 rounds" in stopped[0] and "nothing left to iterate on" in stopped[0]

@@ -39,6 +39,7 @@ from .calibrate import (
 )
 from .demo import (
     DEMO_AUTHOR,
+    Demo,
     DEMO_AUTHORS,
     DEMO_META,
     demo_to_undo,
@@ -147,6 +148,7 @@ __all__ = [
     "DEMO_AUTHORS",
     "demo_to_undo",
     "run_demo",
+    "Demo",
     "undo_demo",
     "Suggestion",
     "suggested_label",

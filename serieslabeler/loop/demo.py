@@ -8,6 +8,7 @@ catalog's ``meta`` (``demo_after_event``), so :func:`undo_demo` can undo all of 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import undo
@@ -15,6 +16,7 @@ from serieslabeler.labels.records import LabelEvent
 from serieslabeler.loop.iterate import (
     IterateConfig,
     IterationResult,
+    NothingToIterate,
     iterate,
     last_event_id,
 )
@@ -32,23 +34,50 @@ def demo_to_undo(workspace: Workspace) -> bool:
     return workspace.get_meta(DEMO_META) is not None
 
 
+@dataclass
+class Demo:
+    """The rounds a demo ran (``rounds`` asked for); ``stopped``: why it ended early, if it did."""
+
+    results: list[IterationResult]
+    rounds: int
+    stopped: str | None = None
+
+    @property
+    def message(self) -> str:
+        lines = [r.message for r in self.results]
+        if self.stopped is not None:
+            lines.append(f"the demo stopped after {len(self.results)} of {self.rounds} rounds: {self.stopped}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"rounds": [r.to_dict() for r in self.results], "asked": self.rounds, "stopped": self.stopped}
+
+
 def run_demo(
     workspace: Workspace, config: IterateConfig, rounds: int = 3, on_round: Callable[[int, int], None] | None = None,
     progress: Progress | None = None,
-) -> list[IterationResult]:
-    """Run ``rounds`` oracle rounds of :func:`serieslabeler.loop.iterate`; ``on_round(done, rounds)`` after each."""
+) -> Demo:
+    """Run ``rounds`` oracle rounds of :func:`serieslabeler.loop.iterate`; ``on_round(done, rounds)`` after each.
+    A small collection can run out of images before the last round: the demo then stops there and
+    says so (a first round with nothing to label is an error)."""
     if rounds < 1:
         raise PipelineError(f"a demo needs at least 1 round, not {rounds}")
     if not has_ground_truth(workspace):
         raise PipelineError(f"{workspace.root} has no ground truth for the demo's oracle; ingest a label column with '--label COL'")
     if workspace.get_meta(DEMO_META) is None:
         workspace.set_meta(DEMO_META, str(last_event_id(workspace)))
-    results = []
+    demo = Demo([], rounds)
     for done in range(1, rounds + 1):
-        results.append(iterate(workspace, config, oracle=True, progress=progress, author=DEMO_AUTHOR))
+        try:
+            demo.results.append(iterate(workspace, config, oracle=True, progress=progress, author=DEMO_AUTHOR))
+        except NothingToIterate as error:
+            if not demo.results:
+                raise
+            demo.stopped = str(error)
+            break
         if on_round is not None:
             on_round(done, rounds)
-    return results
+    return demo
 
 
 def _live_events_after(workspace: Workspace, event_id: int) -> list:

@@ -236,12 +236,16 @@ def _feature_set_for_round(workspace: Workspace, config: IterateConfig, image_id
     return name
 
 
+class NothingToIterate(PipelineError):
+    """No image is left to sample: every one is labeled, pending review, or held out."""
+
+
 def _start_round(workspace: Workspace, config: IterateConfig, progress: Progress | None) -> IterationRecord:
 
     working = _working_ids(workspace, config)
     if len(working) == 0:
         pending = workspace.db.execute("SELECT COUNT(*) FROM current_labels WHERE status='pending'").fetchone()[0]
-        raise PipelineError(
+        raise NothingToIterate(
             f"every image in {workspace.root} is labeled or held out for evaluation; nothing left to iterate on"
             + (f" (review the {pending} pending pseudo-labels: rejected ones return to the pool)" if pending else "")
         )

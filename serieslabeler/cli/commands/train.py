@@ -312,8 +312,8 @@ def run_demo_rounds(args, config: IterateConfig) -> Result:
     if not args.oracle:
         raise PipelineError("--rounds runs the ground-truth oracle: add --oracle")
     with Workspace.open(args.workspace) as workspace:
-        results = run_demo(workspace, config, args.rounds, progress=ProgressLine("working"))
-    return Result({"ok": True, "rounds": [r.to_dict() for r in results]}, "\n".join(r.message for r in results))
+        demo = run_demo(workspace, config, args.rounds, progress=ProgressLine("working"))
+    return Result({"ok": True, **demo.to_dict()}, demo.message)
 
 
 def iterate_config(args) -> IterateConfig:
