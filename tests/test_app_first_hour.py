@@ -7,6 +7,7 @@ from conftest import SAMPLE
 from streamlit.testing.v1.errors import AppTestError
 from test_app import add_vocabulary, assert_clean, button, param, run_page, sample  # noqa: F401  (sample is a fixture)
 
+from serieslabeler.labels import label_images
 from serieslabeler.store import Workspace
 
 NAMES = sorted(p.name for p in (SAMPLE / "images").iterdir())[:6]
@@ -217,3 +218,22 @@ def test_export_is_one_click_with_its_real_size(sample):
     assert label.startswith("Download labels.csv (") and label.endswith("kB)"), label
     app.radio[0].set_value("imagefolder").run()
     assert "about" in app.get("download_button")[0].proto.label and "0.0 MB" not in app.get("download_button")[0].proto.label
+
+
+def test_the_sample_page_offers_only_what_is_left_to_sample(sample):
+    with Workspace.open(sample) as workspace:
+        rows = workspace.db.execute("SELECT i.id, s.name FROM images i JOIN subjects s ON s.id = i.subject_id ORDER BY i.id").fetchall()
+        names = sorted({name for _, name in rows})
+        label_images(workspace, [i for i, name in rows if name != names[0]], "R", author="test")
+    app = run_page("sample")
+    assert_clean(app)  # a slider cannot run from 1 to 1: one subject left is said, not offered
+    assert any(c.value == "Subjects: 1 (the only one left to sample)" for c in app.caption)
+    assert any(c.value.startswith("By ground truth, the sample holds") for c in app.caption)
+    with Workspace.open(sample) as workspace:
+        label_images(workspace, [i for i, name in rows if name == names[0]], "R", author="test")
+    app.run()
+    assert_clean(app)
+    assert any("nothing is left to sample" in i.value for i in app.info)
+    next(t for t in app.toggle if t.label == "Include labeled").set_value(True).run()
+    assert_clean(app)
+    assert next(s for s in app.slider if s.label == "Subjects").max == len(names)

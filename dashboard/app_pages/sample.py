@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
@@ -15,8 +16,8 @@ from serieslabeler.sampling import (
     draw_sample,
     find_sample,
     list_samples,
+    sample_pool,
 )
-from serieslabeler.store import queries
 
 DESCRIPTIONS = {
     "subjects": "Structure-aware: a few subjects at random and all of their photos across time (the method's default).",
@@ -27,19 +28,25 @@ DESCRIPTIONS = {
 }
 
 
-def strategy_options(workspace) -> tuple[str, dict]:
-    """The strategy and its parameters, as ``draw_sample`` takes them."""
-    subjects = len(queries.subject_names(workspace))
-    images = workspace.image_count()
+def strategy_options(workspace) -> tuple[str, dict] | None:
+    """The strategy and its parameters, as ``draw_sample`` takes them; None (and a note) when no
+    image is left to sample from. The choices are bounded by what the pool holds: the images (and
+    their subjects) not labeled yet, unless labeled ones are included."""
     left, right = st.columns([1, 2])
     strategy = left.selectbox("Strategy", list(STRATEGIES), index=list(STRATEGIES).index("subjects"), help="How the batch is chosen.")
     right.caption(DESCRIPTIONS.get(strategy, ""))
     row = st.columns(4)
-    params: dict = {"seed": row[3].number_input("Seed", 0, 10_000, 0, help="Same seed, same sample.")}
+    params: dict = {"include_labeled": row[2].toggle("Include labeled", help="Off: images that already have a label are left out.")}
+    params["seed"] = row[3].number_input("Seed", 0, 10_000, 0, help="Same seed, same sample.")
+    pool = sample_pool(workspace, params["include_labeled"])
+    subjects, images = len(np.unique(pool.subjects)), len(pool.ids)
+    if images == 0:
+        st.info("Every image has a label: nothing is left to sample. Turn on **Include labeled** to sample among them.")
+        return None
     if strategy == "subjects":
-        params["subjects"] = row[0].slider("Subjects", 1, max(subjects, 1), min(4, max(subjects, 1)), help="How many subjects to take, with all their photos.")
+        params["subjects"] = bounded_choice(row[0], "Subjects", subjects, 4, "How many subjects to take, with all their photos.", slider=True)
     else:
-        params["size"] = row[0].number_input("Images", 1, max(images, 1), min(40, max(images, 1)), help="How many images to take.")
+        params["size"] = bounded_choice(row[0], "Images", images, 40, "How many images to take.")
     if strategy == "time-stratified":
         params["bins"] = row[1].slider("Time bins", 1, 30, DEFAULT_TIME_BINS)
     if strategy == "uncertainty":
@@ -47,8 +54,18 @@ def strategy_options(workspace) -> tuple[str, dict]:
     if strategy == "coreset":
         with row[1]:
             params["features"] = ui.feature_set_picker(workspace, "sample_features")
-    params["include_labeled"] = row[2].toggle("Include labeled", help="Off: images that already have a label are left out.")
     return strategy, params
+
+
+def bounded_choice(column, label: str, available: int, default: int, help: str, slider: bool = False) -> int:
+    """A count from 1 to ``available``; with one available there is nothing to choose, so it is
+    said instead (a slider cannot run from 1 to 1)."""
+    if available == 1:
+        column.caption(f"{label}: 1 (the only one left to sample)")
+        return 1
+    if slider:
+        return column.slider(label, 1, available, min(default, available), help=help)
+    return int(column.number_input(label, 1, available, min(default, available), help=help))
 
 
 def show_selection(workspace, image_ids) -> None:
@@ -92,7 +109,13 @@ def render(workspace) -> None:
     if not workspace.image_count():
         st.info("No images yet: add some on the Collection page.")
         return
-    strategy, params = strategy_options(workspace)
+    options = strategy_options(workspace)
+    if options is not None:
+        preview_and_save(workspace, *options)
+    saved_samples(workspace)
+
+
+def preview_and_save(workspace, strategy: str, params: dict) -> None:
     st.subheader("Preview")
     with ui.errors_shown():
         preview = draw_sample(workspace, strategy, save=False, **params)
@@ -104,6 +127,9 @@ def render(workspace) -> None:
             else:
                 saved = draw_sample(workspace, strategy, **params)
                 st.success(f"Saved sample {saved.id}: {saved.size} images.")
+
+
+def saved_samples(workspace) -> None:
     st.subheader("Saved samples")
     samples = list_samples(workspace)
     if samples:
