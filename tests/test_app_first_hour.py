@@ -220,7 +220,7 @@ def test_export_is_one_click_with_its_real_size(sample):
     assert "about" in app.get("download_button")[0].proto.label and "0.0 MB" not in app.get("download_button")[0].proto.label
 
 
-def test_the_sample_page_offers_only_what_is_left_to_sample(sample):
+def test_the_sample_page_offers_only_what_is_left_to_sample(sample):  # noqa: F811 (the imported fixture)
     with Workspace.open(sample) as workspace:
         rows = workspace.db.execute("SELECT i.id, s.name FROM images i JOIN subjects s ON s.id = i.subject_id ORDER BY i.id").fetchall()
         names = sorted({name for _, name in rows})
