@@ -23,7 +23,8 @@ from serieslabeler.labels import (
     rename_label,
     undo,
 )
-from serieslabeler.loop import ground_truth, label_with_oracle, route_predictions
+from serieslabeler.errors import PipelineError
+from serieslabeler.loop import ground_truth, label_with_oracle, propose_series, route_predictions
 from serieslabeler.models import load_predictions, predict, train_model
 from serieslabeler.store import Workspace
 from serieslabeler.store.series import get_series
@@ -64,13 +65,20 @@ def test_a_misfit_clicked_out_of_a_cluster_is_never_routed_back_into_it(workspac
     assert "a label the expert rejected" in routing.held_back()
 
 
-def test_a_rejected_pseudo_label_is_not_routed_again_until_the_rejection_is_undone(workspace):
+def trained_on_six_subjects(workspace: Workspace):
+    """A head trained on the true labels of the first 6 subjects, its predictions stored; and
+    every image's subject."""
     ids, truth, subjects = ground_truth(workspace)
     chosen = np.isin(subjects, np.unique(subjects)[:6])
     for label in np.unique(truth[chosen]):
         label_images(workspace, ids[chosen & (truth == label)], label, author="test")
     model = train_model(workspace, "head", feature_set=FEATURES)
     predict(workspace, model.id)
+    return model, subjects
+
+
+def test_a_rejected_pseudo_label_is_not_routed_again_until_the_rejection_is_undone(workspace):
+    model, subjects = trained_on_six_subjects(workspace)
     first = route_predictions(workspace, model.id, 0.0, support=None)
     pending = pending_labels(workspace).set_index("image_id")
     image, label = int(first.pseudo_ids[0]), str(pending.loc[int(first.pseudo_ids[0]), "label"])
@@ -130,3 +138,35 @@ def test_a_misfit_met_again_in_a_cluster_of_the_label_it_lost_is_clicked_out_for
     undo(workspace, author="expert")
     other = label_cluster(workspace, again.id, cluster, "R", author="expert")  # it was only ever "not U"
     assert other.details["rejected_before"] == [] and current_labels(workspace).set_index("image_id").loc[misfit, "label"] == "R"
+
+
+def test_a_series_labeled_again_keeps_its_stake_out_unless_it_is_taken_back_in(workspace):
+    add_labels(workspace, ["U", "R", "V", "O"], author="expert", ordered=True)
+    series = get_series(workspace, workspace.db.execute("SELECT name FROM subjects ORDER BY name LIMIT 1").fetchone()[0])
+    ids = series.image_ids
+    label_series(workspace, series, [("U", ids[0]), ("R", ids[8])], exclude=[ids[9]], author="expert")
+    stake = ids[9]
+    again = label_series(workspace, series, [("U", ids[0]), ("R", ids[10])], author="expert")  # one boundary moved
+    assert again.interactions == 1 and again.details["rejected_before"] == [stake] and stake in again.details["excluded"]
+    assert stake not in set(current_labels(workspace)["image_id"].tolist())
+    with pytest.raises(PipelineError, match="clicked out of series .* before; include it"):
+        label_series(workspace, series, [("U", ids[0]), ("R", stake)], author="expert")
+    code, data = cli("label-series", "--workspace", workspace.root, "--series", series.key, "--boundaries",
+                     f"U@{ids[0]},R@{stake}", "--include", stake, "--author", "expert")
+    assert code == 0 and data["events"][0]["interactions"] == 2 and data["events"][0]["details"]["included"] == [stake]
+    assert not rejected_labels(workspace).everything  # taken back in: no longer rejected
+
+
+def test_no_proposal_starts_a_stage_on_an_image_clicked_out_of_the_series(workspace):
+    add_labels(workspace, ["U", "R", "V", "O"], author="expert", ordered=True)
+    model, subjects = trained_on_six_subjects(workspace)
+    name = workspace.db.execute("SELECT name FROM subjects WHERE id=?", (int(np.unique(subjects)[-1]),)).fetchone()[0]
+    series = get_series(workspace, name)
+    proposal = propose_series(workspace, series, model.id)
+    assert len(proposal.boundaries) > 1, "the proposal places a boundary after the first photo"
+    stage, stake = proposal.boundaries[1]
+    label_series(workspace, series, [("U", series.image_ids[0])], exclude=[stake], author="expert")
+    moved = dict(propose_series(workspace, series, model.id).boundaries)  # the same predictions: only the stake changed
+    assert moved[stage] != stake and series.position(moved[stage]) > series.position(stake)
+    routing = route_predictions(workspace, model.id, 0.0, monotone=True, support=None)
+    assert stake in routing.rejected and stake not in routing.pseudo_ids and stake in routing.to_cluster_ids

@@ -102,3 +102,30 @@ def test_placing_moving_and_unmarking_a_stage_start_draws_the_page_once_per_clic
     clean(app.button(key="reset_series").click().run())
     assert app.button(key=f"exclude_{first}").label == "Exclude"
     assert len(drawn) == 5
+
+
+def test_an_image_clicked_out_of_a_series_stays_out_when_the_series_is_labeled_again(sample):  # noqa: F811 (the imported fixture)
+    with Workspace.open(sample) as workspace:
+        labels.add_labels(workspace, ["U", "R", "V", "O"], ordered=True)
+    app = clean(page())
+    with Workspace.open(sample) as workspace:
+        series = next(s for s in list_series(workspace) if s.key == app.selectbox(key="series").value)
+        stake, second, moved = series.image_ids[3], series.image_ids[8], series.image_ids[9]
+        labels.label_series(workspace, series, [("U", series.image_ids[0]), ("R", second)], exclude=[stake], author="expert")
+        before = labels.interaction_count(workspace)
+    app = clean(page())
+    assert app.button(key=f"exclude_{stake}").label == "Include", "shown clicked out, as it was left"
+    app.selectbox(key="stage").set_value("R").run()
+    clean(app.button(key=f"start_{moved}").click().run())
+    clean(app.button(key="save_series").click().run())
+    with Workspace.open(sample) as workspace:
+        current = labels.current_labels(workspace).set_index("image_id")
+        assert stake not in current.index and current.loc[second, "label"] == "U"
+        assert labels.interaction_count(workspace) - before == 1, "one boundary moved; the stake stays out for free"
+    clean(app.button(key=f"exclude_{stake}").click().run())
+    assert app.button(key=f"exclude_{stake}").label == "Exclude"
+    clean(app.button(key="save_series").click().run())
+    with Workspace.open(sample) as workspace:
+        assert labels.current_labels(workspace).set_index("image_id").loc[stake, "label"] == "U"
+        assert labels.interaction_count(workspace) - before == 2, "taking it back in is one click"
+        assert not labels.rejected_labels(workspace).everything

@@ -65,11 +65,19 @@ def draft_key(series) -> str:
 
 
 def draft_of(workspace, series) -> dict:
-    """The boundaries and exclusions being placed (UI state until saved), starting from the labels."""
+    """The boundaries and exclusions being placed (UI state until saved), starting from the labels
+    and from the images clicked out of the series before (``before``: they stay out unless included)."""
     key = draft_key(series)
     if key not in st.session_state:
-        st.session_state[key] = {"boundaries": dict((i, s) for s, i in labels.series_boundaries(workspace, series)), "excluded": set()}
+        before = set(labels.rejected_labels(workspace, series.image_ids).everything)
+        st.session_state[key] = {"boundaries": dict((i, s) for s, i in labels.series_boundaries(workspace, series)),
+                                 "excluded": set(before), "before": before}
     return st.session_state[key]
+
+
+def save_arguments(draft: dict) -> dict:
+    """The draft's exclusions as ``label_series`` takes them: those clicked now, those taken back in."""
+    return {"exclude": sorted(draft["excluded"] - draft["before"]), "include": sorted(draft["before"] - draft["excluded"])}
 
 
 def draft_stages(series, draft: dict) -> list[str | None]:
@@ -88,26 +96,31 @@ def declare_order(workspace) -> None:
         st.rerun()
 
 
-def labeling_controls(workspace, series, draft: dict, proposal) -> None:
-    """Save the draft, reset it, or accept the model's proposal (each through the library)."""
+def labeling_controls(workspace, series, draft: dict, proposal) -> dict:
+    """Save the draft, reset it, or accept the model's proposal (each through the library).
+    Returns the draft the photos' buttons act on: after a save, a fresh one from the new labels
+    (the next click finds it stored)."""
     cols = st.columns(3)
+    done = None
     if cols[0].button("Save series labels", key="save_series", type="primary", disabled=not draft["boundaries"]):
         bounds = sorted(((s, i) for i, s in draft["boundaries"].items()), key=lambda b: series.position(b[1]))
-        event = labels.label_series(workspace, series, bounds, sorted(draft["excluded"]), author=ui.author())
-        st.session_state.pop(draft_key(series))
-        st.success(f"Labeled {event.changed} image(s) of series {series.key} ({event.interactions} interaction(s)).")
+        event = labels.label_series(workspace, series, bounds, author=ui.author(), **save_arguments(draft))
+        done = f"Labeled {event.changed} image(s) of series {series.key} ({event.interactions} interaction(s))."
     cols[1].button("Reset draft", key="reset_series", on_click=st.session_state.pop, args=(draft_key(series), None))
     if proposal is not None and cols[2].button("Accept proposal", key="accept_proposal"):
-        event = labels.label_series(workspace, series, proposal.boundaries, sorted(draft["excluded"]), author=ui.author(),
-                                    proposal=proposal.boundaries)
-        st.session_state.pop(draft_key(series))
-        st.success(f"Accepted model {proposal.model_id}'s proposal: {event.changed} image(s) labeled ({event.interactions} interaction(s)).")
+        event = labels.label_series(workspace, series, proposal.boundaries, author=ui.author(), proposal=proposal.boundaries,
+                                    **save_arguments(draft))
+        done = f"Accepted model {proposal.model_id}'s proposal: {event.changed} image(s) labeled ({event.interactions} interaction(s))."
+    if done is None:
+        return draft
+    st.session_state.pop(draft_key(series))
+    st.success(ui.plain(done))
+    return draft_of(workspace, series)
 
 
 def thumbnail_buttons(item, key: str, draft: dict, stage: str) -> None:
     """Mark or unmark the first image of a stage, exclude or include the image: changes to the
-    draft kept under ``key``, made in the click's callback, so a click draws the page once.
-    ``draft`` is what this run shows (a save in this run has already dropped the stored one)."""
+    draft kept under ``key``, made in the click's callback, so a click draws the page once."""
     image_id = int(item.image_id)
     starts = draft["boundaries"].get(image_id)
     if starts is None:
@@ -115,7 +128,8 @@ def thumbnail_buttons(item, key: str, draft: dict, stage: str) -> None:
     else:
         st.button(f"Unmark {starts}", key=f"unmark_{image_id}", type="primary", width="stretch", on_click=unmark_start, args=(key, image_id))
     excluded = image_id in draft["excluded"]
-    st.button("Include" if excluded else "Exclude", key=f"exclude_{image_id}", help="Does not belong to the series", width="stretch", on_click=toggle_member, args=(key, image_id))
+    why = "Clicked out of this series before: Include takes it back in" if excluded and image_id in draft["before"] else "Does not belong to the series"
+    st.button("Include" if excluded else "Exclude", key=f"exclude_{image_id}", help=why, width="stretch", on_click=toggle_member, args=(key, image_id))
 
 
 def mark_start(key: str, image_id: int, stage: str) -> None:
@@ -162,7 +176,7 @@ def render(workspace) -> None:
         bands["draft"] = draft_stages(series, draft)
         st.altair_chart(band_chart(bands, list(range(len(ids))), order), width="stretch")
         stage = st.selectbox("Stage to place", order, key="stage", help="The stage a 'Starts' click marks the first image of.")
-        labeling_controls(workspace, series, draft, proposal)
+        draft = labeling_controls(workspace, series, draft, proposal)
     left, right = st.columns([5, 1], vertical_alignment="bottom")
     left.caption("Under each photo: its date and file; **View** opens the original.")
     with right:

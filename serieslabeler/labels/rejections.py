@@ -11,8 +11,9 @@ The model does not know any of this: a misfit clicked out of cluster X lies clos
 model predicts X for it confidently, and routing would hand the expert back the very label they
 took away. Routing therefore never makes a pseudo-label the expert rejected
 (:func:`serieslabeler.loop.routing.route_predictions`). Only events still in force count (an undone
-cluster label rejects nothing); a rejection follows its label through renames, and is dropped
-when its label is merged into another (not A says nothing about A or B).
+cluster label rejects nothing), and a later event that takes an image back in (``included``)
+lifts its rejection; a rejection follows its label through renames, and is dropped when its
+label is merged into another (not A says nothing about A or B).
 """
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ class Rejections:
 
 def rejected_labels(workspace: Workspace, image_ids=None) -> Rejections:
     """The rejections in force in the label log (see the module docstring), read in event order;
-    with ``image_ids``, only theirs (a cluster's members: a whole-class rejection of many
-    pseudo-labels is then not read on every click)."""
+    with ``image_ids`` (a few: a cluster's members, a series), only theirs, so a whole-class
+    rejection of many pseudo-labels is not read on every click."""
     db = workspace.db
     among = None if image_ids is None else {int(i) for i in image_ids}
     only = "" if among is None else " AND image_id IN (SELECT value FROM json_each(?))"
@@ -71,6 +72,8 @@ def rejected_labels(workspace: Workspace, image_ids=None) -> Rejections:
         if action == "label_cluster":
             for image_id in details.get("excluded", []):
                 labels.setdefault(int(image_id), set()).add(label)
+            for image_id in details.get("included", []):
+                labels.get(int(image_id), set()).discard(label)
         elif action == "reject_pseudo":
             for image_id, rejected in db.execute(
                 f"SELECT image_id, prev_label FROM label_event_images WHERE event_id=? AND prev_label IS NOT NULL{only}",
@@ -79,6 +82,7 @@ def rejected_labels(workspace: Workspace, image_ids=None) -> Rejections:
                 labels.setdefault(int(image_id), set()).add(rejected)
         elif action == "label_series":
             everything.update(int(i) for i in details.get("excluded", []))
+            everything.difference_update(int(i) for i in details.get("included", []))
         elif action == "vocab_rename":
             _rename(labels, details["old"], details["new"])
         else:

@@ -156,8 +156,11 @@ def route_predictions(
         raise PipelineError(f"model {model_id} has no predictions for these images; run 'serieslabeler predict --model {model_id}' first")
     proba = calibrated_proba(workspace, model_id, predictions.proba)
     subjects, times = image_subjects(workspace, ids), image_times(workspace, ids)
+    rejections = rejected_labels(workspace)  # all of them: as many as the expert made, however many images are routed
     if monotone:
-        labels, confidence = decode_series(proba, predictions.classes, require_order(workspace), subjects, times)
+        # an image clicked out of its series says nothing about its neighbours' stages
+        evidence = np.where(np.isin(ids, list(rejections.everything))[:, None], 1.0 / proba.shape[1], proba)
+        labels, confidence = decode_series(evidence, predictions.classes, require_order(workspace), subjects, times)
     else:
         labels, confidence = smooth_along_series(proba, predictions.classes, subjects, times, smoothing_window)
     # a model that knows a single class is certain of everything and informative about nothing
@@ -166,7 +169,7 @@ def route_predictions(
     applied, outside = (None, np.zeros(0, dtype=np.int64)) if inside is None else (support, ids[confident & ~inside])
     if inside is not None:
         confident &= inside
-    contradicted = confident & rejected_labels(workspace).mask(ids, labels)
+    contradicted = confident & rejections.mask(ids, labels)
     confident &= ~contradicted
     event_id = sample_id = None
     with workspace.transaction():

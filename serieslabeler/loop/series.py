@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.labels.rejections import rejected_labels
 from serieslabeler.labels.series import require_order
 from serieslabeler.models.files import latest_model_id
 from serieslabeler.models.monotone import boundaries as stage_boundaries
@@ -66,9 +67,14 @@ def propose_series(workspace: Workspace, series: Series | str, model_id: int | N
     evidence = series_evidence(workspace, series, model_id, order)
     if not evidence.any(axis=1).all():
         raise PipelineError(f"model {model_id} gives no probability to any stage of {' < '.join(order)} for series '{series.key}'")
+    # an image clicked out of the series (a stake, another body part) says nothing about its stages
+    # and cannot start one
+    outside = np.isin(series.image_ids, list(rejected_labels(workspace, series.image_ids).everything))
+    evidence[outside] = 1.0 / len(order)
     decoded = decode(evidence)
-    starts = stage_boundaries(decoded.stages)
+    kept = np.flatnonzero(~outside)
+    starts = stage_boundaries(decoded.stages[kept])
     return SeriesProposal(
-        series.key, model_id, series.image_ids, [(order[stage], series.image_ids[p]) for p, stage in starts],
+        series.key, model_id, series.image_ids, [(order[stage], series.image_ids[kept[p]]) for p, stage in starts],
         tuple(order[s] for s in decoded.stages), decoded.confidence,
     )

@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     parser.add_argument("--series", required=True, metavar="SUBJECT[/ATTR=VALUE]", help="the series")
     parser.add_argument("--boundaries", metavar="STAGE@IMAGE_ID,...", help="first image of each stage, in time order")
     parser.add_argument("--exclude", default="", help="image ids that do not belong to the series, comma-separated")
+    parser.add_argument("--include", default="",
+                        help="image ids clicked out of the series before, to take back in (they stay out otherwise)")
     parser.add_argument("--accept-proposal", action="store_true", help="accept the latest model's monotone proposal")
     parser.add_argument("--model", type=int, help="the model whose proposal to accept (default: the latest)")
     parser.set_defaults(run=run_label_series)
@@ -60,12 +62,15 @@ def run_label_series(args) -> Result:
         else:
             boundaries = labels.parse_boundaries(args.boundaries)
         event = labels.label_series(
-            workspace, series, boundaries, _split(args.exclude), author=args.author, session_id=args.session, proposal=proposal
+            workspace, series, boundaries, _split(args.exclude), author=args.author, session_id=args.session, proposal=proposal,
+            include=_split(args.include),
         )
         total = labels.interaction_count(workspace)
         text = (
             f"event {event.id}: labeled {event.changed} image(s) of series '{series.key}' "
             f"({labels.format_boundaries(event.details['boundaries'])}); {event.interactions} interaction(s)"
-            f"\ninteractions so far: {total}"
+            + (f"; {len(event.details['rejected_before'])} image(s) clicked out before stay out (--include to take them back)"
+               if event.details["rejected_before"] else "")
+            + f"\ninteractions so far: {total}"
         )
         return Result({"ok": True, "events": [event.to_dict()], "interactions": total}, text)
