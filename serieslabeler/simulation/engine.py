@@ -3,7 +3,8 @@
 An :class:`Oracle` plays the expert with the ground truth of the images it may see (never the
 held-out test images: asking it about one raises). Shown a cluster, it names the cluster's modal
 class if that class holds at least ``purity`` of it and clicks out the other images (1
-interaction for the cluster + 1 per image clicked out), or skips the cluster (1 interaction);
+interaction for the cluster + 1 per image clicked out, none for one it had already taken that
+label from, which ``label_cluster`` leaves out by itself), or skips the cluster (1 interaction);
 shown single images, it labels each (1 interaction each). These are the costs the labeling log
 (:mod:`serieslabeler.labels.log`) records for the same actions.
 
