@@ -9,7 +9,7 @@ import numpy as np
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import _LIVE, _check_confidence, _image_ids, _record
 from serieslabeler.labels.records import LabelEvent, LabelState
-from serieslabeler.labels.rejections import rejected_labels
+from serieslabeler.labels.rejections import exclusions, rejected_labels
 from serieslabeler.labels.stale import refuse_if_stale
 from serieslabeler.labels.vocabulary import _resolve_label
 from serieslabeler.store.workspace import Workspace
@@ -92,26 +92,19 @@ def label_cluster(
                 f"image {strangers[0]} is not a member of cluster {cluster} of clustering {clustering_id}; "
                 f"exclude or include only images shown in that cluster"
             )
-        both = sorted(set(excluded) & set(include))
-        if both:
-            raise PipelineError(f"image {both[0]} is both excluded and included; name it in one of the two")
         label, vocabulary_change = _resolve_label(workspace, label)
-        before = set(rejected_members(workspace, ids, label).tolist())
-        included = sorted(before & set(include))
-        out = sorted(set(excluded) | (before - set(include)))
-        keep = ~np.isin(ids, out)
+        left_out = exclusions(excluded, include, rejected_members(workspace, ids, label).tolist())
+        keep = ~np.isin(ids, left_out.out)
         if not keep.any():
             raise PipelineError(
                 f"every image of cluster {cluster} is excluded; skip the cluster instead, or label images one by one"
             )
         confidences = cluster_confidences(distances, cluster_confidence, a)
         changes = {i: LabelState(label, "cluster", c) for i, c in zip(ids[keep].tolist(), confidences[keep].tolist())}
-        clicks = len(set(excluded) - before) + len(included)
         return _record(
-            workspace, "label_cluster", changes, author=author, interactions=1 + clicks, label=label,
+            workspace, "label_cluster", changes, author=author, interactions=1 + left_out.clicks, label=label,
             source="cluster", iteration=iteration, clustering_id=clustering_id, cluster=cluster, session_id=session_id,
-            details={"excluded": out, "rejected_before": sorted(before - set(include)), "included": included,
-                     "cluster_confidence": cluster_confidence, "a": a},
+            details={**left_out.details(), "cluster_confidence": cluster_confidence, "a": a},
             vocabulary=vocabulary_change,
         )
 

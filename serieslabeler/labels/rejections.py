@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import _LIVE
 from serieslabeler.store.queries import id_array
 from serieslabeler.store.workspace import Workspace
@@ -102,3 +103,29 @@ def _rename(labels: dict[int, set[str]], old: str, new: str) -> None:
 def _forget(labels: dict[int, set[str]], merged) -> None:
     for names in labels.values():
         names.difference_update(merged)
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """What a labeling action leaves out: the images clicked out now and those rejected before
+    (unless taken back in), and how many the expert clicked (one per image newly clicked out or
+    taken back in; one rejected before stays out at no cost)."""
+
+    out: list[int]
+    rejected_before: list[int]
+    included: list[int]
+    clicks: int
+
+    def details(self) -> dict:
+        return {"excluded": self.out, "rejected_before": self.rejected_before, "included": self.included}
+
+
+def exclusions(excluded, include, before) -> Exclusions:
+    """:class:`Exclusions` of an action clicking out ``excluded`` and taking back ``include``, where
+    ``before`` were rejected already."""
+    excluded, include, before = set(excluded), set(include), set(before)
+    both = sorted(excluded & include)
+    if both:
+        raise PipelineError(f"image {both[0]} is both excluded and included; name it in one of the two")
+    included = sorted(before & include)
+    return Exclusions(sorted(excluded | (before - include)), sorted(before - include), included, len(excluded - before) + len(included))

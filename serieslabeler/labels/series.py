@@ -15,8 +15,9 @@ Interactions: one per boundary placed, moved or removed, compared with the serie
 series labels (or with the model's proposal, when one is accepted: then 1 for accepting it
 plus one per boundary moved), plus one per excluded image. An image clicked out of a series
 before (:mod:`serieslabeler.labels.rejections`) stays out at no cost, so labeling the series
-again does not give the stake a stage; ``include`` takes it back in (one click each). The event is one row of the label
-log like any other: undo restores every image's exact previous label, redo re-applies it.
+again does not give the stake a stage; ``include`` takes it back in (one click each). The
+event is one row of the label log like any other: undo restores every image's exact previous
+label, redo re-applies it.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from serieslabeler.labels.log import (
     _record,
 )
 from serieslabeler.labels.records import LabelEvent, LabelState
-from serieslabeler.labels.rejections import rejected_labels
+from serieslabeler.labels.rejections import exclusions, rejected_labels
 from serieslabeler.labels.vocabulary import vocabulary_order
 from serieslabeler.store.series import Series, get_series
 from serieslabeler.store.workspace import Workspace
@@ -122,29 +123,22 @@ def label_series(
         spelled = _checked_boundaries(series, order, boundaries)
         for image_id in excluded + include:
             series.position(image_id)
-        both = sorted(set(excluded) & set(include))
-        if both:
-            raise PipelineError(f"image {both[0]} is both excluded and included; name it in one of the two")
-        before = set(rejected_labels(workspace, series.image_ids).everything)
-        out = sorted(set(excluded) | (before - set(include)))
+        left_out = exclusions(excluded, include, rejected_labels(workspace, series.image_ids).everything)
         starts = {image for _, image in spelled}
         clash = sorted(set(excluded) & starts)
         if clash:
             raise PipelineError(f"image {clash[0]} is the first image of a stage; it cannot also be excluded")
-        clash = sorted(set(out) & starts)
+        clash = sorted(set(left_out.out) & starts)
         if clash:
             raise PipelineError(f"image {clash[0]} was clicked out of series '{series.key}' before; include it to make it "
                                 "the first image of a stage")
         reference = series_boundaries(workspace, series) if proposal is None else _checked_boundaries(series, order, proposal)
-        changes = _series_changes(workspace, series, spelled, out, series_confidence, a)
-        included = sorted(before & set(include))
-        clicks = len(set(excluded) - before) + len(included)
-        interactions = boundary_changes(reference, spelled) + (0 if proposal is None else 1) + clicks
+        changes = _series_changes(workspace, series, spelled, left_out.out, series_confidence, a)
+        interactions = boundary_changes(reference, spelled) + (0 if proposal is None else 1) + left_out.clicks
         return _record(
             workspace, "label_series", changes, author=author, interactions=interactions, source="series",
             iteration=iteration, session_id=session_id,
-            details={"series": series.key, "boundaries": [list(b) for b in spelled], "excluded": out,
-                     "rejected_before": sorted(before - set(include)), "included": included,
+            details={"series": series.key, "boundaries": [list(b) for b in spelled], **left_out.details(),
                      "proposal": None if proposal is None else [list(b) for b in reference],
                      "series_confidence": series_confidence, "a": a},
         )
