@@ -119,9 +119,9 @@ def demo_section(workspace) -> None:
         demo = run_demo(workspace, IterateConfig(metadata={"days": 0.5}),
                         rounds, on_round=lambda done, total: bar.progress(done / total, text=f"Demo: round {done} of {total}"))
         st.success(ui.plain(demo.results[-1].message))
-        if demo.stopped is not None:
+        if demo.stop_note is not None:
             bar.progress(1.0, text=f"Demo: stopped after round {len(demo.results)} of {rounds}")
-            st.info(ui.plain(f"The demo stopped after {len(demo.results)} of {rounds} rounds: {demo.stopped}"))
+            st.info(ui.plain(demo.stop_note))
         ui.page_link("metrics.py", "See the Metrics page", ":material/monitoring:")
     if right.button("Undo the demo", disabled=not demo_to_undo(workspace)):
         events = undo_demo(workspace, author=ui.author())

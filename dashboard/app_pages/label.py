@@ -17,6 +17,7 @@ from serieslabeler.clustering import list_clusterings
 from serieslabeler.labels import (
     end_session,
     interaction_count,
+    exclusions,
     label_cluster,
     latest_event_id,
     rejected_members,
@@ -115,16 +116,16 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, ses
     bar = st.container(horizontal=True, vertical_alignment="bottom")
     with bar:
         label = ui.label_picker(workspace, f"label_{clustering_id}_{cluster}", suggestion=suggested_label(workspace, clustering_id, cluster), width=200)
-    ids = {int(i) for i in members}
-    clicked_out = address_ids(CLICKED_OUT) & ids
     before = set() if label is None else {int(i) for i in rejected_members(workspace, members, label)}
+    clicked_out = (address_ids(CLICKED_OUT) & {int(i) for i in members}) - before
     clicked_in = address_ids(CLICKED_IN) & before
-    excluded = (clicked_out - before) | (before - clicked_in)
+    left_out = exclusions(clicked_out, clicked_in, before)
+    excluded = set(left_out.out)
     caption.caption(
         f"{len(members)} images · {state}" + (f" · most labeled: {ui.plain(top)}" if isinstance(top, str) else "")
         + f" · **{len(excluded)} clicked out** (they stay unlabeled)"
-        + (f" · {len(before - clicked_in)} of them because you took {ui.plain(label)} from them before (click one to take it back)"
-           if before - clicked_in else "")
+        + (f" · {len(left_out.rejected_before)} of them because you took {ui.plain(label)} from them before (click one to take it back)"
+           if left_out.rejected_before else "")
     )
     author = ui.author()
     shown = latest_event_id(workspace)
@@ -134,7 +135,7 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, ses
         f"Label {len(members) - len(excluded)} images", type="primary", shortcut="L", disabled=label is None, icon=":material/check:",
         help="Choose a label first." if label is None else f"Give the cluster the label {label}.",
         on_click=ui.workspace_action,
-        args=(label_and_move_on, clustering_id, cluster, label, sorted(clicked_out - before), sorted(clicked_in), author, session_id, shown, then),
+        args=(label_and_move_on, clustering_id, cluster, label, sorted(clicked_out), sorted(clicked_in), author, session_id, shown, then),
     )
     bar.button(
         "Skip", shortcut="S", help="No dominant class: leave the cluster unlabeled.", icon=":material/block:",

@@ -26,7 +26,7 @@ from .log import (
 )
 from .pseudo import accept_pseudo, add_pseudo_labels, reject_pseudo
 from .records import SOURCES, LabelEvent, LabelState
-from .rejections import REJECTING_ACTIONS, Rejections, rejected_labels
+from .rejections import REJECTING_ACTIONS, Exclusions, Rejections, exclusions, rejected_labels
 from .review import REVIEW_MODES, next_open_cluster, representatives, review_order
 from .series import (
     Boundary,
@@ -92,6 +92,8 @@ __all__ = [
     "REJECTING_ACTIONS",
     "Rejections",
     "rejected_labels",
+    "Exclusions",
+    "exclusions",
     "SOURCES",
     "LabelState",
     "LabelEvent",

@@ -44,10 +44,14 @@ class Rejections:
     def rejects(self, image_id: int, label: str) -> bool:
         return int(image_id) in self.everything or str(label) in self.labels.get(int(image_id), frozenset())
 
+    def no_stage(self, image_ids) -> np.ndarray:
+        """True for the images clicked out of their series (no stage at all)."""
+        return np.isin(np.asarray(image_ids, dtype=np.int64), np.fromiter(self.everything, dtype=np.int64, count=len(self.everything)))
+
     def mask(self, image_ids, labels) -> np.ndarray:
         """True where giving ``labels[i]`` to ``image_ids[i]`` contradicts the expert."""
         image_ids, labels = np.asarray(image_ids, dtype=np.int64), np.asarray(labels)
-        out = np.isin(image_ids, np.fromiter(self.everything, dtype=np.int64, count=len(self.everything)))
+        out = self.no_stage(image_ids)
         named = np.flatnonzero(np.isin(image_ids, np.fromiter(self.labels, dtype=np.int64, count=len(self.labels))))
         out[named] |= np.array([self.rejects(image_ids[row], labels[row]) for row in named], dtype=bool)
         return out

@@ -43,11 +43,13 @@ class Demo:
     stopped: str | None = None
 
     @property
+    def stop_note(self) -> str | None:
+        """Why the demo ran fewer rounds than asked, in words (None when it ran them all)."""
+        return None if self.stopped is None else f"The demo stopped after {len(self.results)} of {self.rounds} rounds: {self.stopped}"
+
+    @property
     def message(self) -> str:
-        lines = [r.message for r in self.results]
-        if self.stopped is not None:
-            lines.append(f"the demo stopped after {len(self.results)} of {self.rounds} rounds: {self.stopped}")
-        return "\n".join(lines)
+        return "\n".join([r.message for r in self.results] + ([self.stop_note] if self.stop_note else []))
 
     def to_dict(self) -> dict:
         return {"rounds": [r.to_dict() for r in self.results], "asked": self.rounds, "stopped": self.stopped}

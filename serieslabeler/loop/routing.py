@@ -159,7 +159,7 @@ def route_predictions(
     rejections = rejected_labels(workspace)  # all of them: as many as the expert made, however many images are routed
     if monotone:
         # an image clicked out of its series says nothing about its neighbours' stages
-        evidence = np.where(np.isin(ids, list(rejections.everything))[:, None], 1.0 / proba.shape[1], proba)
+        evidence = np.where(rejections.no_stage(ids)[:, None], 1.0 / proba.shape[1], proba)
         labels, confidence = decode_series(evidence, predictions.classes, require_order(workspace), subjects, times)
     else:
         labels, confidence = smooth_along_series(proba, predictions.classes, subjects, times, smoothing_window)

@@ -69,7 +69,7 @@ def propose_series(workspace: Workspace, series: Series | str, model_id: int | N
         raise PipelineError(f"model {model_id} gives no probability to any stage of {' < '.join(order)} for series '{series.key}'")
     # an image clicked out of the series (a stake, another body part) says nothing about its stages
     # and cannot start one
-    outside = np.isin(series.image_ids, list(rejected_labels(workspace, series.image_ids).everything))
+    outside = rejected_labels(workspace, series.image_ids).no_stage(series.image_ids)
     evidence[outside] = 1.0 / len(order)
     decoded = decode(evidence)
     kept = np.flatnonzero(~outside)

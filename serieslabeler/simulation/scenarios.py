@@ -13,6 +13,7 @@ from serieslabeler.clustering.algorithms import (
 )
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.clusters import cluster_confidences
+from serieslabeler.labels.rejections import Rejections
 from serieslabeler.labels.series import series_confidences
 from serieslabeler.loop.oracle import Oracle
 from serieslabeler.loop.routing import route_mask
@@ -213,7 +214,7 @@ class _Run:
 
     def rejects(self, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """True where giving ``labels[i]`` to ``rows[i]`` contradicts what the oracle said."""
-        return np.array([str(label) in self.rejected.get(int(row), ()) for row, label in zip(rows, labels)], dtype=bool)
+        return Rejections(self.rejected).mask(rows, labels)
 
     def add_labels(self, members: np.ndarray, label: str | None, weights, source: str, labels=None) -> int:
         """Give ``members`` ``label`` (or each its own of ``labels``) with their weights."""
