@@ -34,14 +34,21 @@ Collections: bananas (``tests/data/bananas``, 220 images, 11 fruits x 20 days, r
 fruits) and scikit-learn's digits (1797 8x8 images, the 64 pixels as features, pseudo-subjects
 of 30 consecutive images as in ``bench/labeling_effort.py``; samples of 15 of the 60).
 
+Any other collection: ``--workspace WS --features FS`` measures a workspace of yours instead (one
+ingested with its ground-truth column, ``--label COL``, embedded, and with no labels yet: the bench
+labels copies of it, never the workspace itself), on samples of ``--subjects`` subjects (default a
+quarter of them, at least 2), clustered with ``--metadata`` (e.g. ``days=0.5``; default none).
+
 Usage::
 
     .venv/bin/python bench/threshold_honesty.py [--seeds 5] [--target 0.8] [--only bananas|digits] [--audits 200]
+    .venv/bin/python bench/threshold_honesty.py --workspace WS --features efficientnet_lite0 [--subjects 4] [--metadata days=0.5]
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -49,9 +56,11 @@ from pathlib import Path
 
 import numpy as np
 
+from serieslabeler.cli.base import parse_key_values
 from serieslabeler.clustering import run_clustering
 from serieslabeler.demo import SAMPLE_MAPPING
 from serieslabeler.embed import embed_workspace
+from serieslabeler.errors import PipelineError
 from serieslabeler.ingest import ColumnMapping, ingest
 from serieslabeler.labels import add_labels, label_images, rejected_labels
 from serieslabeler.loop import (
@@ -150,6 +159,23 @@ def digits_workspace(folder: Path) -> tuple[Path, Setting]:
         store.register("pixels", "pixels", "none", data.data.shape[1])
         store.append("pixels", ids, data.data.astype(np.float32))
     return folder, Setting("digits (pixels, pseudo-subjects of 30)", "pixels", 15, {})
+
+
+def your_workspace(path: Path, features: str, subjects: int | None, metadata: dict) -> tuple[Path, Setting]:
+    """A workspace of the user's as the collection: it needs ground truth, the feature set, and no
+    labels (the bench labels from none, as a user starts)."""
+    with Workspace.open(path) as workspace:
+        _, _, subject_ids = ground_truth(workspace)
+        feature_set = FeatureStore(workspace).resolve(features)
+        labeled = sum(label_counts(workspace)["labels"].values())
+    if labeled:
+        raise PipelineError(f"{path} already has {labeled} labels; the bench labels from none, as a user starts: "
+                            "use a workspace ingested with its ground truth and not labeled yet")
+    count = len(np.unique(subject_ids))
+    chosen = max(2, count // 4) if subjects is None else subjects
+    if not 1 <= chosen < count:
+        raise PipelineError(f"--subjects must be between 1 and {count - 1} (the collection has {count} subjects with ground truth), not {chosen}")
+    return path, Setting(f"{path.name} ({feature_set}, samples of {chosen} of {count} subjects)", feature_set, chosen, metadata)
 
 
 def label_like_a_user(workspace: Workspace, setting: Setting, seed: int) -> None:
@@ -363,10 +389,25 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.8)
     parser.add_argument("--audits", type=int, default=200)
     parser.add_argument("--only", choices=["bananas", "digits"])
+    parser.add_argument("--workspace", type=Path, help="measure this workspace instead (ground truth, embedded, no labels)")
+    parser.add_argument("--features", default="efficientnet_lite0", help="with --workspace: feature set or backbone (default efficientnet_lite0)")
+    parser.add_argument("--subjects", type=int, help="with --workspace: subjects per sample (default a quarter, at least 2)")
+    parser.add_argument("--metadata", help="with --workspace: fields and their share of the variance for clustering, e.g. days=0.5")
     args = parser.parse_args()
     makers = {"bananas": bananas_workspace, "digits": digits_workspace}
     if args.only:
         makers = {args.only: makers[args.only]}
+    try:
+        if args.workspace:
+            chosen = your_workspace(args.workspace, args.features, args.subjects, parse_key_values(args.metadata, "--metadata"))
+            makers = {"yours": lambda _folder: chosen}
+        measure(makers, args)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def measure(makers: dict, args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, make in makers.items():
             base, setting = make(Path(tmp) / name / "base")

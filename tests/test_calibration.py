@@ -102,6 +102,27 @@ def test_temperature_report_halves_ece_out_of_fold():
     assert calibrator.temperature_scaler_.temperature_ == pytest.approx(3.0, rel=0.15)
 
 
+def test_rows_whose_true_class_a_fold_never_saw_do_not_flatten_the_temperature():
+    """Grouped out-of-fold predictions give a class 0 where the fold's model never saw it; no
+    temperature changes those rows, so the fit is that of the other rows (before: T ran to its
+    upper bound, 20, and every confidence went towards 1/classes)."""
+    logits, labels = well_specified_sample()
+    proba = softmax(3.0 * logits, axis=1)
+    unseen = np.random.default_rng(3).random(len(labels)) < 0.3
+    proba[unseen, labels[unseen]] = 0.0
+    proba[unseen] /= proba[unseen].sum(axis=1, keepdims=True)
+    fitted = TemperatureScaler().fit(proba, labels).temperature_
+    assert fitted == pytest.approx(TemperatureScaler().fit(proba[~unseen], labels[~unseen]).temperature_, rel=1e-6)
+    assert fitted == pytest.approx(3.0, rel=0.15)
+    _, report = calibration_report(proba, labels, method="temperature")
+    assert report.ece_after < report.ece_before
+
+
+def test_a_temperature_fitted_on_no_possible_row_is_one():
+    proba = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert TemperatureScaler().fit(proba, np.array([1, 0])).temperature_ == 1.0
+
+
 def test_unfitted_scaler_refuses_to_transform():
     with pytest.raises(NotFittedError):
         TemperatureScaler().transform(np.array([[0.2, 0.8]]))

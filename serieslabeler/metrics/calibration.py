@@ -141,6 +141,14 @@ def _log_scores(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
+def _true_class_possible(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Rows whose true class can get probability under some temperature: every row of logits,
+    the rows of a probability matrix where the true class's probability is above 0."""
+    if not _is_probability_matrix(scores):
+        return np.ones(len(y), dtype=bool)
+    return scores[np.arange(len(y)), y] > 0
+
+
 def _mean_nll(log_scores: np.ndarray, y: np.ndarray, temperature: float) -> float:
     log_proba = log_softmax(log_scores / temperature, axis=1)
     return float(-log_proba[np.arange(y.shape[0]), y].mean())
@@ -152,6 +160,13 @@ class TemperatureScaler(BaseEstimator):
     Accepts logits or probabilities (detected as non-negative rows summing to 1,
     which are turned into log-probabilities).  The search runs over log T so
     that shrinking and stretching are treated symmetrically.
+
+    Rows whose true class has probability exactly 0 are left out of the fit: no
+    temperature gives that class any probability (their likelihood is 0 whatever
+    T is), so they say nothing about T.  Out-of-fold predictions have such rows
+    whenever a fold's model never saw the class (folds grouped by subject, a rare
+    stage); kept in with their log floored, they would drive T to ``t_max`` and
+    flatten every other confidence.
     """
 
     def __init__(self, t_min: float = 0.05, t_max: float = 20.0):
@@ -163,14 +178,18 @@ class TemperatureScaler(BaseEstimator):
             raise ValueError("need 0 < t_min < t_max")
         scores = _as_scores(logits_or_proba)
         labels = _as_class_indices(y, scores.shape[0], scores.shape[1])
-        log_scores = _log_scores(scores)
+        possible = _true_class_possible(scores, labels)
+        log_scores, labels = _log_scores(scores)[possible], labels[possible]
+        self.n_classes_ = scores.shape[1]
+        if not possible.any():
+            self.temperature_ = 1.0
+            return self
         result = minimize_scalar(
             lambda log_t: _mean_nll(log_scores, labels, np.exp(log_t)),
             bounds=(np.log(self.t_min), np.log(self.t_max)),
             method="bounded",
         )
         self.temperature_ = float(np.exp(result.x))
-        self.n_classes_ = scores.shape[1]
         return self
 
     def transform(self, logits_or_proba: np.ndarray) -> np.ndarray:
