@@ -97,6 +97,8 @@ def test_label_cluster_rejects_bad_requests_and_writes_nothing(ws):
         labels.label_cluster(ws, CLUSTERING, 99, "Arm")
     with pytest.raises(PipelineError, match="no clustering 5"):
         labels.skip_cluster(ws, 5, 0)
+    code, error = cli("labels", "--workspace", ws.root, "--clustering", "5")
+    assert code == 2 and f"no clustering 5 in {ws.root} (known: {CLUSTERING})" in error["error"]
     with pytest.raises(PipelineError, match="p_c must be in"):
         labels.label_cluster(ws, CLUSTERING, 0, "Arm", cluster_confidence=1.5)
     with pytest.raises(PipelineError, match="no image with id 99999"):

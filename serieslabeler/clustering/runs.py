@@ -196,12 +196,18 @@ def count_member_predictions(db, model_id: int, clustering_id: int | None = None
     )
 
 
-def load_clustering(workspace: Workspace, clustering_id: int) -> Clustering:
+def require_clustering(workspace: Workspace, clustering_id: int):
+    """The stored row of a clustering; a clear error naming the known ones when there is none."""
     row = workspace.db.execute("SELECT * FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
     if row is None:
-        raise PipelineError(
-            f"no clustering {clustering_id} in {workspace.root}; list them with 'serieslabeler clusterings'"
-        )
+        known = ", ".join(str(r[0]) for r in workspace.db.execute("SELECT id FROM clusterings ORDER BY id")) or "none yet"
+        raise PipelineError(f"no clustering {clustering_id} in {workspace.root} (known: {known}); "
+                            "list them with 'serieslabeler clusterings'")
+    return row
+
+
+def load_clustering(workspace: Workspace, clustering_id: int) -> Clustering:
+    row = require_clustering(workspace, clustering_id)
     members = workspace.db.execute(
         "SELECT image_id, cluster, distance FROM cluster_members WHERE clustering_id=? ORDER BY image_id", (row["id"],)
     ).fetchall()
@@ -224,10 +230,7 @@ def list_clusterings(workspace: Workspace) -> list[dict]:
 
 def clustering_size(workspace: Workspace, clustering_id: int) -> int:
     """How many images a saved clustering holds (stored with it)."""
-    row = workspace.db.execute("SELECT images FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
-    if row is None:
-        raise PipelineError(f"no clustering {clustering_id} in {workspace.root}; list them with 'serieslabeler clusterings'")
-    return int(row[0])
+    return int(require_clustering(workspace, clustering_id)["images"])
 
 
 def latest_clustering(workspace: Workspace) -> int | None:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from serieslabeler.clustering.runs import require_clustering
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import _LIVE, _check_confidence, _image_ids, _record
 from serieslabeler.labels.records import LabelEvent, LabelState
@@ -19,9 +20,7 @@ from serieslabeler.store.workspace import Workspace
 def cluster_members(workspace: Workspace, clustering_id: int, cluster: int) -> tuple[np.ndarray, np.ndarray]:
     """``(image_ids, distances)`` of one cluster, ids ascending; distance to the cluster centre."""
     db = workspace.db
-    if db.execute("SELECT 1 FROM clusterings WHERE id=?", (clustering_id,)).fetchone() is None:
-        known = ", ".join(str(r[0]) for r in db.execute("SELECT id FROM clusterings ORDER BY id")) or "none yet"
-        raise PipelineError(f"no clustering {clustering_id} in {workspace.root} (known: {known})")
+    require_clustering(workspace, clustering_id)
     rows = workspace.plain_rows(
         "SELECT image_id, distance FROM cluster_members WHERE clustering_id=? AND cluster=? ORDER BY image_id",
         (clustering_id, cluster),

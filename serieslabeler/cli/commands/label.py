@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from serieslabeler import labels
 from serieslabeler.cli.base import Result, add_common
+from serieslabeler.clustering import require_clustering
 from serieslabeler.errors import PipelineError
 from serieslabeler.export import export_labels
 from serieslabeler.loop.demo import undo_demo
@@ -259,6 +260,7 @@ def run_labels(args) -> Result:
             for e in data["events"]
         ]
         if args.clustering is not None:
+            require_clustering(workspace, args.clustering)
             status = labels.cluster_status(workspace, args.clustering)
             data["clusters"] = status
             lines.append(f"clustering {args.clustering}:")
