@@ -1,10 +1,14 @@
 """Series: listing, ordered vocabularies, labeling a series by its boundaries, the CLI round trip."""
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 import pytest
 
 from serieslabeler import labels
+from serieslabeler.cli.main import main
 from serieslabeler.errors import PipelineError
 from serieslabeler.store import Workspace, get_series, list_series, parse_series_key, series_keys
 from tests.conftest import cli
@@ -144,7 +148,17 @@ def test_cli_label_series_round_trip_and_bad_input(bananas_workspace):
     code, data = cli("label-series", "--workspace", ws, "--series", "11", "--boundaries", text, "--exclude", str(ids[3]))
     assert code == 0, data
     assert data["events"][0]["interactions"] == len(bounds) + 1 and data["interactions"] == len(bounds) + 1
-    assert cli("series", "--workspace", ws, "--series", "11")[1]["boundaries"] == [list(b) for b in bounds]
+    shown = cli("series", "--workspace", ws, "--series", "11")[1]
+    assert shown["boundaries"] == [list(b) for b in bounds]
+    photos = shown["photos"]
+    assert [p["image_id"] for p in photos] == ids and [p["taken_at"] for p in photos] == sorted(p["taken_at"] for p in photos)
+    assert [p["clicked_out"] for p in photos] == [i == ids[3] for i in ids]
+    assert photos[3]["label"] is None and all(p["label"] and p["source"] == "series" for p in photos if p["image_id"] != ids[3])
+    assert photos[0]["label"] == bounds[0][0] and photos[-1]["label"] == bounds[-1][0]
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(["series", "--workspace", str(ws), "--series", "11"]) == 0
+    listed = printed.getvalue().splitlines()
+    assert len(listed) == 1 + len(ids) and listed[4].startswith(f"  image {ids[3]}  ") and listed[4].endswith("clicked out of the series")
     exported = ws.parent / "labels.csv"
     assert cli("export", "--workspace", ws, "--format", "csv", "--out", exported)[0] == 0
     assert sum(",series," in line for line in exported.read_text().splitlines()) == len(ids) - 1

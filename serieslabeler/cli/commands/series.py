@@ -2,13 +2,18 @@
 ``label-series`` (label a series by its stage boundaries, or accept the model's proposal)."""
 from __future__ import annotations
 
+import pandas as pd
+
 from serieslabeler import labels
 from serieslabeler.cli.base import Result, add_common
 from serieslabeler.cli.commands.label import _split
 from serieslabeler.errors import PipelineError
+from serieslabeler.ingest import readable_time
+from serieslabeler.labels import rejected_labels
 from serieslabeler.loop.series import propose_series
 from serieslabeler.store.series import get_series, list_series
 from serieslabeler.store.workspace import Workspace
+from serieslabeler.views import image_details
 
 
 def register(subparsers) -> None:
@@ -43,11 +48,33 @@ def run_series(args) -> Result:
         current = labels.series_boundaries(workspace, series)
         data = {"ok": True, **series.to_dict(), "image_ids": list(series.image_ids), "boundaries": [list(b) for b in current]}
         text = f"{series.key}: {len(series)} image(s); boundaries: {labels.format_boundaries(current) or 'none'}"
+        proposal = None
         if workspace.db.execute("SELECT 1 FROM models LIMIT 1").fetchone() and labels.vocabulary_order(workspace):
             proposal = propose_series(workspace, series)
             data["proposal"] = proposal.to_dict()
             text += f"\nproposal of model {proposal.model_id}: {labels.format_boundaries(proposal.boundaries)}"
-        return Result(data, text)
+        data["photos"] = series_photos(workspace, series, proposal)
+        return Result(data, "\n".join([text, *map(photo_line, data["photos"])]))
+
+
+def series_photos(workspace: Workspace, series, proposal) -> list[dict]:
+    """Each photo of the series in time order: id, when, its label and source, whether it was
+    clicked out of the series before, and the proposal's stage and confidence for it."""
+    details = image_details(workspace, series.image_ids)
+    clicked_out = rejected_labels(workspace, series.image_ids).everything
+    proposed = {} if proposal is None else {i: (s, float(c)) for i, s, c in zip(proposal.image_ids, proposal.stages, proposal.confidence)}
+    return [{"image_id": int(row.image_id), "taken_at": row.taken_at, "label": None if pd.isna(row.label) else row.label,
+             "source": None if pd.isna(row.source) else row.source, "clicked_out": int(row.image_id) in clicked_out,
+             "proposed": proposed.get(int(row.image_id), (None, None))[0],
+             "proposed_confidence": proposed.get(int(row.image_id), (None, None))[1]}
+            for row in details.itertuples(index=False)]
+
+
+def photo_line(photo: dict) -> str:
+    label = f"{photo['label']} ({photo['source']})" if photo["label"] else "unlabeled"
+    out = "  clicked out of the series" if photo["clicked_out"] else ""
+    proposed = f"  proposed {photo['proposed']} {photo['proposed_confidence']:.2f}" if photo["proposed"] else ""
+    return f"  image {photo['image_id']}  {readable_time(photo['taken_at'])}  {label}{proposed}{out}"
 
 
 def run_label_series(args) -> Result:
