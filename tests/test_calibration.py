@@ -173,6 +173,13 @@ def test_auto_picks_method_by_sample_size():
     assert Calibrator(min_isotonic=200).fit(proba[:150], labels[:150]).method_ == "temperature"
 
 
+def test_auto_keeps_temperature_scaling_until_a_thousand_labels():
+    logits, labels = well_specified_sample(n=1000)
+    proba = softmax(logits, axis=1)
+    assert Calibrator().fit(proba[:999], labels[:999]).method_ == "temperature"
+    assert Calibrator().fit(proba, labels).method_ == "isotonic"
+
+
 def test_none_method_is_identity():
     logits, labels = well_specified_sample(n=100)
     proba = softmax(logits, axis=1)

@@ -1,7 +1,7 @@
 """A model's confidence calibration, stored next to it as JSON and applied when routing.
 
 The calibrator (:class:`serieslabeler.metrics.calibration.Calibrator`, method ``auto``:
-temperature scaling, isotonic from 200 labels) is fitted on the model's grouped out-of-fold
+temperature scaling, isotonic from 1,000 labels) is fitted on the model's grouped out-of-fold
 predictions of the labels (see :func:`serieslabeler.loop.threshold.validation_curves`), never on
 images the scoring model trained on. It is a few numbers, so it is stored as plain JSON in
 ``models/model-<id>.calibration.json`` (nothing read from a workspace is unpickled).

@@ -271,14 +271,18 @@ class Calibrator(BaseEstimator):
     """Chooses and applies a calibration method to held-out class probabilities.
 
     ``method="auto"`` uses isotonic regression when there are at least
-    ``min_isotonic`` examples (it is flexible but needs data) and temperature
-    scaling otherwise.  The predicted label is always the uncalibrated argmax;
+    ``min_isotonic`` examples (it is flexible but needs data: it beats a
+    one-parameter fit from about a thousand, Niculescu-Mizil and Caruana, 2005)
+    and temperature scaling otherwise.  On digits' cluster labels (365-417 of
+    them, ``bench/threshold_honesty.py``) isotonic calibrated the unlabeled
+    images worse than temperature scaling in 5 of 5 seeds (pool ECE 0.085-0.173
+    against 0.044-0.137).  The predicted label is always the uncalibrated argmax;
     ``calibrated_confidence`` is the calibrated probability of that label.  With
     isotonic, ``transform`` can in rare rows leave another class above the
     calibrated top-1 value; thresholds should use ``calibrated_confidence``.
     """
 
-    def __init__(self, method: str = "auto", min_isotonic: int = 200):
+    def __init__(self, method: str = "auto", min_isotonic: int = 1000):
         self.method = method
         self.min_isotonic = min_isotonic
 
