@@ -9,7 +9,6 @@ from serieslabeler.cli.base import Result, add_common
 from serieslabeler.cli.commands.label import _split
 from serieslabeler.errors import PipelineError
 from serieslabeler.ingest import readable_time
-from serieslabeler.labels import rejected_labels
 from serieslabeler.loop.series import propose_series
 from serieslabeler.store.series import get_series, list_series
 from serieslabeler.store.workspace import Workspace
@@ -61,13 +60,13 @@ def series_photos(workspace: Workspace, series, proposal) -> list[dict]:
     """Each photo of the series in time order: id, when, its label and source, whether it was
     clicked out of the series before, and the proposal's stage and confidence for it."""
     details = image_details(workspace, series.image_ids)
-    clicked_out = rejected_labels(workspace, series.image_ids).everything
-    proposed = {} if proposal is None else {i: (s, float(c)) for i, s, c in zip(proposal.image_ids, proposal.stages, proposal.confidence)}
+    clicked_out = labels.rejected_labels(workspace, series.image_ids).everything
+    stages, confidence = (None, None) if proposal is None else (proposal.stages, proposal.confidence.tolist())
     return [{"image_id": int(row.image_id), "taken_at": row.taken_at, "label": None if pd.isna(row.label) else row.label,
              "source": None if pd.isna(row.source) else row.source, "clicked_out": int(row.image_id) in clicked_out,
-             "proposed": proposed.get(int(row.image_id), (None, None))[0],
-             "proposed_confidence": proposed.get(int(row.image_id), (None, None))[1]}
-            for row in details.itertuples(index=False)]
+             "proposed": None if stages is None else stages[position],
+             "proposed_confidence": None if confidence is None else confidence[position]}
+            for position, row in enumerate(details.itertuples(index=False))]
 
 
 def photo_line(photo: dict) -> str:
