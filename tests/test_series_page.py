@@ -2,6 +2,7 @@
 by clicking the first image of each stage, click one out, and accept a model's proposal."""
 from __future__ import annotations
 
+import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 from test_app import run_page, sample  # noqa: F401 (sample: the fixture making the prepared sample the app's workspace)
 
@@ -129,3 +130,21 @@ def test_an_image_clicked_out_of_a_series_stays_out_when_the_series_is_labeled_a
         assert labels.current_labels(workspace).set_index("image_id").loc[stake, "label"] == "U"
         assert labels.interaction_count(workspace) - before == 2, "taking it back in is one click"
         assert not labels.rejected_labels(workspace).everything
+
+
+def band_rows(app: AppTest) -> dict[str, list[str]]:
+    """The stage band chart's data: row name -> stage per photo position."""
+    chart = app.get("vega_lite_chart")[0].proto
+    frame = pa.ipc.open_stream(chart.datasets[0].data.data).read_pandas().sort_values("position")
+    return {row: list(part["stage"]) for row, part in frame.groupby("row")}
+
+
+def test_the_current_labels_band_shows_every_accepted_label_of_the_series_whatever_its_source(sample):
+    with Workspace.open(sample) as workspace:
+        labels.add_labels(workspace, ["U", "R", "V", "O"], ordered=True)
+        series = list_series(workspace)[0]
+        labels.label_images(workspace, series.image_ids[:2], "U")
+    app = clean(page())
+    app.selectbox(key="series").set_value(series.key).run()
+    current = band_rows(clean(app))["current labels"]
+    assert current == ["U", "U"] + ["(unlabeled)"] * (len(series) - 2)

@@ -170,7 +170,7 @@ def render(workspace) -> None:
         draft = draft_of(workspace, series)
         model_id = catalog.latest_predicting_model_id(workspace)
         proposal = None if model_id is None else propose_series(workspace, series, model_id)
-        bands = {"current labels": details["label"].where(details["source"] == "series").tolist()}
+        bands = {"current labels": details["label"].where(details["status"] == "accepted").tolist()}
         if proposal is not None:
             bands["proposal"] = list(proposal.stages)
         bands["draft"] = draft_stages(series, draft)
