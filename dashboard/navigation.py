@@ -41,10 +41,10 @@ PAGES = (
     PageSpec("map.py", "Embed & map", ":material/scatter_plot:", "map", "Iteration"),
     PageSpec("cluster.py", "Cluster", ":material/bubble_chart:", "cluster", "Iteration"),
     PageSpec("label.py", "Label", ":material/label:", "label", "Iteration"),
+    PageSpec("series.py", "Series", ":material/view_carousel:", "series", "Iteration"),
     PageSpec("centres.py", "VAE centres", ":material/hub:", "centres", "Iteration"),
     PageSpec("train.py", "Train & route", ":material/model_training:", "train", "Iteration"),
     PageSpec("metrics.py", "Metrics", ":material/monitoring:", "metrics", "Results"),
-    PageSpec("series.py", "Series", ":material/view_carousel:", "series", "Results"),
     PageSpec("export.py", "Export", ":material/download:", "export", "Results"),
 )
 

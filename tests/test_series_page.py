@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
-from test_app import run_page, sample  # noqa: F401 (sample: the fixture making the prepared sample the app's workspace)
+from test_app import APP, TIMEOUT, run_page, sample  # noqa: F401 (sample: the fixture making the prepared sample the app's workspace)
 
 from serieslabeler import labels
 from serieslabeler.store import Workspace, list_series
@@ -148,3 +148,16 @@ def test_the_current_labels_band_shows_every_accepted_label_of_the_series_whatev
     app.selectbox(key="series").set_value(series.key).run()
     current = band_rows(clean(app))["current labels"]
     assert current == ["U", "U"] + ["(unlabeled)"] * (len(series) - 2)
+
+
+def test_the_home_workflow_leads_to_the_series_page_and_checks_it_once_a_series_is_labeled(sample):
+    def series_step() -> str:
+        app = clean(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run())
+        return next(link.proto.label for link in app.get("page_link") if link.proto.label.startswith("6. "))
+
+    assert series_step().strip() == "6. Series"
+    with Workspace.open(sample) as workspace:
+        labels.add_labels(workspace, ["U", "R", "V", "O"], ordered=True)
+        series = list_series(workspace)[0]
+        labels.label_series(workspace, series, [("U", series.image_ids[0])])
+    assert series_step() == "6. Series  ✓"

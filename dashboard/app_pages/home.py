@@ -17,8 +17,10 @@ STEPS = (
     ("map.py", "3. Embed & map", "feature_sets", "Embed with a pretrained CNN, append metadata, look at the t-SNE map."),
     ("cluster.py", "4. Cluster", "clusterings", "Group similar images; choose k with the elbow and silhouette charts."),
     ("label.py", "5. Label", "labeled", "Name whole clusters at once, clicking out the misfits."),
-    ("train.py", "6. Train & route", "models", "Train a classifier; confident predictions become labels."),
-    ("metrics.py", "7. Metrics", "models", "Per-class precision, recall and F1 against the ground truth."),
+    ("series.py", "6. Series", "series_labeled", "With ordered stages (decomposition, ripening): label a subject's photos in time "
+     "order by clicking the first photo of each stage, or accept the model's proposal."),
+    ("train.py", "7. Train & route", "models", "Train a classifier; confident predictions become labels."),
+    ("metrics.py", "8. Metrics", "models", "Per-class precision, recall and F1 against the ground truth."),
 )
 
 
@@ -78,6 +80,7 @@ def render(workspace) -> None:
         "feature_sets": len(info["feature_sets"]),
         "clusterings": info["clusterings"],
         "labeled": labeled,
+        "series_labeled": info["labels_by_source"].get("series", 0),
         "models": info["models"],
     }
     row = st.columns(5)
