@@ -50,6 +50,7 @@ from serieslabeler.embed import embed_workspace
 from serieslabeler.ingest import ingest
 from serieslabeler.simulation import (
     NETWORK_SCENARIOS,
+    OFFSET_BINS,
     ORDERED_SCENARIOS,
     SCENARIOS,
     Collection,
@@ -153,6 +154,10 @@ def target_check(result) -> None:
             ceiling = ", ".join(f"{r.images_per_interaction_exact_proposals:.1f}" for r in proposals)
             print(f"    boundaries corrected per model proposal, per seed: {corrections}; "
                   f"images per interaction had every proposal been exact (same first sample): {ceiling}")
+            offsets = {name: sum(r.proposal_boundary_offsets[name] for r in proposals) for name in OFFSET_BINS}
+            total = sum(offsets.values())
+            print(f"    proposed boundaries, all seeds ({total}), photos from the true one: "
+                  + ", ".join(f"{name} {100 * count / total:.0f}%" for name, count in offsets.items()))
 
 
 def metadata_sweep(collection: Collection, seeds: list[int], weights=(0.0, 0.5, 0.8)) -> None:

@@ -41,7 +41,11 @@ def test_oracle_costs_for_boundaries_placed_accepted_and_corrected():
     assert oracle.answer_series(range(1, 9), ORDER, proposal=missing).interactions == 1 + 1 + 1
     wrong = oracle.answer_series(range(1, 9), ORDER, proposal=[("U", 2), ("R", 4), ("V", 6), ("O", 7)])
     assert wrong.proposal_changes == 4 and wrong.interactions == 4 + 1  # placing by hand is cheaper than 1 + 4
-    assert placed.proposal_changes is None
+    assert wrong.proposal_offsets == [1, 1, 1, 1]
+    assert placed.proposal_changes is None and placed.proposal_offsets is None
+    # R three photos late, V missed, a stage outside the truth's invented: each boundary's distance
+    late = oracle.answer_series(range(1, 9), ORDER, proposal=[("U", 1), ("R", 6), ("O", 7)])
+    assert late.proposal_offsets == [0, 3, None, 1] and late.proposal_changes == 3
     with pytest.raises(PipelineError, match="may not see"):
         oracle.answer_series([1, 99], ORDER)
 
@@ -76,6 +80,10 @@ def test_series_scenario_labels_whole_series_exactly_and_never_sees_test_images(
     assert run.summary()["interactions_to_95_decoded"] is not None
     assert run.summary()["proposals"] == len(np.unique(ripening.subjects)) - len(np.unique(ripening.subjects[run.test_ids])) - 1
     assert run.corrections_per_proposal == np.mean(run.proposal_corrections)
+    offsets = run.summary()["proposal_boundary_offsets"]
+    assert list(offsets) == ["exact", "1", "2", "3+", "missed or invented"] and sum(offsets.values()) == len(run.proposal_offsets)
+    # a proposal's corrections are its boundaries off by a photo or more, missed or invented
+    assert sum(offsets.values()) - offsets["exact"] == sum(run.proposal_corrections)
     assert run.images_per_interaction_exact_proposals >= run.images_per_interaction
     full = run_scenario(ripening, "full", seed=0, config=SimulationConfig(budget=0.3))
     assert full.curve[0].labeled >= 12  # the first structure-aware subjects are labeled by boundaries

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serieslabeler.errors import PipelineError
-from serieslabeler.labels.series import boundary_changes
+from serieslabeler.labels.series import boundary_changes, boundary_offsets
 
 
 # --- the oracle -------------------------------------------------------------------------------
@@ -34,7 +34,8 @@ class SeriesAnswer:
     """The oracle's reading of a series (images in time order): the true boundaries as
     ``(stage, image_id)``, the images it clicks out (stage not in the order), each kept image's
     stage, the cost (see :meth:`Oracle.answer_series`) and, given a proposal, how many of its
-    boundaries were wrong (placed, moved or removed to reach the truth)."""
+    boundaries were wrong (placed, moved or removed to reach the truth) and how far each was
+    from the truth (:func:`~serieslabeler.labels.series.boundary_offsets`)."""
 
     boundaries: list[tuple[str, int]]
     excluded: np.ndarray
@@ -42,6 +43,7 @@ class SeriesAnswer:
     stages: np.ndarray
     interactions: int
     proposal_changes: int | None = None
+    proposal_offsets: list[int | None] | None = None
 
 
 class Oracle:
@@ -93,8 +95,9 @@ class Oracle:
         starts = [i for i in range(len(stages)) if i == 0 or stages[i] != stages[i - 1]]
         bounds = [(str(stages[i]), int(kept[i])) for i in starts]
         changes = None if proposal is None else boundary_changes(proposal, bounds)
+        offsets = None if proposal is None else boundary_offsets(proposal, bounds, image_ids)
         cost = len(bounds) if changes is None else min(len(bounds), 1 + changes)
-        return SeriesAnswer(bounds, image_ids[~inside], kept, stages, cost + int((~inside).sum()), changes)
+        return SeriesAnswer(bounds, image_ids[~inside], kept, stages, cost + int((~inside).sum()), changes, offsets)
 
     def answer_images(self, image_ids) -> np.ndarray:
         """The label of each image (1 interaction each)."""

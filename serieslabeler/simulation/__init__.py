@@ -9,6 +9,7 @@ from .engine import (
 )
 from .records import (
     NETWORK_SCENARIOS,
+    OFFSET_BINS,
     ORDERED_SCENARIOS,
     REACH,
     SCENARIOS,
@@ -31,6 +32,7 @@ __all__ = [
     "SCENARIOS",
     "ORDERED_SCENARIOS",
     "NETWORK_SCENARIOS",
+    "OFFSET_BINS",
     "REACH",
     "Collection",
     "SimulationConfig",

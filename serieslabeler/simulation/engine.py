@@ -98,7 +98,7 @@ def run_scenario(collection: Collection, scenario: str, seed: int = 0, config: S
         reference = supervised_f1(collection, pool, test, config, seed)
     return ScenarioRun(
         scenario, seed, len(pool), len(test), reference, run.curve, test, run.oracle.asked, run.pseudo_routed, run.pseudo_routed_correct,
-        run.proposal_corrections, run.proposal_excess, run.pseudo_rejected,
+        run.proposal_corrections, run.proposal_excess, run.pseudo_rejected, run.proposal_offsets,
     )
 
 

@@ -33,6 +33,10 @@ NETWORK_SCENARIOS = ("overcluster", "vae")
 REACH = 0.95
 
 
+# how far a proposed boundary was from the true one, in photos (the last: a stage only one of them has)
+OFFSET_BINS = ("exact", "1", "2", "3+", "missed or invented")
+
+
 # --- the collection and the settings ----------------------------------------------------------
 @dataclass
 class Collection:
@@ -151,6 +155,7 @@ class ScenarioRun:
     proposal_corrections: list[int] = field(default_factory=list)
     proposal_excess: int = 0
     pseudo_rejected: int = 0  # confident predictions in a label the oracle had taken from the image: not reviewed
+    proposal_offsets: list[int | None] = field(default_factory=list)
 
     def interactions_to_reach(self, share: float = REACH, decoded: bool = False) -> int | None:
         """Interactions at the first evaluation reaching ``share`` of the supervised macro F1
@@ -170,6 +175,17 @@ class ScenarioRun:
     def corrections_per_proposal(self) -> float | None:
         """Mean boundaries the oracle placed, moved or removed per model proposal (series scenarios)."""
         return float(np.mean(self.proposal_corrections)) if self.proposal_corrections else None
+
+    @property
+    def proposal_boundary_offsets(self) -> dict[str, int] | None:
+        """The proposals' boundaries by how far each was from the true one: ``exact``, ``1``,
+        ``2``, ``3+`` photos off, and ``missed or invented`` (a stage only one of them has)."""
+        if not self.proposal_corrections:
+            return None
+        counts = dict.fromkeys(OFFSET_BINS, 0)
+        for offset in self.proposal_offsets:
+            counts[OFFSET_BINS[-1] if offset is None else OFFSET_BINS[min(offset, len(OFFSET_BINS) - 2)]] += 1
+        return counts
 
     @property
     def images_per_interaction_exact_proposals(self) -> float | None:
@@ -207,6 +223,7 @@ class ScenarioRun:
             "interactions_to_95_decoded": self.interactions_to_reach(decoded=True),
             "proposals": len(self.proposal_corrections), "corrections_per_proposal": self.corrections_per_proposal,
             "images_per_interaction_exact_proposals": self.images_per_interaction_exact_proposals,
+            "proposal_boundary_offsets": self.proposal_boundary_offsets,
         })
 
 

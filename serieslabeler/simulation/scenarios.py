@@ -57,6 +57,7 @@ class _Run:
         self.pseudo_routed = self.pseudo_routed_correct = self.pseudo_rejected = 0
         self.proposal_corrections: list[int] = []  # boundaries the oracle placed, moved or removed per proposal
         self.proposal_excess = 0  # interactions spent on proposed series beyond 1 each (an exact proposal's cost)
+        self.proposal_offsets: list[int | None] = []  # per proposed or true boundary: photos off (None: missed or invented)
         # a scenario's own classifier, fitted on the labels so far when they hold 2 classes; None: the head classifier
         self.learner = None
 
@@ -131,6 +132,7 @@ class _Run:
         self.interactions += answer.interactions
         if answer.proposal_changes is not None:
             self.proposal_corrections.append(answer.proposal_changes)
+            self.proposal_offsets.extend(answer.proposal_offsets)
             self.proposal_excess += answer.interactions - len(answer.excluded) - 1
         added = 0
         if len(answer.kept):
