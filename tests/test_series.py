@@ -199,6 +199,18 @@ def test_model_proposal_accept_monotone_route_and_decoded_evaluation(bananas_emb
     assert code == 0 and data["events"][0]["interactions"] == 1, data
     with Workspace.open(bananas_embedded) as workspace:
         assert labels.series_boundaries(workspace, target) == proposal.boundaries
+        other = found[9]
+        proposed = propose_series(workspace, other).boundaries
+    # the proposal corrected: its last boundary removed costs 1 for the proposal and 1 for the removal
+    assert len(proposed) >= 2, proposed
+    corrected = ",".join(f"{stage}@{image}" for stage, image in proposed[:-1])
+    code, data = cli("label-series", "--workspace", bananas_embedded, "--series", other.key, "--accept-proposal", "--boundaries", corrected)
+    assert code == 0 and data["events"][0]["interactions"] == 2, data
+    assert data["events"][0]["details"]["proposal"] == [list(b) for b in proposed]
+    with Workspace.open(bananas_embedded) as workspace:
+        assert labels.series_boundaries(workspace, other) == proposed[:-1]
+    code, data = cli("label-series", "--workspace", bananas_embedded, "--series", other.key)
+    assert code == 2 and "--accept-proposal, or both" in data["error"], data
     code, routed = cli("route", "--workspace", bananas_embedded, "--threshold", "0.9", "--monotone")
     assert code == 0 and routed["monotone"] is True and routed["pseudo_labeled"] + routed["to_cluster"] > 0, routed
     code, scores = cli("evaluate", "--workspace", bananas_embedded)

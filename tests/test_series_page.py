@@ -2,6 +2,8 @@
 by clicking the first image of each stage, click one out, and accept a model's proposal."""
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 from test_app import APP, TIMEOUT, run_page, sample  # noqa: F401 (sample: the fixture making the prepared sample the app's workspace)
@@ -53,7 +55,9 @@ def test_series_page_labels_a_series_by_its_transitions(sample):
         assert event["action"] == "label_series" and event["author"] != ""
 
 
-def test_series_page_accepts_a_model_proposal(sample):
+def page_on_a_series_with_a_proposal(sample) -> tuple[AppTest, list, int]:
+    """Every series but the first labeled by its true boundaries, a model trained and predicting,
+    the page open on the first: the page, the series and the interactions spent."""
     from serieslabeler.models import predict, train_model
 
     with Workspace.open(sample) as workspace:
@@ -63,11 +67,15 @@ def test_series_page_accepts_a_model_proposal(sample):
             truth = truth_stages(workspace, series)
             firsts = [(stage, series.image_ids[i]) for i, stage in enumerate(truth) if i == 0 or truth[i - 1] != stage]
             labels.label_series(workspace, series, firsts)
-        model = train_model(workspace)
-        predict(workspace, model.id)
+        predict(workspace, train_model(workspace).id)
         spent = labels.interaction_count(workspace)
     app = clean(page())
     app.selectbox(key="series").set_value(found[0].key).run()
+    return app, found, spent
+
+
+def test_series_page_accepts_a_model_proposal(sample):
+    app, found, spent = page_on_a_series_with_a_proposal(sample)
     clean(app.button(key="accept_proposal").click().run())
     assert any("Accepted model" in s.value for s in app.success)
     with Workspace.open(sample) as workspace:
@@ -75,6 +83,25 @@ def test_series_page_accepts_a_model_proposal(sample):
         decided = labels.current_labels(workspace).set_index("image_id").loc[list(found[0].image_ids)]
         ranks = [["U", "R", "V", "O"].index(s) for s in decided["label"]]
         assert ranks == sorted(ranks) and set(decided["source"]) == {"series"}
+
+
+def test_series_page_corrects_a_proposal_before_saving_it_as_one_event(sample):
+    app, found, spent = page_on_a_series_with_a_proposal(sample)
+    clean(app.button(key="correct_proposal").click().run())
+    assert any("Correcting model" in c.value for c in app.caption)
+    proposed = band_rows(app)["proposal"]
+    assert band_rows(app)["draft"] == proposed  # the draft starts as the proposal
+    last_start = max(i for i in range(1, len(proposed)) if proposed[i] != proposed[i - 1])
+    image_id = found[0].image_ids[last_start]
+    clean(app.button(key=f"unmark_{image_id}").click().run())  # the last stage starts nowhere: one boundary removed
+    clean(app.button(key="save_series").click().run())
+    assert any("(2 interaction(s))" in s.value.replace("\\", "") for s in app.success), [s.value for s in app.success]
+    with Workspace.open(sample) as workspace:
+        assert labels.interaction_count(workspace) == spent + 2
+        action, details = workspace.db.execute("SELECT action, details FROM label_events ORDER BY id DESC LIMIT 1").fetchone()
+        assert action == "label_series" and json.loads(details)["proposal"] is not None
+        decided = labels.current_labels(workspace).set_index("image_id").loc[list(found[0].image_ids)]["label"].tolist()
+    assert decided == proposed[:last_start] + [proposed[last_start - 1]] * (len(proposed) - last_start)
 
 
 def test_placing_moving_and_unmarking_a_stage_start_draws_the_page_once_per_click(sample, monkeypatch):

@@ -100,13 +100,19 @@ def labeling_controls(workspace, series, draft: dict, proposal) -> dict:
     """Save the draft, reset it, or accept the model's proposal (each through the library).
     Returns the draft the photos' buttons act on: after a save, a fresh one from the new labels
     (the next click finds it stored)."""
-    cols = st.columns(3)
+    if draft.get("proposal") is not None:
+        st.caption(ui.plain(f"Correcting model {draft['proposal_model']}'s proposal: saving costs 1 interaction plus one per "
+                            "boundary you move, place or remove."))
+    cols = st.columns(4)
     done = None
     if cols[0].button("Save series labels", key="save_series", type="primary", disabled=not draft["boundaries"]):
         bounds = sorted(((s, i) for i, s in draft["boundaries"].items()), key=lambda b: series.position(b[1]))
-        event = labels.label_series(workspace, series, bounds, author=ui.author(), **save_arguments(draft))
+        event = labels.label_series(workspace, series, bounds, author=ui.author(), proposal=draft.get("proposal"), **save_arguments(draft))
         done = f"Labeled {event.changed} image(s) of series {series.key} ({event.interactions} interaction(s))."
     cols[1].button("Reset draft", key="reset_series", on_click=st.session_state.pop, args=(draft_key(series), None))
+    if proposal is not None:
+        cols[3].button("Correct proposal", key="correct_proposal", on_click=draft_from_proposal, args=(draft_key(series), proposal),
+                       help="Start the draft from the model's proposal: move the boundaries it got wrong, then save.")
     if proposal is not None and cols[2].button("Accept proposal", key="accept_proposal"):
         event = labels.label_series(workspace, series, proposal.boundaries, author=ui.author(), proposal=proposal.boundaries,
                                     **save_arguments(draft))
@@ -137,6 +143,14 @@ def mark_start(key: str, image_id: int, stage: str) -> None:
     draft = st.session_state[key]
     draft["boundaries"] = {i: s for i, s in draft["boundaries"].items() if s != stage}
     draft["boundaries"][image_id] = stage
+
+
+def draft_from_proposal(key: str, proposal) -> None:
+    """The draft becomes the model's proposal (its exclusions kept); saving it then counts as
+    accepting the proposal plus one interaction per boundary changed."""
+    draft = st.session_state[key]
+    draft["boundaries"] = {image_id: stage for stage, image_id in proposal.boundaries}
+    draft["proposal"], draft["proposal_model"] = list(proposal.boundaries), proposal.model_id
 
 
 def unmark_start(key: str, image_id: int) -> None:

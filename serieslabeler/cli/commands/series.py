@@ -31,7 +31,9 @@ def register(subparsers) -> None:
     parser.add_argument("--exclude", default="", help="image ids that do not belong to the series, comma-separated")
     parser.add_argument("--include", default="",
                         help="image ids clicked out of the series before, to take back in (they stay out otherwise)")
-    parser.add_argument("--accept-proposal", action="store_true", help="accept the latest model's monotone proposal")
+    parser.add_argument("--accept-proposal", action="store_true",
+                        help="accept the latest model's monotone proposal; with --boundaries: the proposal corrected to them "
+                             "(1 interaction plus one per boundary moved, placed or removed)")
     parser.add_argument("--model", type=int, help="the model whose proposal to accept (default: the latest)")
     parser.set_defaults(run=run_label_series)
 
@@ -77,16 +79,12 @@ def photo_line(photo: dict) -> str:
 
 
 def run_label_series(args) -> Result:
-    if bool(args.boundaries) == bool(args.accept_proposal):
-        raise PipelineError("give either --boundaries STAGE@IMAGE_ID,... or --accept-proposal")
+    if not (args.boundaries or args.accept_proposal):
+        raise PipelineError("give --boundaries STAGE@IMAGE_ID,..., --accept-proposal, or both (the proposal corrected to those boundaries)")
     with Workspace.open(args.workspace) as workspace:
         series = get_series(workspace, args.series)
-        proposal = None
-        if args.accept_proposal:
-            proposal = propose_series(workspace, series, args.model).boundaries
-            boundaries = proposal
-        else:
-            boundaries = labels.parse_boundaries(args.boundaries)
+        proposal = propose_series(workspace, series, args.model).boundaries if args.accept_proposal else None
+        boundaries = labels.parse_boundaries(args.boundaries) if args.boundaries else proposal
         event = labels.label_series(
             workspace, series, boundaries, _split(args.exclude), author=args.author, session_id=args.session, proposal=proposal,
             include=_split(args.include),
