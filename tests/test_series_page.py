@@ -8,6 +8,7 @@ import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 from test_app import APP, TIMEOUT, run_page, sample  # noqa: F401 (sample: the fixture making the prepared sample the app's workspace)
 
+from dashboard.common import PAGES
 from serieslabeler import labels
 from serieslabeler.store import Workspace, list_series
 
@@ -183,6 +184,7 @@ def test_the_home_workflow_leads_to_the_series_page_and_checks_it_once_a_series_
         return next(link.proto.label for link in app.get("page_link") if link.proto.label.startswith("6. "))
 
     assert series_step().strip() == "6. Series"
+    assert next(spec.section for spec in PAGES if spec.file == "series.py") == "Iteration"  # the menu: a labeling page
     with Workspace.open(sample) as workspace:
         labels.add_labels(workspace, ["U", "R", "V", "O"], ordered=True)
         series = list_series(workspace)[0]
