@@ -211,6 +211,13 @@ def test_model_proposal_accept_monotone_route_and_decoded_evaluation(bananas_emb
         assert labels.series_boundaries(workspace, other) == proposed[:-1]
     code, data = cli("label-series", "--workspace", bananas_embedded, "--series", other.key)
     assert code == 2 and "--accept-proposal, or both" in data["error"], data
+    # a photo clicked out where the proposal starts a stage: the proposal is made without it
+    last = found[10]
+    with Workspace.open(bananas_embedded) as workspace:
+        turn = propose_series(workspace, last).boundaries[1][1]
+    code, data = cli("label-series", "--workspace", bananas_embedded, "--series", last.key, "--accept-proposal", "--exclude", turn)
+    assert code == 0 and data["events"][0]["interactions"] == 2, data
+    assert turn not in {image for _, image in data["events"][0]["details"]["boundaries"]}
     code, routed = cli("route", "--workspace", bananas_embedded, "--threshold", "0.9", "--monotone")
     assert code == 0 and routed["monotone"] is True and routed["pseudo_labeled"] + routed["to_cluster"] > 0, routed
     code, scores = cli("evaluate", "--workspace", bananas_embedded)

@@ -105,6 +105,20 @@ def test_series_page_corrects_a_proposal_before_saving_it_as_one_event(sample):
     assert decided == proposed[:last_start] + [proposed[last_start - 1]] * (len(proposed) - last_start)
 
 
+def test_the_proposal_follows_the_drafts_exclusions_so_accepting_it_never_starts_a_stage_on_a_clicked_out_photo(sample):
+    app, found, spent = page_on_a_series_with_a_proposal(sample)
+    proposed = band_rows(app)["proposal"]
+    first_turn = next(i for i in range(1, len(proposed)) if proposed[i] != proposed[i - 1])
+    image_id = found[0].image_ids[first_turn]
+    clean(app.button(key=f"exclude_{image_id}").click().run())  # the photo where the proposal turned a stage
+    clean(app.button(key="accept_proposal").click().run())
+    assert any("Accepted model" in s.value for s in app.success)
+    with Workspace.open(sample) as workspace:
+        assert labels.interaction_count(workspace) == spent + 1 + 1  # the proposal, the photo clicked out
+        current = labels.current_labels(workspace).set_index("image_id")
+        assert image_id not in current.index and found[0].image_ids[first_turn + 1] in current.index
+
+
 def test_placing_moving_and_unmarking_a_stage_start_draws_the_page_once_per_click(sample, monkeypatch):
     """Boundary clicks change the draft in their callback: one render per click (each is an
     expert interaction), the draft follows every click, and Reset draft empties it."""

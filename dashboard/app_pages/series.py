@@ -183,7 +183,7 @@ def render(workspace) -> None:
     else:
         draft = draft_of(workspace, series)
         model_id = catalog.latest_predicting_model_id(workspace)
-        proposal = None if model_id is None else propose_series(workspace, series, model_id)
+        proposal = None if model_id is None else propose_series(workspace, series, model_id, draft["excluded"])
         bands = {"current labels": details["label"].where(details["status"] == "accepted").tolist()}
         if proposal is not None:
             bands["proposal"] = list(proposal.stages)

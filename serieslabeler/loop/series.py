@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serieslabeler.errors import PipelineError
-from serieslabeler.labels.rejections import rejected_labels
+from serieslabeler.labels.rejections import Rejections, rejected_labels
 from serieslabeler.labels.series import require_order
 from serieslabeler.models.files import latest_model_id
 from serieslabeler.models.monotone import boundaries as stage_boundaries
@@ -59,8 +59,12 @@ def series_evidence(workspace: Workspace, series: Series, model_id: int, order: 
     return evidence
 
 
-def propose_series(workspace: Workspace, series: Series | str, model_id: int | None = None) -> SeriesProposal:
-    """The latest (or a given) model's proposal for a series, decoded monotone."""
+def propose_series(workspace: Workspace, series: Series | str, model_id: int | None = None, left_out=None) -> SeriesProposal:
+    """The latest (or a given) model's proposal for a series, decoded monotone.
+
+    ``left_out``: the images clicked out of the series (default: those clicked out of it
+    before); a draft that clicks out more, or takes some back in, passes its own, so that no
+    stage of the proposal starts on an image the draft leaves out."""
     series = series if isinstance(series, Series) else get_series(workspace, series)
     order = require_order(workspace)
     model_id = latest_model_id(workspace) if model_id is None else int(model_id)
@@ -69,7 +73,8 @@ def propose_series(workspace: Workspace, series: Series | str, model_id: int | N
         raise PipelineError(f"model {model_id} gives no probability to any stage of {' < '.join(order)} for series '{series.key}'")
     # an image clicked out of the series (a stake, another body part) says nothing about its stages
     # and cannot start one
-    outside = rejected_labels(workspace, series.image_ids).no_stage(series.image_ids)
+    rejections = rejected_labels(workspace, series.image_ids) if left_out is None else Rejections(everything=frozenset(map(int, left_out)))
+    outside = rejections.no_stage(series.image_ids)
     evidence[outside] = 1.0 / len(order)
     decoded = decode(evidence)
     kept = np.flatnonzero(~outside)

@@ -83,11 +83,13 @@ def run_label_series(args) -> Result:
         raise PipelineError("give --boundaries STAGE@IMAGE_ID,..., --accept-proposal, or both (the proposal corrected to those boundaries)")
     with Workspace.open(args.workspace) as workspace:
         series = get_series(workspace, args.series)
-        proposal = propose_series(workspace, series, args.model).boundaries if args.accept_proposal else None
+        excluded, include = _split(args.exclude), _split(args.include)
+        left_out = labels.exclusions(excluded, include, labels.rejected_labels(workspace, series.image_ids).everything).out
+        proposal = propose_series(workspace, series, args.model, left_out).boundaries if args.accept_proposal else None
         boundaries = labels.parse_boundaries(args.boundaries) if args.boundaries else proposal
         event = labels.label_series(
-            workspace, series, boundaries, _split(args.exclude), author=args.author, session_id=args.session, proposal=proposal,
-            include=_split(args.include),
+            workspace, series, boundaries, excluded, author=args.author, session_id=args.session, proposal=proposal,
+            include=include,
         )
         total = labels.interaction_count(workspace)
         text = (
