@@ -10,7 +10,7 @@ import pytest
 from serieslabeler import labels
 from serieslabeler.cli.main import main
 from serieslabeler.errors import PipelineError
-from serieslabeler.store import Workspace, get_series, list_series, parse_series_key, series_keys
+from serieslabeler.store import Workspace, get_series, list_series, next_series_to_label, parse_series_key, series_keys
 from tests.conftest import cli
 
 ORDER = ["U", "R", "V", "O"]
@@ -53,6 +53,23 @@ def test_series_lists_each_subject_in_time_order_and_splits_by_attribute(ws):
         get_series(ws, "99")
     with pytest.raises(PipelineError, match="no attribute 'part'"):
         get_series(ws, "11/part=arm")
+
+
+def test_the_series_left_to_label_and_the_next_one_after_a_given_series(ws):
+    labels.add_labels(ws, ORDER, ordered=True)
+    keys = series_keys(ws)
+    labels.label_series(ws, get_series(ws, keys[1]), [("U", get_series(ws, keys[1]).image_ids[0])])
+    labels.label_images(ws, get_series(ws, keys[2]).image_ids[:3], "R")  # labels of another source do not count
+    assert series_keys(ws, without_series_labels=True) == [k for k in keys if k != keys[1]]
+    assert next_series_to_label(ws, keys[0]) == keys[2]
+    assert next_series_to_label(ws, keys[-1]) == keys[0]  # round to the first
+    by_group = series_keys(ws, "group")
+    labeled = next(k for k in by_group if k.startswith(f"{keys[1]}/"))
+    assert labeled not in series_keys(ws, "group", without_series_labels=True)
+    assert len(series_keys(ws, "group", without_series_labels=True)) == len(by_group) - 1
+    for key in keys[2:] + [keys[0]]:
+        labels.label_series(ws, get_series(ws, key), [("U", get_series(ws, key).image_ids[0])])
+    assert next_series_to_label(ws, keys[0]) is None  # every other series has series labels
 
 
 def test_ordered_vocabulary_is_an_event_that_undo_and_redo_follow(ws):

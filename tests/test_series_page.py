@@ -119,6 +119,18 @@ def test_the_proposal_follows_the_drafts_exclusions_so_accepting_it_never_starts
         assert image_id not in current.index and found[0].image_ids[first_turn + 1] in current.index
 
 
+def test_next_series_to_label_jumps_past_the_series_already_labeled_by_their_stages(sample):
+    with Workspace.open(sample) as workspace:
+        labels.add_labels(workspace, ["U", "R", "V", "O"], ordered=True)
+        found = list_series(workspace)
+        labels.label_series(workspace, found[1], [("U", found[1].image_ids[0])])
+    app = clean(page())
+    app.selectbox(key="series").set_value(found[0].key).run()
+    assert any(f"{len(found) - 1} series without series labels yet" in c.value for c in app.caption)
+    clean(app.button(key="next_series").click().run())
+    assert app.selectbox(key="series").value == found[2].key  # found[1] has series labels already
+
+
 def test_placing_moving_and_unmarking_a_stage_start_draws_the_page_once_per_click(sample, monkeypatch):
     """Boundary clicks change the draft in their callback: one render per click (each is an
     expert interaction), the draft follows every click, and Reset draft empties it."""

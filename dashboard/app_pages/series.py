@@ -11,7 +11,7 @@ from serieslabeler import labels
 from serieslabeler import views as catalog
 from serieslabeler.ingest import degree_days, has_weather, readable_time
 from serieslabeler.loop import propose_series
-from serieslabeler.store import collection_summary, get_series, series_keys
+from serieslabeler.store import collection_summary, get_series, next_series_to_label, series_keys
 
 UNLABELED = "(unlabeled)"
 STRIP_COLUMNS = 6
@@ -44,6 +44,18 @@ def pick_series(workspace):
     key = right.selectbox("Series", keys, key="series", bind="query-params",
                           help="The address keeps the series, so a link opens it.")
     return get_series(workspace, key)
+
+
+def next_series_row(workspace, series) -> None:
+    """How many series are left to label by their stages, and a jump to the next one (after this
+    one, wrapping round): an expert labels series after series without hunting in the picker."""
+    left = series_keys(workspace, series.attribute, without_series_labels=True)
+    following = next_series_to_label(workspace, series.key, series.attribute)
+    text, button = st.columns([3, 1], vertical_alignment="center")
+    text.caption(f"{len(left)} series without series labels yet.")
+    button.button("Next series to label", key="next_series", disabled=following is None, width="stretch",
+                  on_click=st.session_state.__setitem__, args=("series", following),
+                  help="The next series (after this one) none of whose photos is labeled by its stages yet.")
 
 
 def band_chart(bands: dict[str, list], positions: list[int], order: list[str]) -> alt.Chart:
@@ -181,6 +193,7 @@ def render(workspace) -> None:
         declare_order(workspace)
         draft, stage, proposal = None, None, None
     else:
+        next_series_row(workspace, series)
         draft = draft_of(workspace, series)
         model_id = catalog.latest_predicting_model_id(workspace)
         proposal = None if model_id is None else propose_series(workspace, series, model_id, draft["excluded"])
