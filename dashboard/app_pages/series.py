@@ -52,7 +52,7 @@ def next_series_row(workspace, series) -> None:
     left = series_keys(workspace, series.attribute, without_series_labels=True)
     following = next_series_to_label(workspace, series.key, series.attribute)
     text, button = st.columns([3, 1], vertical_alignment="center")
-    text.caption(f"{len(left)} series without series labels yet.")
+    text.caption(f"{len(left)} series without series labels yet" + (", this one included." if series.key in left else "."))
     button.button("Next series to label", key="next_series", disabled=following is None, width="stretch",
                   on_click=st.session_state.__setitem__, args=("series", following),
                   help="The next series (after this one) none of whose photos is labeled by its stages yet.")
