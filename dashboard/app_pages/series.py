@@ -35,7 +35,8 @@ def describe(row) -> str:
 
 
 def pick_series(workspace):
-    """The series chosen with the subject and split pickers (kept in the address)."""
+    """The series chosen with the subject and split pickers (kept in the address), and every
+    series key the picker offers."""
     attributes = [name for name, info in collection_summary(workspace)["attributes"].items() if info["type"] == "categorical"]
     left, right = st.columns([1, 1])
     split = left.selectbox("Split by", [NO_SPLIT, *attributes], key="split", bind="query-params",
@@ -43,14 +44,14 @@ def pick_series(workspace):
     keys = series_keys(workspace, None if split == NO_SPLIT else split)
     key = right.selectbox("Series", keys, key="series", bind="query-params",
                           help="The address keeps the series, so a link opens it.")
-    return get_series(workspace, key)
+    return get_series(workspace, key), keys
 
 
-def next_series_row(workspace, series) -> None:
+def next_series_row(workspace, series, keys: list[str]) -> None:
     """How many series are left to label by their stages, and a jump to the next one (after this
     one, wrapping round): an expert labels series after series without hunting in the picker."""
     left = series_keys(workspace, series.attribute, without_series_labels=True)
-    following = next_series_to_label(workspace, series.key, series.attribute)
+    following = next_series_to_label(keys, left, series.key)
     text, button = st.columns([3, 1], vertical_alignment="center")
     text.caption(f"{len(left)} series without series labels yet" + (", this one included." if series.key in left else "."))
     button.button("Next series to label", key="next_series", disabled=following is None, width="stretch",
@@ -179,7 +180,7 @@ def render(workspace) -> None:
     if workspace.db.execute("SELECT 1 FROM images LIMIT 1").fetchone() is None:
         st.info("No images yet: add some on the Collection page.")
         return
-    series = pick_series(workspace)
+    series, keys = pick_series(workspace)
     ids = list(series.image_ids)
     details = catalog.image_details(workspace, ids)
     if has_weather(workspace):
@@ -193,7 +194,7 @@ def render(workspace) -> None:
         declare_order(workspace)
         draft, stage, proposal = None, None, None
     else:
-        next_series_row(workspace, series)
+        next_series_row(workspace, series, keys)
         draft = draft_of(workspace, series)
         model_id = catalog.latest_predicting_model_id(workspace)
         proposal = None if model_id is None else propose_series(workspace, series, model_id, draft["excluded"])

@@ -91,27 +91,42 @@ def series_keys(workspace: Workspace, split_by: str | None = None, without_serie
     a picker of thousands of series reads only the one chosen). ``without_series_labels``: only
     the series none of whose images is labeled by series boundaries yet (those left to label)."""
     if split_by is None:
-        unlabeled = (" WHERE NOT EXISTS (SELECT 1 FROM images j JOIN current_labels c ON c.image_id = j.id "
-                     "WHERE j.subject_id = s.id AND c.source = 'series')") if without_series_labels else ""
-        return [r[0] for r in workspace.db.execute(f"SELECT name FROM subjects s{unlabeled} ORDER BY name")]
-    attribute_id = _attribute_id(workspace, split_by, f"split by '{split_by}'")
-    unlabeled = (" AND NOT EXISTS (SELECT 1 FROM images j JOIN image_attributes b ON b.image_id = j.id AND b.attribute_id = a.attribute_id "
-                 "JOIN current_labels c ON c.image_id = j.id WHERE j.subject_id = s.id AND b.value = a.value AND c.source = 'series')"
-                 ) if without_series_labels else ""
-    pairs = workspace.db.execute(
-        "SELECT DISTINCT s.name, a.value FROM images i JOIN subjects s ON s.id = i.subject_id "
-        f"JOIN image_attributes a ON a.image_id = i.id AND a.attribute_id = ? WHERE a.value IS NOT NULL{unlabeled} "
-        "ORDER BY s.name, a.value",
-        (attribute_id,),
-    ).fetchall()
-    return [series_key(name, split_by, value) for name, value in pairs]
+        keys = [r[0] for r in workspace.db.execute("SELECT name FROM subjects ORDER BY name")]
+    else:
+        pairs = workspace.db.execute(
+            "SELECT DISTINCT s.name, a.value FROM images i JOIN subjects s ON s.id = i.subject_id "
+            "JOIN image_attributes a ON a.image_id = i.id AND a.attribute_id = ? WHERE a.value IS NOT NULL "
+            "ORDER BY s.name, a.value",
+            (_attribute_id(workspace, split_by, f"split by '{split_by}'"),),
+        ).fetchall()
+        keys = [series_key(name, split_by, value) for name, value in pairs]
+    if not without_series_labels:
+        return keys
+    labeled = _keys_with_series_labels(workspace, split_by)
+    return [key for key in keys if key not in labeled]
 
 
-def next_series_to_label(workspace: Workspace, current: str, split_by: str | None = None) -> str | None:
-    """The first series after ``current`` (in :func:`series_keys` order, wrapping round) that
-    has no series labels yet; None when every other series has some."""
-    keys = series_keys(workspace, split_by)
-    left = set(series_keys(workspace, split_by, without_series_labels=True)) - {current}
+def _keys_with_series_labels(workspace: Workspace, split_by: str | None) -> set[str]:
+    """The series holding a series label, found from the series labels (not by reading every image)."""
+    if split_by is None:
+        rows = workspace.db.execute(
+            "SELECT DISTINCT s.name FROM current_labels c JOIN images j ON j.id = c.image_id "
+            "JOIN subjects s ON s.id = j.subject_id WHERE c.source = 'series'"
+        )
+        return {name for (name,) in rows}
+    rows = workspace.db.execute(
+        "SELECT DISTINCT s.name, b.value FROM current_labels c JOIN images j ON j.id = c.image_id "
+        "JOIN subjects s ON s.id = j.subject_id JOIN image_attributes b ON b.image_id = j.id AND b.attribute_id = ? "
+        "WHERE c.source = 'series' AND b.value IS NOT NULL",
+        (_attribute_id(workspace, split_by, f"split by '{split_by}'"),),
+    )
+    return {series_key(name, split_by, value) for name, value in rows}
+
+
+def next_series_to_label(keys: list[str], left, current: str) -> str | None:
+    """The first of ``left`` (the series left to label) after ``current`` in ``keys`` (every
+    series, in order), wrapping round; None when no other series is left."""
+    left = set(left) - {current}
     start = keys.index(current) + 1 if current in keys else 0
     return next((key for key in keys[start:] + keys[:start] if key in left), None)
 
