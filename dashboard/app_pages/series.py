@@ -11,7 +11,7 @@ from serieslabeler import labels
 from serieslabeler import views as catalog
 from serieslabeler.ingest import degree_days, has_weather, readable_time
 from serieslabeler.loop import propose_series
-from serieslabeler.store import collection_summary, get_series, next_series_to_label, series_keys
+from serieslabeler.store import collection_summary, get_series, next_series_to_label, series_keys, series_with_series_labels
 
 UNLABELED = "(unlabeled)"
 STRIP_COLUMNS = 6
@@ -50,7 +50,8 @@ def pick_series(workspace):
 def next_series_row(workspace, series, keys: list[str]) -> None:
     """How many series are left to label by their stages, and a jump to the next one (after this
     one, wrapping round): an expert labels series after series without hunting in the picker."""
-    left = series_keys(workspace, series.attribute, without_series_labels=True)
+    labeled = series_with_series_labels(workspace, series.attribute)
+    left = [key for key in keys if key not in labeled]
     following = next_series_to_label(keys, left, series.key)
     text, button = st.columns([3, 1], vertical_alignment="center")
     text.caption(f"{len(left)} series without series labels yet" + (", this one included." if series.key in left else "."))

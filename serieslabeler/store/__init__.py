@@ -62,7 +62,16 @@ from .queries import (
     subject_names,
 )
 from .collection import CollectionTimes, collection_times, labeled_image_ids
-from .series import Series, get_series, list_series, next_series_to_label, parse_series_key, series_key, series_keys
+from .series import (
+    Series,
+    get_series,
+    list_series,
+    next_series_to_label,
+    parse_series_key,
+    series_key,
+    series_keys,
+    series_with_series_labels,
+)
 from .summary import (
     bump_collection_version,
     bump_ground_truth_version,
@@ -153,6 +162,7 @@ __all__ = [
     "series_key",
     "series_keys",
     "next_series_to_label",
+    "series_with_series_labels",
     "parse_series_key",
     "get_series",
     "list_series",

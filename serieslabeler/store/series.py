@@ -102,12 +102,13 @@ def series_keys(workspace: Workspace, split_by: str | None = None, without_serie
         keys = [series_key(name, split_by, value) for name, value in pairs]
     if not without_series_labels:
         return keys
-    labeled = _keys_with_series_labels(workspace, split_by)
+    labeled = series_with_series_labels(workspace, split_by)
     return [key for key in keys if key not in labeled]
 
 
-def _keys_with_series_labels(workspace: Workspace, split_by: str | None) -> set[str]:
-    """The series holding a series label, found from the series labels (not by reading every image)."""
+def series_with_series_labels(workspace: Workspace, split_by: str | None = None) -> set[str]:
+    """The keys of the series holding a series label, found from the series labels (not by
+    reading every image)."""
     if split_by is None:
         rows = workspace.db.execute(
             "SELECT DISTINCT s.name FROM current_labels c JOIN images j ON j.id = c.image_id "
