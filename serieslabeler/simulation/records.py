@@ -37,6 +37,13 @@ REACH = 0.95
 OFFSET_BINS = ("exact", "1", "2", "3+", "missed or invented")
 
 
+def _offset_bin(offset: int | None) -> str:
+    """The :data:`OFFSET_BINS` name of a boundary ``offset`` photos off (None: missed or invented)."""
+    if offset is None:
+        return OFFSET_BINS[-1]
+    return OFFSET_BINS[min(offset, len(OFFSET_BINS) - 2)]
+
+
 # --- the collection and the settings ----------------------------------------------------------
 @dataclass
 class Collection:
@@ -184,7 +191,7 @@ class ScenarioRun:
             return None
         counts = dict.fromkeys(OFFSET_BINS, 0)
         for offset in self.proposal_offsets:
-            counts[OFFSET_BINS[-1] if offset is None else OFFSET_BINS[min(offset, len(OFFSET_BINS) - 2)]] += 1
+            counts[_offset_bin(offset)] += 1
         return counts
 
     @property

@@ -78,14 +78,20 @@ def photo_line(photo: dict) -> str:
     return f"  image {photo['image_id']}  {readable_time(photo['taken_at'])}  {label}{proposed}{out}"
 
 
+def _proposal_without(workspace: Workspace, series, model_id: int | None, excluded, include) -> list:
+    """The model's proposed boundaries for ``series`` without the images this command leaves out
+    (those it clicks out, and those clicked out before that it does not take back in)."""
+    before = labels.rejected_labels(workspace, series.image_ids).everything
+    return propose_series(workspace, series, model_id, labels.exclusions(excluded, include, before).out).boundaries
+
+
 def run_label_series(args) -> Result:
     if not (args.boundaries or args.accept_proposal):
         raise PipelineError("give --boundaries STAGE@IMAGE_ID,..., --accept-proposal, or both (the proposal corrected to those boundaries)")
     with Workspace.open(args.workspace) as workspace:
         series = get_series(workspace, args.series)
         excluded, include = _split(args.exclude), _split(args.include)
-        left_out = labels.exclusions(excluded, include, labels.rejected_labels(workspace, series.image_ids).everything).out
-        proposal = propose_series(workspace, series, args.model, left_out).boundaries if args.accept_proposal else None
+        proposal = _proposal_without(workspace, series, args.model, excluded, include) if args.accept_proposal else None
         boundaries = labels.parse_boundaries(args.boundaries) if args.boundaries else proposal
         event = labels.label_series(
             workspace, series, boundaries, excluded, author=args.author, session_id=args.session, proposal=proposal,
