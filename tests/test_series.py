@@ -178,6 +178,10 @@ def test_cli_label_series_round_trip_and_bad_input(bananas_workspace):
         assert main(["series", "--workspace", str(ws), "--series", "11"]) == 0
     listed = printed.getvalue().splitlines()
     assert len(listed) == 1 + len(ids) and listed[4].startswith(f"  image {ids[3]}  ") and listed[4].endswith("clicked out of the series")
+    with Workspace.open(ws) as workspace:
+        files = dict(workspace.db.execute("SELECT id, file_name FROM images").fetchall())
+    assert [p["file"] for p in photos] == [files[i] for i in ids]
+    assert listed[4].startswith(f"  image {ids[3]}  {files[ids[3]]}  "), "the photo's file is named, to open it"
     exported = ws.parent / "labels.csv"
     assert cli("export", "--workspace", ws, "--format", "csv", "--out", exported)[0] == 0
     assert sum(",series," in line for line in exported.read_text().splitlines()) == len(ids) - 1
@@ -196,16 +200,40 @@ def test_cli_label_series_round_trip_and_bad_input(bananas_workspace):
     assert cli("series", "--workspace", ws, "--series", "11")[1]["boundaries"] == []
 
 
-def test_model_proposal_accept_monotone_route_and_decoded_evaluation(bananas_embedded):
-    from serieslabeler.loop import evaluate_model, propose_series
-    from serieslabeler.models import predict, train_model
+def label_six_series_and_train(workspace):
+    """The series in key order, and a head trained on the true boundaries of the first six."""
+    from serieslabeler.models import train_model
+
+    labels.add_labels(workspace, ORDER, ordered=True)
+    found = list_series(workspace)
+    for series in found[:6]:
+        labels.label_series(workspace, series, true_boundaries(workspace, series))
+    return found, train_model(workspace, feature_set="efficientnet_lite0@imagenet")
+
+
+def test_a_proposal_from_a_model_trained_since_the_last_predict_predicts_the_series_first(bananas_embedded):
+    """Found trying the command line on a new collection: ``train`` then ``label-series
+    --accept-proposal`` labeled a whole series with the first stage, because the new model had
+    predicted none of its images."""
+    from serieslabeler.loop import propose_series
+    from serieslabeler.models import load_predictions
 
     with Workspace.open(bananas_embedded) as workspace:
-        labels.add_labels(workspace, ORDER, ordered=True)
-        found = list_series(workspace)
-        for series in found[:6]:
-            labels.label_series(workspace, series, true_boundaries(workspace, series))
-        model = train_model(workspace, feature_set="efficientnet_lite0@imagenet")
+        found, model = label_six_series_and_train(workspace)
+        target = found[8]
+        assert len(load_predictions(workspace, model.id, target.image_ids).image_ids) == 0
+        proposal = propose_series(workspace, target)
+        assert sorted(load_predictions(workspace, model.id, target.image_ids).image_ids.tolist()) == sorted(target.image_ids)
+        assert len(proposal.boundaries) >= 2 and proposal.boundaries == propose_series(workspace, target).boundaries
+        assert len(set(truth_of(workspace, target.image_ids))) >= 2
+
+
+def test_model_proposal_accept_monotone_route_and_decoded_evaluation(bananas_embedded):
+    from serieslabeler.loop import evaluate_model, propose_series
+    from serieslabeler.models import predict
+
+    with Workspace.open(bananas_embedded) as workspace:
+        found, model = label_six_series_and_train(workspace)
         predict(workspace, model.id)
         target = found[8]
         proposal = propose_series(workspace, target)

@@ -17,7 +17,7 @@ from serieslabeler.labels.series import require_order
 from serieslabeler.models.files import latest_model_id
 from serieslabeler.models.monotone import boundaries as stage_boundaries
 from serieslabeler.models.monotone import decode, stage_columns
-from serieslabeler.models.predictions import load_predictions
+from serieslabeler.models.predictions import load_predictions, predict
 from serieslabeler.store.series import Series, get_series
 from serieslabeler.store.workspace import Workspace
 
@@ -43,13 +43,20 @@ class SeriesProposal:
 
 def series_evidence(workspace: Workspace, series: Series, model_id: int, order: list[str]) -> np.ndarray:
     """Stage likelihoods along the series: the model's stored probabilities; an image without a
-    prediction counts its accepted label (if any) as certain, else every stage as equally likely."""
-    predictions = load_predictions(workspace, model_id, list(series.image_ids))
-    row_of = {int(i): r for r, i in enumerate(predictions.image_ids)}
-    stages = stage_columns(predictions.proba, predictions.classes, order)
+    prediction counts its accepted label (if any) as certain. The unlabeled images the model has
+    not predicted yet (a model trained since the last ``predict``) are predicted now and stored:
+    read as "every stage equally likely", they would turn into a proposal of the first stage
+    throughout."""
     labels = dict(workspace.query_in(
         "SELECT image_id, label FROM current_labels WHERE status='accepted' AND image_id IN ({})", list(series.image_ids)
     ))
+    predictions = load_predictions(workspace, model_id, list(series.image_ids))
+    unpredicted = sorted(set(series.image_ids) - set(predictions.image_ids.tolist()) - set(labels))
+    if unpredicted:
+        predict(workspace, model_id, unpredicted)
+        predictions = load_predictions(workspace, model_id, list(series.image_ids))
+    row_of = {int(i): r for r, i in enumerate(predictions.image_ids)}
+    stages = stage_columns(predictions.proba, predictions.classes, order)
     evidence = np.full((len(series), len(order)), 1.0 / len(order))
     for position, image_id in enumerate(series.image_ids):
         if image_id in row_of:

@@ -59,12 +59,12 @@ def run_series(args) -> Result:
 
 
 def series_photos(workspace: Workspace, series, proposal) -> list[dict]:
-    """Each photo of the series in time order: id, when, its label and source, whether it was
+    """Each photo of the series in time order: id, file, when, its label and source, whether it was
     clicked out of the series before, and the proposal's stage and confidence for it."""
     details = image_details(workspace, series.image_ids)
     clicked_out = labels.rejected_labels(workspace, series.image_ids).everything
     stages, confidence = (None, None) if proposal is None else (proposal.stages, proposal.confidence.tolist())
-    return [{"image_id": int(row.image_id), "taken_at": row.taken_at, "label": None if pd.isna(row.label) else row.label,
+    return [{"image_id": int(row.image_id), "file": row.file, "taken_at": row.taken_at, "label": None if pd.isna(row.label) else row.label,
              "source": None if pd.isna(row.source) else row.source, "clicked_out": int(row.image_id) in clicked_out,
              "proposed": None if stages is None else stages[position],
              "proposed_confidence": None if confidence is None else confidence[position]}
@@ -75,7 +75,7 @@ def photo_line(photo: dict) -> str:
     label = f"{photo['label']} ({photo['source']})" if photo["label"] else "unlabeled"
     out = "  clicked out of the series" if photo["clicked_out"] else ""
     proposed = f"  proposed {photo['proposed']} {photo['proposed_confidence']:.2f}" if photo["proposed"] else ""
-    return f"  image {photo['image_id']}  {readable_time(photo['taken_at'])}  {label}{proposed}{out}"
+    return f"  image {photo['image_id']}  {photo['file']}  {readable_time(photo['taken_at'])}  {label}{proposed}{out}"
 
 
 def _proposal_without(workspace: Workspace, series, model_id: int | None, excluded, include) -> list:
