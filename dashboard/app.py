@@ -24,7 +24,7 @@ with st.sidebar:
     st.divider()
     current = ui.workspace_path()
     st.caption("Open workspace")
-    st.markdown(f"**{ui.plain(current.name)}**" + ("  (bundled sample)" if current == ui.default_workspace() else ""))
+    st.markdown(f"**{ui.plain(current.name)}**" + ("  (bundled sample)" if ui.is_bundled_sample(current) else ""))
     with st.expander("Open or create a workspace"):
         known = [str(p) for p in ui.known_workspaces()]
         chosen = st.selectbox("Existing workspaces", known, index=known.index(str(current)), help="Workspaces under the app's root folder.")

@@ -9,7 +9,7 @@ import streamlit as st
 from serieslabeler_app.widgets import errors_shown
 from streamlit.errors import StreamlitAPIException
 
-from serieslabeler.demo import prepare_sample
+from serieslabeler.demo import is_sample_workspace, prepare_sample
 from serieslabeler.errors import PipelineError, for_people
 from serieslabeler.store import CATALOG, Workspace
 from serieslabeler.store.paths import OutsideRoot, confine, confine_any
@@ -111,8 +111,17 @@ def known_workspaces() -> list[Path]:
 
 @st.cache_resource(show_spinner="Preparing the sample workspace (first start only)...")
 def _sample_ready(path: str) -> bool:
+    """Prepare the sample at ``path`` once per server; False (nothing done) when ``path`` holds
+    a collection of its own (``LABELER_WORKSPACE`` pointed at it)."""
+    if not is_sample_workspace(path):
+        return False
     prepare_sample(path).close()
     return True
+
+
+def is_bundled_sample(path: Path) -> bool:
+    """Whether ``path`` is the app's sample workspace (prepared on first use)."""
+    return path == default_workspace() and _sample_ready(str(path))
 
 
 def open_workspace() -> Workspace:

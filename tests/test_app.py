@@ -113,6 +113,27 @@ def test_app_opens_on_the_sample_with_a_menu_that_keeps_the_workspace(sample):
     assert app.title[0].value == "Label"
 
 
+def test_the_sidebar_names_the_bundled_sample_only_when_it_is_open(sample):
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert any(m.value.endswith("(bundled sample)") for m in app.sidebar.markdown)
+
+
+def test_the_app_pointed_at_a_collection_of_ones_own_prepares_no_sample_in_it(bananas_workspace, monkeypatch):
+    """``LABELER_WORKSPACE`` names where the sample lives; pointed at a workspace of one's own
+    (220 photos, not embedded), the app used to embed every photo and add a map and a clustering
+    to it at first start, and call it the bundled sample."""
+    monkeypatch.setenv("LABELER_WORKSPACE", str(bananas_workspace))
+    monkeypatch.delenv("LABELER_PASSWORD", raising=False)
+    with served_on("127.0.0.1"):
+        app = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert_clean(app)
+    assert [m.value for m in app.metric][:2] == ["220", "11"]
+    assert not any("(bundled sample)" in m.value for m in app.sidebar.markdown)
+    with Workspace.open(bananas_workspace) as ws:
+        assert list_maps(ws) == [] and list_clusterings(ws) == []
+        assert ws.db.execute("SELECT COUNT(*) FROM feature_sets").fetchone()[0] == 0
+
+
 def test_a_missing_workspace_is_a_message_not_a_traceback(sample, tmp_path):
     app = run_page("home", ws=tmp_path / "nowhere")
     assert not app.exception

@@ -6,6 +6,7 @@ import json
 from conftest import cli
 from test_app import assert_clean, button, run_page, sample  # noqa: F401 (a fixture)
 
+from serieslabeler.demo import is_sample_workspace
 from serieslabeler.labels import current_labels, events, label_images
 from serieslabeler.labels.series import boundary_changes
 from serieslabeler.models.evaluation import held_out_subjects
@@ -109,3 +110,15 @@ def test_the_home_page_says_when_the_demo_ran_out_of_images_before_its_last_roun
     assert app.success and "iteration" in app.success[0].value
     stopped = [i.value for i in app.info if "The demo stopped after" in i.value]
     assert stopped and "of 20 rounds" in stopped[0] and "nothing left to iterate on" in stopped[0]
+
+
+def test_the_sample_is_prepared_only_in_a_new_workspace_or_the_samples_own(bananas_workspace, sample_workspace, tmp_path):
+    assert is_sample_workspace(tmp_path / "new") and is_sample_workspace(sample_workspace)
+    assert not is_sample_workspace(bananas_workspace)
+    code, data = cli("demo", "--workspace", bananas_workspace)
+    assert code == 2 and "holds a collection of its own" in data["error"], data
+    with Workspace.open(bananas_workspace) as ws:
+        assert ws.db.execute("SELECT (SELECT COUNT(*) FROM feature_sets) + (SELECT COUNT(*) FROM maps) "
+                             "+ (SELECT COUNT(*) FROM clusterings) + (SELECT COUNT(*) FROM samples)").fetchone()[0] == 0
+    code, data = cli("demo", "--workspace", sample_workspace)
+    assert code == 0, data
