@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 from test_app import APP, TIMEOUT, run_page, sample  # noqa: F401 (sample: the fixture making the prepared sample the app's workspace)
@@ -216,3 +218,33 @@ def test_the_home_workflow_leads_to_the_series_page_and_checks_it_once_a_series_
         series = list_series(workspace)[0]
         labels.label_series(workspace, series, [("U", series.image_ids[0])])
     assert series_step() == "6. Series  ✓"
+
+
+def test_train_and_route_decodes_each_series_as_ordered_stages_when_the_vocabulary_is_ordered(sample):
+    """The page routes what ``route --monotone`` would: its preview counts and its pending labels
+    come from each series decoded as non-decreasing stages (toggle on by default)."""
+    from serieslabeler.loop import route_mask, routing_labels
+
+    _, found, _ = page_on_a_series_with_a_proposal(sample)
+    app = clean(run_page("train"))
+    decode = next(t for t in app.toggle if t.label == "Decode each series as ordered stages")
+    assert decode.value is True
+    threshold = next(s for s in app.slider if s.label == "Confidence threshold")
+    clean(threshold.set_value(0.5).run())
+    with Workspace.open(sample) as workspace:
+        model_id = workspace.db.execute("SELECT MAX(id) FROM models").fetchone()[0]
+        decoded = routing_labels(workspace, model_id, monotone=True)
+    expected = int(route_mask(decoded.labels, decoded.confidence, 0.5).sum())
+    shown = next(m.value for m in app.metric if m.label == "Would be pseudo-labeled")
+    assert int(shown) == expected > 0
+    clean(next(b for b in app.button if b.label == "Route").click().run())
+    with Workspace.open(sample) as workspace:
+        pending = labels.current_labels(workspace).query("status == 'pending'").set_index("image_id")
+    routed = route_mask(decoded.labels, decoded.confidence, 0.5)
+    ids = decoded.image_ids[routed]
+    assert len(pending) == expected and sorted(pending.index) == sorted(ids.tolist())
+    assert pending.loc[ids, "label"].tolist() == decoded.labels[routed].tolist()
+    assert np.allclose(pending.loc[ids, "confidence"].to_numpy(float), np.clip(decoded.confidence[routed], 0, 1), atol=1e-6)
+    in_series = [pending.loc[i, "label"] for i in found[0].image_ids if i in pending.index]
+    ranks = [["U", "R", "V", "O"].index(stage) for stage in in_series]
+    assert in_series and ranks == sorted(ranks), in_series

@@ -9,7 +9,7 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler.embed import DEVICES
-from serieslabeler.labels import accept_pseudo, pending_labels, reject_pseudo, remove_labels
+from serieslabeler.labels import accept_pseudo, pending_labels, reject_pseudo, remove_labels, vocabulary_order
 from serieslabeler.loop import (
     DEFAULT_AUDIT_SIZE,
     TRUTH_SOURCES,
@@ -33,6 +33,7 @@ from serieslabeler.loop import (
     review_context,
     route_mask,
     route_predictions,
+    routing_labels,
     unlabeled_confidences,
     validation_curves,
 )
@@ -154,9 +155,31 @@ def confidence_histogram(predicted, confidence) -> pd.DataFrame:
     return frame.groupby(["confidence", "predicted"]).size().rename("images").reset_index()
 
 
+@st.cache_data(show_spinner="Decoding each series as ordered stages...", max_entries=4)
+def decoded_confidences(root: str, model_id: int, version: str, last_event: int) -> tuple[np.ndarray, np.ndarray]:
+    """The unlabeled images' labels and confidences decoded monotone along each series, as
+    ``route --monotone`` thresholds them; computed again after a prediction run or a label event."""
+    with Workspace.open(root) as workspace:
+        decoded = routing_labels(workspace, model_id, monotone=True)
+    return decoded.labels, decoded.confidence
+
+
+def routing_preview(workspace, model_id: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(labels, confidences, monotone)`` of the unlabeled predicted images, as the Route button
+    will threshold them: with an ordered vocabulary, decoded along each series unless turned off."""
+    version = confidences_version(workspace, model_id)
+    if vocabulary_order(workspace) is not None and st.toggle(
+        "Decode each series as ordered stages", value=True,
+        help="Read each series' predictions as one non-decreasing stage sequence (route --monotone): a photo's label "
+             "and confidence come from its whole series. The curve is measured per photo; audit the routed labels to check them.",
+    ):
+        last_event = workspace.db.execute("SELECT COALESCE(MAX(id), 0) FROM label_events").fetchone()[0]
+        return *decoded_confidences(str(workspace.root), model_id, version, last_event), True
+    return *unlabeled_confidences(workspace, model_id, confidences(str(workspace.root), model_id, version)), False
+
+
 def threshold_section(workspace, model_id: int) -> None:
-    calibrated = confidences(str(workspace.root), model_id, confidences_version(workspace, model_id))
-    predicted, confidence = unlabeled_confidences(workspace, model_id, calibrated)
+    predicted, confidence, monotone = routing_preview(workspace, model_id)
     if not len(predicted):
         st.info(f"Model {model_id} has no predictions for the unlabeled images yet: press **Predict** above.")
         return
@@ -208,7 +231,7 @@ def threshold_section(workspace, model_id: int) -> None:
         st.markdown("**Precision (with its 95% interval) and coverage**")
         st.altair_chart(curve_chart(overall) + rule, width="stretch")
     with right:
-        st.markdown("**Calibrated confidence of the predictions** (unlabeled images)")
+        st.markdown("**Calibrated confidence of the predictions** (unlabeled images" + (", decoded along each series)" if monotone else ")"))
         histogram = confidence_histogram(predicted, confidence)
         bars = alt.Chart(histogram).mark_bar().encode(x=alt.X("confidence:Q", bin=alt.Bin(step=HISTOGRAM_STEP), scale=alt.Scale(domain=[0, 1])), y=alt.Y("sum(images):Q", title="images"), color="predicted:N")
         st.altair_chart(bars + rule, width="stretch")
@@ -216,7 +239,7 @@ def threshold_section(workspace, model_id: int) -> None:
     if st.button("Route", type="primary", help="Pseudo-label the confident predictions of images like the labeled ones (pending review) "
                                                 "and save the rest as the next sample to cluster."):
         with st.spinner("Routing: checking which images are like the labeled ones (reads every unlabeled image's vector)"):
-            routing = route_predictions(workspace, model_id, chosen)
+            routing = route_predictions(workspace, model_id, chosen, monotone=monotone)
         summary = routing.summary()
         held_back = f"; of them {routing.held_back()}" if routing.held_back() else ""
         st.success(f"{summary['pseudo_labeled']} pseudo-labeled (pending review), {summary['to_cluster']} saved as sample "

@@ -74,9 +74,11 @@ from .oracle import CentreAnswer, ClusterAnswer, Oracle, SeriesAnswer
 from .review_context import ReviewContext, review_context
 from .routing import (
     Routing,
+    RoutingLabels,
     check_threshold,
     route_mask,
     route_predictions,
+    routing_labels,
     smooth_along_series,
     thresholds_for,
 )
@@ -190,6 +192,8 @@ __all__ = [
     "smooth_along_series",
     "Routing",
     "route_predictions",
+    "routing_labels",
+    "RoutingLabels",
     "SUPPORT_QUANTILE",
     "LabelSupport",
     "inside_support",

@@ -115,6 +115,40 @@ class Routing:
         return "; ".join(reasons)
 
 
+@dataclass(frozen=True)
+class RoutingLabels:
+    """What routing thresholds: per predicted image, its label and confidence; ``classes``: how
+    many the model knows (one: it routes nothing)."""
+
+    image_ids: np.ndarray = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+    confidence: np.ndarray = field(repr=False)
+    classes: int
+
+
+def routing_labels(
+    workspace: Workspace, model_id: int, image_ids=None, monotone: bool = False, smoothing_window: int = 0, rejections=None,
+) -> RoutingLabels:
+    """The labels and confidences routing thresholds: the model's
+    stored predictions of ``image_ids`` (default: the unlabeled images) calibrated, then decoded
+    monotone along each series or smoothed, as :func:`route_predictions` describes. What a page
+    previews before routing is this, so the count it shows is the count it routes."""
+    predictions = load_predictions(workspace, model_id, unlabeled_image_ids(workspace) if image_ids is None else image_ids)
+    ids = predictions.image_ids
+    if len(ids) == 0:
+        return RoutingLabels(ids, np.zeros(0, dtype=str), np.zeros(0), len(predictions.classes))
+    proba = calibrated_proba(workspace, model_id, predictions.proba)
+    subjects, times = image_subjects(workspace, ids), image_times(workspace, ids)
+    if monotone:
+        # an image clicked out of its series says nothing about its neighbours' stages
+        rejections = rejected_labels(workspace, ids) if rejections is None else rejections
+        evidence = np.where(rejections.no_stage(ids)[:, None], 1.0 / proba.shape[1], proba)
+        labels, confidence = decode_series(evidence, predictions.classes, require_order(workspace), subjects, times)
+    else:
+        labels, confidence = smooth_along_series(proba, predictions.classes, subjects, times, smoothing_window)
+    return RoutingLabels(ids, labels, confidence, len(predictions.classes))
+
+
 def route_predictions(
     workspace: Workspace,
     model_id: int,
@@ -148,23 +182,13 @@ def route_predictions(
     check_threshold(threshold)
     if support is not None:
         check_quantile(support)
-    if image_ids is None:
-        image_ids = unlabeled_image_ids(workspace)
-    predictions = load_predictions(workspace, model_id, image_ids)
-    ids = predictions.image_ids
+    rejections = rejected_labels(workspace)  # all of them: as many as the expert made, however many images are routed
+    routed = routing_labels(workspace, model_id, image_ids, monotone, smoothing_window, rejections)
+    ids, labels, confidence = routed.image_ids, routed.labels, routed.confidence
     if len(ids) == 0:
         raise PipelineError(f"model {model_id} has no predictions for these images; run 'serieslabeler predict --model {model_id}' first")
-    proba = calibrated_proba(workspace, model_id, predictions.proba)
-    subjects, times = image_subjects(workspace, ids), image_times(workspace, ids)
-    rejections = rejected_labels(workspace)  # all of them: as many as the expert made, however many images are routed
-    if monotone:
-        # an image clicked out of its series says nothing about its neighbours' stages
-        evidence = np.where(rejections.no_stage(ids)[:, None], 1.0 / proba.shape[1], proba)
-        labels, confidence = decode_series(evidence, predictions.classes, require_order(workspace), subjects, times)
-    else:
-        labels, confidence = smooth_along_series(proba, predictions.classes, subjects, times, smoothing_window)
     # a model that knows a single class is certain of everything and informative about nothing
-    confident = route_mask(labels, confidence, threshold) & (len(predictions.classes) > 1)
+    confident = route_mask(labels, confidence, threshold) & (routed.classes > 1)
     inside = None if support is None else inside_support(workspace, load_model_record(workspace, model_id), ids, support)
     applied, outside = (None, np.zeros(0, dtype=np.int64)) if inside is None else (support, ids[confident & ~inside])
     if inside is not None:
