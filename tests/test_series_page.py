@@ -248,3 +248,23 @@ def test_train_and_route_decodes_each_series_as_ordered_stages_when_the_vocabula
     in_series = [pending.loc[i, "label"] for i in found[0].image_ids if i in pending.index]
     ranks = [["U", "R", "V", "O"].index(stage) for stage in in_series]
     assert in_series and ranks == sorted(ranks), in_series
+
+
+def test_the_labeled_count_of_a_series_counts_accepted_labels_and_names_the_pending_ones(sample):
+    """Routed pseudo-labels awaiting review were counted as "Labeled" above an empty band; after a
+    save, the count and the band showed the labels from before it until the next click."""
+    from serieslabeler.loop import route_predictions
+
+    app, found, _ = page_on_a_series_with_a_proposal(sample)
+    with Workspace.open(sample) as workspace:
+        model_id = workspace.db.execute("SELECT MAX(id) FROM models").fetchone()[0]
+        routed = route_predictions(workspace, model_id, 0.0, monotone=True, support=None)
+    assert set(found[0].image_ids) <= set(routed.pseudo_ids.tolist())
+    app.run()
+    labeled = next(m for m in clean(app).metric if m.label == "Labeled")
+    assert labeled.value == "0" and labeled.delta == f"{len(found[0])} pending review"
+    clean(app.button(key="accept_proposal").click().run())
+    assert any("Accepted model" in s.value for s in app.success)
+    labeled = next(m for m in app.metric if m.label == "Labeled")
+    assert labeled.value == str(len(found[0])) and not labeled.delta, "the counts follow the save at once"
+    assert "(unlabeled)" not in band_rows(app)["current labels"], "so does the band"

@@ -16,6 +16,7 @@ from serieslabeler.store import collection_summary, get_series, next_series_to_l
 UNLABELED = "(unlabeled)"
 STRIP_COLUMNS = 6
 NO_SPLIT = "(whole subject)"
+SAVED_KEY = "series_saved"  # what the last save did, said once the page has started again
 # stages first to last along a sequential palette (ColorBrewer RdYlGn reversed); unlabeled grey
 STAGE_COLOURS = ["#1a9850", "#91cf60", "#d9ef8b", "#fee08b", "#fc8d59", "#d73027", "#a50026", "#67001f"]
 UNLABELED_COLOUR = "#dddddd"
@@ -112,8 +113,11 @@ def declare_order(workspace) -> None:
 
 def labeling_controls(workspace, series, draft: dict, proposal) -> dict:
     """Save the draft, reset it, or accept the model's proposal (each through the library).
-    Returns the draft the photos' buttons act on: after a save, a fresh one from the new labels
-    (the next click finds it stored)."""
+    Returns the draft the photos' buttons act on. A save starts the page again, so that the
+    counts, the bands and the captions above show the new labels, and says what it saved there."""
+    saved = st.session_state.pop(SAVED_KEY, None)
+    if saved:
+        st.success(ui.plain(saved))
     if draft.get("proposal") is not None:
         st.caption(ui.plain(f"Correcting model {draft['proposal_model']}'s proposal: saving costs 1 interaction plus one per "
                             "boundary you move, place or remove."))
@@ -134,8 +138,8 @@ def labeling_controls(workspace, series, draft: dict, proposal) -> dict:
     if done is None:
         return draft
     st.session_state.pop(draft_key(series))
-    st.success(ui.plain(done))
-    return draft_of(workspace, series)
+    st.session_state[SAVED_KEY] = done
+    st.rerun()
 
 
 def thumbnail_buttons(item, key: str, draft: dict, stage: str) -> None:
@@ -190,7 +194,9 @@ def render(workspace) -> None:
     row = st.columns(3)
     row[0].metric("Photos", len(details))
     row[1].metric("Degree-days covered" if "add" in details else "Days covered", f"{details.get('add', details['days']).max():.0f}", help="The span from this series' first photo to its last.")
-    row[2].metric("Labeled", int(details["label"].notna().sum()))
+    pending = int((details["status"] == "pending").sum())
+    row[2].metric("Labeled", int((details["status"] == "accepted").sum()), delta=f"{pending} pending review" if pending else None,
+                  delta_color="off", delta_arrow="off", help="Accepted labels; pseudo-labels routed from a model wait on Train & route for review.")
     if order is None:
         declare_order(workspace)
         draft, stage, proposal = None, None, None
