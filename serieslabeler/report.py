@@ -19,8 +19,10 @@ from pathlib import Path
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.log import interaction_count
+from serieslabeler.labels.vocabulary import vocabulary_order
 from serieslabeler.loop.audit import audit_report, load_audit
 from serieslabeler.loop.iterate import effort_since
+from serieslabeler.metrics.classification import in_stage_order
 from serieslabeler.models.evaluation import evaluate_model
 from serieslabeler.models.files import list_models
 from serieslabeler.store.queries import has_ground_truth, interactions_until
@@ -105,11 +107,14 @@ def _quality(workspace: Workspace, models: list[dict], truth: bool) -> str:
     if not truth:
         return "<p>This collection has no ground truth, so there is no held-out evaluation.</p>"
     evaluation = evaluate_model(workspace, models[0]["id"])
-    report = evaluation.report
+    report = in_stage_order(evaluation.report, vocabulary_order(workspace))
     rows = [[c["label"], c["precision"], c["recall"], c["f1"], c["support"]] for c in report["per_class"]]
+    decoded = evaluation.decoded_report
     caption = (f"<p class='caption'>Model {evaluation.model_id} on {evaluation.test_images} images of the held-out subjects "
                f"{escape(', '.join(evaluation.held_out_subjects))}; {escape(evaluation.method)}. Macro F {report['macro']['F']:.3f}, "
-               f"top-1 {report['top1']:.3f}.</p>")
+               f"top-1 {report['top1']:.3f}"
+               + ("" if not decoded else f"; each series decoded as ordered stages: macro F {decoded['macro']['F']:.3f}, top-1 {decoded['top1']:.3f}")
+               + ".</p>")
     bars = _bar_chart([c["label"] for c in report["per_class"]],
                       {m: [c[m] for c in report["per_class"]] for m in ("precision", "recall", "f1")})
     confusion = _table(["truth \\ predicted", *report["classes"]], [[c, *row] for c, row in zip(report["classes"], report["confusion"])])
@@ -165,8 +170,9 @@ def _examples(workspace: Workspace) -> str:
             by_label[label].append(image_id)
     if not by_label:
         return "<p>No labels yet.</p>"
+    order = vocabulary_order(workspace) or []
     parts = []
-    for label, ids in by_label.items():
+    for label, ids in sorted(by_label.items(), key=lambda item: (item[0] not in order, order.index(item[0]) if item[0] in order else 0)):
         images = "".join(f"<img alt='{escape(label)}' src='{_thumbnail_uri(path)}'>" for path in workspace.thumbnail_paths(ids))
         parts.append(f"<h3>{escape(label)}</h3><div class='examples'>{images}</div>")
     return "".join(parts)

@@ -15,6 +15,7 @@ from serieslabeler.metrics import (
     ClassificationReport,
     classification_report,
     confusion_matrix,
+    in_stage_order,
     top_k_accuracy,
 )
 from serieslabeler.models import grouped_folds, grouped_split, make_split, random_split
@@ -139,3 +140,16 @@ def test_curves_are_monotone_in_coverage_and_per_class_thresholds_reach_the_targ
         assert np.all(curve.precision[lower] < 0.9), "a lower threshold with the target precision was missed"
     assert set(tuning.per_class_thresholds()) == set("abc")
     assert "threshold" in tuning.format()
+
+
+def test_a_report_in_stage_order_moves_classes_rows_and_confusion_cells_together():
+    truth = ["U", "U", "R", "R", "V", "O", "stake"]
+    predicted = ["U", "R", "R", "V", "V", "O", "stake"]
+    report = classification_report(truth, predicted).to_dict()
+    assert report["classes"] == ["O", "R", "U", "V", "stake"]
+    ordered = in_stage_order(report, ["U", "R", "V", "O"])
+    assert ordered["classes"] == ["U", "R", "V", "O", "stake"]
+    assert [row["label"] for row in ordered["per_class"]] == ordered["classes"]
+    # rows truth, columns predicted: one U read as R, one R read as V, just above the diagonal
+    assert ordered["confusion"] == [[1, 1, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1]]
+    assert in_stage_order(report, None) == report and ordered["macro"] == report["macro"]

@@ -98,3 +98,22 @@ def test_the_report_from_the_metrics_page_button(sample):  # noqa: F811 (the imp
     assert any(d.proto.label == "Download report.html" for d in download)
     outline = parse((sample / "reports" / "report.html").read_text())  # the bytes the button offers
     assert outline.sections == list(SECTIONS) and outline.external == []
+
+
+def test_with_ordered_stages_the_report_reads_classes_in_stage_order_and_gives_decoded_scores(bananas_embedded):
+    from serieslabeler.labels import add_labels, label_series
+    from serieslabeler.store import list_series
+    from serieslabeler.report import build_report
+
+    with Workspace.open(bananas_embedded) as ws:
+        add_labels(ws, ["U", "R", "V", "O"], ordered=True)
+        truth = dict(ws.db.execute("SELECT image_id, label FROM ground_truth").fetchall())
+        for series in list_series(ws)[:6]:
+            stages = [truth[i] for i in series.image_ids]
+            label_series(ws, series, [(s, series.image_ids[k]) for k, s in enumerate(stages) if k == 0 or stages[k - 1] != s])
+        predict(ws, train_model(ws, "head", feature_set="efficientnet_lite0@imagenet").id)
+        text = " ".join(parse(build_report(ws)).text)
+    assert "each series decoded as ordered stages: macro F" in text
+    header = text.split("truth \\ predicted", 1)[1].split()[:4]
+    assert header == ["U", "R", "V", "O"], header
+    assert text.split("Examples per class", 1)[1].split()[:4] == ["U", "R", "V", "O"]

@@ -268,3 +268,25 @@ def test_the_labeled_count_of_a_series_counts_accepted_labels_and_names_the_pend
     labeled = next(m for m in app.metric if m.label == "Labeled")
     assert labeled.value == str(len(found[0])) and not labeled.delta, "the counts follow the save at once"
     assert "(unlabeled)" not in band_rows(app)["current labels"], "so does the band"
+
+
+def test_metrics_show_decoded_scores_beside_per_photo_ones_with_classes_in_stage_order(sample):
+    from serieslabeler.loop import stored_evaluation
+
+    _, found, _ = page_on_a_series_with_a_proposal(sample)
+    with Workspace.open(sample) as workspace:
+        model_id = workspace.db.execute("SELECT MAX(id) FROM models").fetchone()[0]
+        result = stored_evaluation(workspace, model_id)
+    raw, decoded = result["report"]["macro"]["F"], result["decoded_report"]["macro"]["F"]
+    app = clean(run_page("metrics"))
+    scores = app.radio(key="metrics_scores")
+    assert scores.options == ["each photo", "each series decoded as ordered stages"] and scores.value == "each photo"
+    assert any(f"Macro F per photo {raw:.3f}, decoded along each series {decoded:.3f}" in c.value for c in app.caption)
+    assert next(m.value for m in app.metric if m.label == "Macro F") == f"{raw:.2f}"
+    clean(scores.set_value("each series decoded as ordered stages").run())
+    assert next(m.value for m in app.metric if m.label == "Macro F") == f"{decoded:.2f}"
+    staged = [c for c in ["U", "R", "V", "O"] if c in result["report"]["classes"]]
+    specs = [json.loads(chart.proto.spec) for chart in app.get("vega_lite_chart")]
+    confusion = next(spec for spec in specs if "layer" in spec and spec["layer"][0]["encoding"].get("y", {}).get("field") == "truth")
+    encoding = confusion["layer"][0]["encoding"]
+    assert encoding["x"]["sort"] == staged and encoding["y"]["sort"] == staged, "stages read in their order, not alphabetically"

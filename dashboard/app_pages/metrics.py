@@ -6,11 +6,12 @@ import pandas as pd
 import streamlit as st
 from serieslabeler_app import common as ui
 
-from serieslabeler.labels import session_stats
+from serieslabeler.labels import session_stats, vocabulary_order
 from serieslabeler.loop import (
     learning_curve,
     stored_evaluation,
 )
+from serieslabeler.metrics import in_stage_order
 from serieslabeler.models import list_models
 from serieslabeler.report import write_report
 from serieslabeler.store import queries
@@ -26,8 +27,10 @@ def download(frame: pd.DataFrame, name: str) -> None:
     st.download_button(f"Download {name}.csv", frame.to_csv(index=False).encode("utf-8"), f"{name}.csv", "text/csv", on_click="ignore", key=f"download_{name}")
 
 
-def report_section(report: dict, note: str) -> None:
+def report_section(report: dict, note: str, order: list[str] | None = None) -> None:
     st.caption(note)
+    report = in_stage_order(report, order)
+    classes = report["classes"]
     row = st.columns(5)
     row[0].metric("Top-1 accuracy", f"{report['top1']:.2f}")
     row[1].metric("Top-3 accuracy", "-" if report["top3"] is None else f"{report['top3']:.2f}")
@@ -35,7 +38,7 @@ def report_section(report: dict, note: str) -> None:
     row[3].metric("Macro recall (AR)", f"{report['macro']['AR']:.2f}")
     row[4].metric("Macro F", f"{report['macro']['F']:.2f}")
     per_class = pd.DataFrame(report["per_class"])
-    confusion = pd.DataFrame(report["confusion"], index=report["classes"], columns=report["classes"])
+    confusion = pd.DataFrame(report["confusion"], index=classes, columns=classes)
     cells = confusion.rename_axis("truth").reset_index().melt("truth", var_name="predicted", value_name="images")
     left, right = st.columns(2)
     with left:
@@ -43,7 +46,7 @@ def report_section(report: dict, note: str) -> None:
         bars = per_class.melt(["label", "support"], ["precision", "recall", "f1"], var_name="measure")
         st.altair_chart(
             alt.Chart(bars).mark_bar().encode(
-                x=alt.X("label:N", title="class"), xOffset="measure:N", y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1])),
+                x=alt.X("label:N", title="class", sort=classes), xOffset="measure:N", y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1])),
                 color="measure:N", tooltip=["label", "measure", alt.Tooltip("value:Q", format=".3f"), "support"],
             ),
             width="stretch",
@@ -51,10 +54,27 @@ def report_section(report: dict, note: str) -> None:
         download(per_class, "per_class")
     with right:
         st.markdown("**Confusion matrix** (rows: truth)")
-        base = alt.Chart(cells).encode(x=alt.X("predicted:N"), y=alt.Y("truth:N"))
+        base = alt.Chart(cells).encode(x=alt.X("predicted:N", sort=classes), y=alt.Y("truth:N", sort=classes))
         heat = base.mark_rect().encode(color=alt.Color("images:Q", scale=alt.Scale(scheme="blues")), tooltip=["truth", "predicted", "images"])
         st.altair_chart(heat + base.mark_text().encode(text="images:Q"), width="stretch")
         download(cells, "confusion")
+
+
+DECODED = "each series decoded as ordered stages"
+PER_PHOTO = "each photo"
+
+
+def held_out_report(result: dict) -> tuple[dict, str]:
+    """The held-out report to show and its note: per photo, or (ordered stages, the user's
+    choice) decoded along each held-out series, with both macro F side by side."""
+    note = f"On the ground truth of held-out subjects {', '.join(result['held_out_subjects'])} ({result['test_images']} images); {result['method']}."
+    decoded = result.get("decoded_report")
+    if not decoded:
+        return result["report"], note
+    shown = st.radio("Scores of", [PER_PHOTO, DECODED], horizontal=True, key="metrics_scores",
+                     help="Each photo's own prediction, or each held-out series read as one non-decreasing stage sequence (as proposals and route --monotone read it).")
+    note += f" Macro F per photo {result['report']['macro']['F']:.3f}, decoded along each series {decoded['macro']['F']:.3f}."
+    return (decoded if shown == DECODED else result["report"]), note
 
 
 def learning_curves(workspace) -> None:
@@ -108,11 +128,13 @@ def render(workspace) -> None:
         model_id = st.selectbox("Model", list(by_id), format_func=lambda i: f"model {i}: {by_id[i]['mode']}, {by_id[i]['training_set']} labels")
         truth = queries.has_ground_truth(workspace)
         st.subheader("Quality per class")
+        order = vocabulary_order(workspace)
         if truth:
             result = stored_evaluation(workspace, model_id)
-            report_section(result["report"], f"On the ground truth of held-out subjects {', '.join(result['held_out_subjects'])} ({result['test_images']} images); {result['method']}.")
+            report, note = held_out_report(result)
+            report_section(report, note, order)
         elif by_id[model_id]["metrics"].get("validation"):
-            report_section(by_id[model_id]["metrics"]["validation"], "No ground truth here: scores of out-of-fold predictions on your own labels, folds grouped by subject.")
+            report_section(by_id[model_id]["metrics"]["validation"], "No ground truth here: scores of out-of-fold predictions on your own labels, folds grouped by subject.", order)
         st.subheader("Learning curves")
         learning_curves(workspace)
     st.subheader("Labeling speed")

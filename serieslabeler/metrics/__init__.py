@@ -24,6 +24,7 @@ from .classification import (
     ClassScores,
     classification_report,
     confusion_matrix,
+    in_stage_order,
     macro_f1,
     top_k_accuracy,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "confusion_matrix",
     "top_k_accuracy",
     "classification_report",
+    "in_stage_order",
     "macro_f1",
     "SILHOUETTE_SAMPLE",
     "ClusterPurity",

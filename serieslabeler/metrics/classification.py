@@ -78,6 +78,19 @@ class ClassificationReport:
         return "\n".join(lines)
 
 
+def in_stage_order(report: dict, order) -> dict:
+    """A report (as a dict) with its classes, per-class rows and confusion matrix in stage order,
+    the classes outside ``order`` after the stages: then neighbouring stages, the ones an ordered
+    collection confuses, sit next to the diagonal. No ``order``: the report as it is."""
+    classes = [str(c) for c in report["classes"]]
+    staged = [c for c in order or [] if c in classes]
+    chosen = staged + [c for c in classes if c not in staged]
+    index = [classes.index(c) for c in chosen]
+    per_class = {str(row["label"]): row for row in report["per_class"]}
+    return {**report, "classes": chosen, "per_class": [per_class[c] for c in chosen if c in per_class],
+            "confusion": [[report["confusion"][i][j] for j in index] for i in index]}
+
+
 def confusion_matrix(y_true, y_pred, classes) -> np.ndarray:
     """Counts with rows = true class, columns = predicted class, in the order of ``classes``.
 
