@@ -269,3 +269,63 @@ def test_model_proposal_accept_monotone_route_and_decoded_evaluation(bananas_emb
     assert code == 0 and routed["monotone"] is True and routed["pseudo_labeled"] + routed["to_cluster"] > 0, routed
     code, scores = cli("evaluate", "--workspace", bananas_embedded)
     assert code == 0 and "report" in scores and scores["decoded_report"]["macro"]["F"] >= 0
+
+
+def two_fruits_per_subject(tmp_path):
+    """Bananas re-read as body parts: each subject is two fruits photographed together, attribute
+    ``part`` naming which; each part ripens at its own pace, like a head and a leg."""
+    import csv
+
+    from tests.conftest import BANANAS
+
+    with open(BANANAS / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    fruits = sorted({r["fruit"] for r in rows})
+    for r in rows:
+        position = fruits.index(r["fruit"])
+        r["pair"], r["part"] = f"p{position // 2}", "first" if position % 2 == 0 else "second"
+    table = tmp_path / "pairs.csv"
+    with open(table, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    code, data = cli("ingest", "--workspace", tmp_path / "ws", "--images", BANANAS / "images", "--metadata", table,
+                     "--subject", "pair", "--date", "date", "--time", "time", "--label", "ripeness", "--attributes", "part")
+    assert code == 0, data
+    return tmp_path / "ws"
+
+
+def test_a_saved_split_decodes_each_parts_series_on_its_own(tmp_path):
+    """Decoding a subject's interleaved photos of two parts as one monotone sequence forces the
+    parts into one pace: wrong wherever one part is ahead of the other. With the model's
+    evidence made the truth itself, decoding by part is exact, and by subject is not."""
+    from serieslabeler.embed import embed_workspace
+    from serieslabeler.loop import routing_labels
+    from serieslabeler.models import Predictions, store_predictions, train_model
+    from serieslabeler.store import saved_split, series_groups
+
+    root = two_fruits_per_subject(tmp_path)
+    code, data = cli("series", "--workspace", root, "--split-by", "part", "--remember")
+    assert code == 0 and data["saved_split"] == "part" and len(data["series"]) == 11, data
+    assert cli("series", "--workspace", root)[1]["split_by"] == "part", "the saved split is the default listing"
+    code, data = cli("series", "--workspace", root, "--split-by", "colour", "--remember")
+    assert code == 2 and "no attribute 'colour'" in data["error"]
+    with Workspace.open(root) as workspace:
+        embed_workspace(workspace, "colour")
+        labels.add_labels(workspace, ORDER, ordered=True)
+        parts = list_series(workspace, "part")
+        for series in parts[:4]:
+            labels.label_series(workspace, series, true_boundaries(workspace, series))
+        model = train_model(workspace, feature_set="colour")
+        ids = np.array(sorted(i for s in parts for i in s.image_ids))
+        truth = np.array(truth_of(workspace, ids))
+        classes = np.array(sorted(ORDER))
+        store_predictions(workspace, Predictions(model.id, ids, classes, (truth[:, None] == classes[None, :]).astype(float)))
+        assert set(series_groups(workspace, ids)) == {s.key for s in parts} and saved_split(workspace) == "part"
+        by_part = routing_labels(workspace, model.id, ids, monotone=True)
+    assert cli("series", "--workspace", root, "--split-by", "none", "--remember")[1]["saved_split"] is None
+    with Workspace.open(root) as workspace:
+        assert set(series_groups(workspace, ids)) == {parse_series_key(s.key)[0] for s in parts}
+        by_subject = routing_labels(workspace, model.id, ids, monotone=True)
+    assert by_part.labels.astype(str).tolist() == truth.tolist()
+    assert (by_subject.labels.astype(str) != truth).sum() > 0, "some subject's parts are at different stages at one time"

@@ -290,3 +290,18 @@ def test_metrics_show_decoded_scores_beside_per_photo_ones_with_classes_in_stage
     confusion = next(spec for spec in specs if "layer" in spec and spec["layer"][0]["encoding"].get("y", {}).get("field") == "truth")
     encoding = confusion["layer"][0]["encoding"]
     assert encoding["x"]["sort"] == staged and encoding["y"]["sort"] == staged, "stages read in their order, not alphabetically"
+
+
+def test_the_series_page_saves_the_split_that_routing_and_scores_decode_by(sample):
+    from serieslabeler.store import saved_split
+
+    app = clean(page())
+    split = app.selectbox(key="split")
+    attribute = next(option for option in split.options if option != "(whole subject)")
+    clean(split.set_value(attribute).run())
+    clean(app.button(key="save_split").click().run())
+    with Workspace.open(sample) as workspace:
+        assert saved_split(workspace) == attribute
+    again = clean(page())
+    assert again.selectbox(key="split").value == attribute, "the saved split is the page's default"
+    assert not [b for b in again.button if b.key == "save_split"], "nothing to save while the page shows the saved split"

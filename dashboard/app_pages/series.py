@@ -11,7 +11,16 @@ from serieslabeler import labels
 from serieslabeler import views as catalog
 from serieslabeler.ingest import degree_days, has_weather, readable_time
 from serieslabeler.loop import propose_series
-from serieslabeler.store import collection_summary, get_series, next_series_to_label, series_keys, series_with_series_labels
+from serieslabeler.store import (
+    Workspace,
+    collection_summary,
+    get_series,
+    next_series_to_label,
+    save_split,
+    saved_split,
+    series_keys,
+    series_with_series_labels,
+)
 
 UNLABELED = "(unlabeled)"
 STRIP_COLUMNS = 6
@@ -35,14 +44,28 @@ def describe(row) -> str:
     return " · ".join(parts)
 
 
+def remember_split(root: str, split: str | None) -> None:
+    """The click's callback: save ``split`` as the workspace's series split (before the page draws)."""
+    with Workspace.open(root) as workspace:
+        save_split(workspace, split)
+
+
 def pick_series(workspace):
     """The series chosen with the subject and split pickers (kept in the address), and every
     series key the picker offers."""
     attributes = [name for name, info in collection_summary(workspace)["attributes"].items() if info["type"] == "categorical"]
+    options = [NO_SPLIT, *attributes]
+    saved = saved_split(workspace)
     left, right = st.columns([1, 1])
-    split = left.selectbox("Split by", [NO_SPLIT, *attributes], key="split", bind="query-params",
+    split = left.selectbox("Split by", options, index=options.index(saved) if saved in options else 0, key="split", bind="query-params",
                            help="One series per subject, or per subject and value of an attribute (body part, camera view).")
-    keys = series_keys(workspace, None if split == NO_SPLIT else split)
+    chosen = None if split == NO_SPLIT else split
+    if chosen != saved:
+        left.button(f"Decode by {'whole subject' if chosen is None else chosen} when routing and scoring", key="save_split",
+                    on_click=remember_split, args=(str(workspace.root), chosen),
+                    help="Routing, held-out scores and demos read each series as ordered stages; save this split for them "
+                         f"(now: {'whole subject' if saved is None else saved}).")
+    keys = series_keys(workspace, chosen)
     key = right.selectbox("Series", keys, key="series", bind="query-params",
                           help="The address keeps the series, so a link opens it.")
     return get_series(workspace, key), keys

@@ -54,7 +54,7 @@ from serieslabeler.progress import Progress
 from serieslabeler.sampling import draw_sample, load_sample, save_sample
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.queries import has_ground_truth
-from serieslabeler.store.series import get_series
+from serieslabeler.store.series import get_series, parse_series_key, saved_split, series_groups
 from serieslabeler.store.workspace import Workspace
 
 IDLE_MINUTES = 5.0
@@ -340,7 +340,8 @@ def label_with_oracle(
 
 def label_series_with_oracle(workspace: Workspace, image_ids, iteration: int | None = None, hidden=(), author: str = "oracle") -> dict:
     """Let the ground truth play the expert on the series of the subjects of ``image_ids`` (for
-    demos on an ordered vocabulary). Per series it places the true boundaries, or accepts and
+    demos on an ordered vocabulary; one series per subject, or per part under the saved split).
+    Per series it places the true boundaries, or accepts and
     corrects the latest model's proposal when that takes fewer interactions, and clicks out the
     images whose stage is not in the order (:meth:`serieslabeler.loop.oracle.Oracle.answer_series`);
     each series is one ``label_series`` event. Returns how many series were labeled with and
@@ -351,13 +352,12 @@ def label_series_with_oracle(workspace: Workspace, image_ids, iteration: int | N
     visible = ~np.isin(ids, np.asarray(hidden, dtype=np.int64))
     oracle, known = Oracle(ids[visible], truth[visible]), set(ids[visible].tolist())
     model_id = workspace.db.execute("SELECT MAX(id) FROM models").fetchone()[0]
-    names = workspace.query_in(
-        "SELECT DISTINCT s.name FROM images i JOIN subjects s ON s.id = i.subject_id WHERE i.id IN ({}) ORDER BY s.name",
-        [int(i) for i in image_ids],
-    )
     counts = Counter()
-    for (name,) in names:
-        series = get_series(workspace, name)
+    keys = set(series_groups(workspace, image_ids))
+    if saved_split(workspace) is not None:  # photos without a value of the split are in no series
+        keys = {key for key in keys if parse_series_key(key)[1] is not None}
+    for key in sorted(keys):
+        series = get_series(workspace, key)
         seen = [i for i in series.image_ids if i in known]
         proposal = None if model_id is None else propose_series(workspace, series, model_id).boundaries
         answer = oracle.answer_series(seen, order, proposal)

@@ -13,12 +13,12 @@ from serieslabeler.labels.rejections import rejected_labels
 from serieslabeler.labels.series import require_order
 from serieslabeler.loop.calibrate import calibrated_proba
 from serieslabeler.loop.support import SUPPORT_QUANTILE, check_quantile, inside_support
-from serieslabeler.models.base import image_subjects
 from serieslabeler.models.files import load_model_record
 from serieslabeler.models.monotone import decode_series
 from serieslabeler.models.predictions import load_predictions, unlabeled_image_ids
 from serieslabeler.sampling import find_sample, save_sample
 from serieslabeler.store.queries import image_times
+from serieslabeler.store.series import series_groups
 from serieslabeler.store.workspace import Workspace
 
 
@@ -138,7 +138,7 @@ def routing_labels(
     if len(ids) == 0:
         return RoutingLabels(ids, np.zeros(0, dtype=str), np.zeros(0), len(predictions.classes))
     proba = calibrated_proba(workspace, model_id, predictions.proba)
-    subjects, times = image_subjects(workspace, ids), image_times(workspace, ids)
+    subjects, times = series_groups(workspace, ids), image_times(workspace, ids)  # one series per subject, or per part
     if monotone:
         # an image clicked out of its series says nothing about its neighbours' stages
         rejections = rejected_labels(workspace, ids) if rejections is None else rejections

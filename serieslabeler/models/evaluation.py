@@ -44,6 +44,7 @@ from serieslabeler.models.splits import grouped_split
 from serieslabeler.store.arrays import load_record_arrays, save_record_arrays
 from serieslabeler.store.features import FeatureStore
 from serieslabeler.store.queries import has_ground_truth, image_times
+from serieslabeler.store.series import saved_split, series_groups
 from serieslabeler.store.workspace import Workspace
 
 EVALUATION_TEST_SIZE = 0.3
@@ -223,11 +224,11 @@ def evaluate_model(
 
 def _decoded_report(workspace: Workspace, ids, truth, proba, classes, all_classes) -> dict | None:
     """With an ordered vocabulary: the scores of the predictions decoded monotone along each
-    held-out subject's series (None otherwise)."""
+    held-out series, one per subject or per part under the saved split (None otherwise)."""
     order = vocabulary_order(workspace)
     if order is None:
         return None
-    labels, _ = decode_series(proba, classes, order, image_subjects(workspace, ids), image_times(workspace, ids))
+    labels, _ = decode_series(proba, classes, order, series_groups(workspace, ids), image_times(workspace, ids))
     return classification_report(truth, labels.astype(str), sorted(set(all_classes) | set(labels.astype(str)))).to_dict()
 
 
@@ -241,8 +242,10 @@ def _refit_head(workspace: Workspace, record, image_ids: np.ndarray, seed: int):
     return HeadClassifier(**head_options(record), random_state=seed).fit(X, labels[keep].astype(str), sample_weight=weights[keep])
 
 
-def evaluation_name(test_size: float, seed: int) -> str:
-    return f"held_out test_size={float(test_size)} seed={int(seed)}"
+def evaluation_name(test_size: float, seed: int, split: str | None = None) -> str:
+    """The name a held-out evaluation is stored under; a saved series split (which the decoded
+    scores follow) is part of it, so saving another computes them again."""
+    return f"held_out test_size={float(test_size)} seed={int(seed)}" + ("" if split is None else f" series={split}")
 
 
 def store_evaluation(workspace: Workspace, model_id: int, name: str, value: dict) -> None:
@@ -253,7 +256,7 @@ def store_evaluation(workspace: Workspace, model_id: int, name: str, value: dict
 def stored_evaluation(workspace: Workspace, model_id: int, test_size: float = EVALUATION_TEST_SIZE, seed: int = 0) -> dict:
     """A model's held-out evaluation (:meth:`Evaluation.to_dict`) as stored when it was trained;
     computed (and stored) for a model trained before that, or for another split."""
-    return stored_value(workspace, model_id, evaluation_name(test_size, seed), lambda: evaluate_model(workspace, model_id, test_size, seed).to_dict())
+    return stored_value(workspace, model_id, evaluation_name(test_size, seed, saved_split(workspace)), lambda: evaluate_model(workspace, model_id, test_size, seed).to_dict())
 
 
 def stored_value(workspace: Workspace, model_id: int, name: str, compute: Callable[[], object]):
@@ -285,7 +288,7 @@ def record_evaluations(workspace: Workspace, record: ModelRecord, data: Training
         try:
             save_oof(workspace, record.id, "ground_truth", seed, compute_oof(workspace, record, "ground_truth", seed))
             stored.append("oof ground_truth")
-            store_evaluation(workspace, record.id, evaluation_name(EVALUATION_TEST_SIZE, 0), evaluate_model(workspace, record.id).to_dict())
+            store_evaluation(workspace, record.id, evaluation_name(EVALUATION_TEST_SIZE, 0, saved_split(workspace)), evaluate_model(workspace, record.id).to_dict())
             stored.append("held-out evaluation")
         except PipelineError:
             pass

@@ -3,14 +3,22 @@
 A series is named by its key: ``SUBJECT`` (all of the subject's images) or
 ``SUBJECT/ATTR=VALUE`` (those whose attribute ``ATTR`` is ``VALUE``, e.g. one body part or one
 camera view). Images are ordered by time, then by id.
+
+A workspace can save the attribute that splits its subjects into series (:func:`save_split`):
+where each body part or view goes through the stages at its own pace, routing, held-out scores
+and the oracle's rounds then decode each part's series on its own (:func:`series_groups`), not
+the photos of all parts interleaved.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from serieslabeler.errors import PipelineError
 from serieslabeler.store.workspace import Workspace
 
+SPLIT_KEY = "series_split"
 _SERIES_SQL = (
     "SELECT i.id, i.taken_at FROM images i JOIN subjects s ON s.id = i.subject_id WHERE s.name = ?{} "
     "ORDER BY i.taken_at, i.id"
@@ -138,3 +146,32 @@ def _attribute_id(workspace: Workspace, attribute: str, what: str) -> int:
         known = ", ".join(r[0] for r in workspace.db.execute("SELECT name FROM attributes ORDER BY name")) or "none"
         raise PipelineError(f"{what}: no attribute '{attribute}' (attributes: {known})")
     return int(row[0])
+
+
+def saved_split(workspace: Workspace) -> str | None:
+    """The attribute the workspace splits its subjects into series by (None: one per subject)."""
+    return workspace.get_meta(SPLIT_KEY) or None
+
+
+def save_split(workspace: Workspace, attribute: str | None) -> None:
+    """Split every subject into series by ``attribute`` from now on (None: one series per subject)."""
+    if attribute is None:
+        with workspace.transaction():
+            workspace.db.execute("DELETE FROM meta WHERE key=?", (SPLIT_KEY,))
+        return
+    _attribute_id(workspace, attribute, f"split by '{attribute}'")
+    workspace.set_meta(SPLIT_KEY, attribute)
+
+
+def series_groups(workspace: Workspace, image_ids) -> np.ndarray:
+    """Each image's series key under the saved split: ``SUBJECT/ATTR=VALUE``, or its subject's
+    name when no split is saved or the image has no value of the attribute."""
+    ids = [int(i) for i in image_ids]
+    split = saved_split(workspace)
+    rows = workspace.query_in("SELECT i.id, s.name FROM images i JOIN subjects s ON s.id = i.subject_id WHERE i.id IN ({})", ids)
+    subject = dict(rows)
+    value = {} if split is None else dict(workspace.query_in(
+        "SELECT image_id, value FROM image_attributes WHERE attribute_id = " + str(_attribute_id(workspace, split, "the saved series split"))
+        + " AND value IS NOT NULL AND image_id IN ({})", ids,
+    ))
+    return np.array([subject[i] if i not in value else series_key(subject[i], split, value[i]) for i in ids], dtype=object)

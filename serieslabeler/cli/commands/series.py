@@ -10,7 +10,7 @@ from serieslabeler.cli.commands.label import _split
 from serieslabeler.errors import PipelineError
 from serieslabeler.ingest import readable_time
 from serieslabeler.loop.series import propose_series
-from serieslabeler.store.series import get_series, list_series
+from serieslabeler.store.series import get_series, list_series, save_split, saved_split
 from serieslabeler.store.workspace import Workspace
 from serieslabeler.views import image_details
 
@@ -18,7 +18,12 @@ from serieslabeler.views import image_details
 def register(subparsers) -> None:
     parser = subparsers.add_parser("series", help="list the series (one subject, optionally one attribute value, in time order)")
     add_common(parser)
-    parser.add_argument("--split-by", metavar="ATTR", help="one series per subject and value of this attribute")
+    parser.add_argument("--split-by", metavar="ATTR",
+                        help="one series per subject and value of this attribute (default: the saved split, if any); "
+                             "'none': one per subject")
+    parser.add_argument("--remember", action="store_true",
+                        help="save --split-by as the workspace's series: routing, held-out scores and the oracle's rounds "
+                             "then decode each part's series on its own")
     parser.add_argument("--series", metavar="SUBJECT[/ATTR=VALUE]", help="show this series' images, boundaries and proposal")
     parser.set_defaults(run=run_series)
 
@@ -39,12 +44,19 @@ def register(subparsers) -> None:
 
 
 def run_series(args) -> Result:
+    if args.remember and args.split_by is None:
+        raise PipelineError("--remember saves --split-by: give --split-by ATTR (or 'none')")
     with Workspace.open(args.workspace) as workspace:
+        split = saved_split(workspace) if args.split_by is None else (None if args.split_by == "none" else args.split_by)
+        if args.remember:
+            save_split(workspace, split)
         if args.series is None:
-            found = list_series(workspace, args.split_by)
+            found = list_series(workspace, split)
             rows = [s.to_dict() for s in found]
             text = "\n".join(f"{s.key}: {len(s)} image(s), {s.taken_at[0]} .. {s.taken_at[-1]}" for s in found)
-            return Result({"ok": True, "series": rows}, text or "no series")
+            saved = saved_split(workspace)
+            note = (f"series split by '{split}'" + (" (saved)" if split == saved else "")) if split else "one series per subject"
+            return Result({"ok": True, "series": rows, "split_by": split, "saved_split": saved}, f"{note}\n{text or 'no series'}")
         series = get_series(workspace, args.series)
         current = labels.series_boundaries(workspace, series)
         data = {"ok": True, **series.to_dict(), "image_ids": list(series.image_ids), "boundaries": [list(b) for b in current]}
