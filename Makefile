@@ -18,8 +18,11 @@ $(VENV)/.installed: pyproject.toml setup.py constraints.txt
 
 setup: $(VENV)/.installed
 
+# The sample is prepared only in a new workspace or the sample's own: WORKSPACE=path/to/your/own opens it as it is.
 sample: setup
-	$(VENV)/bin/serieslabeler demo --workspace $(WORKSPACE)
+	@if $(PY) -c "import sys; from serieslabeler.demo import is_sample_workspace; sys.exit(not is_sample_workspace(sys.argv[1]))" "$(WORKSPACE)"; \
+	then $(VENV)/bin/serieslabeler demo --workspace "$(WORKSPACE)"; \
+	else echo "$(WORKSPACE) holds a collection of its own: opening it as it is, without preparing the sample"; fi
 
 run: sample
 	LABELER_WORKSPACE=$(WORKSPACE) $(PY) -m streamlit run dashboard/app.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true
