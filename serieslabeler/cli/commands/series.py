@@ -47,14 +47,15 @@ def run_series(args) -> Result:
     if args.remember and args.split_by is None:
         raise PipelineError("--remember saves --split-by: give --split-by ATTR (or 'none')")
     with Workspace.open(args.workspace) as workspace:
-        split = saved_split(workspace) if args.split_by is None else (None if args.split_by == "none" else args.split_by)
+        saved = saved_split(workspace)
+        split = saved if args.split_by is None else (None if args.split_by == "none" else args.split_by)
         if args.remember:
             save_split(workspace, split)
+            saved = split
         if args.series is None:
             found = list_series(workspace, split)
             rows = [s.to_dict() for s in found]
             text = "\n".join(f"{s.key}: {len(s)} image(s), {s.taken_at[0]} .. {s.taken_at[-1]}" for s in found)
-            saved = saved_split(workspace)
             note = (f"series split by '{split}'" + (" (saved)" if split == saved else "")) if split else "one series per subject"
             return Result({"ok": True, "series": rows, "split_by": split, "saved_split": saved}, f"{note}\n{text or 'no series'}")
         series = get_series(workspace, args.series)
