@@ -198,6 +198,14 @@ def unmark_start(key: str, image_id: int) -> None:
     st.session_state[key]["boundaries"].pop(image_id, None)
 
 
+def proposal_caption(proposal) -> str:
+    """Where the proposal band comes from, and whether the stages' timing shaped it."""
+    timing = (f"times when each stage was seen in the labeled series (weight {proposal.time_weight:g}, chosen on held-out labeled subjects)"
+              if proposal.time_weight > 0 else
+              "no stage timing: on held-out labeled subjects it did not help (or fewer than two subjects are labeled)")
+    return f"Proposal: model {proposal.model_id}'s stage probabilities, decoded in stage order, with {timing}."
+
+
 def toggle_member(key: str, image_id: int) -> None:
     excluded = st.session_state[key]["excluded"]
     (excluded.discard if image_id in excluded else excluded.add)(image_id)
@@ -233,6 +241,8 @@ def render(workspace) -> None:
             bands["proposal"] = list(proposal.stages)
         bands["draft"] = draft_stages(series, draft)
         st.altair_chart(band_chart(bands, list(range(len(ids))), order), width="stretch")
+        if proposal is not None:
+            st.caption(proposal_caption(proposal))
         stage = st.selectbox("Stage to place", order, key="stage", help="The stage a 'Starts' click marks the first image of.")
         draft = labeling_controls(workspace, series, draft, proposal)
     left, right = st.columns([5, 1], vertical_alignment="bottom")

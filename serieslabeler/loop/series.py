@@ -12,13 +12,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.ingest.weather_store import has_weather
 from serieslabeler.labels.rejections import Rejections, rejected_labels
 from serieslabeler.labels.series import require_order
-from serieslabeler.models.files import latest_model_id
+from serieslabeler.models.evaluation import load_oof, oof_path
+from serieslabeler.models.files import latest_model_id, load_model_record
 from serieslabeler.models.monotone import boundaries as stage_boundaries
 from serieslabeler.models.monotone import decode, stage_columns
 from serieslabeler.models.predictions import load_predictions, predict
-from serieslabeler.store.series import Series, get_series
+from serieslabeler.models.time_prior import StageTimePrior, fit_time_prior
+from serieslabeler.space.metadata import DEGREE_DAYS, metadata_frame
+from serieslabeler.store.series import Series, get_series, series_groups
 from serieslabeler.store.workspace import Workspace
 
 
@@ -32,10 +36,12 @@ class SeriesProposal:
     boundaries: list[tuple[str, int]]
     stages: tuple[str, ...]
     confidence: np.ndarray = field(repr=False)
+    time_weight: float = 0.0  # the weight of the stage-timing prior in the proposal (0: none)
 
     def to_dict(self) -> dict:
         return {
             "series": self.series, "model_id": self.model_id, "boundaries": [list(b) for b in self.boundaries],
+            "time_prior_weight": self.time_weight,
             "images": [{"image_id": i, "stage": s, "confidence": round(float(c), 4)}
                        for i, s, c in zip(self.image_ids, self.stages, self.confidence)],
         }
@@ -78,6 +84,8 @@ def propose_series(workspace: Workspace, series: Series | str, model_id: int | N
     evidence = series_evidence(workspace, series, model_id, order)
     if not evidence.any(axis=1).all():
         raise PipelineError(f"model {model_id} gives no probability to any stage of {' < '.join(order)} for series '{series.key}'")
+    prior, times = stage_time_prior(workspace, model_id, order, series.image_ids)
+    evidence = evidence * prior.ratio(times)
     # an image clicked out of the series (a stake, another body part) says nothing about its stages
     # and cannot start one
     rejections = rejected_labels(workspace, series.image_ids) if left_out is None else Rejections(everything=frozenset(map(int, left_out)))
@@ -88,5 +96,35 @@ def propose_series(workspace: Workspace, series: Series | str, model_id: int | N
     starts = stage_boundaries(decoded.stages[kept])
     return SeriesProposal(
         series.key, model_id, series.image_ids, [(order[stage], series.image_ids[kept[p]]) for p, stage in starts],
-        tuple(order[s] for s in decoded.stages), decoded.confidence,
+        tuple(order[s] for s in decoded.stages), decoded.confidence, prior.weight,
     )
+
+
+def stage_time_prior(workspace: Workspace, model_id: int, order: list[str], image_ids) -> tuple[StageTimePrior, np.ndarray]:
+    """When each stage occurs, learned from the labels the model was trained on
+    (:func:`serieslabeler.models.time_prior.fit_time_prior`, on the grouped out-of-fold
+    probabilities stored with the model), and the times of ``image_ids`` on the same axis.
+    Weight 0 (no prior) for a model stored without them (labels of a single subject)."""
+    record = load_model_record(workspace, model_id)
+    path = oof_path(workspace, record.id, "labels", int(record.params.get("seed", 0)))
+    oof = load_oof(path) if path.is_file() else None
+    if oof is not None:
+        oof = oof.subset(np.flatnonzero(np.isin(oof.labels, order)))
+    if oof is None or len(np.unique(oof.subjects)) < 2:
+        return StageTimePrior(len(order), weight=0.0).fit([], []), np.zeros(len(image_ids))
+    times = stage_times(workspace, [*oof.image_ids.tolist(), *image_ids])
+    stages = np.array([order.index(label) for label in oof.labels])
+    prior = fit_time_prior(stage_columns(oof.proba, oof.classes, order), stages, times[:len(oof)],
+                           series_groups(workspace, oof.image_ids), oof.subjects, len(order))
+    return prior, times[len(oof):]
+
+
+def stage_times(workspace: Workspace, image_ids) -> np.ndarray:
+    """Each image's place on the time line stages follow: accumulated degree-days where the
+    workspace's weather gives them for every one of ``image_ids``, else days since its subject's
+    first photo."""
+    if has_weather(workspace):
+        add = metadata_frame(workspace, image_ids, [DEGREE_DAYS])[DEGREE_DAYS].to_numpy(dtype=float)
+        if np.isfinite(add).all():
+            return add
+    return metadata_frame(workspace, image_ids, ["days"])["days"].to_numpy(dtype=float)

@@ -25,6 +25,7 @@ from serieslabeler.models.foc import FuzzyOvercluster
 from serieslabeler.models.head import HeadClassifier, grouped_oof_proba
 from serieslabeler.models.monotone import boundaries as stage_boundaries
 from serieslabeler.models.monotone import decode, decode_series, stage_columns
+from serieslabeler.models.time_prior import StageTimePrior, fit_time_prior
 from serieslabeler.models.vae import (
     CentreDecision,
     LatentVAE,
@@ -147,8 +148,25 @@ class _Run:
         if model is None or len(model.classes_) < 2:
             return None
         proba = self.predictions(model, rows)
-        stages = decode(stage_columns(proba.proba, proba.classes, self.c.order)).stages
+        evidence = stage_columns(proba.proba, proba.classes, self.c.order) * self.time_prior().ratio(self.c.series_times()[rows])
+        stages = decode(evidence).stages
         return [(self.c.order[stage], int(rows[p])) for p, stage in stage_boundaries(stages)]
+
+    def time_prior(self) -> StageTimePrior:
+        """When each stage occurs, from the labels so far, weighted as their held-out subjects say
+        (:func:`serieslabeler.models.time_prior.fit_time_prior`, on grouped out-of-fold probabilities)."""
+        index, labels, weights = self.labeled()
+        order = list(self.c.order)
+        staged = np.isin(labels, order)
+        index, labels, weights = index[staged], labels[staged], weights[staged]
+        subjects = self.c.subjects[index]
+        if len(np.unique(subjects)) < 2:
+            return StageTimePrior(len(order), weight=0.0).fit([], [])
+        proba, classes = grouped_oof_proba(
+            self.c.X[index], labels, subjects, weights, lambda: HeadClassifier(C=self.config.C, random_state=self.seed), CV_FOLDS, self.seed,
+        )
+        stages = np.array([order.index(label) for label in labels])
+        return fit_time_prior(stage_columns(proba, classes, order), stages, self.c.series_times()[index], subjects, subjects, len(order))
 
     def label_images(self, index: np.ndarray) -> None:
         for image in index:
