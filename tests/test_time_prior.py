@@ -22,6 +22,18 @@ def test_the_ratio_favours_the_stage_labeled_at_that_time():
     assert np.allclose(prior.shares_, [0.5, 0.5])
 
 
+def test_the_gridded_density_matches_the_kernel_sum_it_stands_for():
+    rng = np.random.default_rng(0)
+    times, stages = rng.uniform(0, 60, 400), rng.integers(0, 3, 400)
+    asked = rng.uniform(0, 60, 50)
+    prior = StageTimePrior(3, bandwidth=0.1).fit(times, stages)
+    width = 0.1 * np.ptp(times)
+    kernel = np.exp(-0.5 * ((asked[:, None] - times[None, :]) / width) ** 2)
+    density = kernel @ np.eye(3)[stages] + 1 / 3
+    exact = density / density.sum(axis=1, keepdims=True) / prior.shares_
+    assert np.allclose(prior.ratio(asked), exact, rtol=0.01)
+
+
 def test_weight_zero_no_labels_and_missing_times_leave_the_evidence_as_it_is():
     labeled = ([0, 1, 2, 10, 11, 12], [0, 0, 0, 1, 1, 1])
     assert np.array_equal(StageTimePrior(2, weight=0.0).fit(*labeled).ratio([0.0, 11.0]), np.ones((2, 2)))
