@@ -84,7 +84,7 @@ def test_series_page_accepts_a_model_proposal(sample):
     with Workspace.open(sample) as workspace:
         weight = propose_series(workspace, found[0]).time_weight
     said = [c.value for c in app.caption if c.value.startswith("Proposal: model")]
-    assert len(said) == 1 and (f"weight {weight:g}" in said[0] if weight > 0 else "no stage timing" in said[0]), said
+    assert len(said) == 1 and (f"weight {weight:g}" in said[0] if weight > 0 else "stage timing not used" in said[0]), said
     clean(app.button(key="accept_proposal").click().run())
     assert any("Accepted model" in s.value for s in app.success)
     with Workspace.open(sample) as workspace:

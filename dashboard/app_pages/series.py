@@ -200,10 +200,11 @@ def unmark_start(key: str, image_id: int) -> None:
 
 def proposal_caption(proposal) -> str:
     """Where the proposal band comes from, and whether the stages' timing shaped it."""
-    timing = (f"times when each stage was seen in the labeled series (weight {proposal.time_weight:g}, chosen on held-out labeled subjects)"
-              if proposal.time_weight > 0 else
-              "no stage timing: on held-out labeled subjects it did not help (or fewer than two subjects are labeled)")
-    return f"Proposal: model {proposal.model_id}'s stage probabilities, decoded in stage order, with {timing}."
+    if proposal.time_weight > 0:
+        return (f"Proposal: model {proposal.model_id}'s stage probabilities, weighted by when each stage was seen in the labeled "
+                f"series (weight {proposal.time_weight:g}, chosen on held-out labeled subjects), decoded in stage order.")
+    return (f"Proposal: model {proposal.model_id}'s stage probabilities decoded in stage order; stage timing not used "
+            "(on held-out labeled subjects it did not help, or fewer than two subjects are labeled).")
 
 
 def toggle_member(key: str, image_id: int) -> None:
