@@ -15,12 +15,13 @@ from serieslabeler.errors import PipelineError
 from serieslabeler.ingest.weather_store import has_weather
 from serieslabeler.labels.rejections import Rejections, rejected_labels
 from serieslabeler.labels.series import require_order
-from serieslabeler.models.evaluation import load_oof, oof_path
-from serieslabeler.models.files import latest_model_id, load_model_record
+from serieslabeler.loop.threshold import model_seed
+from serieslabeler.models.evaluation import stored_oof
+from serieslabeler.models.files import latest_model_id
 from serieslabeler.models.monotone import boundaries as stage_boundaries
 from serieslabeler.models.monotone import decode, stage_columns
 from serieslabeler.models.predictions import load_predictions, predict
-from serieslabeler.models.time_prior import StageTimePrior, fit_time_prior
+from serieslabeler.models.time_prior import StageTimePrior, fit_time_prior, no_time_prior
 from serieslabeler.space.metadata import DEGREE_DAYS, metadata_frame
 from serieslabeler.store.series import Series, get_series, series_groups
 from serieslabeler.store.workspace import Workspace
@@ -105,13 +106,11 @@ def stage_time_prior(workspace: Workspace, model_id: int, order: list[str], imag
     (:func:`serieslabeler.models.time_prior.fit_time_prior`, on the grouped out-of-fold
     probabilities stored with the model), and the times of ``image_ids`` on the same axis.
     Weight 0 (no prior) for a model stored without them (labels of a single subject)."""
-    record = load_model_record(workspace, model_id)
-    path = oof_path(workspace, record.id, "labels", int(record.params.get("seed", 0)))
-    oof = load_oof(path) if path.is_file() else None
+    oof = stored_oof(workspace, model_id, "labels", model_seed(workspace, model_id))
     if oof is not None:
         oof = oof.subset(np.flatnonzero(np.isin(oof.labels, order)))
     if oof is None or len(np.unique(oof.subjects)) < 2:
-        return StageTimePrior(len(order), weight=0.0).fit([], []), np.zeros(len(image_ids))
+        return no_time_prior(len(order)), np.zeros(len(image_ids))
     times = stage_times(workspace, [*oof.image_ids.tolist(), *image_ids])
     stages = np.array([order.index(label) for label in oof.labels])
     prior = fit_time_prior(stage_columns(oof.proba, oof.classes, order), stages, times[:len(oof)],

@@ -136,12 +136,19 @@ def load_oof(path: Path) -> OutOfFold:
     return load_record_arrays(path, OutOfFold)
 
 
+def stored_oof(workspace: Workspace, model_id: int, truth: str, seed: int) -> OutOfFold | None:
+    """A model's stored out-of-fold probabilities, None where training stored none (labels of a
+    single subject or class, a model trained before they were)."""
+    path = oof_path(workspace, model_id, truth, seed)
+    return load_oof(path) if path.is_file() else None
+
+
 def out_of_fold(workspace: Workspace, model_id: int, truth: str = "labels", seed: int = 0) -> OutOfFold:
     """A model's stored out-of-fold probabilities; computed (and stored) for a model trained before they were."""
     record = load_model_record(workspace, model_id)
-    path = oof_path(workspace, record.id, truth, seed)
-    if path.is_file():
-        return load_oof(path)
+    stored = stored_oof(workspace, record.id, truth, seed)
+    if stored is not None:
+        return stored
     oof = compute_oof(workspace, record, truth, seed)
     if not workspace.read_only:
         save_oof(workspace, record.id, truth, seed, oof)

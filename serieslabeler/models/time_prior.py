@@ -77,6 +77,11 @@ class StageTimePrior(BaseEstimator):
         return ratio
 
 
+def no_time_prior(n_stages: int) -> StageTimePrior:
+    """The prior that changes nothing (every ratio 1): for labels of fewer than two subjects."""
+    return StageTimePrior(n_stages, weight=0.0).fit([], [])
+
+
 def held_out_likelihoods(proba, stages, times, series, subjects, n_stages: int, bandwidth: float = BANDWIDTH,
                          weights=WEIGHTS) -> np.ndarray:
     """Per candidate weight, the log-likelihood of the labeled images' true stages under the

@@ -25,7 +25,7 @@ from serieslabeler.models.foc import FuzzyOvercluster
 from serieslabeler.models.head import HeadClassifier, grouped_oof_proba
 from serieslabeler.models.monotone import boundaries as stage_boundaries
 from serieslabeler.models.monotone import decode, decode_series, stage_columns
-from serieslabeler.models.time_prior import StageTimePrior, fit_time_prior
+from serieslabeler.models.time_prior import StageTimePrior, fit_time_prior, no_time_prior
 from serieslabeler.models.vae import (
     CentreDecision,
     LatentVAE,
@@ -161,7 +161,7 @@ class _Run:
         index, labels, weights = index[staged], labels[staged], weights[staged]
         subjects = self.c.subjects[index]
         if len(np.unique(subjects)) < 2:
-            return StageTimePrior(len(order), weight=0.0).fit([], [])
+            return no_time_prior(len(order))
         proba, classes = grouped_oof_proba(
             self.c.X[index], labels, subjects, weights, lambda: HeadClassifier(C=self.config.C, random_state=self.seed), CV_FOLDS, self.seed,
         )
