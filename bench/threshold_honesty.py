@@ -327,6 +327,12 @@ def _gap(promised: float | None, actual: float | None) -> str:
     return "   -  " if promised is None or actual is None else f"{100 * (promised - actual):+5.1f}"
 
 
+def held(intervals) -> str:
+    """How many of the ``(low, high, actual)`` promises that routed held the routed precision."""
+    measured = [(low, high, actual) for low, high, actual in intervals if low is not None and actual is not None]
+    return f"{sum(low <= actual <= high for low, high, actual in measured)}/{len(measured)}"
+
+
 def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: float) -> None:
     print(f"\n## {setting.name}: target precision {target:.0%}, {len(outcomes)} seeds, {seconds:.0f} s")
     print("| seed | labels | promised before | routed right before (n) | gap before | promised after [95% interval] | "
@@ -354,7 +360,8 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
           f"{sum(g <= 0.05 for g in gaps_after)}/{len(outcomes)} (no threshold suggested in {sum(bool(o.withheld) for o in outcomes)}: "
           f"classes without labels); mean audit coverage "
           f"{100 * np.mean(coverages) if coverages else float('nan'):.1f}%; one audit within 5 pts: "
-          f"{sum(g <= 0.05 for g in audit_gaps)}/{len(audit_gaps)} (mean |gap| {100 * np.mean(audit_gaps) if audit_gaps else float('nan'):.1f} pts)")
+          f"{sum(g <= 0.05 for g in audit_gaps)}/{len(audit_gaps)} (mean |gap| {100 * np.mean(audit_gaps) if audit_gaps else float('nan'):.1f} pts); "
+          f"the promise's 95% interval holds the routed precision: {held((*o.interval, o.actual['after']) for o in outcomes)}")
     withheld = [o for o in outcomes if o.withheld]
     if not withheld:
         return
@@ -380,7 +387,8 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
               f"{_pct(audited)} ({_gap(audited, after.actual)}) |")
     print(f"after covering the classes: seeds within 5 pts {sum(g <= 0.05 for g in covered_gaps)}/{len(withheld)} "
           f"(mean |gap| {100 * np.mean(covered_gaps) if covered_gaps else float('nan'):.1f} pts over {len(covered_gaps)} seeds that route); "
-          f"one audit within 5 pts: {sum(g <= 0.05 for g in covered_audit_gaps)}/{len(covered_audit_gaps)}")
+          f"one audit within 5 pts: {sum(g <= 0.05 for g in covered_audit_gaps)}/{len(covered_audit_gaps)}; the promise's 95% interval "
+          f"holds the routed precision: {held((o.covered[1].tuning.choice.low, o.covered[1].tuning.choice.high, o.covered[1].actual) for o in withheld)}")
 
 
 def main() -> None:

@@ -26,9 +26,11 @@ from serieslabeler.loop import (
     measured_images,
     model_oof,
     routed_pool,
+    tune_thresholds,
     validation_curves,
 )
 from serieslabeler.metrics import (
+    clustered_effective_sizes,
     effective_sample_size,
     importance_weights,
     nearest_other_subject_distance,
@@ -287,3 +289,59 @@ def test_the_floor_counts_images_unlike_the_labels_as_wrong():
     # at 0.5: 8 routed, of which 4 * 0.5 = 2 typical -> 2/8 of them at precision 0.8
     assert floor[0] == pytest.approx(0.25 * 0.8)
     assert floor[1] == pytest.approx(0.8)  # nothing routed at 0.95: nothing to discount
+
+
+def _prefix_sizes_by_hand(correct, weights, groups) -> list[float]:
+    """The cluster-robust effective size of each prefix, one prefix at a time (the formula as written)."""
+    sizes = []
+    for k in range(1, len(correct) + 1):
+        c, w, g = correct[:k].astype(float), weights[:k], groups[:k]
+        p = (w * c).sum() / w.sum()
+        kish = w.sum() ** 2 / (w**2).sum()
+        names = np.unique(g)
+        residuals = np.array([(w[g == name] * (c[g == name] - p)).sum() for name in names])
+        variance = len(names) / max(len(names) - 1, 1) * (residuals**2).sum() / w.sum() ** 2
+        size = min(kish, p * (1 - p) / variance) if 0 < p < 1 and variance > 0 else kish
+        sizes.append(min(size, 1.0) if len(names) == 1 else size)
+    return sizes
+
+
+def test_the_effective_size_of_each_prefix_counts_subjects_as_the_formula_does():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        n = int(rng.integers(1, 40))
+        correct, weights, groups = rng.random(n) < 0.7, rng.random(n) + 0.1, rng.integers(0, 5, n)
+        assert clustered_effective_sizes(correct, weights, groups) == pytest.approx(_prefix_sizes_by_hand(correct, weights, groups))
+
+
+def test_errors_that_go_with_one_subject_are_worth_fewer_images_than_errors_spread_over_subjects():
+    groups = np.repeat(np.arange(5), 20)
+    ones = np.ones(len(groups))
+    together = groups != 0  # one subject of five entirely wrong
+    spread = np.tile(np.r_[np.zeros(4, bool), np.ones(16, bool)], 5)  # as many wrong, 4 in each subject
+    assert together.sum() == spread.sum()
+    assert clustered_effective_sizes(together, ones, groups)[-1] < 0.25 * effective_sample_size(ones)
+    assert clustered_effective_sizes(spread, ones, groups)[-1] == pytest.approx(effective_sample_size(ones))
+    assert clustered_effective_sizes(np.ones(20, bool), np.ones(20), np.zeros(20))[-1] == pytest.approx(1.0)  # one subject
+    assert clustered_effective_sizes(np.ones(20, bool), np.ones(20), np.arange(20) % 4)[-1] == pytest.approx(20.0)  # no error: Kish
+    confidence = np.linspace(1.0, 0.5, len(groups))
+    wide = tune_thresholds(together.astype(str), np.full(len(groups), "True"), confidence, 0.5, groups=groups).overall
+    narrow = tune_thresholds(together.astype(str), np.full(len(groups), "True"), confidence, 0.5).overall
+    assert wide.low[0] < narrow.low[0] - 0.1 and wide.high[0] >= narrow.high[0]
+
+
+def test_the_intervals_of_the_curves_count_the_labeled_subjects(workspace):
+    label_like_a_user(workspace)
+    model_id = routed(workspace)
+    tuning = validation_curves(workspace, model_id, 0.8)
+    record = load_model_record(workspace, model_id)
+    oof = model_oof(workspace, record)
+    calibrator, _ = load_calibration(workspace, model_id)
+    pool = routed_pool(workspace, model_id)
+    weights = threshold.representativeness_weights(workspace, record, oof, pool)
+    inputs = (oof.labels, oof.predicted, calibrator.calibrated_confidence(oof.proba), 0.8, None, weights)
+    by_subject = tune_thresholds(*inputs, groups=oof.subjects).overall
+    by_image = tune_thresholds(*inputs).overall
+    assert tuning.overall.effective_n == pytest.approx(by_subject.effective_n)
+    assert (by_subject.effective_n <= by_image.effective_n + 1e-9).all() and (by_subject.effective_n < by_image.effective_n - 1).any()
+    assert "subject" in tuning.details["measured_on"]["interval"]

@@ -252,7 +252,8 @@ def measured_on(tuning: ThresholdTuning) -> None:
     st.caption(ui.plain(
         f"Measured against {measured['labels']}: {measured_images(measured)} of {measured['subjects']} subjects, "
         f"each predicted by a model that never saw its subject ({tuning.details['split']}). Estimator: {measured['estimator']}. "
-        f"Effective sample size {measured['effective_n']:.0f} of {measured['images']}; the interval says how far to trust the curve."
+        f"Effective sample size {measured['effective_n']:.0f} of {measured['images']}; the interval says how far to trust the curve: "
+        f"it counts the images of one subject as going together, so few subjects give a wide interval."
     ))
     trusted = tuning.details.get("trusted") or {}
     if trusted.get("source") == "audit":

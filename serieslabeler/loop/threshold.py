@@ -32,6 +32,10 @@ precision where the routed labels were right 40% of the time, and each is handle
    predictions (:mod:`serieslabeler.loop.calibrate`); thresholds are in calibrated units and
    routing applies the stored calibration.
 
+   The intervals count subjects, not only images (:func:`serieslabeler.metrics.shift.clustered_effective_sizes`):
+   a model that misreads one subject misreads many of its images, so 200 labeled images of
+   6 subjects are worth far fewer than 200 independent ones.
+
 4. *What the labels cannot see.* Weighting only reweights labeled images; kinds of image no
    label resembles (a class never named, the hard images the expert left out) stay invisible.
    :func:`precision_floor` says what the labels alone can guarantee: the precision if every
@@ -62,6 +66,7 @@ from serieslabeler.loop.calibrate import model_confidences, normalized, save_cal
 from serieslabeler.metrics.calibration import calibration_report
 from serieslabeler.metrics.intervals import proportion_intervals
 from serieslabeler.metrics.shift import (
+    clustered_effective_sizes,
     effective_sample_size,
     importance_weights,
     nearest_other_subject_distance,
@@ -195,13 +200,15 @@ def _describe_choice(choice: ThresholdChoice) -> str:
     )
 
 
-def precision_coverage_curve(correct, confidence, label: str | None = None, weights=None, pool_confidence=None) -> ThresholdCurve:
+def precision_coverage_curve(correct, confidence, label: str | None = None, weights=None, pool_confidence=None, groups=None) -> ThresholdCurve:
     """The curve at every distinct confidence value (each one a threshold).
 
     ``correct[i]`` says whether prediction ``i`` is right; ``confidence[i]`` is its top-1
     probability; ``weights[i]`` how many routed images it stands for (default 1). With
     ``pool_confidence`` (the confidences of the images routing acts on) coverage is the share of
-    those at or above the threshold; otherwise the share of the scored images.
+    those at or above the threshold; otherwise the share of the scored images. ``groups`` (each
+    image's subject): the interval counts what the subjects are worth, not only the images
+    (:func:`serieslabeler.metrics.shift.clustered_effective_sizes`); without, Kish's size.
     """
     correct = np.asarray(correct, dtype=bool)
     confidence = np.asarray(confidence, dtype=float)
@@ -219,7 +226,10 @@ def precision_coverage_curve(correct, confidence, label: str | None = None, weig
     count = total - np.searchsorted(np.sort(confidence), thresholds, side="left")
     last = count - 1
     precision = np.divide(hits[last], mass[last], out=np.zeros(len(last)), where=mass[last] > 0)
-    effective_n = np.divide(mass[last] ** 2, squares[last], out=np.zeros(len(last)), where=squares[last] > 0)
+    if groups is None:
+        effective_n = np.divide(mass[last] ** 2, squares[last], out=np.zeros(len(last)), where=squares[last] > 0)
+    else:
+        effective_n = clustered_effective_sizes(correct[order], weights[order], np.asarray(groups)[order])[last]
     low, high = proportion_intervals(np.minimum(precision * effective_n, effective_n), effective_n)
     if pool_confidence is None:
         coverage = count / total
@@ -280,13 +290,13 @@ def threshold_for_precision(curve: ThresholdCurve, target: float = 0.95, lower_b
 
 def tune_thresholds(
     y_true, y_pred, confidence, target: float = 0.95, details: dict | None = None, weights=None,
-    pool_labels=None, pool_confidence=None, lower_bound: bool = False,
+    pool_labels=None, pool_confidence=None, lower_bound: bool = False, groups=None,
 ) -> ThresholdTuning:
     """Curves overall and per predicted class, and the thresholds reaching ``target`` precision.
 
     ``weights``: how many routed images each scored image stands for; ``pool_labels`` and
-    ``pool_confidence``: the predictions routing acts on, for the coverage (see
-    :func:`precision_coverage_curve`).
+    ``pool_confidence``: the predictions routing acts on, for the coverage; ``groups``: each
+    scored image's subject, for the intervals (see :func:`precision_coverage_curve`).
     """
     y_true = np.asarray([str(v) for v in y_true])
     y_pred = np.asarray([str(v) for v in y_pred])
@@ -296,11 +306,12 @@ def tune_thresholds(
     has_pool = pool_confidence is not None
     pool_labels = np.asarray([str(v) for v in pool_labels]) if has_pool else None
     pool_confidence = np.asarray(pool_confidence, dtype=float) if has_pool else None
-    overall = precision_coverage_curve(correct, confidence, None, weights, pool_confidence)
+    groups = None if groups is None else np.asarray(groups)
+    overall = precision_coverage_curve(correct, confidence, None, weights, pool_confidence, groups)
     per_class = {
         label: precision_coverage_curve(
             correct[y_pred == label], confidence[y_pred == label], label, weights[y_pred == label],
-            pool_confidence[pool_labels == label] if has_pool else None,
+            pool_confidence[pool_labels == label] if has_pool else None, None if groups is None else groups[y_pred == label],
         )
         for label in sorted(set(y_pred))
     }
@@ -341,6 +352,8 @@ def precision_floor(thresholds, precision, labeled_confidence, pool_confidence, 
 
 
 TRUTH_SOURCES = ("labels", "ground_truth")
+INTERVAL_NOTE = ("95% Wilson interval on the effective number of images above the threshold, counting the images of one "
+                 "subject as going together (right or wrong with their subject), so few subjects give a wide interval")
 
 
 # --- a model's out-of-fold predictions -------------------------------------------------------
@@ -461,6 +474,7 @@ def validation_curves(
     tuning = tune_thresholds(
         oof.labels, oof.predicted, confidence, target, details, weights,
         pool.labels if len(pool.image_ids) else None, pool_confidence if len(pool.image_ids) else None, lower_bound,
+        oof.subjects,
     )
     if correct_for_selection:
         in_labeled = np.isin(image_subjects(workspace, pool.image_ids), oof.subjects)
@@ -569,6 +583,7 @@ def _measured_on(truth: str, oof: OutOfFold, weights: np.ndarray, pool: Pool, co
         "by_label": {str(k): int(v) for k, v in zip(*np.unique(oof.labels, return_counts=True))},
         "pool_images": len(pool.image_ids), "estimator": estimator,
         "effective_n": effective_sample_size(weights), "max_weight": float(weights.max()) if len(weights) else None,
+        "interval": INTERVAL_NOTE,
     }
 
 

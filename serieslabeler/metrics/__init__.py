@@ -51,6 +51,7 @@ from .intervals import (
 from .shift import (
     DISTANCE_CHUNK,
     WEIGHT_CLIP_QUANTILE,
+    clustered_effective_sizes,
     effective_sample_size,
     importance_weights,
     nearest_other_subject_distance,
@@ -101,5 +102,6 @@ __all__ = [
     "nearest_other_subject_distance",
     "importance_weights",
     "unit_rows",
+    "clustered_effective_sizes",
     "effective_sample_size",
 ]

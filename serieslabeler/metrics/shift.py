@@ -87,3 +87,48 @@ def effective_sample_size(weights) -> float:
     weights = np.asarray(weights, dtype=float)
     total = float((weights**2).sum())
     return float(weights.sum() ** 2 / total) if total > 0 else 0.0
+
+
+def clustered_effective_sizes(correct, weights, groups) -> np.ndarray:
+    """For each prefix ``0..k`` of the rows (as given: e.g. by falling confidence), the effective
+    number of images the weighted share right among them is worth when the rows come in groups
+    (subjects) whose errors go together.
+
+    A model that misreads one subject misreads many of its images, so a precision measured on a
+    few subjects is worth fewer than its images. The variance of the weighted ratio
+    ``p = sum w c / sum w`` is estimated from the groups (the cluster-robust, linearized variance
+    of survey statistics: ``G / (G - 1) * sum_g (sum_{i in g} w_i (c_i - p))^2 / (sum w)^2``) and
+    the effective size is ``p (1 - p) / var``, never more than Kish's size of the same weights.
+    Where no group differs (every prefix image right, or all wrong) Kish's size stands; a prefix
+    from one group is worth at most one image.
+    """
+    correct = np.asarray(correct, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    groups = np.unique(np.asarray(groups), return_inverse=True)[1]
+    if len(correct) == 0:
+        return np.zeros(0)
+    a, b = weights * correct, weights
+    # each row's group sums before it (a stable sort by group keeps the given order inside a group)
+    by_group = np.argsort(groups, kind="stable")
+    before_a, before_b = np.empty(len(a)), np.empty(len(b))
+    for values, before in ((a, before_a), (b, before_b)):
+        running = np.cumsum(values[by_group])
+        starts = np.r_[0, np.flatnonzero(np.diff(groups[by_group])) + 1]
+        offsets = np.repeat(running[starts] - values[by_group][starts], np.diff(np.r_[starts, len(a)]))
+        before[by_group] = running - offsets - values[by_group]
+    # sum_g A_g^2, sum_g A_g B_g, sum_g B_g^2 over each prefix, grown one row at a time
+    sum_aa = np.cumsum(2 * before_a * a + a * a)
+    sum_ab = np.cumsum(before_a * b + before_b * a + a * b)
+    sum_bb = np.cumsum(2 * before_b * b + b * b)
+    first = np.zeros(len(a), dtype=bool)
+    first[np.unique(groups, return_index=True)[1]] = True
+    count = np.cumsum(first)
+    mass, squares = np.cumsum(b), np.cumsum(b * b)
+    p = np.divide(np.cumsum(a), mass, out=np.zeros(len(a)), where=mass > 0)
+    kish = np.divide(mass**2, squares, out=np.zeros(len(a)), where=squares > 0)
+    spread = np.maximum(sum_aa - 2 * p * sum_ab + p * p * sum_bb, 0.0)
+    variance = np.divide(count * spread, np.maximum(count - 1, 1) * mass**2, out=np.zeros(len(a)), where=mass > 0)
+    varied = (variance > 0) & (p * (1 - p) > 1e-12)  # every image right (or wrong): rounding leaves a trace of variance
+    clustered = np.divide(p * (1 - p), variance, out=kish.copy(), where=varied)
+    sizes = np.minimum(kish, clustered)
+    return np.where(count == 1, np.minimum(sizes, 1.0), sizes)
