@@ -11,7 +11,7 @@ from test_app import (
     sample,  # noqa: F401 (a fixture)
 )
 
-from serieslabeler.labels import add_labels, current_labels, interaction_count, pending_labels, reject_pseudo, vocabulary
+from serieslabeler.labels import add_labels, current_labels, interaction_count, label_images, pending_labels, reject_pseudo, vocabulary
 from serieslabeler.store import Workspace
 
 
@@ -49,6 +49,22 @@ def test_a_class_of_the_vocabulary_without_labels_withholds_the_suggestion_and_s
     assert not app.warning and next(s for s in app.slider if s.label == "Confidence threshold").value < 1.0
     with Workspace.open(sample) as workspace:
         assert "Never labeled" not in vocabulary(workspace)
+
+
+def test_a_class_with_a_handful_of_labels_withholds_the_suggestion_and_offers_no_removal(sample):  # noqa: F811 (the imported fixture)
+    label_two_clusters_by_their_majority(sample)
+    with Workspace.open(sample) as workspace:
+        labeled = set(current_labels(workspace)["image_id"])
+        unlabeled = [i for (i,) in workspace.db.execute("SELECT id FROM images ORDER BY id") if i not in labeled][:3]
+        label_images(workspace, unlabeled, "Rare")
+    app = run_page("train")
+    button(app, "Train on the accepted labels").click().run()
+    button(app, "Predict the unlabeled images").click().run()
+    assert_clean(app)
+    warnings = " ".join(w.value for w in app.warning)
+    assert "No threshold suggested" in warnings and "fewer than 10 labels of Rare (3)" in warnings.replace("\\", "")  # as typed, not escaped
+    assert next(s for s in app.slider if s.label == "Confidence threshold").value == 1.0
+    assert not [b for b in app.button if "holds no" in b.label]  # the collection does hold it: nothing to remove
 
 
 def test_an_audit_is_drawn_answered_and_reported_on_the_page(sample):  # noqa: F811 (the imported fixture)

@@ -145,10 +145,19 @@ def test_no_threshold_is_promised_while_a_class_of_the_vocabulary_has_no_label(w
 
     truth = dict(zip(*ground_truth(workspace)[:2]))
     unlabeled = set(draw_pool_ids(workspace, model_id, limit=10**6).tolist())
-    for name in missing:  # a few labels of each class, and the model trained again
+    for name in missing:  # three labels of each class, and the model trained again: still too few to speak for them
         label_images(workspace, [i for i, t in truth.items() if t == name and i in unlabeled][:3], name)
     tuning = validation_curves(workspace, routed(workspace), 0.8)
-    assert tuning.details["classes_without_labels"] == [] and tuning.choice.withheld is None
+    assert tuning.details["classes_without_labels"] == []
+    assert {name: tuning.details["classes_short_of_labels"][name] for name in missing} == {name: 3 for name in missing}
+    assert tuning.choice.threshold is None and f"fewer than {threshold.MIN_CLASS_LABELS} labels of {missing[0]} (3)" in tuning.choice.withheld
+    code, out = cli("thresholds", "--workspace", workspace.root, "--target", "0.8")
+    assert code == 0 and out["classes_short_of_labels"] == tuning.details["classes_short_of_labels"] and out["choice"]["threshold"] is None
+    for name in tuning.details["classes_short_of_labels"]:  # enough of each
+        have = tuning.details["labels_per_class"].get(name, 0)
+        label_images(workspace, [i for i, t in truth.items() if t == name and i in unlabeled][3:3 + threshold.MIN_CLASS_LABELS - have], name)
+    tuning = validation_curves(workspace, routed(workspace), 0.8)
+    assert tuning.details["classes_short_of_labels"] == {} and tuning.choice.withheld is None
 
 
 def test_curves_of_many_labels_are_measured_on_a_seeded_sample_and_say_so(workspace, monkeypatch):

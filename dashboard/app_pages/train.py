@@ -199,7 +199,7 @@ def threshold_section(workspace, model_id: int) -> None:
     if withheld and suggested is None:
         st.warning(ui.plain(f"No threshold suggested: {withheld}"))
         missing = tuning.details["classes_without_labels"]
-        if st.button(ui.plain(f"The collection holds no {', '.join(missing)}: remove from the vocabulary"),
+        if missing and st.button(ui.plain(f"The collection holds no {', '.join(missing)}: remove from the vocabulary"),
                      help="Only for classes the collection does not hold; Undo puts them back."):
             remove_labels(workspace, missing, ui.author())
             st.rerun()

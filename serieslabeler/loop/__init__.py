@@ -90,6 +90,7 @@ from .support import (
     model_support,
 )
 from .threshold import (
+    MIN_CLASS_LABELS,
     CURVE_SAMPLE,
     POOL_SAMPLE,
     TRUTH_SOURCES,
@@ -98,6 +99,7 @@ from .threshold import (
     ThresholdCurve,
     ThresholdTuning,
     choose_thresholds,
+    classes_short_of_labels,
     classes_without_labels,
     compute_representativeness_weights,
     curve_at,
@@ -205,6 +207,8 @@ __all__ = [
     "ThresholdCurve",
     "ThresholdChoice",
     "ThresholdTuning",
+    "MIN_CLASS_LABELS",
+    "classes_short_of_labels",
     "classes_without_labels",
     "precision_coverage_curve",
     "curve_at",

@@ -46,7 +46,9 @@ precision where the routed labels were right 40% of the time, and each is handle
    measured on the labels is blind to them (on bananas labeled through clusters, the classes
    left unnamed made most of the wrong pseudo-labels: the curve promised 81% where 43% were
    right). While the vocabulary names such classes (:func:`classes_without_labels`), the curve
-   suggests no threshold and says why; an answered audit still can.
+   suggests no threshold and says why; an answered audit still can. The same holds while a class
+   has fewer than :data:`MIN_CLASS_LABELS` labels (:func:`classes_short_of_labels`): one or
+   three labels of a stage say nothing about how often its images are routed into others.
 
 A random audit of the routed labels (:mod:`serieslabeler.loop.audit`) needs none of these
 assumptions; when one has answers it is reported as the trusted estimate, and the threshold
@@ -352,6 +354,9 @@ def precision_floor(thresholds, precision, labeled_confidence, pool_confidence, 
 
 
 TRUTH_SOURCES = ("labels", "ground_truth")
+# labels of every vocabulary class a curve needs before it suggests a threshold (fewer: it cannot
+# see the errors routing makes on that class; bench/threshold_honesty.py measures the effect)
+MIN_CLASS_LABELS = 10
 INTERVAL_NOTE = ("95% Wilson interval on the effective number of images above the threshold, counting the images of one "
                  "subject as going together (right or wrong with their subject), so few subjects give a wide interval")
 
@@ -470,6 +475,7 @@ def validation_curves(
         "calibration": calibration_summary,
         "lower_bound": lower_bound,
         "model_classes": [str(c) for c in record.classes],
+        "labels_per_class": {str(k): int(v) for k, v in zip(*np.unique(everything.labels, return_counts=True))},
     }
     tuning = tune_thresholds(
         oof.labels, oof.predicted, confidence, target, details, weights,
@@ -488,6 +494,20 @@ def classes_without_labels(workspace: Workspace, model_classes) -> list[str]:
     each choice, so a page's stored curves follow the vocabulary."""
     known = {str(c) for c in model_classes}
     return [name for name in vocabulary(workspace) if name not in known]
+
+
+def classes_short_of_labels(workspace: Workspace, counts: dict) -> dict[str, int]:
+    """The vocabulary's classes with fewer than :data:`MIN_CLASS_LABELS` labels in ``counts``
+    (``{class: labels}``), and how many each has (0 included)."""
+    return {name: int(counts.get(name, 0)) for name in vocabulary(workspace) if counts.get(name, 0) < MIN_CLASS_LABELS}
+
+
+def few_labels_reason(short: dict[str, int]) -> str:
+    """Why a curve cannot promise a precision while the classes of ``short`` have only a few labels each."""
+    names = ", ".join(f"{name} ({count})" for name, count in short.items())
+    return (f"the curve has fewer than {MIN_CLASS_LABELS} labels of {names}. With so few of a class it cannot see how often "
+            "routing puts that class's images into the others, and it promises more than the routed labels reach. Label more of each (the coreset sample shows the images least "
+            "like any label) and train again, or audit the routed labels and target the audit's lower bound.")
 
 
 def unseen_classes_reason(missing: list[str]) -> str:
@@ -537,10 +557,13 @@ def choose_thresholds(workspace: Workspace, tuning: ThresholdTuning, target: flo
         per_class_choice={label: threshold_for_precision(curve, target, lower_bound) for label, curve in tuning.per_class.items()},
         details=details,
     )
-    missing = classes_without_labels(workspace, details["model_classes"]) if details["truth"] == "labels" else []
+    on_labels = details["truth"] == "labels"
+    missing = classes_without_labels(workspace, details["model_classes"]) if on_labels else []
+    short = classes_short_of_labels(workspace, details.get("labels_per_class", {})) if on_labels else {}
     details["classes_without_labels"] = missing
-    if missing:
-        reason = unseen_classes_reason(missing)
+    details["classes_short_of_labels"] = {name: count for name, count in short.items() if name not in missing}
+    if missing or details["classes_short_of_labels"]:
+        reason = unseen_classes_reason(missing) if missing else few_labels_reason(details["classes_short_of_labels"])
         chosen = replace(chosen, choice=withhold(chosen.choice, reason),
                          per_class_choice={label: withhold(c, reason) for label, c in chosen.per_class_choice.items()})
     details["audit"] = audited_precision(workspace, model_id)
