@@ -7,7 +7,7 @@ from conftest import cli
 from sklearn.datasets import load_digits
 
 from serieslabeler.errors import PipelineError
-from serieslabeler.loop import Oracle
+from serieslabeler.loop import MIN_CLASS_LABELS, Oracle
 from serieslabeler.simulation import (
     NETWORK_SCENARIOS,
     ORDERED_SCENARIOS,
@@ -125,3 +125,12 @@ def test_cli_simulate_on_bananas(bananas_embedded, tmp_path):
     assert data["runs"][0]["pool"] + data["runs"][0]["test"] == 220 and out.is_file()
     code, data = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "magic")
     assert code == 2 and "unknown scenario" in data["error"]
+
+
+def test_the_full_loop_routes_nothing_while_a_class_has_too_few_labels_as_the_tool_suggests_no_threshold(digits):
+    nines = np.flatnonzero(digits.truth == "9")
+    keep = np.setdiff1d(np.arange(len(digits.truth)), nines[MIN_CLASS_LABELS - 2:])  # fewer nines in all than a curve needs
+    rare = Collection("digits, few nines", digits.X[keep], digits.truth[keep], digits.subjects[keep])
+    config = SimulationConfig(budget=0.15)
+    assert run_scenario(digits, "full", seed=2, config=config).pseudo_routed > 0
+    assert run_scenario(rare, "full", seed=2, config=config).pseudo_routed == 0

@@ -98,7 +98,8 @@ class SimulationConfig:
     single-image labeling; ``chunk``: interactions between two evaluations; ``budget``: stop
     after this many interactions per pool image; ``test_size``: share of subjects held out;
     ``metadata_weight``: share of variance of ``days`` when the full loop clusters;
-    ``target_precision``: the full loop's routing threshold reaches this on its labels;
+    ``target_precision``: the full loop's routing threshold reaches this on its labels (no threshold
+    while a class has fewer than ``MIN_CLASS_LABELS`` labels, as the tool suggests none);
     ``review_pseudo``: the oracle reviews pseudo-labels (else they stay pending, unused);
     ``C``: the head classifier's regularization; ``a``: distance weight of cluster-label confidence;
     ``network_epochs``: training epochs of the networks of ``overcluster`` and ``vae`` (per fit:
