@@ -9,6 +9,7 @@ from test_app import assert_clean, button, run_page, sample  # noqa: F401 (a fix
 from serieslabeler.demo import is_sample_workspace
 from serieslabeler.labels import current_labels, events, label_images
 from serieslabeler.labels.series import boundary_changes
+from serieslabeler.loop import list_iterations
 from serieslabeler.models.evaluation import held_out_subjects
 from serieslabeler.store import Workspace
 
@@ -122,3 +123,15 @@ def test_the_sample_is_prepared_only_in_a_new_workspace_or_the_samples_own(banan
                              "+ (SELECT COUNT(*) FROM clusterings) + (SELECT COUNT(*) FROM samples)").fetchone()[0] == 0
     code, data = cli("demo", "--workspace", sample_workspace)
     assert code == 0, data
+
+
+def test_a_demo_clusters_what_comes_back_finer_when_a_round_named_too_few_so_labels_keep_growing(sample):  # noqa: F811 (the imported fixture)
+    code, data = cli("iterate", "--workspace", sample, "--oracle", "--rounds", "4")
+    assert code == 0, data
+    with Workspace.open(sample) as ws:
+        rounds = [r.record for r in list_iterations(ws)]
+    labeled = [sum(n for source, n in r["labels_added"].items() if source != "pseudo") for r in rounds]
+    assert len(rounds) >= 2 and all(n > 0 for n in labeled), labeled  # every round names images: none repeats the last
+    for before, after in zip(rounds, rounds[1:]):
+        if after["sample"]["strategy"] == "routed" and labeled[rounds.index(before)] < 2 * before["interactions"]:
+            assert after["clustering"]["k"] == min(2 * before["clustering"]["k"], after["sample"]["size"])

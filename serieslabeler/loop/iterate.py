@@ -259,6 +259,8 @@ def _start_round(workspace: Workspace, config: IterateConfig, progress: Progress
         sample = draw_sample(workspace, config.strategy, size=config.size, subjects=config.subjects, seed=config.seed, image_ids=working)
     feature_set = _feature_set_for_round(workspace, config, sample.image_ids, progress)
     k = config.k or overcluster_k(workspace, config.overcluster)
+    if len(routed):
+        k = finer_after_a_poor_round(workspace, k)
     clustering = run_clustering(
         workspace, feature_set, config.algorithm, min(k, sample.size), metadata=config.metadata or None,
         sample_id=sample.id, seed=config.seed,
@@ -267,6 +269,22 @@ def _start_round(workspace: Workspace, config: IterateConfig, progress: Progress
               "sample": {"id": sample.id, "strategy": sample.strategy, "size": sample.size},
               "clustering": {"id": clustering.id, "k": clustering.k, "algorithm": clustering.algorithm}}
     return save_iteration(workspace, None, sample_id=sample.id, clustering_id=clustering.id, record=record)
+
+
+def finer_after_a_poor_round(workspace: Workspace, k: int) -> int:
+    """The k to cluster the images the last round sent back with: twice the last round's when it
+    named fewer than 2 images per interaction (clustered alike, its impure clusters would come
+    back as they were and be skipped again, round after round), else ``k``. Doubling reaches
+    single images, which an expert can always name; the simulation's full loop does the same."""
+    done = [r for r in reversed(list_iterations(workspace)) if r.status == DONE]
+    if not done:
+        return k
+    record = done[0].record
+    named = sum(count for source, count in record.get("labels_added", {}).items() if source != "pseudo")
+    interactions = record.get("interactions", 0)
+    if interactions and named < 2 * interactions:
+        return max(k, 2 * int(record["clustering"]["k"]))
+    return k
 
 
 def _what_to_label(record: IterationRecord) -> str:
