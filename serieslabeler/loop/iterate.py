@@ -276,10 +276,11 @@ def finer_after_a_poor_round(workspace: Workspace, k: int) -> int:
     named fewer than 2 images per interaction (clustered alike, its impure clusters would come
     back as they were and be skipped again, round after round), else ``k``. Doubling reaches
     single images, which an expert can always name; the simulation's full loop does the same."""
-    done = [r for r in reversed(list_iterations(workspace)) if r.status == DONE]
-    if not done:
+    ids = [r[0] for r in workspace.db.execute("SELECT id FROM iterations ORDER BY id DESC")]
+    last = next((it for it in (load_iteration(workspace, i) for i in ids) if it.status == DONE), None)
+    if last is None:
         return k
-    record = done[0].record
+    record = last.record
     named = sum(count for source, count in record.get("labels_added", {}).items() if source != "pseudo")
     interactions = record.get("interactions", 0)
     if interactions and named < 2 * interactions:

@@ -496,10 +496,15 @@ def classes_without_labels(workspace: Workspace, model_classes) -> list[str]:
     return [name for name in vocabulary(workspace) if name not in known]
 
 
+def classes_below_minimum(names, counts: dict) -> dict[str, int]:
+    """Of the classes ``names``, those with fewer than :data:`MIN_CLASS_LABELS` labels in
+    ``counts`` (``{class: labels}``), and how many each has (0 included)."""
+    return {str(name): int(counts.get(name, 0)) for name in names if counts.get(name, 0) < MIN_CLASS_LABELS}
+
+
 def classes_short_of_labels(workspace: Workspace, counts: dict) -> dict[str, int]:
-    """The vocabulary's classes with fewer than :data:`MIN_CLASS_LABELS` labels in ``counts``
-    (``{class: labels}``), and how many each has (0 included)."""
-    return {name: int(counts.get(name, 0)) for name in vocabulary(workspace) if counts.get(name, 0) < MIN_CLASS_LABELS}
+    """:func:`classes_below_minimum` of the vocabulary's classes."""
+    return classes_below_minimum(vocabulary(workspace), counts)
 
 
 def few_labels_reason(short: dict[str, int]) -> str:

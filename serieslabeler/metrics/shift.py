@@ -104,9 +104,9 @@ def clustered_effective_sizes(correct, weights, groups) -> np.ndarray:
     """
     correct = np.asarray(correct, dtype=float)
     weights = np.asarray(weights, dtype=float)
-    groups = np.unique(np.asarray(groups), return_inverse=True)[1]
     if len(correct) == 0:
         return np.zeros(0)
+    _, first_rows, groups = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
     a, b = weights * correct, weights
     # each row's group sums before it (a stable sort by group keeps the given order inside a group)
     by_group = np.argsort(groups, kind="stable")
@@ -121,8 +121,8 @@ def clustered_effective_sizes(correct, weights, groups) -> np.ndarray:
     sum_ab = np.cumsum(before_a * b + before_b * a + a * b)
     sum_bb = np.cumsum(2 * before_b * b + b * b)
     first = np.zeros(len(a), dtype=bool)
-    first[np.unique(groups, return_index=True)[1]] = True
-    count = np.cumsum(first)
+    first[first_rows] = True
+    count = np.cumsum(first)  # groups seen in each prefix
     mass, squares = np.cumsum(b), np.cumsum(b * b)
     p = np.divide(np.cumsum(a), mass, out=np.zeros(len(a)), where=mass > 0)
     kish = np.divide(mass**2, squares, out=np.zeros(len(a)), where=squares > 0)

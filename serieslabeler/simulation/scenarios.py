@@ -18,7 +18,7 @@ from serieslabeler.labels.series import series_confidences
 from serieslabeler.loop.oracle import Oracle
 from serieslabeler.loop.routing import route_mask
 from serieslabeler.loop.support import LabelSupport
-from serieslabeler.loop.threshold import MIN_CLASS_LABELS, tune_thresholds
+from serieslabeler.loop.threshold import classes_below_minimum, tune_thresholds
 from serieslabeler.metrics.classification import classification_report
 from serieslabeler.models.base import CV_FOLDS, Predictions
 from serieslabeler.models.foc import FuzzyOvercluster
@@ -320,8 +320,10 @@ def _route(run: _Run) -> np.ndarray:
     labels the whole series (reviewing part of it first would be paid twice)."""
 
     unlabeled = run.unlabeled()
-    model = run.fit()
     index, labels, weights = run.labeled()
+    if classes_below_minimum(run.classes, dict(zip(*np.unique(labels, return_counts=True)))):
+        return unlabeled  # as the tool: no threshold while a class has fewer than MIN_CLASS_LABELS labels
+    model = run.fit()
     if model is None or len(np.unique(labels)) < 2 or len(np.unique(run.c.subjects[index])) < 2:
         return unlabeled
     proba, classes = grouped_oof_proba(
@@ -329,15 +331,13 @@ def _route(run: _Run) -> np.ndarray:
         lambda: HeadClassifier(C=run.config.C, random_state=run.seed), CV_FOLDS, run.seed,
     )
     tuning = tune_thresholds(labels, classes[np.argmax(proba, axis=1)], proba.max(axis=1), run.config.target_precision)
-    # as the tool: no threshold while a class has fewer than MIN_CLASS_LABELS labels
-    enough = all(int((labels == name).sum()) >= MIN_CLASS_LABELS for name in run.classes)
     predictions = run.predictions(model, unlabeled)
     labels, confidence = predictions.labels, predictions.confidence
     if run.c.order is not None:
         labels, confidence = decode_series(predictions.proba, predictions.classes, run.c.order, run.c.subjects[unlabeled],
                                            run.c.series_times()[unlabeled])
         labels = labels.astype(str)
-    threshold = tuning.choice.threshold if enough else None
+    threshold = tuning.choice.threshold
     confident = np.zeros(len(unlabeled), bool) if threshold is None else route_mask(labels, confidence, threshold)
     if run.config.support is not None:
         support = LabelSupport(run.config.support, random_state=run.seed).fit(run.c.X[index], run.c.subjects[index])
