@@ -56,6 +56,7 @@ from serieslabeler.simulation import (
     Collection,
     SimulationConfig,
     compare_sampling,
+    proposal_ceiling,
     simulate,
     write_result,
 )
@@ -119,6 +120,7 @@ def effort_table(collection: Collection, seeds: list[int], config: SimulationCon
               f"| {_share(row['cluster_label_error_rate']):20s} |")
     if collection.order is not None:
         target_check(result)
+        ceiling_line(collection, config)
     if out:
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"labeling_effort_{'_'.join(re.findall(r'[a-z0-9]+', collection.name.lower()))}.csv"
@@ -156,8 +158,21 @@ def target_check(result) -> None:
                   f"images per interaction had every proposal been exact (same first sample): {ceiling}")
             offsets = {name: sum(r.proposal_boundary_offsets[name] for r in proposals) for name in OFFSET_BINS}
             total = sum(offsets.values())
-            print(f"    proposed boundaries, all seeds ({total}), photos from the true one: "
-                  + ", ".join(f"{name} {100 * count / total:.0f}%" for name, count in offsets.items()))
+            print(f"    proposed boundaries, all seeds ({total}), photos from the true one: " + _offset_shares(offsets))
+
+
+def _offset_shares(offsets: dict[str, int]) -> str:
+    total = sum(offsets.values())
+    return ", ".join(f"{name} {100 * count / total:.0f}%" for name, count in offsets.items())
+
+
+def ceiling_line(collection: Collection, config: SimulationConfig) -> None:
+    """Proposals from a model trained on every other subject's true stages: what these features allow."""
+    ceiling = proposal_ceiling(collection, config)
+    print(f"  proposals from a model trained on every other subject's true stages (leave one subject out; a ceiling "
+          f"for these features): boundaries corrected per series {ceiling.corrections_per_series:.2f} "
+          f"({', '.join(str(c) for c in ceiling.corrections.values())}), images per interaction {ceiling.images_per_interaction:.1f}; "
+          f"photos from the true one: {_offset_shares(ceiling.offset_counts)}")
 
 
 def metadata_sweep(collection: Collection, seeds: list[int], weights=(0.0, 0.5, 0.8)) -> None:

@@ -14,6 +14,7 @@ from serieslabeler.simulation import (
     Collection,
     SimulationConfig,
     SimulationResult,
+    proposal_ceiling,
     run_scenario,
 )
 from serieslabeler.simulation.records import CurvePoint, ScenarioRun
@@ -123,3 +124,27 @@ def test_cli_simulate_with_an_order_and_series_scenario(bananas_embedded, tmp_pa
     assert strict_json(json.loads(out.read_text()))["table"][0]["scenario"] == "series"
     code, data = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "series")
     assert code == 2 and "ordered stages" in data["error"]
+
+
+def test_the_proposal_ceiling_accepts_plain_stages_for_one_interaction_and_counts_corrections_where_they_blur():
+    plain = proposal_ceiling(ripening_collection(noise=0.05))
+    assert set(plain.corrections) == set(range(12)) and set(plain.corrections.values()) == {0}
+    assert plain.offset_counts["exact"] == len(plain.offsets) > 12  # every subject's boundaries, each exact
+    assert plain.interactions == 12 and plain.images_per_interaction == 12.0  # 12 photos accepted in 1 interaction
+
+    blurred = proposal_ceiling(ripening_collection(noise=2.0))
+    assert blurred.corrections_per_series > 0.5 and blurred.offset_counts["exact"] < len(blurred.offsets)
+    # each series costs 1 + its corrections, or its 4 boundaries by hand when that is cheaper
+    assert blurred.interactions == sum(min(4, 1 + c) for c in blurred.corrections.values())
+    assert blurred.images == 144
+
+
+def test_the_proposal_ceiling_never_trains_on_the_subject_it_proposes():
+    # every subject's photos look alike apart from their own stage code, which only that subject uses:
+    # a model that saw the subject would place its boundaries exactly, the others' cannot
+    collection = ripening_collection(noise=0.05)
+    rng = np.random.default_rng(1)
+    codes = rng.normal(size=(12, 4, 4)) * 3.0
+    stages = np.array([ORDER.index(label) for label in collection.truth])
+    collection.X = np.hstack([np.zeros_like(collection.X), codes[collection.subjects, stages]]).astype(np.float32)
+    assert proposal_ceiling(collection).corrections_per_series > 1

@@ -7,6 +7,7 @@ from .engine import (
     split_collection,
     supervised_f1,
 )
+from .proposals import ProposalCeiling, proposal_ceiling
 from .records import (
     NETWORK_SCENARIOS,
     OFFSET_BINS,
@@ -42,4 +43,6 @@ __all__ = [
     "json_safe",
     "write_result",
     "SCENARIO_RUNNERS",
+    "ProposalCeiling",
+    "proposal_ceiling",
 ]

@@ -44,6 +44,14 @@ def _offset_bin(offset: int | None) -> str:
     return OFFSET_BINS[min(offset, len(OFFSET_BINS) - 2)]
 
 
+def offset_counts(offsets) -> dict[str, int]:
+    """Proposed boundaries per :data:`OFFSET_BINS` bin, from their offsets in photos."""
+    counts = dict.fromkeys(OFFSET_BINS, 0)
+    for offset in offsets:
+        counts[_offset_bin(offset)] += 1
+    return counts
+
+
 # --- the collection and the settings ----------------------------------------------------------
 @dataclass
 class Collection:
@@ -190,10 +198,7 @@ class ScenarioRun:
         ``2``, ``3+`` photos off, and ``missed or invented`` (a stage only one of them has)."""
         if not self.proposal_corrections:
             return None
-        counts = dict.fromkeys(OFFSET_BINS, 0)
-        for offset in self.proposal_offsets:
-            counts[_offset_bin(offset)] += 1
-        return counts
+        return offset_counts(self.proposal_offsets)
 
     @property
     def images_per_interaction_exact_proposals(self) -> float | None:

@@ -23,9 +23,8 @@ from serieslabeler.metrics.classification import classification_report
 from serieslabeler.models.base import CV_FOLDS, Predictions
 from serieslabeler.models.foc import FuzzyOvercluster
 from serieslabeler.models.head import HeadClassifier, grouped_oof_proba
-from serieslabeler.models.monotone import boundaries as stage_boundaries
-from serieslabeler.models.monotone import decode, decode_series, stage_columns
-from serieslabeler.models.time_prior import StageTimePrior, fit_time_prior, no_time_prior
+from serieslabeler.models.monotone import decode_series
+from serieslabeler.models.time_prior import StageTimePrior
 from serieslabeler.models.vae import (
     CentreDecision,
     LatentVAE,
@@ -34,6 +33,7 @@ from serieslabeler.models.vae import (
     split_latent_cluster,
 )
 from serieslabeler.sampling import Pool, pick_subjects
+from serieslabeler.simulation.proposals import labeled_time_prior, propose_boundaries
 from serieslabeler.simulation.records import Collection, CurvePoint, SimulationConfig
 from serieslabeler.space.metadata import MetadataAppender
 
@@ -147,26 +147,11 @@ class _Run:
         """The model's monotone boundaries along ``rows`` (None without a model of two classes)."""
         if model is None or len(model.classes_) < 2:
             return None
-        proba = self.predictions(model, rows)
-        evidence = stage_columns(proba.proba, proba.classes, self.c.order) * self.time_prior().ratio(self.c.series_times()[rows])
-        stages = decode(evidence).stages
-        return [(self.c.order[stage], int(rows[p])) for p, stage in stage_boundaries(stages)]
+        return propose_boundaries(model, self.c, rows, self.time_prior())
 
     def time_prior(self) -> StageTimePrior:
-        """When each stage occurs, from the labels so far, weighted as their held-out subjects say
-        (:func:`serieslabeler.models.time_prior.fit_time_prior`, on grouped out-of-fold probabilities)."""
-        index, labels, weights = self.labeled()
-        order = list(self.c.order)
-        staged = np.isin(labels, order)
-        index, labels, weights = index[staged], labels[staged], weights[staged]
-        subjects = self.c.subjects[index]
-        if len(np.unique(subjects)) < 2:
-            return no_time_prior(len(order))
-        proba, classes = grouped_oof_proba(
-            self.c.X[index], labels, subjects, weights, lambda: HeadClassifier(C=self.config.C, random_state=self.seed), CV_FOLDS, self.seed,
-        )
-        stages = np.array([order.index(label) for label in labels])
-        return fit_time_prior(stage_columns(proba, classes, order), stages, self.c.series_times()[index], subjects, subjects, len(order))
+        """When each stage occurs, from the labels so far (:func:`labeled_time_prior`)."""
+        return labeled_time_prior(self.c, *self.labeled(), self.config, self.seed)
 
     def label_images(self, index: np.ndarray) -> None:
         for image in index:
