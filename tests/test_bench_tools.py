@@ -59,3 +59,16 @@ def test_the_threshold_bench_refuses_a_workspace_it_cannot_measure_with_exit_2(t
     assert code == 0, data
     done = run_script(HONESTY, "--workspace", labeled, "--features", "colour")
     assert done.returncode == 2 and f"{labeled} already has 1 labels" in done.stderr, done.stderr
+
+
+def test_the_chance_of_an_unbiased_promise_adds_the_promises_spread_to_the_routed_images_sampling():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from threshold_honesty import chance_summary, unbiased_chance
+
+    # the promise's standard error 3 points, 100 routed at 80% right (4 points): together 5, so within 5 is one sigma
+    low, high = 0.8 - 1.96 * 0.03, 0.8 + 1.96 * 0.03
+    assert abs(unbiased_chance(low, high, 0.8, 100) - 0.6827) < 1e-3
+    assert unbiased_chance(0.8, 0.8, 1.0, 50) == 1.0  # no spread either side: an unbiased promise is exact
+    assert unbiased_chance(None, None, 0.8, 100) is None and unbiased_chance(low, high, 0.8, 0) is None
+    assert unbiased_chance(low, high, 0.8, 10_000) > unbiased_chance(low, high, 0.8, 100)
+    assert chance_summary([(low, high, 0.8, 100)] * 2).endswith("within 5 pts in 1.4/2 seeds on average, in all 2 with chance 47%")
