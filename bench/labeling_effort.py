@@ -169,10 +169,8 @@ def _offset_shares(offsets: dict[str, int]) -> str:
 def ceiling_line(collection: Collection, config: SimulationConfig) -> None:
     """Proposals from a model trained on every other subject's true stages: what these features allow."""
     ceiling = proposal_ceiling(collection, config)
-    print(f"  proposals from a model trained on every other subject's true stages (leave one subject out; a ceiling "
-          f"for these features): boundaries corrected per series {ceiling.corrections_per_series:.2f} "
-          f"({', '.join(str(c) for c in ceiling.corrections.values())}), images per interaction {ceiling.images_per_interaction:.1f}; "
-          f"photos from the true one: {_offset_shares(ceiling.offset_counts)}")
+    print(f"  {ceiling.format()}; per subject {', '.join(str(c) for c in ceiling.corrections.values())}; "
+          f"proposed boundaries, photos from the true one: {_offset_shares(ceiling.offset_counts)}")
 
 
 def metadata_sweep(collection: Collection, seeds: list[int], weights=(0.0, 0.5, 0.8)) -> None:

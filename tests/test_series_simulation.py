@@ -115,15 +115,21 @@ def test_cli_simulate_with_an_order_and_series_scenario(bananas_embedded, tmp_pa
     out = tmp_path / "curves.json"
     code, data = cli(
         "simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "series,uncertain+cluster",
-        "--order", "U,R,V,O", "--uncertain-batch", "20", "--seeds", "0", "--budget", "0.15", "--out", out,
+        "--order", "U,R,V,O", "--uncertain-batch", "20", "--seeds", "0", "--budget", "0.15", "--out", out, "--ceiling",
     )
     assert code == 0, data
+    ceiling = strict_json(data["proposal_ceiling"])
+    assert len(ceiling["corrections"]) == 11 and ceiling["corrections_per_series"] == np.mean(list(ceiling["corrections"].values()))
+    assert 1 < ceiling["images_per_interaction"] <= 20  # 20 photos a fruit, at least 1 interaction each
+    assert sum(ceiling["proposal_boundary_offsets"].values()) >= 11 * 3
     assert data["order"] == list(ORDER) and [row["scenario"] for row in data["table"]] == ["series", "uncertain+cluster"]
     series = data["runs"][0]
     assert series["label_error_rate"] == 0.0 and series["images_per_interaction"] > 1
     assert strict_json(json.loads(out.read_text()))["table"][0]["scenario"] == "series"
     code, data = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "series")
     assert code == 2 and "ordered stages" in data["error"]
+    code, data = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "random", "--ceiling")
+    assert code == 2 and "--ceiling needs ordered stages" in data["error"]
 
 
 def test_the_proposal_ceiling_accepts_plain_stages_for_one_interaction_and_counts_corrections_where_they_blur():

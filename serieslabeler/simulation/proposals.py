@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from serieslabeler.errors import PipelineError
 from serieslabeler.loop.oracle import Oracle
 from serieslabeler.models.base import CV_FOLDS
 from serieslabeler.models.head import HeadClassifier, grouped_oof_proba
 from serieslabeler.models.monotone import boundaries as stage_boundaries
 from serieslabeler.models.monotone import decode, stage_columns
 from serieslabeler.models.time_prior import StageTimePrior, fit_time_prior, no_time_prior
-from serieslabeler.simulation.records import Collection, SimulationConfig, offset_counts
+from serieslabeler.simulation.records import Collection, SimulationConfig, json_safe, offset_counts
 
 
 def propose_boundaries(model, collection: Collection, rows: np.ndarray, prior: StageTimePrior) -> list[tuple[str, int]]:
@@ -73,10 +74,20 @@ class ProposalCeiling:
         """The proposed boundaries by how far each was from the true one (:data:`~.records.OFFSET_BINS`)."""
         return offset_counts(self.offsets)
 
+    def summary(self) -> dict:
+        return json_safe({"corrections_per_series": self.corrections_per_series, "images_per_interaction": self.images_per_interaction,
+                          "corrections": {str(k): v for k, v in self.corrections.items()}, "proposal_boundary_offsets": self.offset_counts})
+
+    def format(self) -> str:
+        return (f"proposals from a model trained on every other subject's true stages (a ceiling for these features): "
+                f"{self.corrections_per_series:.2f} boundaries corrected per series, {self.images_per_interaction:.1f} images per interaction")
+
 
 def proposal_ceiling(collection: Collection, config: SimulationConfig | None = None, seed: int = 0) -> ProposalCeiling:
     """Propose each subject's series from the true stages of every other subject (leave one
     subject out) and let the oracle accept and correct it, at the scenarios' costs."""
+    if collection.order is None:
+        raise PipelineError(f"collection '{collection.name}': the proposal ceiling needs ordered stages (--order U,R,V,O or an ordered vocabulary)")
     config = config or SimulationConfig()
     order = list(collection.order)
     staged = np.isin(collection.truth, order)

@@ -21,6 +21,7 @@ from serieslabeler.models.predictions import predict
 from serieslabeler.models.training import train_model
 from serieslabeler.progress import ProgressLine
 from serieslabeler.simulation.engine import simulate
+from serieslabeler.simulation.proposals import proposal_ceiling
 from serieslabeler.simulation.records import (
     ORDERED_SCENARIOS,
     SCENARIOS,
@@ -132,6 +133,8 @@ def register(subparsers) -> None:
     parser.add_argument("--order", metavar="U,R,V,O", help="the labels are stages in this order (default: the ordered vocabulary, if any)")
     parser.add_argument("--uncertain-batch", type=int, default=60, help="images per uncertain batch of uncertain+cluster (default 60)")
     parser.add_argument("--out", help="write the curves to this .csv or .json file")
+    parser.add_argument("--ceiling", action="store_true", help="ordered stages: also propose every subject's series from a model "
+                        "trained on all the other subjects' true stages (what these features allow; one fit per subject)")
     parser.set_defaults(run=run_simulate)
 
     parser = subparsers.add_parser("models", help="list the trained models")
@@ -340,12 +343,19 @@ def run_simulate(args) -> Result:
         collection = Collection.from_workspace(workspace, args.features, order)
     default = [s for s in SCENARIOS if collection.order is not None or s not in ORDERED_SCENARIOS]
     scenarios = [s.strip() for s in args.scenarios.split(",")] if args.scenarios else default
+    if args.ceiling and collection.order is None:
+        raise PipelineError("--ceiling needs ordered stages: pass --order U,R,V,O or declare the vocabulary ordered")
     result = simulate(collection, scenarios, seeds, config, ProgressLine("simulating"))
     if args.out:
         write_result(result, args.out)
     data = {"ok": True, "collection": result.collection, "order": collection.order, "table": result.table(),
             "runs": [r.summary() for r in result.runs]}
-    return Result(data, result.format() + (f"\ncurves written to {args.out}" if args.out else ""))
+    text = result.format()
+    if args.ceiling:
+        ceiling = proposal_ceiling(collection, config)
+        data["proposal_ceiling"] = ceiling.summary()
+        text += "\n" + ceiling.format()
+    return Result(data, text + (f"\ncurves written to {args.out}" if args.out else ""))
 
 
 def run_models(args) -> Result:
