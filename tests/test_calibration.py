@@ -11,6 +11,7 @@ from serieslabeler.metrics.calibration import (
     IsotonicConfidence,
     TemperatureScaler,
     calibration_report,
+    declined_note,
     expected_calibration_error,
     reliability_bins,
 )
@@ -240,3 +241,38 @@ def test_out_of_fold_ece_is_not_the_optimistic_in_sample_one():
     calibrator, report = calibration_report(proba, labels, method="isotonic")
     in_sample = expected_calibration_error(calibrator.calibrated_confidence(proba), labels == 0)
     assert report.ece_after > in_sample
+
+
+def calibrated_but_for_one_misread_subject(n=300, seed=0):
+    """Stated confidences that are right, but for 12 images (one subject the model misreads) it
+    was sure of and wrong about: the likelihood they carry pulls temperature scaling flat."""
+    rng = np.random.default_rng(seed)
+    confidence = rng.uniform(0.6, 0.95, n)
+    labels = np.where(rng.random(n) < confidence, 0, 1)
+    proba = np.column_stack([confidence, 1.0 - confidence])
+    proba[:12], labels[:12] = [1 - 1e-9, 1e-9], 1
+    return proba, labels
+
+
+def test_auto_declines_a_calibration_that_would_raise_the_out_of_fold_ece():
+    proba, labels = calibrated_but_for_one_misread_subject()
+    _, forced = calibration_report(proba, labels, method="temperature")
+    assert forced.ece_after > 2 * forced.ece_before and forced.declined is None
+
+    calibrator, report = calibration_report(proba, labels)
+    assert report.method == "none" and calibrator.method_ == "none"
+    assert report.declined == {"method": "temperature", "ece_after": forced.ece_after}
+    assert report.ece_after == report.ece_before and report.bins_after == report.bins_before
+    np.testing.assert_array_equal(calibrator.transform(proba), proba)
+    assert declined_note(report.to_dict()) == (
+        f"temperature scaling would have raised the out-of-fold ECE from {report.ece_before:.3f} to {forced.ece_after:.3f}, "
+        "so the confidences are left as they are")
+    restored = Calibrator.from_dict(json.loads(json.dumps(calibrator.to_dict())))
+    np.testing.assert_array_equal(restored.transform(proba), proba)
+
+
+def test_auto_keeps_a_calibration_that_lowers_the_out_of_fold_ece():
+    proba, labels = miscalibrated_binary()
+    _, report = calibration_report(proba, labels)
+    assert report.method == "isotonic" and report.declined is None and declined_note(report.to_dict()) is None
+    assert report.ece_after < report.ece_before

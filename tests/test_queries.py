@@ -33,13 +33,16 @@ from serieslabeler.labels import (
 from serieslabeler.loop import (
     Suggestion,
     calibrated_proba,
+    changes_confidences,
     confidences_version,
     load_calibration,
     model_confidences,
+    save_calibration,
     suggested_label,
     unlabeled_confidences,
     validation_curves,
 )
+from serieslabeler.metrics import Calibrator
 from serieslabeler.models import (
     list_models,
     load_model_record,
@@ -270,3 +273,24 @@ def test_pending_labels_are_the_pending_rows_of_current_labels(labeled):
     expected = everything[everything["status"] == "pending"].reset_index(drop=True)
     pd.testing.assert_frame_equal(pending_labels(labeled), expected)
     assert pending_labels(labeled)["image_id"].tolist() == sorted(ids)
+
+
+def test_a_declined_calibration_leaves_the_stored_confidences_as_they_are(labeled):
+    model_id = latest_predicting_model(labeled)
+    predictions = load_predictions(labeled, model_id)
+    proba = predictions.proba
+    labels_ = predictions.classes[np.argmax(proba, axis=1)]
+    raw = labeled.plain_rows("SELECT image_id, label, confidence FROM predictions WHERE model_id=? ORDER BY image_id", (model_id,))
+    report = {"method": "none", "declined": {"method": "temperature", "ece_after": 0.3}}
+    save_calibration(labeled, model_id, Calibrator(method="none").fit(proba, np.searchsorted(predictions.classes, labels_)), report)
+    assert not changes_confidences(labeled, model_id)
+    assert calibrated_proba(labeled, model_id, proba) is not None and np.array_equal(calibrated_proba(labeled, model_id, proba), proba)
+    confidences = model_confidences(labeled, model_id)
+    assert confidences.confidence.tolist() == [r[2] for r in raw] and confidences.labels.tolist() == [r[1] for r in raw]
+    assert not list(labeled.models_dir.glob(f"model-{model_id}-confidences-*.npz"))  # nothing decoded for a calibration that changes nothing
+
+    flatter = Calibrator(method="temperature").fit(proba, np.searchsorted(predictions.classes, labels_))
+    flatter.temperature_scaler_.temperature_ = 3.0
+    save_calibration(labeled, model_id, flatter, {"method": "temperature"})
+    assert changes_confidences(labeled, model_id)
+    assert (model_confidences(labeled, model_id).confidence < np.array([r[2] for r in raw]) - 1e-6).mean() > 0.5

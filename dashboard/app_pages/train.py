@@ -37,6 +37,7 @@ from serieslabeler.loop import (
     unlabeled_confidences,
     validation_curves,
 )
+from serieslabeler.metrics import declined_note
 from serieslabeler.models import (
     MODE_CONFIGS,
     MODES,
@@ -290,7 +291,9 @@ def calibration_section(calibration: dict | None) -> None:
     left, right = st.columns([1, 2])
     left.metric("ECE before calibration", f"{calibration['ece_before']:.3f}")
     left.metric("ECE after calibration", f"{calibration['ece_after']:.3f}", help="Measured out of fold on your labels.")
-    left.caption(ui.plain(f"Method: {calibration['method']}, fitted on {calibration['n']} out-of-fold predictions; applied when routing."))
+    note = declined_note(calibration)
+    left.caption(ui.plain(f"Method: {calibration['method']}, fitted on {calibration['n']} out-of-fold predictions; "
+                          + (f"{note[0].upper()}{note[1:]}." if note else "applied when routing.")))
     with right:
         st.markdown("**Reliability** (dashed: perfectly calibrated)")
         st.altair_chart(reliability_chart(calibration), width="stretch")

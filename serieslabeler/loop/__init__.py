@@ -29,6 +29,7 @@ from .audit import (
 from .calibrate import (
     Confidences,
     calibrated_proba,
+    changes_confidences,
     calibration_path,
     confidences_version,
     load_calibration,
@@ -143,6 +144,7 @@ __all__ = [
     "load_calibration",
     "normalized",
     "calibrated_proba",
+    "changes_confidences",
     "unlabeled_confidences",
     "Confidences",
     "confidences_version",

@@ -38,6 +38,13 @@ def load_calibration(workspace: Workspace, model_id: int) -> tuple[Calibrator, d
     return Calibrator.from_dict(state["calibrator"]), state["report"]
 
 
+def changes_confidences(workspace: Workspace, model_id: int) -> bool:
+    """Whether the model has a stored calibration that changes its confidences (one declined as
+    no better than the raw confidences is stored as ``none``, for its report)."""
+    stored = load_calibration(workspace, model_id)
+    return stored is not None and stored[0].method_ != "none"
+
+
 def normalized(proba) -> np.ndarray:
     """Rows scaled to sum to 1 (stored predictions keep only the top-k probabilities)."""
     proba = np.asarray(proba, dtype=float)
@@ -46,13 +53,12 @@ def normalized(proba) -> np.ndarray:
 
 
 def calibrated_proba(workspace: Workspace, model_id: int, proba) -> np.ndarray:
-    """``proba`` with the model's stored calibration applied (unchanged when it has none, or
-    when it knows a single class)."""
-    stored = load_calibration(workspace, model_id)
+    """``proba`` with the model's stored calibration applied (unchanged when it has none or a
+    declined one, or when it knows a single class)."""
     proba = np.asarray(proba, dtype=float)
-    if stored is None or proba.shape[1] < 2 or len(proba) == 0:
+    if proba.shape[1] < 2 or len(proba) == 0 or not changes_confidences(workspace, model_id):
         return proba
-    return stored[0].transform(normalized(proba))
+    return load_calibration(workspace, model_id)[0].transform(normalized(proba))
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ def model_confidences(workspace: Workspace, model_id: int) -> Confidences:
     top-k probabilities are decoded once per calibration and prediction run and the result is
     stored beside the model (``model-<id>-confidences-<version>.npz``, :func:`confidences_version`);
     without a calibration the stored rows are read as they are."""
-    if load_calibration(workspace, model_id) is None:
+    if not changes_confidences(workspace, model_id):
         rows = workspace.plain_rows("SELECT image_id, label, confidence FROM predictions WHERE model_id=? ORDER BY image_id", (int(model_id),))
         return Confidences(np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=str),
                            np.array([r[2] for r in rows], dtype=np.float64))
@@ -111,7 +117,7 @@ def unlabeled_confidences(workspace: Workspace, model_id: int, confidences: Conf
     ``confidences``: the model's :func:`model_confidences`, computed earlier (a page caches them
     on :func:`confidences_version`); then only which images are still unlabeled is read."""
     if confidences is None:
-        if load_calibration(workspace, model_id) is None:
+        if not changes_confidences(workspace, model_id):
             return unlabeled_predictions(workspace, model_id)
         confidences = model_confidences(workspace, model_id)
     unlabeled = [r[0] for r in workspace.plain_rows(

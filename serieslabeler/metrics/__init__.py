@@ -15,6 +15,7 @@ from .calibration import (
     IsotonicConfidence,
     TemperatureScaler,
     calibration_report,
+    declined_note,
     expected_calibration_error,
     reliability_bins,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "Calibrator",
     "CalibrationReport",
     "calibration_report",
+    "declined_note",
     "ClassScores",
     "Averages",
     "ClassificationReport",

@@ -367,7 +367,9 @@ class CalibrationReport:
 
     ``ece_after`` is measured out-of-fold (each fold scored by a calibrator that
     never saw it) unless ``in_sample`` is True, which happens only for n < 20
-    and is then optimistic.
+    and is then optimistic. ``declined``: the method ``auto`` chose and its
+    out-of-fold ECE, when that was no lower than before and the confidences
+    were left as they are (``method`` is then ``none``).
     """
 
     method: str
@@ -378,9 +380,20 @@ class CalibrationReport:
     n: int
     in_sample: bool = False
     n_folds: int = _N_FOLDS
+    declined: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def declined_note(calibration: dict) -> str | None:
+    """In words, a calibration the report declined (:func:`calibration_report`), else None."""
+    declined = calibration.get("declined")
+    if not declined:
+        return None
+    name = {"temperature": "temperature scaling", "isotonic": "isotonic regression"}.get(declined["method"], declined["method"])
+    return (f"{name} would have raised the out-of-fold ECE from {calibration['ece_before']:.3f} to {declined['ece_after']:.3f}, "
+            "so the confidences are left as they are")
 
 
 def _stratified_fold_ids(y: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
@@ -417,6 +430,11 @@ def calibration_report(
 
     The concrete method is resolved once on the full n and reused in every
     fold, so the reported ``ece_after`` belongs to the method that is returned.
+    With ``method="auto"``, a calibration whose out-of-fold ECE is no lower than
+    the raw confidences' is declined (``none`` is returned, the report says what
+    it would have done): temperature scaling fits the likelihood, which a few
+    confidently wrong predictions (a held-out subject unlike the others) can
+    pull towards a temperature that flattens every other confidence.
     """
     probabilities = _as_probabilities(proba)
     labels = _as_class_indices(y_index, probabilities.shape[0], probabilities.shape[1])
@@ -434,14 +452,21 @@ def calibration_report(
 
     bins_before = reliability_bins(confidence, correct, n_bins)
     bins_after = reliability_bins(calibrated, correct, n_bins)
+    ece_before, ece_after = _ece_from_bins(bins_before), _ece_from_bins(bins_after)
+    declined = None
+    if method == "auto" and not in_sample and ece_after >= ece_before:
+        declined = {"method": calibrator.method_, "ece_after": ece_after}
+        calibrator = Calibrator(method="none").fit(probabilities, labels)
+        ece_after, bins_after = ece_before, bins_before
     report = CalibrationReport(
         method=calibrator.method_,
-        ece_before=_ece_from_bins(bins_before),
-        ece_after=_ece_from_bins(bins_after),
+        ece_before=ece_before,
+        ece_after=ece_after,
         bins_before=bins_before,
         bins_after=bins_after,
         n=n,
         in_sample=in_sample,
         n_folds=1 if in_sample else _N_FOLDS,
+        declined=declined,
     )
     return calibrator, report

@@ -13,6 +13,7 @@ from serieslabeler.loop.iterate import IterateConfig, iterate, list_iterations
 from serieslabeler.loop.routing import route_predictions
 from serieslabeler.loop.support import SUPPORT_QUANTILE
 from serieslabeler.loop.threshold import measured_images, prepare_curves, validation_curves
+from serieslabeler.metrics.calibration import declined_note
 from serieslabeler.metrics.classification import ClassificationReport
 from serieslabeler.models.configs import FinetuneConfig, HeadConfig
 from serieslabeler.models.evaluation import evaluate_model
@@ -288,8 +289,9 @@ def trust_lines(details: dict) -> list[str]:
               f"effective sample size {measured['effective_n']:.0f} for {measured['pool_images']} unlabeled predicted images")]
     calibration = details.get("calibration")
     if calibration:
+        note = declined_note(calibration)
         lines.append(f"calibration ({calibration['method']}): ECE {calibration['ece_before']:.3f} before, "
-                     f"{calibration['ece_after']:.3f} after (out of fold)")
+                     f"{calibration['ece_after']:.3f} after (out of fold)" + (f"; {note}" if note else ""))
     audit = details.get("audit")
     if audit:
         overall = audit["overall"]
