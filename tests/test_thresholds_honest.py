@@ -109,6 +109,7 @@ def test_thresholds_json_says_what_it_measures_and_calibrates(workspace):
     assert 1 <= measured["effective_n"] <= measured["images"]
     calibration = data["calibration"]
     assert calibration["ece_after"] < calibration["ece_before"]
+    assert calibration["method"] == "temperature" and calibration["declined"] is None  # it helped: applied, not declined
     assert len(calibration["bins_before"]) == len(calibration["bins_after"]) == 10
     assert data["trusted"]["source"] == "curve" and data["audit"] is None
     assert data["choice"]["floor"] is None or data["choice"]["floor"] <= data["choice"]["precision"]
