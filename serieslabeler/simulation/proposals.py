@@ -93,14 +93,14 @@ def proposal_ceiling(collection: Collection, config: SimulationConfig | None = N
     staged = np.isin(collection.truth, order)
     times = collection.series_times()
     corrections, offsets, images, interactions = {}, [], 0, 0
-    for subject in np.unique(collection.subjects):
+    for subject in np.unique(collection.subjects).tolist():
         others = np.flatnonzero(staged & (collection.subjects != subject))
         model = HeadClassifier(C=config.C, random_state=seed).fit(collection.X[others], collection.truth[others])
         prior = labeled_time_prior(collection, others, collection.truth[others], np.ones(len(others)), config, seed)
         rows = np.flatnonzero(collection.subjects == subject)
         rows = rows[np.argsort(times[rows], kind="stable")]
         answer = Oracle(rows, collection.truth[rows]).answer_series(rows, order, propose_boundaries(model, collection, rows, prior))
-        corrections[subject.item() if hasattr(subject, "item") else subject] = answer.proposal_changes
+        corrections[subject] = answer.proposal_changes
         offsets.extend(answer.proposal_offsets)
         images += len(answer.kept)
         interactions += answer.interactions
