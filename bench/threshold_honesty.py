@@ -258,6 +258,11 @@ class After:
     def actual(self) -> float | None:
         return precision_of(self.truth, self.pool.labels, self.routed)
 
+    @property
+    def promise(self) -> tuple:
+        """``(low, high, actual, routed)``: the promise's 95% interval, the routed images' precision and count."""
+        return self.tuning.choice.low, self.tuning.choice.high, self.actual, int(self.routed.sum())
+
 
 def train_and_route(workspace: Workspace, setting: Setting, seed: int, target: float) -> After:
     """Train a head on the labels, predict the pool, and route it after issue 17 (calibrated
@@ -342,9 +347,9 @@ def _gap(promised: float | None, actual: float | None) -> str:
     return "   -  " if promised is None or actual is None else f"{100 * (promised - actual):+5.1f}"
 
 
-def held(intervals) -> str:
-    """How many of the ``(low, high, actual)`` promises that routed held the routed precision."""
-    measured = [(low, high, actual) for low, high, actual in intervals if low is not None and actual is not None]
+def held(promises) -> str:
+    """How many of the ``(low, high, actual, routed)`` promises that routed held the routed precision."""
+    measured = [(low, high, actual) for low, high, actual, _ in promises if low is not None and actual is not None]
     return f"{sum(low <= actual <= high for low, high, actual in measured)}/{len(measured)}"
 
 
@@ -388,6 +393,7 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
               f"{o.outside} ({_pct(o.unchecked)}) | "
               f"{o.ece_pool[0]:.3f} -> {o.ece_pool[1]:.3f} | {o.ece_oof[0]:.3f} -> {o.ece_oof[1]:.3f} | {o.effective_n:.0f} | {coverage} | "
               f"{_pct(o.audit_promise)} ({_gap(o.audit_promise, o.actual['after'])}) | {_pct(o.floor)} ({_gap(o.floor, o.actual['after'])}) |")
+    promises = [(*o.interval, o.actual["after"], o.routed["after"]) for o in outcomes]
     gaps = [abs(o.promised[k] - o.actual[k]) for o in outcomes for k in ("before",) if o.promised[k] is not None and o.actual[k] is not None]
     gaps_after = [abs(o.promised["after"] - o.actual["after"]) for o in outcomes if o.promised["after"] is not None and o.actual["after"] is not None]
     coverages = [o.audit_coverage for o in outcomes if o.audit_coverage is not None]
@@ -398,8 +404,7 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
           f"classes short of labels); mean audit coverage "
           f"{100 * np.mean(coverages) if coverages else float('nan'):.1f}%; one audit within 5 pts: "
           f"{sum(g <= 0.05 for g in audit_gaps)}/{len(audit_gaps)} (mean |gap| {100 * np.mean(audit_gaps) if audit_gaps else float('nan'):.1f} pts); "
-          f"the promise's 95% interval holds the routed precision: {held((*o.interval, o.actual['after']) for o in outcomes)}; "
-          + chance_summary((*o.interval, o.actual["after"], o.routed["after"]) for o in outcomes))
+          f"the promise's 95% interval holds the routed precision: {held(promises)}; {chance_summary(promises)}")
     withheld = [o for o in outcomes if o.withheld]
     if not withheld:
         return
@@ -409,6 +414,7 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
           "within 5 pts | one audit's estimate (gap) |")
     print("|---|---|---|---|---|---|---|---|---|")
     covered_gaps, covered_audit_gaps = [], []
+    covered_promises = [o.covered[1].promise for o in withheld]
     for o in withheld:
         spent, after = o.covered
         choice = after.tuning.choice
@@ -426,9 +432,7 @@ def report(setting: Setting, outcomes: list[Outcome], target: float, seconds: fl
     print(f"after covering the classes: seeds within 5 pts {sum(g <= 0.05 for g in covered_gaps)}/{len(withheld)} "
           f"(mean |gap| {100 * np.mean(covered_gaps) if covered_gaps else float('nan'):.1f} pts over {len(covered_gaps)} seeds that route); "
           f"one audit within 5 pts: {sum(g <= 0.05 for g in covered_audit_gaps)}/{len(covered_audit_gaps)}; the promise's 95% interval "
-          f"holds the routed precision: {held((o.covered[1].tuning.choice.low, o.covered[1].tuning.choice.high, o.covered[1].actual) for o in withheld)}; "
-          + chance_summary((o.covered[1].tuning.choice.low, o.covered[1].tuning.choice.high, o.covered[1].actual, int(o.covered[1].routed.sum()))
-                           for o in withheld))
+          f"holds the routed precision: {held(covered_promises)}; {chance_summary(covered_promises)}")
 
 
 def main() -> None:

@@ -25,8 +25,13 @@ def calibration_path(workspace: Workspace, model_id: int):
 
 
 def save_calibration(workspace: Workspace, model_id: int, calibrator: Calibrator, report: dict) -> None:
-    state = {"calibrator": calibrator.to_dict(), "report": report}
-    write_atomic(calibration_path(workspace, model_id), json.dumps(state).encode())
+    """Store the calibrator routing applies; one that changes nothing (``none``: declined as no
+    better than the raw confidences) is not stored, and takes the model's earlier one away."""
+    path = calibration_path(workspace, model_id)
+    if calibrator.method_ == "none":
+        path.unlink(missing_ok=True)
+        return
+    write_atomic(path, json.dumps({"calibrator": calibrator.to_dict(), "report": report}).encode())
 
 
 def load_calibration(workspace: Workspace, model_id: int) -> tuple[Calibrator, dict] | None:
@@ -39,10 +44,9 @@ def load_calibration(workspace: Workspace, model_id: int) -> tuple[Calibrator, d
 
 
 def changes_confidences(workspace: Workspace, model_id: int) -> bool:
-    """Whether the model has a stored calibration that changes its confidences (one declined as
-    no better than the raw confidences is stored as ``none``, for its report)."""
-    stored = load_calibration(workspace, model_id)
-    return stored is not None and stored[0].method_ != "none"
+    """Whether the model has a stored calibration (:func:`save_calibration` stores none that
+    would leave its confidences as they are)."""
+    return calibration_path(workspace, model_id).is_file()
 
 
 def normalized(proba) -> np.ndarray:
@@ -56,9 +60,8 @@ def calibrated_proba(workspace: Workspace, model_id: int, proba) -> np.ndarray:
     """``proba`` with the model's stored calibration applied (unchanged when it has none or a
     declined one, or when it knows a single class)."""
     proba = np.asarray(proba, dtype=float)
-    if proba.shape[1] < 2 or len(proba) == 0 or not changes_confidences(workspace, model_id):
-        return proba
-    return load_calibration(workspace, model_id)[0].transform(normalized(proba))
+    stored = load_calibration(workspace, model_id) if proba.shape[1] >= 2 and len(proba) else None
+    return proba if stored is None else stored[0].transform(normalized(proba))
 
 
 @dataclass(frozen=True)
