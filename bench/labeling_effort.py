@@ -2,8 +2,9 @@
 
 Runs :func:`serieslabeler.simulation.engine.simulate` (every scenario, 3 seeds) on
 
-- bananas (ripeness U/R/V/O, 220 images of 11 fruits), once with ``efficientnet_lite0@imagenet``
-  features and once with the ``colour`` histogram (``--bananas-features``), subjects = fruits, ``days`` = days since the fruit's first photo; the labels are
+- bananas (ripeness U/R/V/O, 220 images of 11 fruits), once each with ``efficientnet_lite0@imagenet``
+  features, that network's inner-layer statistics (``efficientnet_lite0_texture``) and the
+  ``colour`` histogram (``--bananas-features``), subjects = fruits, ``days`` = days since the fruit's first photo; the labels are
   ordered stages (U < R < V < O), so bananas also get the ``series`` scenario (the expert places
   each fruit's stage boundaries, then accepts or corrects the model's monotone proposals) and
   ``full`` labels its structure-aware sample by boundaries, routes the series decoded confidently
@@ -68,7 +69,7 @@ BANANAS = ROOT / "tests" / "data" / "bananas"
 MAPPING = SAMPLE_MAPPING  # the bundled sample's columns: the full collection has the same
 DIGITS_BLOCK = 30
 RIPENESS = ("U", "R", "V", "O")
-BANANAS_FEATURES = ("efficientnet_lite0", "colour")
+BANANAS_FEATURES = ("efficientnet_lite0", "efficientnet_lite0_texture", "colour")
 TARGET_SHARE, TARGET_IMAGES, TARGET_PRECISION = 0.10, 10.0, 0.95
 
 

@@ -183,3 +183,22 @@ def test_unknown_backbone_and_unavailable_device(bananas_workspace):
     if not torch.cuda.is_available():
         code, data = cli("embed", "--workspace", bananas_workspace, "--backbone", "resnet18", "--weights", "random", "--device", "cuda")
         assert code == 2 and "no CUDA GPU" in data["error"]
+
+
+def test_texture_features_are_the_channel_statistics_of_lite0s_inner_blocks(bananas_embedded):
+    import torch
+
+    from serieslabeler.embed import TEXTURE
+    from serieslabeler.embed.texture import TEXTURE_BLOCKS
+
+    network = load_backbone("efficientnet_lite0").module
+    outputs = {}
+    for index in TEXTURE_BLOCKS:
+        network._blocks[index].register_forward_hook(lambda module, inputs, output, index=index: outputs.__setitem__(index, output))
+    with Workspace.open(bananas_embedded) as workspace:
+        report = embed_workspace(workspace, TEXTURE.name, image_ids=[1, 2, 3], num_workers=0)
+        _, X = FeatureStore(workspace).load(report.feature_set)
+        features_of(network, TEXTURE, workspace.image_paths([1, 2, 3]))
+    expected = torch.cat([torch.cat([outputs[i].mean(dim=(2, 3)), outputs[i].std(dim=(2, 3))], dim=1) for i in TEXTURE_BLOCKS], dim=1)
+    assert report.feature_set == "efficientnet_lite0_texture@imagenet" and X.shape == (3, TEXTURE.dim) == (3, 608)
+    np.testing.assert_allclose(X, expected.numpy(), rtol=1e-4, atol=1e-4)

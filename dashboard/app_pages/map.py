@@ -34,7 +34,9 @@ def embed_section(workspace) -> None:
     row = st.columns(4)
     backbone = row[0].selectbox("Backbone", list(EMBEDDERS), index=list(EMBEDDERS).index("efficientnet_lite0"),
                                 help="efficientnet_lite0 ships with ImageNet weights and works offline. colour: a colour histogram, "
-                                     "no weights; for stages that are changes of colour (discolouration, ripening).")
+                                     "no weights; for stages that are changes of colour (discolouration, ripening). "
+                                     "efficientnet_lite0_texture: the same network's inner-layer colour and texture statistics; "
+                                     "its proposals along a series need fewer boundaries moved.")
     weights = row[1].text_input("Weights", "default", help="'default' (ImageNet), 'random', or the path of a saved state dict under the app's root folder.")
     device = row[2].selectbox("Device", DEVICES, index=DEVICES.index("auto"), help="auto: the GPU when there is one.")
     batch_size = row[3].number_input("Batch size", 1, 1024, 32)

@@ -14,6 +14,9 @@ A backbone is chosen by name (``resnet18``, ``resnet50``, ``inception_v3``, ``vg
 
 ``colour`` is no network: a colour histogram (:mod:`serieslabeler.embed.colour`) with nothing to
 load, embedded like the networks (identity ``hsv-12x4x4``); it cannot be fine-tuned.
+``efficientnet_lite0_texture`` is EfficientNet-Lite0 with the same weights, read at two inner
+blocks as colour and texture statistics (:mod:`serieslabeler.embed.texture`); it is not
+fine-tuned either.
 
 The feature-set name is ``<backbone>@<weights identity>``, so features from different
 weights never mix. Resolving the identity (:func:`resolve_weights`) is cheap and does not load
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from serieslabeler.embed.colour import colour_dim, colour_histogram
+from serieslabeler.embed.texture import block_statistics, texture_dim
 from serieslabeler.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -102,8 +106,15 @@ COLOUR = BackboneSpec("colour", colour_dim(), Preprocess(224, 224, whole=True), 
 COLOUR_IDENTITY = "hsv-12x4x4"
 
 
-# what ``embed`` computes: the networks (which can also be fine-tuned) and the colour histogram
-EMBEDDERS: dict[str, BackboneSpec] = {**BACKBONES, COLOUR.name: COLOUR}
+TEXTURE = BackboneSpec("efficientnet_lite0_texture", texture_dim(), Preprocess(256, 224, LITE_MEAN, LITE_STD), "_fc")
+
+
+LITE0_NETWORKS = ("efficientnet_lite0", TEXTURE.name)  # built, and given weights, alike
+
+
+# what ``embed`` computes: the networks (which can also be fine-tuned), the colour histogram and
+# the inner-layer statistics
+EMBEDDERS: dict[str, BackboneSpec] = {**BACKBONES, COLOUR.name: COLOUR, TEXTURE.name: TEXTURE}
 
 
 @dataclass(frozen=True)
@@ -151,7 +162,7 @@ def resolve_weights(backbone: str, weights: str = "default") -> WeightsChoice:
         return WeightsChoice(backbone, COLOUR_IDENTITY)
     if weights == "random":
         return WeightsChoice(backbone, "random")
-    if backbone == "efficientnet_lite0" and weights in ("default", "imagenet"):
+    if backbone in LITE0_NETWORKS and weights in ("default", "imagenet"):
         return WeightsChoice(backbone, "imagenet", _packaged_lite0_file())
     path = Path(weights).expanduser()
     if backbone in TORCHVISION and not path.is_file():
@@ -197,11 +208,13 @@ def load_backbone(backbone: str, weights: str | WeightsChoice = "default") -> Ba
         setattr(module, name, None)
     if choice.path is not None:
         _load_state_dict(module, spec, choice.path)
+    if spec is TEXTURE:
+        module = block_statistics(module)
     return Backbone(spec, choice, module.eval())
 
 
 def _construct(backbone: str) -> "torch.nn.Module":
-    if backbone == "efficientnet_lite0":
+    if backbone in LITE0_NETWORKS:
         try:
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError:
