@@ -28,7 +28,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +76,8 @@ class BackboneSpec:
 
     ``head`` is the dotted path of the final classification layer (replaced by an identity);
     state-dict keys under it or under ``ignored`` are not needed to compute features.
+    ``network``: the architecture built and given weights, when it is not ``name`` (an embedder
+    that reads another backbone's network differently).
     """
 
     name: str
@@ -83,6 +85,11 @@ class BackboneSpec:
     preprocess: Preprocess
     head: str
     ignored: tuple[str, ...] = ()
+    network: str = ""
+
+    @property
+    def architecture(self) -> str:
+        return self.network or self.name
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -106,10 +113,7 @@ COLOUR = BackboneSpec("colour", colour_dim(), Preprocess(224, 224, whole=True), 
 COLOUR_IDENTITY = "hsv-12x4x4"
 
 
-TEXTURE = BackboneSpec("efficientnet_lite0_texture", texture_dim(), Preprocess(256, 224, LITE_MEAN, LITE_STD), "_fc")
-
-
-LITE0_NETWORKS = ("efficientnet_lite0", TEXTURE.name)  # built, and given weights, alike
+TEXTURE = replace(BACKBONES["efficientnet_lite0"], name="efficientnet_lite0_texture", dim=texture_dim(), network="efficientnet_lite0")
 
 
 # what ``embed`` computes: the networks (which can also be fine-tuned), the colour histogram and
@@ -155,14 +159,14 @@ def backbone_spec(name: str) -> BackboneSpec:
 
 def resolve_weights(backbone: str, weights: str = "default") -> WeightsChoice:
     """Name the weights (cheaply: no network is built) and check that their file exists."""
-    backbone_spec(backbone)
+    spec = backbone_spec(backbone)
     if backbone == COLOUR.name:
         if weights not in ("default", COLOUR_IDENTITY):
             raise PipelineError(f"--weights '{weights}': the colour histogram has no weights; leave --weights out")
         return WeightsChoice(backbone, COLOUR_IDENTITY)
     if weights == "random":
         return WeightsChoice(backbone, "random")
-    if backbone in LITE0_NETWORKS and weights in ("default", "imagenet"):
+    if spec.architecture == "efficientnet_lite0" and weights in ("default", "imagenet"):
         return WeightsChoice(backbone, "imagenet", _packaged_lite0_file())
     path = Path(weights).expanduser()
     if backbone in TORCHVISION and not path.is_file():
@@ -202,7 +206,7 @@ def load_backbone(backbone: str, weights: str | WeightsChoice = "default") -> Ba
     if spec is COLOUR:
         return Backbone(spec, choice, colour_histogram(spec.preprocess.mean, spec.preprocess.std).eval())
     with seeded_init(RANDOM_SEED):
-        module = _construct(backbone)
+        module = _construct(spec.architecture)
     _set_submodule(module, spec.head, torch.nn.Identity())
     for name in spec.ignored:
         setattr(module, name, None)
@@ -214,7 +218,7 @@ def load_backbone(backbone: str, weights: str | WeightsChoice = "default") -> Ba
 
 
 def _construct(backbone: str) -> "torch.nn.Module":
-    if backbone in LITE0_NETWORKS:
+    if backbone == "efficientnet_lite0":
         try:
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError:
