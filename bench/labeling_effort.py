@@ -33,6 +33,10 @@ Usage::
     .venv/bin/python bench/labeling_effort.py [--workspace WS] [--seeds 3] [--out DIR] [--network-scenarios bananas|all|none]
     .venv/bin/python bench/labeling_effort.py --only bananas --scenarios overcluster,vae
     .venv/bin/python bench/labeling_effort.py --only bananas --scenarios series,full --seeds 5 --bananas-features colour
+    .venv/bin/python bench/labeling_effort.py --only bananas --scenarios series,full --seeds 5 --boundary-tolerance 1
+
+``--boundary-tolerance 1``: the oracle leaves a proposed boundary one photo off where it is (its
+labels' precision pays for the interactions saved).
 
 The metadata sweep and the sampling comparison use the first of ``--bananas-features``.
 """
@@ -205,10 +209,12 @@ def main() -> None:
     parser.add_argument("--scenarios", help="comma-separated scenarios (default: all, as --network-scenarios allows)")
     parser.add_argument("--bananas-features", default=",".join(BANANAS_FEATURES),
                         help=f"comma-separated backbones bananas is embedded with, one table each (default {','.join(BANANAS_FEATURES)})")
+    parser.add_argument("--boundary-tolerance", type=int, default=0, metavar="PHOTOS",
+                        help="the oracle leaves a proposed stage boundary this many photos off where it is (default 0)")
     args = parser.parse_args()
     seeds = list(range(args.seeds))
     out = Path(args.out) if args.out else None
-    config = SimulationConfig()
+    config = SimulationConfig(boundary_tolerance=args.boundary_tolerance)
     print(f"# config: {config}")
     chosen = args.scenarios.split(",") if args.scenarios else list(SCENARIOS)
     with tempfile.TemporaryDirectory() as tmp:

@@ -51,6 +51,26 @@ def test_oracle_costs_for_boundaries_placed_accepted_and_corrected():
         oracle.answer_series([1, 99], ORDER)
 
 
+def test_a_tolerant_oracle_leaves_a_boundary_a_photo_off_and_its_labels_show_the_error():
+    truth = ["U", "U", "U", "R", "R", "R", "V", "V", "O", "stake"]
+    exact, tolerant = Oracle(range(1, 11), truth), Oracle(range(1, 11), truth, boundary_tolerance=1)
+    late = [("U", 1), ("R", 5), ("V", 8), ("O", 9)]  # R and V each one photo late
+    left = tolerant.answer_series(range(1, 11), ORDER, proposal=late)
+    assert left.interactions == 1 + 1  # accepted as it is, the stake clicked out
+    assert left.boundaries == late and left.stages.tolist() == ["U", "U", "U", "U", "R", "R", "R", "V", "O"]
+    assert left.proposal_changes == 2 and left.proposal_offsets == [0, 1, 1, 0]  # the proposal was still 2 boundaries off
+    moved = exact.answer_series(range(1, 11), ORDER, proposal=late)
+    assert moved.interactions == 1 + 2 + 1 and moved.stages.tolist() == truth[:9]
+    farther = tolerant.answer_series(range(1, 11), ORDER, proposal=[("U", 1), ("R", 6), ("V", 7), ("O", 9)])
+    assert farther.interactions == 1 + 1 + 1 and farther.stages.tolist() == truth[:9]  # two photos off: moved
+    # leaving R a photo late would put it on V's true start, which the proposal missed: every boundary is placed
+    crowded = Oracle(range(1, 7), ["U", "U", "R", "V", "O", "O"], boundary_tolerance=1)
+    placed = crowded.answer_series(range(1, 7), ORDER, proposal=[("U", 1), ("R", 4), ("O", 5)])
+    assert placed.boundaries == [("U", 1), ("R", 3), ("V", 4), ("O", 5)] and placed.interactions == 1 + 2
+    with pytest.raises(PipelineError, match="0 or more photos"):
+        Oracle(range(1, 3), ["U", "R"], boundary_tolerance=-1)
+
+
 def ripening_collection(noise: float) -> Collection:
     """12 subjects x 12 photos whose stage only moves forward; features: the stage plus noise."""
     rng = np.random.default_rng(0)
@@ -126,6 +146,14 @@ def test_cli_simulate_with_an_order_and_series_scenario(bananas_embedded, tmp_pa
     series = data["runs"][0]
     assert series["label_error_rate"] == 0.0 and series["images_per_interaction"] > 1
     assert strict_json(json.loads(out.read_text()))["table"][0]["scenario"] == "series"
+    assert ceiling["label_precision"] == 1.0
+    code, tolerant = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "random",
+                         "--order", "U,R,V,O", "--seeds", "0", "--budget", "0.05", "--ceiling", "--boundary-tolerance", "1")
+    assert code == 0, tolerant
+    assert tolerant["proposal_ceiling"]["images_per_interaction"] > ceiling["images_per_interaction"]
+    assert tolerant["proposal_ceiling"]["label_precision"] < 1.0
+    code, data = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--boundary-tolerance", "-1")
+    assert code == 2 and "--boundary-tolerance must be 0 or more" in data["error"]
     code, data = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "series")
     assert code == 2 and "ordered stages" in data["error"]
     code, data = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "random", "--ceiling")
@@ -145,6 +173,20 @@ def test_the_proposal_ceiling_accepts_plain_stages_for_one_interaction_and_count
     assert blurred.images == 144
 
 
+def test_a_tolerant_oracle_spends_label_precision_on_fewer_interactions():
+    blurred = ripening_collection(noise=2.0)
+    exact = proposal_ceiling(blurred)
+    tolerant = proposal_ceiling(blurred, SimulationConfig(boundary_tolerance=1))
+    assert tolerant.offsets == exact.offsets and tolerant.corrections == exact.corrections
+    assert tolerant.interactions < exact.interactions and tolerant.images == exact.images
+    assert exact.errors == 0 and exact.label_precision == 1.0
+    one_off = sum(1 for offset in exact.offsets if offset == 1)  # each boundary left a photo off mislabels one image
+    assert 0 < tolerant.errors <= one_off and tolerant.label_precision == 1 - tolerant.errors / tolerant.images
+    run = run_scenario(blurred, "series", seed=0, config=SimulationConfig(budget=1.0, boundary_tolerance=1))
+    assert run.label_error_rate > 0 and run.curve[-1].labeled == run.pool_size
+    assert run_scenario(blurred, "series", seed=0, config=SimulationConfig(budget=1.0)).label_error_rate == 0
+
+
 def test_the_proposal_ceiling_never_trains_on_the_subject_it_proposes():
     # every subject's photos look alike apart from their own stage code, which only that subject uses:
     # a model that saw the subject would place its boundaries exactly, the others' cannot
@@ -154,3 +196,9 @@ def test_the_proposal_ceiling_never_trains_on_the_subject_it_proposes():
     stages = np.array([ORDER.index(label) for label in collection.truth])
     collection.X = np.hstack([np.zeros_like(collection.X), codes[collection.subjects, stages]]).astype(np.float32)
     assert proposal_ceiling(collection).corrections_per_series > 1
+
+
+def test_a_series_with_every_photo_clicked_out_costs_its_clicks_with_or_without_a_proposal():
+    oracle = Oracle([1, 2], ["stake", "blur"], boundary_tolerance=1)
+    answer = oracle.answer_series([1, 2], ORDER, proposal=[("U", 1)])
+    assert answer.boundaries == [] and answer.excluded.tolist() == [1, 2] and answer.interactions == 2

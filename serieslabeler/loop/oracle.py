@@ -49,11 +49,14 @@ class SeriesAnswer:
 class Oracle:
     """The expert, played by the ground truth of ``image_ids`` (and only those)."""
 
-    def __init__(self, image_ids, labels, purity: float = 0.8):
+    def __init__(self, image_ids, labels, purity: float = 0.8, boundary_tolerance: int = 0):
         if not 0.0 < purity <= 1.0:
             raise PipelineError(f"oracle purity must be in (0, 1], not {purity}")
+        if boundary_tolerance < 0:
+            raise PipelineError(f"the oracle's boundary tolerance must be 0 or more photos, not {boundary_tolerance}")
         self._truth = {int(i): str(v) for i, v in zip(image_ids, labels)}
         self.purity = purity
+        self.boundary_tolerance = int(boundary_tolerance)
         self.asked: set[int] = set()
 
     def _look(self, image_ids) -> list[str]:
@@ -87,21 +90,57 @@ class Oracle:
         boundary, or, given the model's ``proposal`` boundaries, 1 to accept it plus one per
         boundary moved, placed or removed, unless placing every boundary by hand is cheaper (a
         proposal that is mostly wrong is ignored); plus one per image whose true stage is not in
-        ``order`` (clicked out). Labels that go back in time are each a new boundary (placed by hand)."""
+        ``order`` (clicked out). Labels that go back in time are each a new boundary (placed by hand).
+
+        With a ``boundary_tolerance`` of k photos, a proposed boundary at most k photos from the
+        true start of its stage is left where it is (the expert does not move a stage change a
+        photo early or late): the images between get the neighbouring stage, an error the
+        labels' precision shows. ``proposal_changes`` still counts every boundary that was not
+        exact; ``interactions`` counts the ones moved."""
         image_ids = np.asarray(image_ids, dtype=np.int64)
         truth = np.asarray(self._look(image_ids))
         inside = np.isin(truth, list(order))
         kept, stages = image_ids[inside], truth[inside]
-        starts = [i for i in range(len(stages)) if i == 0 or stages[i] != stages[i - 1]]
-        bounds = [(str(stages[i]), int(kept[i])) for i in starts]
-        changes = None if proposal is None else boundary_changes(proposal, bounds)
-        offsets = None if proposal is None else boundary_offsets(proposal, bounds, image_ids)
-        cost = len(bounds) if changes is None else min(len(bounds), 1 + changes)
+        bounds = _starts(kept, stages)
+        if proposal is None:
+            return SeriesAnswer(bounds, image_ids[~inside], kept, stages, len(bounds) + int((~inside).sum()))
+        changes, offsets = boundary_changes(proposal, bounds), boundary_offsets(proposal, bounds, image_ids)
+        left = _tolerated(proposal, bounds, kept, self.boundary_tolerance)
+        moved = boundary_changes(proposal, left)
+        cost = len(bounds)
+        if 1 + moved < cost:
+            bounds, stages, cost = left, _stages_from(left, kept), 1 + moved
         return SeriesAnswer(bounds, image_ids[~inside], kept, stages, cost + int((~inside).sum()), changes, offsets)
 
     def answer_images(self, image_ids) -> np.ndarray:
         """The label of each image (1 interaction each)."""
         return np.asarray(self._look(image_ids))
+
+
+def _starts(kept: np.ndarray, stages: np.ndarray) -> list[tuple[str, int]]:
+    """The first image of each run of one stage along ``kept``: the series' boundaries."""
+    return [(str(stages[i]), int(kept[i])) for i in range(len(stages)) if i == 0 or stages[i] != stages[i - 1]]
+
+
+def _tolerated(proposal, bounds, kept: np.ndarray, tolerance: int) -> list[tuple[str, int]]:
+    """The boundaries an expert tolerating ``tolerance`` photos ends with: each true boundary, or
+    the proposal's boundary of the same stage when it is a kept image at most ``tolerance``
+    photos (along ``kept``) from it. The true boundaries when that would not keep the first
+    image labeled and the boundaries in time order."""
+    position = {int(image): k for k, image in enumerate(kept)}
+    proposed = {stage: position.get(int(image)) for stage, image in proposal}
+    left = [(stage, int(kept[proposed[stage]])) if proposed.get(stage) is not None and abs(proposed[stage] - position[image]) <= tolerance
+            else (stage, image) for stage, image in bounds]
+    places = [position[image] for _, image in left]
+    return left if places and places[0] == 0 and all(a < b for a, b in zip(places, places[1:])) else list(bounds)
+
+
+def _stages_from(bounds, kept: np.ndarray) -> np.ndarray:
+    """Each kept image's stage: that of the last boundary at or before it."""
+    position = {int(image): k for k, image in enumerate(kept)}
+    runs = np.zeros(len(kept), dtype=np.int64)
+    runs[[position[image] for _, image in bounds]] = 1
+    return np.array([stage for stage, _ in bounds])[np.cumsum(runs) - 1]
 
 
 def _modal(labels: np.ndarray) -> tuple[str, float]:

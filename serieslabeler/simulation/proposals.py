@@ -54,12 +54,14 @@ def labeled_time_prior(collection: Collection, index: np.ndarray, labels: np.nda
 class ProposalCeiling:
     """Every subject's series proposed by a model trained on all the other subjects' true stages:
     the boundaries corrected per subject, how far each proposed boundary was from the true one
-    (None: a stage missed or invented), and the images labeled over the interactions spent."""
+    (None: a stage missed or invented), the images labeled over the interactions spent, and how
+    many of those labels are wrong (boundaries the oracle's tolerance left a photo or two off)."""
 
     corrections: dict
     offsets: list
     images: int
     interactions: int
+    errors: int = 0
 
     @property
     def corrections_per_series(self) -> float:
@@ -70,17 +72,22 @@ class ProposalCeiling:
         return self.images / self.interactions
 
     @property
+    def label_precision(self) -> float:
+        return 1.0 - self.errors / self.images if self.images else 1.0
+
+    @property
     def offset_counts(self) -> dict[str, int]:
         """The proposed boundaries by how far each was from the true one (:data:`~.records.OFFSET_BINS`)."""
         return offset_counts(self.offsets)
 
     def summary(self) -> dict:
         return json_safe({"corrections_per_series": self.corrections_per_series, "images_per_interaction": self.images_per_interaction,
-                          "corrections": {str(k): v for k, v in self.corrections.items()}, "proposal_boundary_offsets": self.offset_counts})
+                          "label_precision": self.label_precision, "corrections": {str(k): v for k, v in self.corrections.items()}, "proposal_boundary_offsets": self.offset_counts})
 
     def format(self) -> str:
         return (f"proposals from a model trained on every other subject's true stages (a ceiling for these features): "
-                f"{self.corrections_per_series:.2f} boundaries corrected per series, {self.images_per_interaction:.1f} images per interaction")
+                f"{self.corrections_per_series:.2f} boundaries corrected per series, {self.images_per_interaction:.1f} images per interaction "
+                f"at {100 * self.label_precision:.1f}% label precision")
 
 
 def proposal_ceiling(collection: Collection, config: SimulationConfig | None = None, seed: int = 0) -> ProposalCeiling:
@@ -92,16 +99,18 @@ def proposal_ceiling(collection: Collection, config: SimulationConfig | None = N
     order = list(collection.order)
     staged = np.isin(collection.truth, order)
     times = collection.series_times()
-    corrections, offsets, images, interactions = {}, [], 0, 0
+    corrections, offsets, images, interactions, errors = {}, [], 0, 0, 0
     for subject in np.unique(collection.subjects).tolist():
         others = np.flatnonzero(staged & (collection.subjects != subject))
         model = HeadClassifier(C=config.C, random_state=seed).fit(collection.X[others], collection.truth[others])
         prior = labeled_time_prior(collection, others, collection.truth[others], np.ones(len(others)), config, seed)
         rows = np.flatnonzero(collection.subjects == subject)
         rows = rows[np.argsort(times[rows], kind="stable")]
-        answer = Oracle(rows, collection.truth[rows]).answer_series(rows, order, propose_boundaries(model, collection, rows, prior))
+        oracle = Oracle(rows, collection.truth[rows], boundary_tolerance=config.boundary_tolerance)
+        answer = oracle.answer_series(rows, order, propose_boundaries(model, collection, rows, prior))
         corrections[subject] = answer.proposal_changes
         offsets.extend(answer.proposal_offsets)
         images += len(answer.kept)
         interactions += answer.interactions
-    return ProposalCeiling(corrections, offsets, images, interactions)
+        errors += int((answer.stages != collection.truth[answer.kept]).sum())
+    return ProposalCeiling(corrections, offsets, images, interactions, errors)

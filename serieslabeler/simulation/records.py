@@ -117,7 +117,9 @@ class SimulationConfig:
     ``series_subjects``: subjects of the ``series`` scenario's first sample, random ones (0: as
     many as a structure-aware ``cluster_batch`` holds); only the first series is placed by hand,
     every later one comes with a proposal; ``support``: the full loop routes only images inside
-    its labels' support at this quantile, as ``route`` does (None: every confident image).
+    its labels' support at this quantile, as ``route`` does (None: every confident image);
+    ``boundary_tolerance``: photos a proposed stage boundary may be off before the oracle moves it
+    (0: every boundary exact; see :meth:`~serieslabeler.loop.oracle.Oracle.answer_series`).
     """
 
     purity: float = 0.8
@@ -138,6 +140,7 @@ class SimulationConfig:
     uncertain_batch: int = 60
     series_subjects: int = 0
     support: float | None = SUPPORT_QUANTILE
+    boundary_tolerance: int = 0
 
 
 # --- results ----------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class _Run:
     def __init__(self, collection: Collection, pool: np.ndarray, test: np.ndarray, config: SimulationConfig, seed: int):
         self.c, self.config, self.seed = collection, config, seed
         self.pool, self.test = pool, test
-        self.oracle = Oracle(pool, collection.truth[pool], config.purity)
+        self.oracle = Oracle(pool, collection.truth[pool], config.purity, config.boundary_tolerance)
         self.rng = np.random.default_rng(seed)
         self.classes = np.unique(collection.truth)
         self.labels: dict[int, tuple[str, float, str]] = {}

@@ -133,6 +133,9 @@ def register(subparsers) -> None:
     parser.add_argument("--metadata-weight", type=float, default=0.5, help="share of variance of 'days' in the full loop")
     parser.add_argument("--order", metavar="U,R,V,O", help="the labels are stages in this order (default: the ordered vocabulary, if any)")
     parser.add_argument("--uncertain-batch", type=int, default=60, help="images per uncertain batch of uncertain+cluster (default 60)")
+    parser.add_argument("--boundary-tolerance", type=int, default=0, metavar="PHOTOS",
+                        help="series: the oracle leaves a proposed stage boundary this many photos off where it is "
+                        "(its labels' precision shows the cost; default 0: every boundary moved to the true one)")
     parser.add_argument("--out", help="write the curves to this .csv or .json file")
     parser.add_argument("--ceiling", action="store_true", help="ordered stages: also propose every subject's series from a model "
                         "trained on all the other subjects' true stages (what these features allow; one fit per subject)")
@@ -339,8 +342,10 @@ def run_simulate(args) -> Result:
         raise PipelineError(f"--seeds: '{args.seeds}' is not a comma-separated list of whole numbers (e.g. 0,1,2)") from None
     if args.uncertain_batch < 1:
         raise PipelineError(f"--uncertain-batch must be at least 1, not {args.uncertain_batch}")
+    if args.boundary_tolerance < 0:
+        raise PipelineError(f"--boundary-tolerance must be 0 or more photos, not {args.boundary_tolerance}")
     config = SimulationConfig(purity=args.purity, budget=args.budget, cluster_size=args.cluster_size, metadata_weight=args.metadata_weight,
-                              uncertain_batch=args.uncertain_batch)
+                              uncertain_batch=args.uncertain_batch, boundary_tolerance=args.boundary_tolerance)
     with Workspace.open(args.workspace) as workspace:
         collection = Collection.from_workspace(workspace, args.features, order)
     default = [s for s in SCENARIOS if collection.order is not None or s not in ORDERED_SCENARIOS]
