@@ -109,7 +109,9 @@ class Oracle:
         moved = boundary_changes(proposal, left)
         cost = len(bounds)
         if 1 + moved < cost:
-            bounds, stages, cost = left, _stages_from(left, kept), 1 + moved
+            if left != bounds:  # a boundary left off: the photos between keep the proposal's stage
+                bounds, stages = left, _stages_from(left, kept)
+            cost = 1 + moved
         return SeriesAnswer(bounds, image_ids[~inside], kept, stages, cost + int((~inside).sum()), changes, offsets)
 
     def answer_images(self, image_ids) -> np.ndarray:
@@ -136,11 +138,9 @@ def _tolerated(proposal, bounds, kept: np.ndarray, tolerance: int) -> list[tuple
 
 
 def _stages_from(bounds, kept: np.ndarray) -> np.ndarray:
-    """Each kept image's stage: that of the last boundary at or before it."""
-    position = {int(image): k for k, image in enumerate(kept)}
-    runs = np.zeros(len(kept), dtype=np.int64)
-    runs[[position[image] for _, image in bounds]] = 1
-    return np.array([stage for stage, _ in bounds])[np.cumsum(runs) - 1]
+    """Each kept image's stage: that of the last boundary at or before it (``bounds`` in time order)."""
+    starts = np.flatnonzero(np.isin(kept, [image for _, image in bounds]))
+    return np.array([stage for stage, _ in bounds])[np.searchsorted(starts, np.arange(len(kept)), side="right") - 1]
 
 
 def _modal(labels: np.ndarray) -> tuple[str, float]:

@@ -82,7 +82,8 @@ class ProposalCeiling:
 
     def summary(self) -> dict:
         return json_safe({"corrections_per_series": self.corrections_per_series, "images_per_interaction": self.images_per_interaction,
-                          "label_precision": self.label_precision, "corrections": {str(k): v for k, v in self.corrections.items()}, "proposal_boundary_offsets": self.offset_counts})
+                          "label_precision": self.label_precision, "corrections": {str(k): v for k, v in self.corrections.items()},
+                          "proposal_boundary_offsets": self.offset_counts})
 
     def format(self) -> str:
         return (f"proposals from a model trained on every other subject's true stages (a ceiling for these features): "
