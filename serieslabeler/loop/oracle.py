@@ -8,6 +8,7 @@ import numpy as np
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.labels.series import boundary_changes, boundary_offsets
+from serieslabeler.models.monotone import stages_from_boundaries
 
 
 # --- the oracle -------------------------------------------------------------------------------
@@ -139,8 +140,9 @@ def _tolerated(proposal, bounds, kept: np.ndarray, tolerance: int) -> list[tuple
 
 def _stages_from(bounds, kept: np.ndarray) -> np.ndarray:
     """Each kept image's stage: that of the last boundary at or before it (``bounds`` in time order)."""
-    starts = np.flatnonzero(np.isin(kept, [image for _, image in bounds]))
-    return np.array([stage for stage, _ in bounds])[np.searchsorted(starts, np.arange(len(kept)), side="right") - 1]
+    position = {int(image): k for k, image in enumerate(kept)}
+    runs = stages_from_boundaries(len(kept), [(position[image], run) for run, (_, image) in enumerate(bounds)])
+    return np.array([stage for stage, _ in bounds])[runs]
 
 
 def _modal(labels: np.ndarray) -> tuple[str, float]:
