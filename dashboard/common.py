@@ -75,9 +75,11 @@ from serieslabeler_app.widgets import (
     sample_picker,
     seen_event,
     show_error,
+    vega_field,
 )
 
 __all__ = [
+    "vega_field",
     "seen_event",
     "ROOT",
     "PAGES_DIR",

@@ -43,6 +43,13 @@ def plain(text) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
 
 
+def vega_field(column: str) -> str:
+    """``column`` as a Vega-Lite field name: given whole (no ``name:type`` shorthand, where the
+    colon of ``attribute: group`` would be read as a type), with the characters Vega-Lite reads
+    as nested access (``.``, ``[``, ``]``) escaped, since attribute names come from the user's CSV."""
+    return "".join("\\" + c if c in "\\.[]" else c for c in column)
+
+
 class ProgressBar:
     """A ``serieslabeler.progress.Progress`` callback that drives ``st.progress`` with a rate and ETA."""
 

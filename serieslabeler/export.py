@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from serieslabeler.errors import PipelineError
 from serieslabeler.progress import Progress
-from serieslabeler.store.workspace import Workspace, write_atomic
+from serieslabeler.store.workspace import CATALOG, Workspace, write_atomic
 
 FORMATS = ("csv", "json", "imagefolder")
 
@@ -132,6 +132,7 @@ def export_labels(
     if link not in LINK_MODES:
         raise PipelineError(f"link must be one of {', '.join(LINK_MODES)}, not '{link}'")
     out = Path(out)
+    refuse_inside_a_workspace(out)
     if format != "imagefolder" and out.is_dir():
         raise PipelineError(f"{out} is an existing folder; name a file for the {format} export (e.g. {out / ('labels.' + format)})")
     rows = export_rows(workspace, include_pending)
@@ -142,6 +143,15 @@ def export_labels(
     else:
         write_imagefolder(workspace, rows, out, link, progress)
     return ExportReport(format, str(out), len(rows), dict(sorted(Counter(r["label"] for r in rows).items())))
+
+
+def refuse_inside_a_workspace(out: Path) -> None:
+    """An export never goes into a workspace folder (this one or another): a file name there
+    could overwrite its catalog, its stored images or its features."""
+    for folder in (out.resolve(), *out.resolve().parents):
+        if (folder / CATALOG).is_file():
+            raise PipelineError(f"{out} is inside the workspace folder {folder}; export to a path outside any workspace "
+                                "(writing there could overwrite its catalog or stored images)")
 
 
 def neutralise_formula(value: Cell) -> Cell:

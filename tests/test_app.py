@@ -227,6 +227,23 @@ def test_map_page_embeds_and_computes_a_map(sample):
         assert len(list_maps(workspace)) == 2
 
 
+def test_map_page_colours_by_every_option_including_attributes(sample):
+    """Attribute columns are named ``attribute: NAME``; the colon once broke Altair's shorthand."""
+    app = run_page("map")
+    colour = next(r for r in app.radio if r.label == "Color by")
+    assert {"group", "day", "hour"} <= set(colour.options)
+    for option in colour.options:
+        next(r for r in app.radio if r.label == "Color by").set_value(option).run()
+        assert_clean(app)
+        assert app.get("vega_lite_chart"), option
+
+
+def test_vega_field_escapes_what_vega_lite_reads_as_nested_access():
+    from serieslabeler_app.widgets import vega_field
+
+    assert vega_field("attribute: site.name[0]") == "attribute: site\\.name\\[0\\]"
+
+
 def test_label_page_labels_a_cluster_with_one_exclusion_and_undoes_it(sample):
     add_vocabulary(sample, "U", "R", "V", "O")
     app = run_page("label")

@@ -145,6 +145,18 @@ def test_cli_export(labeled, tmp_path):
     assert code == 2 and "not an empty folder" in data["error"]
 
 
+@pytest.mark.parametrize("format", ["csv", "json", "imagefolder"])
+def test_an_export_into_a_workspace_folder_is_refused_and_its_catalog_kept(labeled, format):
+    workspace = labeled.root
+    catalog = workspace / "catalog.sqlite"
+    before = catalog.read_bytes()
+    for target in (catalog, workspace / "exports" / f"labels.{format}", workspace):
+        code, data = cli("export", "--workspace", workspace, "--format", format, "--out", target)
+        assert code == 2 and "inside the workspace folder" in data["error"], target
+    assert catalog.read_bytes() == before and not (workspace / "exports").exists()
+    assert labeled.db.execute("SELECT COUNT(*) FROM images").fetchone()[0] > 0
+
+
 # --- CSV cells a spreadsheet cannot run as formulas (moved from test_export_safety.py) -----------
 
 @pytest.mark.parametrize(

@@ -202,6 +202,17 @@ def test_export_inside_the_root_is_written(served):
     assert not app.error and (served.parent / "exports" / "labels.csv").is_file()
 
 
+def test_export_onto_a_workspace_catalog_is_refused(served):
+    """A relative file name under the root can name a workspace's own catalog: it is refused, not overwritten."""
+    labeled(served)
+    before = (served / "catalog.sqlite").read_bytes()
+    app = run_page("export")
+    app.text_input[0].set_value(f"{served.name}/catalog.sqlite").run()
+    next(b for b in app.button if b.label == "Write").click().run()
+    assert not app.exception and "inside the workspace folder" in app.error[0].value
+    assert (served / "catalog.sqlite").read_bytes() == before
+
+
 def test_weights_outside_the_root_are_refused(served, tmp_path_factory):
     weights = tmp_path_factory.mktemp("weights") / "net.pt"
     weights.write_bytes(b"not read")

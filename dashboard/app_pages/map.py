@@ -85,10 +85,11 @@ def encoding_for(frame, color: str):
     column = {"prediction confidence": "prediction_confidence", "ground truth": "truth"}.get(color, color)
     if column not in frame.columns or frame[column].isna().all():
         return alt.value("#4c78a8"), f"{color}: none yet"
+    field = ui.vega_field(column)
     if column in ("days", "prediction_confidence") or (column.startswith("attribute: ") and frame[column].dtype.kind in "fi"):
-        return alt.Color(f"{column}:Q", title=color, scale=alt.Scale(scheme="viridis")), None
+        return alt.Color(field=field, type="quantitative", title=color, scale=alt.Scale(scheme="viridis")), None
     scheme = "tableau10" if frame[column].nunique() <= 10 else "tableau20"
-    return alt.Color(f"{column}:N", title=color, scale=alt.Scale(scheme=scheme)), None
+    return alt.Color(field=field, type="nominal", title=color, scale=alt.Scale(scheme=scheme)), None
 
 
 def draw_map(workspace) -> None:
