@@ -109,6 +109,31 @@ def test_label_cluster_rejects_bad_requests_and_writes_nothing(ws):
     assert states(ws) == {} and labels.vocabulary(ws) == []
 
 
+def test_a_relabel_undone_with_the_first_label_is_redone_after_it(ws):
+    """Redoing the first label gives it back as a new event; redoing the relabel must still
+    find the images as the relabel found them (the redo carries the first label's decision)."""
+    labels.label_cluster(ws, CLUSTERING, 0, "Arm")
+    after_first = states(ws)
+    labels.label_cluster(ws, CLUSTERING, 0, "Head")
+    after_second = states(ws)
+    labels.undo(ws, 2)
+    assert states(ws) == {}
+    labels.redo(ws)
+    assert states(ws) == after_first
+    again = labels.redo(ws)
+    assert again.changed == len(after_second) and not again.details["kept"]
+    assert states(ws) == after_second
+    labels.undo(ws)
+    assert states(ws) == after_first, "undoing the redone relabel gives the first label back"
+    labels.undo(ws)
+    assert states(ws) == {}
+    labels.redo(ws)
+    labels.redo(ws)
+    assert states(ws) == after_second
+    replayed = labels.replay_labels(ws)
+    assert replayed.equals(labels.current_labels(ws))
+
+
 def test_undo_twice_then_redo_twice(ws):
     first = labels.label_cluster(ws, CLUSTERING, 0, "Arm")
     after_first = states(ws)

@@ -49,6 +49,9 @@ def test_series_lists_each_subject_in_time_order_and_splits_by_attribute(ws):
     assert one.attribute == "group" and get_series(ws, one.key).image_ids == one.image_ids
     assert series_keys(ws) == [s.key for s in found] and series_keys(ws, "group") == [s.key for s in by_group]
     assert parse_series_key("11/group=F") == ("11", "group", "F")
+    assert parse_series_key("11/view=front/left") == ("11", "view", "front/left"), "a value may hold a slash"
+    assert parse_series_key("site/11/view=front") == ("site/11", "view", "front"), "so may a subject"
+    assert parse_series_key("site/11") == ("site/11", None, None)
     with pytest.raises(PipelineError, match="unknown series '99'"):
         get_series(ws, "99")
     with pytest.raises(PipelineError, match="no attribute 'part'"):

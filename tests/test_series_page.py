@@ -311,3 +311,31 @@ def test_the_series_page_saves_the_split_that_routing_and_scores_decode_by(sampl
     again = clean(page())
     assert again.selectbox(key="split").value == attribute, "the saved split is the page's default"
     assert not [b for b in again.button if b.key == "save_split"], "nothing to save while the page shows the saved split"
+
+
+def test_days_covered_is_the_span_of_the_series_shown_even_when_a_split_starts_it_late(sample, tmp_path):
+    """Days count from the subject's first photo; a series split by an attribute (a camera
+    changed on day 10) covers only its own photos."""
+    import dataclasses
+
+    import pandas as pd
+    from conftest import SAMPLE
+
+    from serieslabeler import views
+    from serieslabeler.demo import SAMPLE_MAPPING
+    from serieslabeler.ingest import ingest
+
+    metadata = pd.read_csv(SAMPLE / "metadata.csv")
+    metadata["camera"] = np.where(metadata["day"] < 10, "A", "B")
+    metadata.to_csv(tmp_path / "metadata.csv", index=False)
+    with Workspace.open(sample) as workspace:
+        ingest(workspace, SAMPLE / "images", tmp_path / "metadata.csv",
+               dataclasses.replace(SAMPLE_MAPPING, attributes=(*SAMPLE_MAPPING.attributes, "camera")))
+        series = next(s for s in list_series(workspace, "camera") if s.value == "B")
+        days = views.image_details(workspace, list(series.image_ids))["days"]
+    app = clean(page())
+    clean(app.selectbox(key="split").set_value("camera").run())
+    clean(app.selectbox(key="series").set_value(series.key).run())
+    assert days.min() > 9, "the series starts days after the subject's first photo"
+    covered = next(m for m in app.metric if m.label == "Days covered")
+    assert covered.value == f"{days.max() - days.min():.0f}"

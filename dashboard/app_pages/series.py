@@ -212,6 +212,12 @@ def toggle_member(key: str, image_id: int) -> None:
     (excluded.discard if image_id in excluded else excluded.add)(image_id)
 
 
+def span(times) -> float:
+    """From the series' first photo to its last (days, or degree-days, count from the subject's
+    first photo, so a series split by an attribute can start later)."""
+    return float(times.max() - times.min()) if len(times) else 0.0
+
+
 def render(workspace) -> None:
     ui.page_header("Series", "One subject's photos in time order; with ordered stages, click the first image of each new stage.")
     if workspace.db.execute("SELECT 1 FROM images LIMIT 1").fetchone() is None:
@@ -225,7 +231,7 @@ def render(workspace) -> None:
     order = labels.vocabulary_order(workspace)
     row = st.columns(3)
     row[0].metric("Photos", len(details))
-    row[1].metric("Degree-days covered" if "add" in details else "Days covered", f"{details.get('add', details['days']).max():.0f}", help="The span from this series' first photo to its last.")
+    row[1].metric("Degree-days covered" if "add" in details else "Days covered", f"{span(details.get('add', details['days'])):.0f}", help="The span from this series' first photo to its last.")
     pending = int((details["status"] == "pending").sum())
     row[2].metric("Labeled", int((details["status"] == "accepted").sum()), delta=f"{pending} pending review" if pending else None,
                   delta_color="off", delta_arrow="off", help="Accepted labels; pseudo-labels routed from a model wait on Train & route for review.")

@@ -327,6 +327,23 @@ def _matches(current: tuple[LabelState, int] | None, state: LabelState | None, o
     return current is None if state is None else current == (state, origin)
 
 
+def _decisions(workspace: Workspace, event_ids) -> dict[int | None, int | None]:
+    """Each event id mapped to the decision it carries: a redo carries the decision of the event
+    it re-applies (``details['redo_of']``, followed through redos of redos), so a label a redo
+    gave back counts as the label the redone event had given when a later event is redone."""
+    decision: dict[int | None, int | None] = {None: None}
+    for event_id in event_ids:
+        seen, current = [], event_id
+        while current is not None and current not in decision:
+            seen.append(current)
+            row = workspace.db.execute("SELECT details FROM label_events WHERE id=?", (current,)).fetchone()
+            current = json.loads(row[0]).get("redo_of") if row and row[0] else None
+        if seen:
+            root = decision[current] if current is not None else seen[-1]
+            decision.update({event: root for event in seen})
+    return decision
+
+
 def undo(workspace: Workspace, n: int = 1, author: str = "cli", session_id: int | None = None, any_author: bool = False) -> list[LabelEvent]:
     """Undo ``author``'s last ``n`` events still in force, newest first (each labeler has their own
     stack); ``any_author`` takes anyone's, and an undo of someone else's event records whose it
@@ -384,9 +401,11 @@ def redo(workspace: Workspace, author: str = "cli", session_id: int | None = Non
         target = workspace.db.execute("SELECT * FROM label_events WHERE id=?", (undo_row["reverses"],)).fetchone()
         rows = _image_rows(workspace, target["id"])
         current = _current_states(workspace, [row[0] for row in rows])
+        decision = _decisions(workspace, {origin for _, origin in current.values()} | {row[3] for row in rows})
         changes, kept = {}, []
         for image_id, given, before, before_origin in rows:
-            if _matches(current.get(image_id), before, before_origin):
+            now = current.get(image_id)
+            if _matches(None if now is None else (now[0], decision[now[1]]), before, decision[before_origin]):
                 changes[image_id] = given
             else:
                 kept.append(image_id)

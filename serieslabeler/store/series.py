@@ -57,17 +57,20 @@ def series_key(subject: str, attribute: str | None = None, value: str | None = N
 
 
 def parse_series_key(key: str) -> tuple[str, str | None, str | None]:
-    """``"F03"`` -> ``("F03", None, None)``; ``"F03/part=arm"`` -> ``("F03", "part", "arm")``."""
+    """``"F03"`` -> ``("F03", None, None)``; ``"F03/part=arm"`` -> ``("F03", "part", "arm")``.
+
+    The split is at the last ``/`` before the first ``=``, so a value may hold slashes
+    (``"F03/view=front/left"``) and so may a subject (``"site/F03/part=arm"``)."""
     key = str(key).strip()
-    subject, sep, split = key.rpartition("/")
-    if sep and "=" in split:
-        attribute, _, value = split.partition("=")
-        if subject and attribute.strip():
-            return subject, attribute.strip(), value.strip()
-        raise PipelineError(f"series '{key}' is not SUBJECT or SUBJECT/ATTR=VALUE")
     if not key:
         raise PipelineError("name a series: SUBJECT or SUBJECT/ATTR=VALUE")
-    return key, None, None
+    head, eq, value = key.partition("=")
+    subject, sep, attribute = head.rpartition("/")
+    if not (eq and sep):
+        return key, None, None
+    if subject and attribute.strip():
+        return subject, attribute.strip(), value.strip()
+    raise PipelineError(f"series '{key}' is not SUBJECT or SUBJECT/ATTR=VALUE")
 
 
 def get_series(workspace: Workspace, key: str) -> Series:
