@@ -228,5 +228,8 @@ def test_cli_round_trip(bananas_embedded):
     assert code == 0 and over["k"] == 8
     code, error = cli("cluster", "--workspace", ws, "--features", "efficientnet_lite0", "--algorithm", "kmeans", "--k", "3", "--metadata", "nope=0.2")
     assert code == 2 and "unknown metadata field 'nope'" in error["error"]
+    for algorithm in ("spectral", "agglomerative"):
+        code, error = cli("cluster", "--workspace", ws, "--features", "efficientnet_lite0", "--algorithm", algorithm, "--k", "3", "--neighbors", "0")
+        assert code == 2 and "at least 1 neighbour" in error["error"], algorithm
     code, error = cli("split", "--workspace", ws, "--clustering", "999", "--cluster", "0")
     assert code == 2 and "no clustering 999" in error["error"]

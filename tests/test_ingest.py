@@ -135,6 +135,18 @@ def test_cli_exit_code_and_message_in_a_real_process(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_reader_that_stops_early_gets_no_traceback(bananas_workspace):
+    """``serieslabeler series ... | head -1``: the pipe closes before the listing is printed."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serieslabeler", "series", "--workspace", str(bananas_workspace)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 0
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
 # --- bad input ------------------------------------------------------------------------------
 def write_csv(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
     with open(path, "w", newline="", encoding=encoding) as handle:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 
 from serieslabeler.cli.base import Result, report_error
@@ -58,10 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
-    if args.json:
-        print(json.dumps(result.data, default=str, sort_keys=False))
-    elif result.text:
-        print(result.text)
+    try:
+        if args.json:
+            print(json.dumps(result.data, default=str, sort_keys=False))
+        elif result.text:
+            print(result.text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (``| head``): the work is done, the rest unread
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return result.exit_code
 
 

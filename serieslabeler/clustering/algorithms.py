@@ -174,6 +174,8 @@ def fit_clusters(X: np.ndarray, algorithm: str, k: int, seed: int = 0, **params)
         raise PipelineError(f"k={k} clusters asked for {len(X)} images; k must be between 1 and {len(X)}")
     if k == 1:
         return np.zeros(len(X), dtype=np.int64), {}
+    if params.get("neighbors") is not None and params["neighbors"] < 1:
+        raise PipelineError(f"the kNN graph needs at least 1 neighbour per image, not neighbors={params['neighbors']}")
     X = np.asarray(X, dtype=np.float32)
     check_options(CLUSTERERS[algorithm], f"algorithm '{algorithm}'", X, k, seed, **params)
     labels, info = CLUSTERERS[algorithm](X, k, seed, **params)
