@@ -121,3 +121,24 @@ def test_routing_again_leaves_out_the_pseudo_labels_the_expert_rejected_and_says
     assert any("3 confident in a label the expert rejected" in s.value for s in app.success), [s.value for s in app.success]
     with Workspace.open(sample) as workspace:
         assert not set(rejected) & set(pending_labels(workspace)["image_id"].tolist())
+
+
+def test_labels_of_one_subject_give_no_estimate_but_routing_at_a_chosen_threshold(sample):  # noqa: F811 (the imported fixture)
+    """Subject-grouped validation needs two labeled subjects; with one, the page says so and still routes."""
+    with Workspace.open(sample) as workspace:
+        subject = workspace.db.execute("SELECT subject_id FROM images ORDER BY id LIMIT 1").fetchone()[0]
+        rows = workspace.db.execute(
+            "SELECT i.id, g.label FROM images i JOIN ground_truth g ON g.image_id = i.id WHERE i.subject_id=? ORDER BY i.taken_at", (subject,),
+        ).fetchall()
+        for label in {label for _, label in rows}:
+            label_images(workspace, [i for i, truth in rows if truth == label], label)
+    app = run_page("train")
+    button(app, "Train on the accepted labels").click().run()
+    button(app, "Predict the unlabeled images").click().run()
+    assert_clean(app)
+    assert "No precision estimate" in " ".join(i.value for i in app.info)
+    next(s for s in app.slider if s.label == "Confidence threshold").set_value(0.0).run()
+    button(app, "Route").click().run()
+    assert_clean(app)
+    with Workspace.open(sample) as workspace:
+        assert len(pending_labels(workspace)) > 0

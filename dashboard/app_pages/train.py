@@ -9,6 +9,7 @@ import streamlit as st
 from serieslabeler_app import common as ui
 
 from serieslabeler.embed import DEVICES
+from serieslabeler.errors import PipelineError, for_people
 from serieslabeler.labels import accept_pseudo, pending_labels, reject_pseudo, remove_labels, vocabulary_order
 from serieslabeler.loop import (
     DEFAULT_AUDIT_SIZE,
@@ -192,7 +193,11 @@ def threshold_section(workspace, model_id: int) -> None:
     )
     target = row[1].slider("Target precision", 0.5, 1.0, 0.95, 0.01, help="The suggested threshold is the lowest one reaching it.")
     lower_bound = row[2].toggle("Target the lower bound", help="Suggest the lowest threshold whose 95% interval (the audit's, when one has answers) lies above the target, not just its estimate.")
-    tuning = choose_thresholds(workspace, curves(str(workspace.root), model_id, truth, audit_answers_version(workspace, model_id)), target, lower_bound)
+    try:
+        tuning = choose_thresholds(workspace, curves(str(workspace.root), model_id, truth, audit_answers_version(workspace, model_id)), target, lower_bound)
+    except PipelineError as error:
+        route_unmeasured(workspace, model_id, predicted, confidence, monotone, error)
+        return
     suggested = tuning.details.get("suggested", {}).get("threshold")
     withheld = tuning.choice.withheld
     start = float(round(suggested, 2)) if suggested is not None else (1.0 if withheld else 0.9)
@@ -213,12 +218,10 @@ def threshold_section(workspace, model_id: int) -> None:
         chosen = {}
         for i, label in enumerate(classes):
             start = tuning.per_class_choice[label].threshold
-            chosen[label] = columns[i % len(columns)].slider(f"{label}", 0.0, 1.0, float(round(start, 2)) if start is not None else 1.0, 0.01, key=f"class_threshold_{label}")
+            chosen[label] = columns[i % len(columns)].slider(ui.plain(label), 0.0, 1.0, float(round(start, 2)) if start is not None else 1.0, 0.01, key=f"class_threshold_{label}")
     routed = route_mask(predicted, confidence, chosen)
     row = st.columns(4)
-    row[0].metric("Unlabeled predicted", len(predicted))
-    row[1].metric("Would be pseudo-labeled", int(routed.sum()))
-    row[2].metric("Sent to clustering", int((~routed).sum()))
+    routing_counts(row, predicted, routed)
     overall = tuning.overall
     precision, coverage = curve_at(overall, threshold)
     low, high = interval_at(overall, threshold)
@@ -237,6 +240,27 @@ def threshold_section(workspace, model_id: int) -> None:
         bars = alt.Chart(histogram).mark_bar().encode(x=alt.X("confidence:Q", bin=alt.Bin(step=HISTOGRAM_STEP), scale=alt.Scale(domain=[0, 1])), y=alt.Y("sum(images):Q", title="images"), color="predicted:N")
         st.altair_chart(bars + rule, width="stretch")
     calibration_section(tuning.details.get("calibration"))
+    route_button(workspace, model_id, chosen, monotone)
+
+
+def route_unmeasured(workspace, model_id: int, predicted, confidence, monotone: bool, error: PipelineError) -> None:
+    """Routing when no precision can be estimated for the model (its labels come from one subject,
+    say): a threshold of the user's choosing, with what the audit is for said plainly."""
+    st.info(ui.plain(f"No precision estimate for model {model_id}: {for_people(str(error))}. "
+                     "You can still route at a threshold you choose; then audit the routed pseudo-labels (below) to measure their precision."))
+    threshold = st.slider("Confidence threshold", 0.0, 1.0, 0.9, 0.01, key="unmeasured_threshold",
+                          help="Predictions whose confidence is at or above it become pseudo-labels; the rest go to clustering.")
+    routing_counts(st.columns(4), predicted, route_mask(predicted, confidence, threshold))
+    route_button(workspace, model_id, threshold, monotone)
+
+
+def routing_counts(row, predicted, routed) -> None:
+    row[0].metric("Unlabeled predicted", len(predicted))
+    row[1].metric("Would be pseudo-labeled", int(routed.sum()))
+    row[2].metric("Sent to clustering", int((~routed).sum()))
+
+
+def route_button(workspace, model_id: int, chosen, monotone: bool) -> None:
     if st.button("Route", type="primary", help="Pseudo-label the confident predictions of images like the labeled ones (pending review) "
                                                 "and save the rest as the next sample to cluster."):
         with st.spinner("Routing: checking which images are like the labeled ones (reads every unlabeled image's vector)"):
@@ -304,7 +328,8 @@ def audit_section(workspace) -> None:
     row = st.columns([1, 1, 2])
     size = int(row[0].number_input("Audit size", 1, 1000, DEFAULT_AUDIT_SIZE, help="Images drawn at random, stratified by predicted class."))
     seed = int(row[1].number_input("Audit seed", 0, 10_000, 0))
-    if row[2].button("Draw an audit of the pending pseudo-labels"):
+    if row[2].button("Draw an audit of the pending pseudo-labels", disabled=pending_labels(workspace).empty,
+                     help="Needs pending pseudo-labels: route first."):
         audit = draw_audit(workspace, size, seed, author=ui.author())
         st.success(f"Audit {audit.id}: {len(audit.items)} images drawn from {sum(audit.population.values())} pending pseudo-labels.")
     if workspace.db.execute("SELECT COUNT(*) FROM audits").fetchone()[0] == 0:
@@ -372,9 +397,9 @@ def review_section(workspace, model_id: int | None) -> None:
                 wrong.append(int(item.image_id))
     rest = len(of_class) - len(wrong)
     unseen = len(of_class) - len(shown)
-    sure = st.checkbox(f"Yes: label {rest} images as {label}" + (f" ({unseen} of them not shown here)" if unseen else ""), key=f"confirm_{label}")
+    sure = st.checkbox(f"Yes: label {rest} images as {ui.plain(label)}" + (f" ({unseen} of them not shown here)" if unseen else ""), key=f"confirm_{label}")
     left, right = st.columns(2)
-    if left.button(f"Reject {len(wrong)} ticked, accept the other {rest} of class {label}", type="primary", disabled=not sure):
+    if left.button(f"Reject {len(wrong)} ticked, accept the other {rest} of class {ui.plain(label)}", type="primary", disabled=not sure):
         if wrong:
             reject_pseudo(workspace, wrong, author=ui.author())
         event = accept_pseudo(workspace, label=label, author=ui.author())
