@@ -332,3 +332,15 @@ def test_a_saved_split_decodes_each_parts_series_on_its_own(tmp_path):
         by_subject = routing_labels(workspace, model.id, ids, monotone=True)
     assert by_part.labels.astype(str).tolist() == truth.tolist()
     assert (by_subject.labels.astype(str) != truth).sum() > 0, "some subject's parts are at different stages at one time"
+
+
+def test_an_ordered_vocabulary_takes_no_new_name_by_labeling_until_it_is_added(ws):
+    """A mistyped stage ('Q' for 'O') would become a class of its own and break the order."""
+    labels.add_labels(ws, ORDER, ordered=True)
+    before = ws.db.execute("SELECT COUNT(*) FROM label_events").fetchone()[0]
+    code, data = cli("label-images", "--workspace", ws.root, "--images", "1,2", "--as", "Q")
+    assert code == 2 and "'Q' is not in the vocabulary, whose stages are ordered (U < R < V < O)" in data["error"]
+    assert ws.db.execute("SELECT COUNT(*) FROM label_events").fetchone()[0] == before and "Q" not in labels.vocabulary(ws)
+    assert cli("vocab", "--workspace", ws.root, "--add", "stake")[0] == 0
+    code, data = cli("label-images", "--workspace", ws.root, "--images", "1", "--as", "stake")
+    assert code == 0 and labels.vocabulary_order(ws) == list(ORDER), "a label outside the order, added on purpose"

@@ -99,10 +99,18 @@ def _vocabulary_name(workspace: Workspace, name: str) -> str | None:
 
 
 def _resolve_label(workspace: Workspace, name: str) -> tuple[str, VocabularyChange]:
-    """A label as the vocabulary spells it; a new name is added by the event that uses it."""
+    """A label as the vocabulary spells it; a new name is added by the event that uses it,
+    except to an ordered vocabulary, where a new name is more likely a mistyped stage than a
+    new class: it must be added first (as a stage, or as a label outside the order)."""
     name = clean_label(name)
     known = _vocabulary_name(workspace, name)
-    return (known, VocabularyChange()) if known else (name, VocabularyChange(added=(name,)))
+    if known:
+        return known, VocabularyChange()
+    order = vocabulary_order(workspace)
+    if order is not None:
+        raise PipelineError(f"'{name}' is not in the vocabulary, whose stages are ordered ({' < '.join(order)}); "
+                            f"add it first (serieslabeler vocab --add '{name}', or --ordered with every stage) if it is meant")
+    return name, VocabularyChange(added=(name,))
 
 
 def _effective_vocabulary(
