@@ -344,3 +344,18 @@ def test_an_ordered_vocabulary_takes_no_new_name_by_labeling_until_it_is_added(w
     assert cli("vocab", "--workspace", ws.root, "--add", "stake")[0] == 0
     code, data = cli("label-images", "--workspace", ws.root, "--images", "1", "--as", "stake")
     assert code == 0 and labels.vocabulary_order(ws) == list(ORDER), "a label outside the order, added on purpose"
+
+
+def test_routing_again_with_the_same_model_decodes_each_series_as_the_first_routing_did(bananas_embedded):
+    """The second routing reads the pending pseudo-labels along with the unlabeled images; decoding
+    only what the first one left made its posteriors rise and routed more each time."""
+    from serieslabeler.models import predict
+
+    with Workspace.open(bananas_embedded) as workspace:
+        _, model = label_six_series_and_train(workspace)
+        predict(workspace, model.id)
+    route = ("route", "--workspace", bananas_embedded, "--threshold", "0.8", "--monotone", "--no-support")
+    code, first = cli(*route)
+    assert code == 0 and first["pseudo_labeled"] > 0 and first["to_cluster"] > 0, first
+    code, again = cli(*route)
+    assert code == 0 and again["pseudo_labeled"] == 0 and again["routed_sample"] == first["routed_sample"], (first, again)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serieslabeler.errors import PipelineError
+from serieslabeler.labels.log import pending_labels
 from serieslabeler.labels.pseudo import add_pseudo_labels
 from serieslabeler.labels.rejections import rejected_labels
 from serieslabeler.labels.series import require_order
@@ -133,7 +134,10 @@ def routing_labels(
     stored predictions of ``image_ids`` (default: the unlabeled images) calibrated, then decoded
     monotone along each series or smoothed, as :func:`route_predictions` describes. What a page
     previews before routing is this, so the count it shows is the count it routes."""
-    predictions = load_predictions(workspace, model_id, unlabeled_image_ids(workspace) if image_ids is None else image_ids)
+    routed = unlabeled_image_ids(workspace) if image_ids is None else np.asarray(image_ids, dtype=np.int64)
+    # pending pseudo-labels are read along with them, as the model's predictions they are, so a
+    # second routing decodes each series as the first did instead of decoding what it left
+    predictions = load_predictions(workspace, model_id, np.union1d(routed, pending_labels(workspace)["image_id"].to_numpy(dtype=np.int64)) if image_ids is None else routed)
     ids = predictions.image_ids
     if len(ids) == 0:
         return RoutingLabels(ids, np.zeros(0, dtype=str), np.zeros(0), len(predictions.classes))
@@ -146,7 +150,8 @@ def routing_labels(
         labels, confidence = decode_series(evidence, predictions.classes, require_order(workspace), subjects, times)
     else:
         labels, confidence = smooth_along_series(proba, predictions.classes, subjects, times, smoothing_window)
-    return RoutingLabels(ids, labels, confidence, len(predictions.classes))
+    keep = np.isin(ids, routed)
+    return RoutingLabels(ids[keep], labels[keep], confidence[keep], len(predictions.classes))
 
 
 def route_predictions(
