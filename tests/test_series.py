@@ -359,3 +359,16 @@ def test_routing_again_with_the_same_model_decodes_each_series_as_the_first_rout
     assert code == 0 and first["pseudo_labeled"] > 0 and first["to_cluster"] > 0, first
     code, again = cli(*route)
     assert code == 0 and again["pseudo_labeled"] == 0 and again["routed_sample"] == first["routed_sample"], (first, again)
+
+
+def test_a_series_label_is_refused_when_an_earlier_photo_keeps_a_later_stage(ws):
+    labels.add_labels(ws, ORDER, ordered=True)
+    series = list_series(ws)[0]
+    first, second, start = series.image_ids[0], series.image_ids[1], series.image_ids[4]
+    labels.label_images(ws, [first], "O")
+    labels.label_images(ws, [second], "U")
+    code, data = cli("label-series", "--workspace", ws.root, "--series", series.key, "--boundaries", f"V@{start}")
+    assert code == 2 and f"image {first} of series '{series.key}' is labeled O (manual) before V starts at image {start}" in data["error"]
+    assert labels.current_labels(ws)["image_id"].tolist() == sorted([first, second]), "nothing written"
+    code, data = cli("label-series", "--workspace", ws.root, "--series", series.key, "--boundaries", f"V@{start}", "--exclude", first)
+    assert code == 0, "clicked out, the photo no longer contradicts the series (an earlier stage before it never does)"

@@ -145,6 +145,7 @@ def label_series(
                                 "the first image of a stage")
         reference = series_boundaries(workspace, series) if proposal is None else _checked_boundaries(series, order, proposal)
         changes = _series_changes(workspace, series, spelled, left_out.out, series_confidence, a)
+        _refuse_later_stages_before(workspace, series, order, spelled[0], set(changes) | set(left_out.out))
         interactions = boundary_changes(reference, spelled) + (0 if proposal is None else 1) + left_out.clicks
         return _record(
             workspace, "label_series", changes, author=author, interactions=interactions, source="series",
@@ -153,6 +154,19 @@ def label_series(
                      "proposal": None if proposal is None else [list(b) for b in reference],
                      "series_confidence": series_confidence, "a": a},
         )
+
+
+def _refuse_later_stages_before(workspace: Workspace, series: Series, order: list[str], first: Boundary, changed: set[int]) -> None:
+    """Stages go one way: an image before the first boundary that keeps a label of a later stage
+    (a hand or cluster label the series would leave in place) would make the series go back."""
+    stage, image = first
+    before = [i for i in series.image_ids[:series.position(image)] if i not in changed]
+    for image_id, (state, _) in sorted(_current_states(workspace, before).items()):
+        if state.label in order and order.index(state.label) > order.index(stage):
+            raise PipelineError(
+                f"image {image_id} of series '{series.key}' is labeled {state.label} ({state.source}) before {stage} starts at "
+                f"image {image}; stages go one way: start the series at or before image {image_id}, or click that image out"
+            )
 
 
 def _as_series(workspace: Workspace, series: Series | str) -> Series:
