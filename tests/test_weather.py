@@ -215,6 +215,18 @@ def test_fahrenheit_looking_values_are_refused(tmp_path):
         read_weather_csv(write(tmp_path, text))
 
 
+@pytest.mark.parametrize("columns, day", [("mean", "{m}"), ("tmin,tmax", "{lo},{hi}")])
+def test_a_table_of_cool_fahrenheit_days_is_refused_though_each_value_is_plausible(tmp_path, columns, day):
+    """45-59 °F: each reading could be Celsius, but weeks of daily means above 40 °C happen nowhere."""
+    rows = [day.format(m=45 + i % 15, lo=40 + i % 5, hi=58 + i % 3) for i in range(40)]
+    text = f"date,{columns}\n" + "".join(f"2020-{4 + i // 30:02d}-{1 + i % 30:02d},{r}\n" for i, r in enumerate(rows))
+    with pytest.raises(WeatherError, match="median daily mean is .* looks like Fahrenheit") as error:
+        read_weather_csv(write(tmp_path, text, name="spring.csv"))
+    assert "spring.csv" in str(error.value)
+    hot = "date,mean\n" + "".join(f"2020-07-{d:02d},{30 + d % 9}\n" for d in range(1, 29))
+    assert len(read_weather_csv(write(tmp_path, hot, name="desert.csv")).dates) == 28, "a hot summer in Celsius passes"
+
+
 def test_non_utf8_file_is_refused_naming_the_file(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("date,temp\n2020-06-01,1\nsite é\n".encode("latin-1"))

@@ -37,6 +37,9 @@ from typing import Sequence
 import numpy as np
 
 PLAUSIBLE_CELSIUS = (-60.0, 60.0)
+# Daily means, unlike single readings, stay under about 40 °C even in the hottest places on
+# record: a table whose typical day is above that is in Fahrenheit (a cool spring, 45-59 °F).
+PLAUSIBLE_MEDIAN_DAILY_MEAN = 40.0
 MEAN_NAMES = ("mean", "tmean", "mean_temp", "temperature", "temp")
 MIN_NAMES = ("min", "tmin")
 MAX_NAMES = ("max", "tmax")
@@ -236,6 +239,18 @@ def _parse_date(source: str, line: int, name: str, text: str, day_first_proven: 
 
 
 def _mean_temperatures(source: str, rows: list[Row], columns: dict[str, Column | None]) -> list[float]:
+    means = _read_daily_means(source, rows, columns)
+    typical = float(np.median(means)) if means else 0.0
+    if typical > PLAUSIBLE_MEDIAN_DAILY_MEAN:
+        fields = columns["mean"][0] if columns["mean"] is not None else f"{columns['min'][0]}/{columns['max'][0]}"
+        raise WeatherError(
+            f"{source}, field '{fields}': the median daily mean is {typical:g}, above {PLAUSIBLE_MEDIAN_DAILY_MEAN:g} °C, "
+            "which no climate holds for long; looks like Fahrenheit; give degrees Celsius"
+        )
+    return means
+
+
+def _read_daily_means(source: str, rows: list[Row], columns: dict[str, Column | None]) -> list[float]:
     if columns["mean"] is not None:
         return [_temperature(source, line, row, columns["mean"]) for line, row in rows]
     means = []
