@@ -504,3 +504,25 @@ def test_the_apps_modules_are_frozen_out_of_the_garbage_collectors_full_collecti
     import serieslabeler_app.common  # noqa: F401  (loaded, as every page loads it)
 
     assert gc.get_freeze_count() > 10_000
+
+
+def test_a_vae_only_pretrained_is_not_offered_to_score_or_predict_with(sample):
+    """A VAE only pretrained (centres not named yet) has no head: the Metrics page scores the
+    classifiers only and its learning curve, labeling speed and report stay on the page."""
+    from conftest import cli
+
+    label_two_clusters_by_their_majority(sample)
+    assert cli("train", "--workspace", sample)[0] == 0
+    code, data = cli("vae-centres", "--workspace", sample, "--features", "efficientnet_lite0", "--k", "3",
+                     "--option", "pretrain_epochs=2", "--option", "latent_dim=4")
+    assert code == 0, data
+    app = run_page("metrics")
+    assert_clean(app)
+    options = app.selectbox[0].options
+    assert options and not [o for o in options if o.startswith(f"model {data['model_id']}:")], options
+    headers = [h.value for h in app.subheader]
+    assert {"Learning curves", "Labeling speed", "Report for stakeholders"} <= set(headers), headers
+    train = run_page("train")
+    assert_clean(train)
+    button(train, "Predict the unlabeled images").click().run()
+    assert_clean(train)

@@ -67,7 +67,7 @@ PER_PHOTO = "each photo"
 def held_out_report(result: dict) -> tuple[dict, str]:
     """The held-out report to show and its note: per photo, or (ordered stages, the user's
     choice) decoded along each held-out series, with both macro F side by side."""
-    note = f"On the ground truth of held-out subjects {', '.join(result['held_out_subjects'])} ({result['test_images']} images); {result['method']}."
+    note = f"On the ground truth of held-out subjects {', '.join(ui.plain(s) for s in result['held_out_subjects'])} ({result['test_images']} images); {result['method']}."
     decoded = result.get("decoded_report")
     if not decoded:
         return result["report"], note
@@ -120,7 +120,7 @@ def stakeholder_report(workspace) -> None:
 
 def render(workspace) -> None:
     ui.page_header("Metrics", "Per-class precision, recall and F1 on held-out subjects (never a random image split), how each model improves, and the labeling effort.")
-    models = list_models(workspace)
+    models = list_models(workspace, classifiers_only=True)
     if not models:
         st.info("No model yet: train one on the Train & route page.")
     else:
@@ -130,9 +130,8 @@ def render(workspace) -> None:
         st.subheader("Quality per class")
         order = vocabulary_order(workspace)
         if truth:
-            result = stored_evaluation(workspace, model_id)
-            report, note = held_out_report(result)
-            report_section(report, note, order)
+            with ui.errors_shown():  # a model that cannot be scored takes only this section with it
+                report_section(*held_out_report(stored_evaluation(workspace, model_id)), order)
         elif by_id[model_id]["metrics"].get("validation"):
             report_section(by_id[model_id]["metrics"]["validation"], "No ground truth here: scores of out-of-fold predictions on your own labels, folds grouped by subject.", order)
         st.subheader("Learning curves")

@@ -104,9 +104,9 @@ def train_section(workspace) -> None:
             st.info(f"Its {record.metrics['overclusters_used']} overclusters are clustering {record.metrics['clustering_id']} "
                     f"(consistency with your labels {consistency:.2f}).")
             ui.page_link("label.py", "Label the overclusters", ":material/label:", clustering=record.metrics["clustering_id"])
-    if right.button("Predict the unlabeled images", disabled=not list_models(workspace)):
+    if right.button("Predict the unlabeled images", disabled=not list_models(workspace, classifiers_only=True)):
         bar = ui.ProgressBar("Predicting")
-        predictions = predict(workspace, list_models(workspace)[0]["id"], device=device, progress=bar)
+        predictions = predict(workspace, list_models(workspace, classifiers_only=True)[0]["id"], device=device, progress=bar)
         bar.done()
         with st.spinner("Measuring the threshold curves (once per model)..."):
             prepare_curves(workspace, predictions.model_id)
@@ -137,7 +137,7 @@ def mode_options(mode: str) -> dict:
 
 
 def choose_model(workspace) -> int | None:
-    models = list_models(workspace)
+    models = list_models(workspace, classifiers_only=True)
     if not models:
         st.info("No model yet: label some clusters, then train one above.")
         return None

@@ -49,7 +49,7 @@ def learning_curve(workspace: Workspace, held_out: HeldOut | None = None) -> lis
         held_out = None
     elif held_out is None:
         held_out = partial(_evaluation, workspace)
-    return [_point(workspace, model, held_out) for model in reversed(list_models(workspace))]
+    return [_point(workspace, model, held_out) for model in reversed(list_models(workspace, classifiers_only=True))]
 
 
 def _evaluation(workspace: Workspace, model_id: int) -> dict:

@@ -74,15 +74,17 @@ def model_classes(workspace: Workspace, model_id: int) -> list[str]:
     return json.loads(_model_row(workspace, model_id, "classes")["classes"])
 
 
-def list_models(workspace: Workspace) -> list[dict]:
+def list_models(workspace: Workspace, classifiers_only: bool = False) -> list[dict]:
     """Every model's :meth:`ModelRecord.summary`, newest first; the training sets are counted in
-    SQL, not decoded (each holds an id per labeled image)."""
+    SQL, not decoded (each holds an id per labeled image). ``classifiers_only``: without the VAEs
+    only pretrained so far (their centres not named yet), which have no head to predict or score with."""
     rows = workspace.db.execute(
         "SELECT id, mode, feature_set, path, classes, params, metrics, json_array_length(training_set) AS training_set, created_at "
         "FROM models ORDER BY id DESC"
     )
     decoded = ("classes", "params", "metrics")
-    return [{key: json.loads(row[key]) if key in decoded else row[key] for key in row.keys()} for row in rows]
+    models = [{key: json.loads(row[key]) if key in decoded else row[key] for key in row.keys()} for row in rows]
+    return [m for m in models if not classifiers_only or m["metrics"].get("phase") != "unsupervised"]
 
 
 def load_classifier(workspace: Workspace, record: ModelRecord, device: str = "auto"):
