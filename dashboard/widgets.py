@@ -119,7 +119,7 @@ def metadata_weights(workspace: Workspace, key: str) -> dict[str, float]:
     weights = {}
     for i, (name, kind) in enumerate(fields.items()):
         weights[name] = columns[i % len(columns)].slider(
-            f"{name} ({kind})", 0.0, 0.9, SAMPLE_METADATA.get(name, 0.0), 0.05, key=f"{key}_{name}"
+            f"{plain(name)} ({kind})", 0.0, 0.9, SAMPLE_METADATA.get(name, 0.0), 0.05, key=f"{key}_{name}"
         )
     return {name: weight for name, weight in weights.items() if weight > 0}
 
@@ -140,7 +140,7 @@ def label_picker(workspace: Workspace, key: str, suggestion=None, width: int | s
     if suggestion is not None:
         st.caption(f"Suggested: {plain(suggestion.describe())}")
         if suggestion.label in names and choice != suggestion.label:
-            st.button(f"Use {suggestion.label}", key=f"{key}_use", type="tertiary", on_click=_choose, args=(key, suggestion.label), help="Put the suggestion in the picker (it labels nothing by itself).")
+            st.button(f"Use {plain(suggestion.label)}", key=f"{key}_use", type="tertiary", on_click=_choose, args=(key, suggestion.label), help="Put the suggestion in the picker (it labels nothing by itself).")
     if choice is None or choice != NEW_LABEL:
         return choice
     typed = st.text_input("New label", key=f"{key}_new", max_chars=100, placeholder="e.g. Torso", width=width)

@@ -113,6 +113,59 @@ def test_a_bare_expression_in_a_page_writes_nothing_to_it():
     assert not app.markdown and not app.get("json") and not app.text
 
 
+MARKDOWN_NAMES = {"*early*": r"\*early\*", "adv [l](http://x.org)": r"adv \[l\]\(http\://x\.org\)"}
+
+
+def named_controls(app: AppTest) -> list[str]:
+    """The labels of the buttons and checkboxes that show one of ``MARKDOWN_NAMES``, raw or escaped."""
+    shown = [w.label for w in [*app.button, *app.checkbox]]
+    return [text for text in shown if any(raw in text or escaped in text for raw, escaped in MARKDOWN_NAMES.items())]
+
+
+def assert_escaped(texts: list[str]) -> None:
+    for text in texts:
+        assert any(escaped in text for escaped in MARKDOWN_NAMES.values()), text
+        assert not any(raw in text for raw in MARKDOWN_NAMES), f"a label name reaches markdown unescaped: {text}"
+
+
+def test_label_names_with_markdown_are_shown_as_typed_on_the_label_and_series_pages(served):
+    """A label (a stage) named ``*early*`` or with a link in it is text in a widget label, never
+    bold or a link: Streamlit reads button and checkbox labels as markdown."""
+    from serieslabeler.clustering import evaluate_clustering, list_clusterings
+    from serieslabeler.labels import cluster_status, label_cluster
+    from serieslabeler.models import predict, train_model
+
+    names = list(MARKDOWN_NAMES)
+    with Workspace.open(served) as workspace:
+        add_labels(workspace, names, author="test", ordered=True)
+        clustering = list_clusterings(workspace)[0]["id"]
+        for name, purity in zip(names, evaluate_clustering(workspace, clustering, with_silhouette=False).per_cluster[:2]):
+            label_cluster(workspace, clustering, purity.cluster, name, author="test")
+        predict(workspace, train_model(workspace, "head", seed=0).id)
+        open_cluster = next(row["cluster"] for row in cluster_status(workspace, clustering) if row["state"] == "open")
+
+    label = run_page("label", clustering=clustering, cluster=open_cluster)
+    assert not label.exception and not label.error
+    shown = named_controls(label)
+    assert any(text.startswith("Use ") for text in shown), "the model's suggestion is offered"
+    assert_escaped(shown)
+    next(b for b in label.button if b.label.startswith("Use ")).click().run()
+    assert next(s for s in label.selectbox if s.label == "Label").value in names, "the escaped button still picks the label as typed"
+
+    series = run_page("series")
+    assert not series.exception and not series.error
+    for stage in names:
+        series.selectbox(key="stage").set_value(stage).run()
+        shown = named_controls(series)
+        assert f"Starts {MARKDOWN_NAMES[stage]}" in shown, shown
+        assert_escaped(shown)
+    start = next(b for b in series.button if b.key and b.key.startswith("start_"))
+    start.click().run()
+    unmark = series.button(key=start.key.replace("start_", "unmark_"))
+    assert unmark.label == r"Unmark adv \[l\]\(http\://x\.org\)"
+    assert_escaped(named_controls(series))
+
+
 def test_ws_outside_the_root_is_refused(served, outside):
     app = app_run(ws=outside)
     assert not app.exception

@@ -61,7 +61,7 @@ def overview(workspace) -> None:
     columns = st.columns(max(1, min(3, len(attributes))))
     for i, (name, summary) in enumerate(attributes.items()):
         with columns[i % len(columns)]:
-            st.markdown(f"**{name}** · {summary['type']}")
+            st.markdown(f"**{ui.plain(name)}** · {summary['type']}")
             if summary["type"] == "numeric":
                 st.caption(f"min {summary['min']:g}, max {summary['max']:g}, mean {summary['mean']:.3g} ({summary['count']} values)")
             else:

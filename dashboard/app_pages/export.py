@@ -69,7 +69,7 @@ def render(workspace) -> None:
         bar = ui.ProgressBar("Exporting")
         report = export_labels(workspace, format, ui.inside_root(target, "export target"), include_pending, link=link, progress=bar)
         bar.done()
-        st.success(f"Wrote {report.rows} labels to {report.path}.")
+        st.success(f"Wrote {report.rows} labels to {ui.plain(report.path)}.")
     with st.expander("Preview"):
         st.dataframe(pd.DataFrame(export_rows(workspace, include_pending, PREVIEW_ROWS), columns=EXPORT_COLUMNS), hide_index=True, width="stretch")
 

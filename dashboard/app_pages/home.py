@@ -43,9 +43,9 @@ def new_collection() -> None:
         return
     if target.exists():
         if st.session_state.get("new_made") == str(target):
-            st.success(f"The collection '{target.name}' is open now. To start another one, change the name.")
+            st.success(f"The collection '{ui.plain(target.name)}' is open now. To start another one, change the name.")
         else:
-            st.error(f"A collection named '{target.name}' already exists: choose another name, or open it from the sidebar.")
+            st.error(f"A collection named '{ui.plain(target.name)}' already exists: choose another name, or open it from the sidebar.")
         return
     metadata = ui.stage_upload(upload)
     st.markdown(f"**Columns** of {ui.plain(upload.name)}")
@@ -58,7 +58,7 @@ def new_collection() -> None:
     if report is not None:
         st.query_params[ui.WS_PARAM] = str(target)
         st.session_state["new_made"] = str(target)
-        st.success(f"The collection '{target.name}' is open now: the next step is a sample.")
+        st.success(f"The collection '{ui.plain(target.name)}' is open now: the next step is a sample.")
         ui.page_link("sample.py", "Go to Sample", ":material/shuffle:")
 
 

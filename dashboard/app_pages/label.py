@@ -133,7 +133,7 @@ def action_bar(workspace, status, clustering_id: int, cluster: int, members, ses
     then = cluster if following is None else following
     bar.button(
         f"Label {len(members) - len(excluded)} images", type="primary", shortcut="L", disabled=label is None, icon=":material/check:",
-        help="Choose a label first." if label is None else f"Give the cluster the label {label}.",
+        help="Choose a label first." if label is None else f"Give the cluster the label {ui.plain(label)}.",
         on_click=ui.workspace_action,
         args=(label_and_move_on, clustering_id, cluster, label, sorted(clicked_out), sorted(clicked_in), author, session_id, shown, then),
     )
@@ -158,7 +158,7 @@ def label_and_move_on(workspace, clustering_id: int, cluster: int, label: str, e
     cluster's images after ``shown``, the log's latest event when the page was drawn."""
     label_cluster(workspace, clustering_id, cluster, label, excluded=excluded, author=author, session_id=session_id, expected_event_id=shown,
                   include=include)
-    st.toast(f"Cluster {cluster} labeled {label}.")
+    st.toast(f"Cluster {cluster} labeled {ui.plain(label)}.")
     open_cluster(clustering_id, then)
 
 

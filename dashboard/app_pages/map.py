@@ -103,10 +103,10 @@ def draw_map(workspace) -> None:
     saved = load_map(workspace, map_id)
     frame = map_frame(workspace, saved)
     options = [*COLOR_FIXED, *(c.removeprefix("attribute: ") for c in frame.columns if c.startswith("attribute: "))]
-    color_by = right.radio("Color by", options, horizontal=True)
+    color_by = right.radio("Color by", options, format_func=ui.plain, horizontal=True)
     color, note = encoding_for(frame, color_by if color_by in COLOR_FIXED else f"attribute: {color_by}")
     if note:
-        st.caption(note)
+        st.caption(ui.plain(note))
     tooltip = [c for c in ("file", "subject", "taken_at", "days", "label", "cluster", "predicted", "prediction_confidence", "truth") if c in frame.columns]
     if "image" in frame.columns:
         tooltip.append("image")

@@ -32,7 +32,7 @@ UNLABELED_COLOUR = "#dddddd"
 
 
 def describe(row) -> str:
-    """The caption under a filmstrip image (plain text: labels are user text)."""
+    """The caption under a filmstrip image (labels are user text: escape it, ``ui.plain``, to show it)."""
     parts = [f"ADD {row.add:.0f}" if "add" in row._fields else f"day {row.days:.1f}"]
     if isinstance(row.label, str):
         pending = " pending" if row.status == "pending" else ""
@@ -61,10 +61,10 @@ def pick_series(workspace):
                            help="One series per subject, or per subject and value of an attribute (body part, camera view).")
     chosen = None if split == NO_SPLIT else split
     if chosen != saved:
-        left.button(f"Decode by {'whole subject' if chosen is None else chosen} when routing and scoring", key="save_split",
+        left.button(f"Decode by {'whole subject' if chosen is None else ui.plain(chosen)} when routing and scoring", key="save_split",
                     on_click=remember_split, args=(str(workspace.root), chosen),
                     help="Routing, held-out scores and demos read each series as ordered stages; save this split for them "
-                         f"(now: {'whole subject' if saved is None else saved}).")
+                         f"(now: {'whole subject' if saved is None else ui.plain(saved)}).")
     keys = series_keys(workspace, chosen)
     key = right.selectbox("Series", keys, key="series", bind="query-params",
                           help="The address keeps the series, so a link opens it.")
@@ -171,9 +171,9 @@ def thumbnail_buttons(item, key: str, draft: dict, stage: str) -> None:
     image_id = int(item.image_id)
     starts = draft["boundaries"].get(image_id)
     if starts is None:
-        st.button(f"Starts {stage}", key=f"start_{image_id}", help="First image of this stage", width="stretch", on_click=mark_start, args=(key, image_id, stage))
+        st.button(f"Starts {ui.plain(stage)}", key=f"start_{image_id}", help="First image of this stage", width="stretch", on_click=mark_start, args=(key, image_id, stage))
     else:
-        st.button(f"Unmark {starts}", key=f"unmark_{image_id}", type="primary", width="stretch", on_click=unmark_start, args=(key, image_id))
+        st.button(f"Unmark {ui.plain(starts)}", key=f"unmark_{image_id}", type="primary", width="stretch", on_click=unmark_start, args=(key, image_id))
     excluded = image_id in draft["excluded"]
     why = "Clicked out of this series before: Include takes it back in" if excluded and image_id in draft["before"] else "Does not belong to the series"
     st.button("Include" if excluded else "Exclude", key=f"exclude_{image_id}", help=why, width="stretch", on_click=toggle_member, args=(key, image_id))
@@ -262,7 +262,7 @@ def render(workspace) -> None:
     key = draft_key(series)
     for path, item in zip(paths, details.itertuples(index=False)):
         with grid.cell():
-            ui.show_thumbnail(ui.shown_thumbnail(str(path), display), caption=describe(item))
+            ui.show_thumbnail(ui.shown_thumbnail(str(path), display), caption=ui.plain(describe(item)))
             st.caption(ui.plain(f"{readable_time(item.taken_at)} · {item.file} · id {item.image_id}"))
             ui.view_button(int(item.image_id))
             if draft is not None:

@@ -353,7 +353,7 @@ def audit_section(workspace) -> None:
     grid = st.grid(6, min_column_width=120, gap="xsmall")
     for picture, item in zip(ui.thumbnails(workspace, [i.image_id for i in todo]), todo):
         with grid.cell():
-            ui.show_thumbnail(picture, caption=f"{item.predicted} {item.confidence:.2f}")
+            ui.show_thumbnail(picture, caption=ui.plain(f"{item.predicted} {item.confidence:.2f}"))
             answers[item.image_id] = st.selectbox("answer", ["-", "correct", *[f"is {c}" for c in classes if c != item.predicted]],
                                                   key=f"audit_{audit.id}_{item.image_id}", label_visibility="collapsed")
     if st.button("Save the audit answers", type="primary"):
