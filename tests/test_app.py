@@ -526,3 +526,20 @@ def test_a_vae_only_pretrained_is_not_offered_to_score_or_predict_with(sample):
     assert_clean(train)
     button(train, "Predict the unlabeled images").click().run()
     assert_clean(train)
+
+
+def test_home_counts_accepted_labels_and_names_the_pending_ones(sample):
+    from conftest import cli
+
+    from serieslabeler.labels import current_labels, pending_labels
+
+    label_two_clusters_by_their_majority(sample)
+    assert cli("train", "--workspace", sample)[0] == 0 and cli("predict", "--workspace", sample)[0] == 0
+    code, routed = cli("route", "--workspace", sample, "--threshold", "0", "--no-support")
+    assert code == 0 and routed["pseudo_labeled"] > 0, routed
+    with Workspace.open(sample) as workspace:
+        accepted, pending = len(current_labels(workspace, include_pending=False)), len(pending_labels(workspace))
+    app = run_page("home")
+    assert_clean(app)
+    labeled = next(m for m in app.metric if m.label == "Labeled")
+    assert labeled.value == str(accepted) and f"{pending} pending review" in str(labeled.proto.delta)

@@ -73,7 +73,7 @@ def render(workspace) -> None:
     with st.expander("New collection", icon=":material/add_photo_alternate:", expanded=not info["images"]):
         with ui.errors_shown():
             new_collection()
-    labeled = sum(info["labels_by_source"].values())
+    labeled = sum(info["labels_by_source"].values()) - info["pending"]
     counts = {
         "images": info["images"],
         "samples": info["samples"],
@@ -86,7 +86,8 @@ def render(workspace) -> None:
     row = st.columns(5)
     row[0].metric("Images", info["images"])
     row[1].metric("Subjects", info["subjects"])
-    row[2].metric("Labeled", labeled, help="Images with a label made in the tool (any source).")
+    row[2].metric("Labeled", labeled, delta=f"{info['pending']} pending review" if info["pending"] else None, delta_color="off", delta_arrow="off",
+                  help="Accepted labels made in the tool (any source); pseudo-labels routed from a model wait on Train & route for review.")
     row[3].metric("Clusterings", info["clusterings"])
     row[4].metric("Models", info["models"])
 

@@ -44,7 +44,8 @@ def label_counts(workspace: Workspace) -> dict:
     for label, source, n in workspace.db.execute("SELECT label, source, n FROM label_counts"):
         by_source[source] = by_source.get(source, 0) + n
         by_label[label] = by_label.get(label, 0) + n
-    return {"labels_by_source": dict(sorted(by_source.items())), "labels": dict(sorted(by_label.items()))}
+    pending = workspace.db.execute("SELECT COUNT(*) FROM current_labels WHERE status='pending'").fetchone()[0]
+    return {"labels_by_source": dict(sorted(by_source.items())), "labels": dict(sorted(by_label.items())), "pending": pending}
 
 
 def collection_summary(workspace: Workspace) -> dict:
