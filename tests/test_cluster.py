@@ -233,3 +233,20 @@ def test_cli_round_trip(bananas_embedded):
         assert code == 2 and "at least 1 neighbour" in error["error"], algorithm
     code, error = cli("split", "--workspace", ws, "--clustering", "999", "--cluster", "0")
     assert code == 2 and "no clustering 999" in error["error"]
+
+
+@pytest.mark.parametrize("command", ["cluster", "suggest-k"])
+@pytest.mark.parametrize("components", ["0", "-2"])
+def test_cli_refuses_fewer_than_one_pca_component(bananas_embedded, command, components):
+    code, data = cli(command, "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--algorithm", "kmeans",
+                     *(["--k", "3"] if command == "cluster" else []), "--on", "pca", "--components", components)
+    assert code == 2 and data["error"] == f"--components must be at least 1, not {components}"
+
+
+def test_suggest_k_tries_only_the_ks_a_small_sample_can_hold(workspace):
+    """The app's elbow chart asks for k up to 15; a sample of 6 images gets k = 2..5."""
+    ids = workspace.db.execute("SELECT id FROM images ORDER BY id LIMIT 6").fetchall()
+    suggestion = suggest_k(workspace, FEATURES, range(2, 16), image_ids=[i for (i,) in ids])
+    assert suggestion.ks == [2, 3, 4, 5] and len(suggestion.silhouette) == 4
+    with pytest.raises(PipelineError, match="no k to try"):
+        suggest_k(workspace, FEATURES, range(3, 16), image_ids=[i for (i,) in ids[:3]])

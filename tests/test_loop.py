@@ -162,3 +162,23 @@ def test_cli_route_and_thresholds(workspace):
     assert code == 0 and data["pseudo_labeled"] + data["to_cluster"] == 60
     with pytest.raises(SystemExit):  # a threshold is required
         cli("route", "--workspace", workspace.root)
+
+
+@pytest.mark.parametrize("test_size", ["0", "1", "-0.5", "nan"])
+def test_cli_evaluate_refuses_a_test_size_outside_0_to_1(workspace, test_size):
+    code, data = cli("evaluate", "--workspace", workspace.root, "--test-size", test_size)
+    assert code == 2 and data["error"].startswith("--test-size must be strictly between 0 and 1"), data
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--threshold", "0.9", "--smooth", "-3"], "--smooth must be 0 (off) or an odd number of predictions"),
+    (["--threshold", "0.9", "--smooth", "2"], "--smooth must be 0 (off) or an odd number of predictions"),
+    (["--class-thresholds", "O=0.9,bogus=0.9"], "--class-thresholds: the model has no class bogus; its classes are O, R, U, V"),
+    (["--class-thresholds", "O=0.9,V"], "--class-thresholds: 'V' is not NAME=NUMBER (e.g. O=0.9,R=0.8)"),
+])
+def test_cli_route_refuses_a_bad_smoothing_window_and_classes_the_model_does_not_know(workspace, options, message):
+    label_subjects_with_truth(workspace, np.unique(ground_truth(workspace)[2])[:8])
+    assert cli("train", "--workspace", workspace.root, "--features", FEATURES)[0] == 0
+    assert cli("predict", "--workspace", workspace.root)[0] == 0
+    code, data = cli("route", "--workspace", workspace.root, *options)
+    assert code == 2 and data["error"].startswith(message), data

@@ -115,3 +115,9 @@ def test_map_of_a_sample_holds_only_its_images(mapped):
                      "--metadata", "days=0.3,group=0.1", "--jobs", "1")
     assert code == 0 and data["n"] == 40 and data["params"]["sample_id"] == sample.id
     assert sorted(load_map(workspace, data["map_id"]).ids.tolist()) == sorted(sample.image_ids.tolist())
+
+
+@pytest.mark.parametrize("max_fit", ["-1", "2"])
+def test_map_refuses_a_max_fit_other_than_0_or_at_least_the_smallest_map(bananas_embedded, max_fit):
+    code, data = cli("map", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--max-fit", max_fit)
+    assert code == 2 and data["error"] == f"--max-fit must be 0 (fit all images) or at least 5 images, not {max_fit}"

@@ -134,3 +134,16 @@ def test_the_full_loop_routes_nothing_while_a_class_has_too_few_labels_as_the_to
     config = SimulationConfig(budget=0.15)
     assert run_scenario(digits, "full", seed=2, config=config).pseudo_routed > 0
     assert run_scenario(rare, "full", seed=2, config=config).pseudo_routed == 0
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--budget", "0"], "--budget must be positive (interactions per pool image), not 0"),
+    (["--budget", "-1"], "--budget must be positive (interactions per pool image), not -1"),
+    (["--order", "U,R,V,O,X"], "--order U,R,V,O,X: no ground-truth image is X (the ground truth holds O, R, U, V)"),
+    # before any work: not even the feature set is looked up
+    (["--out", "curves.txt", "--features", "no-such-features"], "--out curves.txt: write the curves to a .csv or a .json file"),
+])
+def test_cli_simulate_refuses_bad_options_before_simulating(bananas_embedded, options, message):
+    code, data = cli("simulate", "--workspace", bananas_embedded, "--features", "efficientnet_lite0", "--scenarios", "random",
+                     "--seeds", "0", *options)
+    assert code == 2 and data["error"] == message, data

@@ -133,3 +133,9 @@ def test_cli_train_predict_and_models(workspace):
     assert code == 0 and len(data["models"]) == 1
     code, data = cli("train", "--workspace", workspace.root, "--epochs", "2")
     assert code == 2 and "--epochs does not apply" in data["error"]
+
+
+@pytest.mark.parametrize("top_k", ["0", "-1"])
+def test_cli_predict_refuses_top_k_below_1(bananas_embedded, top_k):
+    code, data = cli("predict", "--workspace", bananas_embedded, "--top-k", top_k)
+    assert code == 2 and data["error"] == f"--top-k must be at least 1, not {top_k}"

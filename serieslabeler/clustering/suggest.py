@@ -50,6 +50,8 @@ def suggest_k(
 ) -> KSuggestion:
     """Cluster for every k in ``ks`` (nothing is saved) and score each: inertia and silhouette.
 
+    Only the ks below the number of images are tried (a silhouette needs two images in some
+    cluster), so a small sample gets the ks it can hold instead of an error after the others.
     ``params`` as for :func:`run_clustering`.
     """
 
@@ -57,6 +59,9 @@ def suggest_k(
     if not ks:
         raise PipelineError("give at least one k to try (e.g. --k-min 2 --k-max 10)")
     _, _, X, _ = prepare_space(workspace, feature_set, space, metadata, sample_id, image_ids, seed, params)
+    ks = [k for k in ks if k < len(X)]
+    if not ks:
+        raise PipelineError(f"these {len(X)} images hold no k to try: ks must be below the number of images")
     inertia, scores = [], []
     for done, k in enumerate(ks, 1):
         labels, _ = fit_clusters(X, algorithm, k, seed, **params)

@@ -89,11 +89,24 @@ class Collection:
 
         name = FeatureStore(workspace).resolve(feature_set)
         ids, truth, subjects = ground_truth(workspace)
+        if order is not None:
+            check_order(order, truth)
         ensure_features(workspace, name, ids)
         _, X = FeatureStore(workspace).load(name, ids)
         days = metadata_frame(workspace, ids, ["days"])["days"].to_numpy(dtype=float)
         order = vocabulary_order(workspace) if order is None else order
         return cls(f"{workspace.root.name} ({name})", X, truth, subjects, days, order=None if order is None else tuple(order))
+
+
+def check_order(order, truth) -> None:
+    """Refuse a given stage order (``--order``) holding a stage no ground-truth image has (a
+    typo, most likely). Ground-truth labels outside the order are allowed: the oracle clicks
+    those images out of their series as not belonging (a stake, a blurred shot)."""
+    present = {str(v) for v in truth}
+    unused = [str(stage) for stage in order if str(stage) not in present]
+    if unused:
+        raise PipelineError(f"--order {','.join(map(str, order))}: no ground-truth image is {', '.join(unused)} "
+                            f"(the ground truth holds {', '.join(sorted(present))})")
 
 
 @dataclass

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from serieslabeler.cli.base import Result, add_common, parse_key_values
+from serieslabeler.cli.base import Result, add_common, check_number, parse_key_values
 from serieslabeler.clustering.algorithms import (
     ALGORITHMS,
     DENSE_LIMIT,
@@ -90,6 +90,7 @@ def add_space_arguments(parser) -> None:
 
 def space_arguments(args) -> dict:
     """Keyword arguments for :func:`run_clustering` / :func:`suggest_k` from the parsed options."""
+    check_number("--components", args.components, at_least=1)
     algorithm_options = {
         "linkage": args.linkage, "dense_limit": args.dense_limit, "neighbors": args.neighbors,
     }

@@ -7,7 +7,7 @@ from serieslabeler.embed.distributed import embed_with_ray
 from serieslabeler.embed.local import embed_workspace
 from serieslabeler.errors import PipelineError
 from serieslabeler.progress import ProgressLine
-from serieslabeler.space.reduce import MAX_FIT, create_map
+from serieslabeler.space.reduce import MAX_FIT, MIN_POINTS, create_map
 from serieslabeler.store.workspace import Workspace
 
 
@@ -81,6 +81,8 @@ def run_embed(args) -> Result:
 
 def run_map(args) -> Result:
 
+    if args.max_fit != 0 and args.max_fit < MIN_POINTS:
+        raise PipelineError(f"--max-fit must be 0 (fit all images) or at least {MIN_POINTS} images, not {args.max_fit}")
     metadata = parse_key_values(args.metadata, "--metadata")
     with Workspace.open(args.workspace) as workspace:
         saved = create_map(

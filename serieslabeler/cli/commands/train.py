@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from serieslabeler.cli.base import Result, add_common, parse_key_values
+from serieslabeler.cli.base import Result, add_common, check_number, parse_key_values
 from serieslabeler.cli.commands.vae import parse_options
 from serieslabeler.errors import PipelineError
 from serieslabeler.loop.demo import run_demo
@@ -17,7 +17,7 @@ from serieslabeler.metrics.calibration import declined_note
 from serieslabeler.metrics.classification import ClassificationReport
 from serieslabeler.models.configs import FinetuneConfig, HeadConfig
 from serieslabeler.models.evaluation import evaluate_model
-from serieslabeler.models.files import latest_model_id, list_models
+from serieslabeler.models.files import latest_model_id, list_models, model_classes
 from serieslabeler.models.predictions import predict
 from serieslabeler.models.training import train_model
 from serieslabeler.progress import ProgressLine
@@ -199,7 +199,8 @@ def add_threshold_arguments(parser, required: bool = True) -> None:
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--threshold", type=float, help="one confidence threshold for every class (e.g. 0.9)")
     group.add_argument("--class-thresholds", help="a threshold per class, e.g. Arm=0.9,Head=0.8 (other classes: never)")
-    parser.add_argument("--smooth", type=int, default=0, help="majority vote over this many predictions along each subject's series (off)")
+    parser.add_argument("--smooth", type=int, default=0, help="majority vote over this many predictions along each subject's series, "
+                        "an odd number: a window centred on each image (default 0: off)")
     support = parser.add_mutually_exclusive_group()
     support.add_argument("--support-quantile", type=float, default=SUPPORT_QUANTILE,
                          help="pseudo-label only images whose nearest labeled image is within this quantile of the labels' "
@@ -211,10 +212,24 @@ def support_of(args) -> float | None:
     return None if args.no_support else args.support_quantile
 
 
-def threshold_of(args, default: float | None = None):
+def threshold_of(args, default: float | None = None, classes: list[str] | None = None):
+    """``--threshold`` or ``--class-thresholds``; with ``classes`` (the model's), a class it does not know is refused."""
     if args.class_thresholds:
-        return parse_key_values(args.class_thresholds, "--class-thresholds")
+        example = ",".join(f"{c}={t}" for c, t in zip(classes or ["Arm", "Head"], ("0.9", "0.8")))
+        thresholds = parse_key_values(args.class_thresholds, "--class-thresholds", example)
+        unknown = [name for name in thresholds if classes is not None and name not in classes]
+        if unknown:
+            raise PipelineError(f"--class-thresholds: the model has no class {', '.join(unknown)}; its classes are {', '.join(classes)}")
+        return thresholds
     return default if args.threshold is None else args.threshold
+
+
+def smoothing_of(args) -> int:
+    """``--smooth``: 0 (off) or an odd window (an even one would vote over one prediction more)."""
+    if args.smooth < 0 or (args.smooth > 1 and args.smooth % 2 == 0):
+        raise PipelineError(f"--smooth must be 0 (off) or an odd number of predictions (a window centred on each image, "
+                            f"e.g. {max(3, args.smooth + 1)}), not {args.smooth}")
+    return args.smooth
 
 
 def run_train(args) -> Result:
@@ -233,6 +248,7 @@ def _model_id(workspace, model: int | None) -> int:
 
 
 def run_predict(args) -> Result:
+    check_number("--top-k", args.top_k, at_least=1)
     if args.address and args.engine != "ray":
         raise PipelineError("--address goes with --engine ray")
     with Workspace.open(args.workspace) as workspace:
@@ -248,10 +264,13 @@ def run_predict(args) -> Result:
 
 
 def run_route(args) -> Result:
+    smoothing = smoothing_of(args)
     with Workspace.open(args.workspace) as workspace:
+        model_id = _model_id(workspace, args.model)
+        threshold = threshold_of(args, classes=model_classes(workspace, model_id))
         image_ids = None if args.sample is None else sample_ids(workspace, args.sample)
         routing = route_predictions(
-            workspace, _model_id(workspace, args.model), threshold_of(args), image_ids, args.smooth, monotone=args.monotone,
+            workspace, model_id, threshold, image_ids, smoothing, monotone=args.monotone,
             support=support_of(args),
         )
     summary = routing.summary()
@@ -263,6 +282,7 @@ def run_route(args) -> Result:
 
 
 def run_evaluate(args) -> Result:
+    check_number("--test-size", args.test_size, above=0, below=1, what=" (a share of the subjects)")
     with Workspace.open(args.workspace) as workspace:
         evaluation = evaluate_model(workspace, args.model, args.test_size, args.seed)
     table = ClassificationReport.from_dict(evaluation.report).format()
@@ -329,12 +349,15 @@ def iterate_config(args) -> IterateConfig:
         features=args.features, weights=args.weights, strategy=args.strategy, subjects=args.subjects, size=args.size,
         algorithm=args.algorithm, k=args.k, overcluster=args.overcluster, metadata=parse_key_values(args.metadata, "--metadata"),
         mode=args.mode, train_params=mode_options(args), threshold=threshold_of(args, 0.9), target_precision=args.target_precision,
-        smoothing_window=args.smooth, purity=args.purity, hold_out=not args.no_hold_out, seed=args.seed, device=args.device,
+        smoothing_window=smoothing_of(args), purity=args.purity, hold_out=not args.no_hold_out, seed=args.seed, device=args.device,
         support=support_of(args),
     )
 
 
 def run_simulate(args) -> Result:
+    check_number("--budget", args.budget, above=0, what=" (interactions per pool image)")
+    if args.out and Path(args.out).suffix not in (".csv", ".json"):
+        raise PipelineError(f"--out {args.out}: write the curves to a .csv or a .json file")
     order = [s.strip() for s in args.order.split(",") if s.strip()] if args.order else None
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
