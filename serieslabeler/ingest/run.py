@@ -35,7 +35,7 @@ from serieslabeler.progress import Progress
 from serieslabeler.store.summary import bump_collection_version, bump_ground_truth_version, store_collection_summary
 from serieslabeler.store.workspace import STAGING_PREFIX, Workspace
 
-SKIP_HINT = "Fix these, or skip the bad rows and files: the good part is ingested and the rest listed."
+SKIP_HINT = "Fix these, or skip the bad rows and files (the good part is then ingested and the rest listed)."
 
 
 @dataclass

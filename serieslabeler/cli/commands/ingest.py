@@ -1,6 +1,9 @@
 """``ingest`` and ``info``: build a workspace from images + a metadata CSV, and describe it."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from serieslabeler.cli.base import Result, add_common
 from serieslabeler.errors import InputError
 from serieslabeler.ingest.run import SKIP_HINT, ingest
@@ -58,12 +61,18 @@ def run_ingest(args) -> Result:
         file=args.file,
         date_order=args.date_order,
     )
-    with Workspace.create(args.workspace) as workspace:
-        try:
-            report = ingest(workspace, args.images, args.metadata, mapping, args.skip_bad, ProgressLine("checking images"))
-        except InputError as error:
-            error.hint = " ".join([error.hint, *command_line_hints(error)]).strip()
-            raise
+    new = not Path(args.workspace).exists()
+    try:
+        with Workspace.create(args.workspace) as workspace:
+            try:
+                report = ingest(workspace, args.images, args.metadata, mapping, args.skip_bad, ProgressLine("checking images"))
+            except InputError as error:
+                error.hint = " ".join([error.hint, *command_line_hints(error)]).strip()
+                raise
+    except InputError:
+        if new:  # a first ingest that wrote nothing leaves no empty workspace behind
+            shutil.rmtree(args.workspace, ignore_errors=True)
+        raise
     data = {"ok": True, **report.to_dict()}
     text = (
         f"ingested into {args.workspace}: {report.added} added, {report.updated} updated, "
