@@ -47,6 +47,7 @@ from serieslabeler.models import (
     train_model,
 )
 from serieslabeler.store import Workspace, queries
+from serieslabeler.store.summary import label_counts
 
 MODE_HELP = (
     "head: a classifier on the cached features (seconds on a CPU); finetune: the whole CNN (meant for a GPU); "
@@ -104,9 +105,10 @@ def train_section(workspace) -> None:
             st.info(f"Its {record.metrics['overclusters_used']} overclusters are clustering {record.metrics['clustering_id']} "
                     f"(consistency with your labels {consistency:.2f}).")
             ui.page_link("label.py", "Label the overclusters", ":material/label:", clustering=record.metrics["clustering_id"])
-    if right.button("Predict the unlabeled images", disabled=not list_models(workspace, classifiers_only=True)):
+    classifiers = list_models(workspace, classifiers_only=True)
+    if right.button("Predict the unlabeled images", disabled=not classifiers):
         bar = ui.ProgressBar("Predicting")
-        predictions = predict(workspace, list_models(workspace, classifiers_only=True)[0]["id"], device=device, progress=bar)
+        predictions = predict(workspace, classifiers[0]["id"], device=device, progress=bar)
         bar.done()
         with st.spinner("Measuring the threshold curves (once per model)..."):
             prepare_curves(workspace, predictions.model_id)
@@ -328,7 +330,7 @@ def audit_section(workspace) -> None:
     row = st.columns([1, 1, 2])
     size = int(row[0].number_input("Audit size", 1, 1000, DEFAULT_AUDIT_SIZE, help="Images drawn at random, stratified by predicted class."))
     seed = int(row[1].number_input("Audit seed", 0, 10_000, 0))
-    if row[2].button("Draw an audit of the pending pseudo-labels", disabled=pending_labels(workspace).empty,
+    if row[2].button("Draw an audit of the pending pseudo-labels", disabled=not label_counts(workspace)["pending"],
                      help="Needs pending pseudo-labels: route first."):
         audit = draw_audit(workspace, size, seed, author=ui.author())
         st.success(f"Audit {audit.id}: {len(audit.items)} images drawn from {sum(audit.population.values())} pending pseudo-labels.")

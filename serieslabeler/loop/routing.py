@@ -40,6 +40,15 @@ def check_threshold(threshold: float | dict) -> None:
             raise PipelineError(f"a confidence threshold must be between 0 and 1, not {value}")
 
 
+def check_smoothing_window(window: int, name: str = "the smoothing window") -> int:
+    """0 (off) or an odd window: the vote is centred on each image, so an even one would vote
+    over one prediction more than asked."""
+    if window < 0 or (window > 1 and window % 2 == 0):
+        raise PipelineError(f"{name} must be 0 (off) or an odd number of predictions (a window centred on each image, "
+                            f"e.g. {max(3, window + 1)}), not {window}")
+    return window
+
+
 def route_mask(labels, confidence, threshold: float | dict) -> np.ndarray:
     """True where a prediction becomes a pseudo-label (confidence at or above its threshold)."""
     check_threshold(threshold)
@@ -185,6 +194,7 @@ def route_predictions(
     """
 
     check_threshold(threshold)
+    check_smoothing_window(smoothing_window)
     if support is not None:
         check_quantile(support)
     rejections = rejected_labels(workspace)  # all of them: as many as the expert made, however many images are routed

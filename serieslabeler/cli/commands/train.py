@@ -10,7 +10,7 @@ from serieslabeler.cli.commands.vae import parse_options
 from serieslabeler.errors import PipelineError
 from serieslabeler.loop.demo import run_demo
 from serieslabeler.loop.iterate import IterateConfig, iterate, list_iterations
-from serieslabeler.loop.routing import route_predictions
+from serieslabeler.loop.routing import check_smoothing_window, route_predictions
 from serieslabeler.loop.support import SUPPORT_QUANTILE
 from serieslabeler.loop.threshold import measured_images, prepare_curves, validation_curves
 from serieslabeler.metrics.calibration import declined_note
@@ -217,7 +217,7 @@ def threshold_of(args, default: float | None = None, classes: list[str] | None =
     if args.class_thresholds:
         example = ",".join(f"{c}={t}" for c, t in zip(classes or ["Arm", "Head"], ("0.9", "0.8")))
         thresholds = parse_key_values(args.class_thresholds, "--class-thresholds", example)
-        unknown = [name for name in thresholds if classes is not None and name not in classes]
+        unknown = [] if classes is None else [name for name in thresholds if name not in classes]
         if unknown:
             raise PipelineError(f"--class-thresholds: the model has no class {', '.join(unknown)}; its classes are {', '.join(classes)}")
         return thresholds
@@ -225,11 +225,7 @@ def threshold_of(args, default: float | None = None, classes: list[str] | None =
 
 
 def smoothing_of(args) -> int:
-    """``--smooth``: 0 (off) or an odd window (an even one would vote over one prediction more)."""
-    if args.smooth < 0 or (args.smooth > 1 and args.smooth % 2 == 0):
-        raise PipelineError(f"--smooth must be 0 (off) or an odd number of predictions (a window centred on each image, "
-                            f"e.g. {max(3, args.smooth + 1)}), not {args.smooth}")
-    return args.smooth
+    return check_smoothing_window(args.smooth, "--smooth")
 
 
 def run_train(args) -> Result:
