@@ -143,10 +143,14 @@ def routing_labels(
     stored predictions of ``image_ids`` (default: the unlabeled images) calibrated, then decoded
     monotone along each series or smoothed, as :func:`route_predictions` describes. What a page
     previews before routing is this, so the count it shows is the count it routes."""
-    routed = unlabeled_image_ids(workspace) if image_ids is None else np.asarray(image_ids, dtype=np.int64)
-    # pending pseudo-labels are read along with them, as the model's predictions they are, so a
-    # second routing decodes each series as the first did instead of decoding what it left
-    predictions = load_predictions(workspace, model_id, np.union1d(routed, pending_labels(workspace)["image_id"].to_numpy(dtype=np.int64)) if image_ids is None else routed)
+    if image_ids is None:
+        routed = unlabeled_image_ids(workspace)
+        # pending pseudo-labels are read along with them, as the model's predictions they are, so a
+        # second routing decodes each series as the first did instead of decoding what it left
+        read = np.union1d(routed, pending_labels(workspace)["image_id"].to_numpy(dtype=np.int64))
+    else:
+        routed = read = np.asarray(image_ids, dtype=np.int64)
+    predictions = load_predictions(workspace, model_id, read)
     ids = predictions.image_ids
     if len(ids) == 0:
         return RoutingLabels(ids, np.zeros(0, dtype=str), np.zeros(0), len(predictions.classes))
